@@ -1,0 +1,125 @@
+"""Core types of block specs: :class:`Op`, :class:`BlockGraph` and the spec registry."""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable, Sequence
+
+#: Name under which a block graph refers to the block's own input tensor.
+BLOCK_INPUT = "input"
+
+_SPECS: dict[str, Callable[[dict, tuple], "BlockGraph"]] = {}
+
+
+@dataclasses.dataclass(frozen=True)
+class Op:
+    """One primitive layer inside a block.
+
+    Attributes:
+        name: local name, unique in the block (``"expand"``, ``"expand_BN"``).  The Keras
+            layer made from it is named ``prefix + name``.
+        class_name: the layer class, e.g. ``"Conv2D"``.
+        config: keyword arguments of the layer (no ``name``).
+        inputs: local names of the ops feeding it; :data:`BLOCK_INPUT` is the block input.
+            More than one input means a merge layer called on a list.
+        package: ``"keras"`` for ``keras.layers`` classes, ``"keras_cnnkit"`` for this
+            package's primitive layers (``ReLU6``, ``ChannelShuffle``, ...).
+    """
+
+    name: str
+    class_name: str
+    config: dict
+    inputs: tuple = (BLOCK_INPUT,)
+    package: str = "keras"
+
+
+@dataclasses.dataclass(frozen=True)
+class BlockGraph:
+    """A block as a DAG of :class:`Op`, listed in a valid execution order."""
+
+    ops: tuple
+    output: str
+
+    def __post_init__(self):
+        seen = {BLOCK_INPUT}
+        for op in self.ops:
+            for src in op.inputs:
+                if src not in seen:
+                    raise ValueError(f"op {op.name!r} reads {src!r} before it is defined")
+            if op.name in seen:
+                raise ValueError(f"duplicate op name {op.name!r}")
+            seen.add(op.name)
+        if self.output not in seen:
+            raise ValueError(f"block output {self.output!r} is not an op")
+
+
+def register_spec(class_name: str):
+    """Register ``fn(config, input_shape) -> BlockGraph`` as the spec of a block class."""
+
+    def decorator(fn):
+        _SPECS[class_name] = fn
+        return fn
+
+    return decorator
+
+
+def get_spec(class_name: str) -> Callable[[dict, tuple], BlockGraph]:
+    """The spec function of block ``class_name``; ``KeyError`` if it has none."""
+    _ensure_loaded()
+    return _SPECS[class_name]
+
+
+def registered_specs() -> dict:
+    """All registered block specs, by class name."""
+    _ensure_loaded()
+    return dict(_SPECS)
+
+
+def _ensure_loaded():
+    # Importing the spec modules registers them.
+    import keras_cnnkit.blockspec.specs  # noqa: F401  pylint: disable=unused-import
+
+
+def to_tuple(value: Any, rank: int, arg_name: str = "value") -> tuple:
+    """Normalise an int or a sequence to a tuple of ``rank`` ints (Keras' convention)."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        out = (value,) * rank
+    elif isinstance(value, Sequence) and len(value) == rank:
+        out = tuple(value)
+    else:
+        raise ValueError(f"`{arg_name}` must be an int or a sequence of {rank} ints, got {value!r}")
+    for v in out:
+        if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+            raise ValueError(f"`{arg_name}` must hold positive ints, got {value!r}")
+    return out
+
+
+def channel_axis(data_format: str) -> int:
+    """-1 for ``channels_last``, 1 for ``channels_first`` (batch included)."""
+    if data_format == "channels_last":
+        return -1
+    if data_format == "channels_first":
+        return 1
+    raise ValueError(
+        f"`data_format` must be 'channels_last' or 'channels_first', got {data_format!r}"
+    )
+
+
+def channels_of(input_shape: Sequence, data_format: str) -> int:
+    """The channel count of a batched shape."""
+    c = input_shape[channel_axis(data_format)]
+    if c is None:
+        raise ValueError("the channel dimension of the input must be known")
+    return int(c)
+
+
+def make_divisible(value: float, divisor: int = 8, min_value: int | None = None,
+                   round_limit: float = 0.9) -> int:
+    """Round ``value`` to a multiple of ``divisor`` without dropping more than 10%.
+
+    The rounding rule used by MobileNetV2, EfficientNet and timm.
+    """
+    min_value = min_value or divisor
+    new_value = max(min_value, int(value + divisor / 2) // divisor * divisor)
+    if new_value < round_limit * value:
+        new_value += divisor
+    return new_value

@@ -1,0 +1,19 @@
+"""``ReLU6``: min(max(0, x), 6), MobileNet's low-precision-friendly activation.
+
+Reference: Howard et al., "MobileNets: Efficient Convolutional Neural Networks for
+Mobile Vision Applications", 2017; Sandler et al., "MobileNetV2", 2018 (seed 002).
+"""
+import keras
+
+from keras_cnnkit.layers.base import register
+
+
+@register
+class ReLU6(keras.layers.Layer):
+    """ReLU capped at 6: ``min(max(0, x), 6)``."""
+
+    def call(self, inputs):  # pylint: disable=arguments-differ
+        return keras.ops.relu6(inputs)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
