@@ -9,9 +9,9 @@ import importlib
 
 __version__ = "0.1.0"
 
+# ``keras_cnnkit.lint`` is a callable module: ``keras_cnnkit.lint(model)`` lints.
 _LAZY_SUBMODULES = ("layers", "models", "analysis", "blockspec", "lint", "bench", "export")
 _LAZY_ATTRS = {
-    "lint": ("keras_cnnkit.lint.api", "lint"),
     "Report": ("keras_cnnkit.lint.api", "Report"),
     "list_models": ("keras_cnnkit.models", "list_models"),
     "create_model": ("keras_cnnkit.models", "create_model"),
