@@ -1,0 +1,25 @@
+"""keras.applications-exact builders and more, with a timm-like registry.
+
+Every builder has keras.applications' signature (``include_top, weights, input_tensor,
+input_shape, pooling, classes, classifier_activation, name``), its family's own knobs
+(``alpha`` for MobileNets) and the common options of
+:class:`~keras_cnnkit.models.assembly.Options` (``in_channels``, ``features_only``,
+``out_indices``, ``output_stride``, ``width_multiplier``, ``drop_path_rate``,
+``dropout``).  ``create_model(name, **kwargs)`` builds a registered model by name.
+"""
+from keras_cnnkit.models.alexnet import build_alexnet
+from keras_cnnkit.models.assembly import FeatureInfo, Options
+from keras_cnnkit.models.registry import create_model, list_models, register_model
+from keras_cnnkit.models.vgg import build_vgg16
+from keras_cnnkit.models.weights import WeightsUnavailableError
+
+__all__ = [
+    "FeatureInfo",
+    "Options",
+    "WeightsUnavailableError",
+    "build_alexnet",
+    "build_vgg16",
+    "create_model",
+    "list_models",
+    "register_model",
+]
