@@ -2,12 +2,25 @@
 from __future__ import annotations
 
 import dataclasses
+import importlib
 from typing import Any, Callable, Sequence
 
 #: Name under which a block graph refers to the block's own input tensor.
 BLOCK_INPUT = "input"
 
 _SPECS: dict[str, Callable[[dict, tuple], "BlockGraph"]] = {}
+_RESOLVERS: dict[str, Callable[[dict], dict]] = {}
+
+
+class _Required:
+    """Marker for a block argument without a default."""
+
+    def __repr__(self):
+        return "REQUIRED"
+
+
+#: Default value of a block argument that has to be given.
+REQUIRED = _Required()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -52,14 +65,66 @@ class BlockGraph:
             raise ValueError(f"block output {self.output!r} is not an op")
 
 
-def register_spec(class_name: str):
-    """Register ``fn(config, input_shape) -> BlockGraph`` as the spec of a block class."""
+def register_spec(class_name: str, resolve: Callable[[dict], dict] | None = None):
+    """Register ``fn(config, input_shape) -> BlockGraph`` as the spec of a block class.
+
+    ``resolve(config) -> config`` (optional) fills in defaults and raises ``ValueError``
+    for bad arguments without needing an input shape; :func:`resolve_config` runs it.
+    """
 
     def decorator(fn):
         _SPECS[class_name] = fn
+        if resolve is not None:
+            _RESOLVERS[class_name] = resolve
         return fn
 
     return decorator
+
+
+def resolve_config(class_name: str, config: dict) -> dict:
+    """``config`` of block ``class_name`` with defaults filled in, validated."""
+    _ensure_loaded()
+    resolve = _RESOLVERS.get(class_name)
+    return resolve(dict(config)) if resolve is not None else dict(config)
+
+
+def with_defaults(block: str, config: dict, defaults: dict) -> dict:
+    """Merge ``config`` over ``defaults``; reject unknown and missing arguments."""
+    unknown = sorted(set(config) - set(defaults))
+    if unknown:
+        raise ValueError(f"{block} got unknown argument(s): {', '.join(unknown)}")
+    merged = {**defaults, **config}
+    for key, value in merged.items():
+        if value is REQUIRED:
+            raise ValueError(f"{block} needs the argument `{key}`")
+    return merged
+
+
+def check_int(value: Any, arg_name: str, minimum: int = 1) -> int:
+    """Raise ``ValueError`` naming ``arg_name`` unless ``value`` is an int >= ``minimum``."""
+    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
+        raise ValueError(f"`{arg_name}` must be an int >= {minimum}, got {value!r}")
+    return value
+
+
+def check_number(value: Any, arg_name: str, low: float, high: float | None = None,
+                 low_inclusive: bool = True) -> float:
+    """Raise ``ValueError`` unless ``low <= value`` (``<`` if exclusive) and ``value <= high``."""
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if ok:
+        ok = value >= low if low_inclusive else value > low
+        ok = ok and (high is None or value <= high)
+    if not ok:
+        bound = f"{'[' if low_inclusive else '('}{low}, {high if high is not None else 'inf'}"
+        raise ValueError(f"`{arg_name}` must be a number in {bound}], got {value!r}")
+    return value
+
+
+def check_choice(value: Any, arg_name: str, choices: Sequence) -> Any:
+    """Raise ``ValueError`` naming ``arg_name`` unless ``value`` is one of ``choices``."""
+    if value not in choices:
+        raise ValueError(f"`{arg_name}` must be one of {list(choices)}, got {value!r}")
+    return value
 
 
 def get_spec(class_name: str) -> Callable[[dict, tuple], BlockGraph]:
@@ -76,11 +141,11 @@ def registered_specs() -> dict:
 
 def _ensure_loaded():
     # Importing the spec modules registers them.
-    import keras_cnnkit.blockspec.specs  # noqa: F401  pylint: disable=unused-import
+    importlib.import_module("keras_cnnkit.blockspec.specs")
 
 
 def to_tuple(value: Any, rank: int, arg_name: str = "value") -> tuple:
-    """Normalise an int or a sequence to a tuple of ``rank`` ints (Keras' convention)."""
+    """Normalise an int or a sequence to a tuple of ``rank`` positive ints (Keras' style)."""
     if isinstance(value, int) and not isinstance(value, bool):
         out = (value,) * rank
     elif isinstance(value, Sequence) and len(value) == rank:
@@ -91,6 +156,18 @@ def to_tuple(value: Any, rank: int, arg_name: str = "value") -> tuple:
         if not isinstance(v, int) or isinstance(v, bool) or v < 1:
             raise ValueError(f"`{arg_name}` must hold positive ints, got {value!r}")
     return out
+
+
+def check_size(value: Any, arg_name: str) -> Any:
+    """Raise ``ValueError`` unless ``value`` is a positive int or a sequence of them.
+
+    Used where the rank is not known yet (before the input shape is).
+    """
+    items = value if isinstance(value, Sequence) and not isinstance(value, str) else [value]
+    if not items or any(not isinstance(v, int) or isinstance(v, bool) or v < 1 for v in items):
+        raise ValueError(f"`{arg_name}` must be a positive int or a sequence of them, "
+                         f"got {value!r}")
+    return value
 
 
 def channel_axis(data_format: str) -> int:

@@ -1,6 +1,19 @@
 """Public, serialisable Keras 3 blocks for efficient CNNs (``keras.ops`` only)."""
 from keras_cnnkit.layers.activations import ReLU6
 from keras_cnnkit.layers.base import SpecBlock, emit
-from keras_cnnkit.layers.conv import ConvBNAct
+from keras_cnnkit.layers.conv import ConvBNAct, DilatedConv
+from keras_cnnkit.layers.mobile import DepthwiseSeparableConv, InvertedResidual
+from keras_cnnkit.layers.regularization import DropPath
+from keras_cnnkit.layers.squeeze_excite import SqueezeExcite
 
-__all__ = ["ConvBNAct", "ReLU6", "SpecBlock", "emit"]
+__all__ = [
+    "ConvBNAct",
+    "DepthwiseSeparableConv",
+    "DilatedConv",
+    "DropPath",
+    "InvertedResidual",
+    "ReLU6",
+    "SpecBlock",
+    "SqueezeExcite",
+    "emit",
+]

@@ -8,12 +8,17 @@ same graph is
 * emitted into a functional model as plain, top-level layers by :func:`emit` (what the
   builders use, so that their layer list matches keras.applications).
 """
+# Keras layers: a deep class hierarchy, Layer.add_metric is an abstract stub, and
+# Layer.call/compute_output_shape take *args.
+# pylint: disable=too-many-ancestors,abstract-method,arguments-differ
 from __future__ import annotations
+
+import importlib
 
 import keras
 
 from keras_cnnkit.blockspec import BlockGraph, get_spec
-from keras_cnnkit.blockspec.core import BLOCK_INPUT
+from keras_cnnkit.blockspec.core import BLOCK_INPUT, resolve_config
 
 PACKAGE = "keras_cnnkit"
 
@@ -30,7 +35,7 @@ def layer_class(class_name: str, package: str = "keras"):
     cls = keras.saving.get_registered_object(f"{package}>{class_name}")
     if cls is None:
         # The layer modules register on import.
-        import keras_cnnkit.layers  # noqa: F401  pylint: disable=unused-import
+        importlib.import_module("keras_cnnkit.layers")
         cls = keras.saving.get_registered_object(f"{package}>{class_name}")
     if cls is None:
         raise ValueError(f"unknown layer class {package}>{class_name}")
@@ -71,13 +76,19 @@ class SpecBlock(keras.layers.Layer):
     """Base class of composite blocks defined by a spec.
 
     Subclasses call ``super().__init__(block_args, **kwargs)`` with their own arguments
-    (validated) in ``block_args``; :meth:`get_config` returns them so that
+    in ``block_args``.  They are validated (``ValueError`` naming the argument) and
+    completed with the spec's defaults here; a ``data_format`` of ``None`` becomes
+    ``keras.config.image_data_format()``.  :meth:`get_config` returns them so that
     ``from_config(get_config())`` rebuilds the block.
     """
 
     def __init__(self, block_args: dict, **kwargs):
+        block_args = dict(block_args)
+        if "data_format" in block_args and block_args["data_format"] is None:
+            block_args["data_format"] = keras.config.image_data_format()
+        block_args = resolve_config(type(self).__name__, block_args)
         super().__init__(**kwargs)
-        self._block_args = dict(block_args)
+        self._block_args = block_args
         self._graph = None
         self._op_layers = None
 
@@ -105,7 +116,7 @@ class SpecBlock(keras.layers.Layer):
         self.op_layers = list(self._op_layers.values())
         self.built = True
 
-    def call(self, inputs):  # pylint: disable=arguments-differ
+    def call(self, inputs):
         return run_graph(self._graph, self._op_layers, inputs)
 
     def compute_output_shape(self, input_shape):

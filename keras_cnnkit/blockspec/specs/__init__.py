@@ -1,2 +1,5 @@
 """Spec modules, one per block family.  Importing this package registers them all."""
-from keras_cnnkit.blockspec.specs import conv  # noqa: F401  pylint: disable=unused-import
+# pylint: disable=unused-import
+from keras_cnnkit.blockspec.specs import conv  # noqa: F401
+from keras_cnnkit.blockspec.specs import mobile  # noqa: F401
+from keras_cnnkit.blockspec.specs import squeeze_excite  # noqa: F401
