@@ -20,6 +20,7 @@ else, identically for every family:
 from __future__ import annotations
 
 import dataclasses
+import functools
 import warnings
 from typing import Callable
 
@@ -221,7 +222,7 @@ class BuildContext:
         return self.record(layer(x))
 
 
-def _head_dtype():
+def head_dtype():
     """float32 for the classifier under a mixed policy (stable softmax), else default."""
     import keras
 
@@ -236,7 +237,7 @@ def dense_head(x, ctx: BuildContext, classes: int, classifier_activation):
     x = keras.layers.GlobalAveragePooling2D(data_format=ctx.data_format, name="avg_pool")(x)
     if ctx.options.dropout:
         x = keras.layers.Dropout(ctx.options.dropout, name="top_dropout")(x)
-    return keras.layers.Dense(classes, activation=classifier_activation, dtype=_head_dtype(),
+    return keras.layers.Dense(classes, activation=classifier_activation, dtype=head_dtype(),
                               name="predictions")(x)
 
 
@@ -251,7 +252,7 @@ def fc_head(x, ctx: BuildContext, classes: int, classifier_activation,
         if ctx.options.dropout:
             x = keras.layers.Dropout(ctx.options.dropout, name=f"{layer_name}_dropout")(x)
         x = keras.layers.Dense(n, activation="relu", name=layer_name)(x)
-    return keras.layers.Dense(classes, activation=classifier_activation, dtype=_head_dtype(),
+    return keras.layers.Dense(classes, activation=classifier_activation, dtype=head_dtype(),
                               name="predictions")(x)
 
 
@@ -376,7 +377,7 @@ def assemble(family: Family, body: Callable, *, include_top: bool = True, weight
     shape = resolve_input_shape(family, input_shape, data_format, include_top, weights,
                                 opts.in_channels)
     rows = shape[1] if data_format == "channels_first" else shape[0]
-    weights_file = None
+    weights_file = size = None
     if weights == "imagenet":
         size = rows if rows in family.weight_sizes else family.default_size
         if family.weight_sizes and rows not in family.weight_sizes:
@@ -396,8 +397,18 @@ def assemble(family: Family, body: Callable, *, include_top: bool = True, weight
         twin_shape = list(shape)
         twin_shape[0 if data_format == "channels_first" else -1] = 3
         twin_opts = dict(options, in_channels=None, features_only=False)
-        twin = assemble(family, body, weights=weights, input_shape=tuple(twin_shape),
-                        **common, **twin_opts)
+        twin_build = functools.partial(assemble, family, body, weights=weights,
+                                       input_shape=tuple(twin_shape), **twin_opts)
+        try:
+            twin = twin_build(**common)
+        except ValueError as err:
+            # A features-only model may be given a weights file saved with the top.
+            if include_top or weights == "imagenet":
+                raise
+            try:
+                twin = twin_build(**{**common, "include_top": True})
+            except ValueError:
+                raise err from None
         weights_lib.transfer_weights(twin, model)
         return model
 
@@ -415,7 +426,7 @@ def assemble(family: Family, body: Callable, *, include_top: bool = True, weight
         from keras.src.ops import operation_utils
 
         inputs = operation_utils.get_source_inputs(input_tensor)
-    model_name = name(rows) if callable(name) else name
+    model_name = name(size if weights_file else rows) if callable(name) else name
     model = keras.Model(inputs, outputs, name=model_name)
     if opts.features_only:
         model.feature_info = tuple(info)
