@@ -1,0 +1,430 @@
+"""Applying replacements to a live Keras model: rebuild it, carrying weights over.
+
+The model is re-run layer by layer in topological order (``keras.models.clone_model``
+with a ``call_function`` for functional models, the layer list for ``Sequential``).
+Each layer is cloned from its config and keeps its weights, except the layers a
+replacement removes: when the last of them is reached, the replacement's layers are
+called instead.  Layers inside ``keras_cnnkit`` blocks (IR names ``block/op``) are
+reachable too: a block a replacement touches is expanded into its ops as plain layers
+(``block_op``), with their weights.
+
+Function-preserving replacements carry weights into the new layers: a layer of the
+fragment with the same name (or, failing that, the same position and op) as a removed
+layer takes its weights; a conv/dense that lost its bias folds it into the batch norm
+it feeds (moving mean − bias).  Other new layers start from their initialisers.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable, Iterable, Optional, Sequence, Union
+
+import keras
+
+from keras_cnnkit.analysis.ir import Graph, OpKind
+from keras_cnnkit.errors import CnnkitError
+from keras_cnnkit.lint.findings import Finding
+from keras_cnnkit.rewrite import fold
+from keras_cnnkit.rewrite.codegen import call_layers, layer_name, node_layers
+from keras_cnnkit.rewrite.plan import Skipped, select_findings
+
+#: A fragment entry's layers, or a factory making them from the original layers
+#: (IR name → layer) once those have been reached.
+LayerSource = Union[list, Callable[[dict], list]]
+
+
+class RewriteError(CnnkitError, ValueError):
+    """A replacement cannot be applied to this model (unknown node, dangling output...)."""
+
+
+@dataclasses.dataclass
+class Substitution:
+    """One replacement, in terms of Keras layers.
+
+    Attributes:
+        removed: IR names of the replaced nodes, topological order.
+        output: the fragment entry (or outside IR node) whose value replaces
+            ``removed[-1]``.
+        entries: ``(ir_name, layers, input_ir_names)`` per new node, in call order;
+            ``layers`` may be a :data:`LayerSource` factory.
+        carry: ``carry(original_layers, new_layers)`` sets the new layers' weights
+            (both dicts by IR name), or None.
+        finding: the finding it comes from, if any.
+        preserves_function: whether the rebuilt model computes the same function.
+    """
+
+    removed: list
+    output: str
+    entries: list
+    carry: Optional[Callable[[dict, dict], None]] = None
+    finding: Optional[Finding] = None
+    preserves_function: bool = False
+
+
+@dataclasses.dataclass
+class RewriteResult:
+    """What :func:`rewrite_model` did.
+
+    Attributes:
+        model: the rebuilt model.
+        applied: the substitutions applied, in model order.
+        skipped: the findings not applied, each with the reason (:class:`Skipped`).
+    """
+
+    model: keras.Model
+    applied: list
+    skipped: list
+
+    @property
+    def needs_retraining(self) -> bool:
+        """True when some applied substitution changes what the model computes."""
+        return any(not sub.preserves_function for sub in self.applied)
+
+    @property
+    def applied_findings(self) -> list:
+        """The findings behind the applied substitutions."""
+        return [sub.finding for sub in self.applied if sub.finding is not None]
+
+
+class _Removed:
+    """Stands for the value of a removed intermediate node while the model is re-run."""
+
+    def __init__(self, name: str):
+        self.name = name
+
+
+def substitution_for(finding: Finding, dtype: Any = None) -> Substitution:
+    """The :class:`Substitution` of ``finding``'s replacement (layers from codegen)."""
+    rep = finding.replacement
+    if rep is None:
+        raise RewriteError(f"{finding.code} at {finding.layer!r} has no replacement")
+    entries = [(node.name, _codegen_source(node, dtype), list(node.inputs))
+               for node in rep.nodes]
+    carry = _finding_carry(finding) if rep.preserves_function else _same_name_carry(finding)
+    return Substitution(list(rep.removed), rep.output, entries, carry=carry,
+                        finding=finding, preserves_function=rep.preserves_function)
+
+
+def _codegen_source(node, dtype) -> Callable[[dict, Callable[[str], str]], list]:
+    def make(_originals: dict, name_for: Callable[[str], str]) -> list:
+        return node_layers(node, name=name_for(node.name), dtype=dtype)
+    return make
+
+
+def _counterparts(finding: Finding) -> list:
+    """``(fragment node, removed name)`` pairs: same name, else same position and op."""
+    rep = finding.replacement
+    removed = set(rep.removed)
+    pairs = [(node, node.name) for node in rep.nodes if node.name in removed]
+    if not pairs and len(rep.nodes) == len(rep.removed):
+        pairs = list(zip(rep.nodes, rep.removed))
+    return pairs
+
+
+def _same_name_carry(finding: Finding) -> Callable[[dict, dict], None]:
+    """Copy weights into fragment layers that keep a removed layer's name and shapes."""
+    def carry(originals: dict, new: dict) -> None:
+        for node, old_name in _counterparts(finding):
+            if node.name != old_name:
+                continue
+            old, layer = originals.get(old_name), new.get(node.name)
+            if old is not None and layer is not None and _shapes(old) == _shapes(layer):
+                layer.set_weights(old.get_weights())
+    return carry
+
+
+def _finding_carry(finding: Finding) -> Callable[[dict, dict], None]:
+    """Weights for a function-preserving fragment: copy, or fold a dropped bias into BN."""
+    def carry(originals: dict, new: dict) -> None:
+        dropped_bias = {}
+        for node, old_name in _counterparts(finding):
+            old, layer = originals[old_name], new[node.name]
+            old_w = old.get_weights()
+            if _shapes(old) == _shapes(layer):
+                layer.set_weights(old_w)
+            elif (len(old_w) == 2 and len(layer.weights) == 1
+                  and tuple(layer.weights[0].shape) == old_w[0].shape):
+                layer.set_weights(old_w[:1])
+                dropped_bias[node.name] = old_w[1]
+            else:
+                raise RewriteError(f"cannot carry the weights of {old_name!r} into "
+                                   f"{node.name!r}: shapes {_shapes(old)} vs {_shapes(layer)}")
+            if node.op == OpKind.BATCHNORM and node.inputs and node.inputs[0] in dropped_bias:
+                fold.fold_bias_into_bn(dropped_bias.pop(node.inputs[0]), layer)
+        if dropped_bias:
+            raise RewriteError("a dropped bias has no batch norm to fold into: "
+                               + ", ".join(dropped_bias))
+    return carry
+
+
+def _shapes(layer) -> list:
+    return [tuple(w.shape) for w in layer.weights]
+
+
+def rewrite_model(model: keras.Model, findings: Iterable[Finding] = (),
+                  substitutions: Sequence[Substitution] = (), select=None,
+                  graph: Optional[Graph] = None, dtype: Any = None) -> RewriteResult:
+    """Rebuild ``model`` with the findings' replacements (and extra ``substitutions``).
+
+    Args:
+        model: a built Functional or Sequential model.  It is not modified.
+        findings: findings of a lint of ``model``; those without a replacement, not
+            matched by ``select``, or in conflict with a bigger saving are skipped.
+        substitutions: further substitutions (e.g. from :func:`fold_batchnorm`).
+        select: codes, code prefixes or symbols of the findings to apply (None: all).
+        graph: the IR of ``model``, to reject replacements that would leave a node
+            dangling.
+        dtype: dtype policy of the new layers (None: Keras' default).
+
+    Raises:
+        RewriteError: the model is not Functional/Sequential, or a replacement names a
+            node the model does not have.
+    """
+    chosen, skipped = select_findings(list(findings), select=select, graph=graph)
+    subs = [substitution_for(f, dtype=dtype) for f in chosen] + list(substitutions)
+    if not subs:
+        return RewriteResult(_rebuild(model, []).model, [], skipped)
+    rebuilt = _rebuild(model, subs)
+    rebuilt.skipped = skipped
+    return rebuilt
+
+
+def apply_findings(model: keras.Model, findings: Iterable[Finding], select=None,
+                   graph: Optional[Graph] = None) -> keras.Model:
+    """``model`` rebuilt with the findings' replacements; see :func:`rewrite_model`."""
+    return rewrite_model(model, findings, select=select, graph=graph).model
+
+
+def fold_batchnorm(model: keras.Model, graph: Optional[Graph] = None) -> RewriteResult:
+    """Inference transform: fold each batch norm into the conv/dense feeding it.
+
+    A conv, depthwise conv or dense without a fused activation, whose only consumer is
+    a ``BatchNormalization`` over its channel axis, becomes one layer with a bias;
+    the batch norm disappears.  The outputs in inference are unchanged (to float
+    rounding); the model should not be trained afterwards.
+    """
+    if graph is None:
+        from keras_cnnkit.analysis.frontends.keras_live import graph_from_keras
+        graph = graph_from_keras(model)
+    return _rebuild(model, batchnorm_fold_substitutions(graph))
+
+
+def batchnorm_fold_substitutions(graph: Graph) -> list:
+    """The :class:`Substitution` of every foldable (conv/dense → BN) pair of ``graph``."""
+    subs = []
+    for node in graph:
+        if node.op not in (OpKind.CONV, OpKind.DEPTHWISE_CONV, OpKind.DENSE):
+            continue
+        if (node.attr("activation") or "linear") != "linear" or node.name in graph.outputs:
+            continue
+        bn = graph.single_consumer(node)
+        if bn is None or bn.op != OpKind.BATCHNORM or len(bn.inputs) != 1:
+            continue
+        axis = bn.attr("axis", -1 if bn.data_format == "channels_last" else 1)
+        rank = len(bn.output_shape)
+        if axis not in ((-1, rank) if bn.data_format == "channels_last" else (1, -rank - 1)):
+            continue
+        subs.append(Substitution([node.name, bn.name], node.name,
+                                 [(node.name, _folded_layer(node.name), list(node.inputs))],
+                                 carry=_bn_fold_carry(node.name, bn.name),
+                                 preserves_function=True))
+    return subs
+
+
+def _folded_layer(conv_name: str) -> Callable[[dict, Callable[[str], str]], list]:
+    def make(originals: dict, name_for: Callable[[str], str]) -> list:
+        conv = originals[conv_name]
+        if type(conv).__name__ not in fold.KERNEL_LAYOUTS:
+            raise RewriteError(f"cannot fold a batch norm into {type(conv).__name__} "
+                               f"{conv_name!r}")
+        config = dict(conv.get_config(), use_bias=True, name=name_for(conv_name))
+        return [type(conv).from_config(config)]
+    return make
+
+
+def _bn_fold_carry(conv_name: str, bn_name: str) -> Callable[[dict, dict], None]:
+    def carry(originals: dict, new: dict) -> None:
+        conv, bn = originals[conv_name], originals[bn_name]
+        weights = conv.get_weights()
+        kernel, bias = weights[0], (weights[1] if len(weights) > 1 else None)
+        new[conv_name].set_weights(list(fold.fold_bn_into_kernel(
+            kernel, bias, bn, fold.KERNEL_LAYOUTS[type(conv).__name__])))
+    return carry
+
+
+# -- the rebuild ---------------------------------------------------------------------
+
+
+class _Rebuilder:
+    """Re-runs a model's layers, substituting, and records old/new layers by IR name."""
+
+    def __init__(self, model: keras.Model, subs: Sequence[Substitution]):
+        self.model = model
+        self.by_last = {}
+        self.intermediate = set()
+        for sub in subs:
+            if sub.removed[-1] in self.by_last:
+                raise RewriteError(f"two replacements end at {sub.removed[-1]!r}")
+            self.by_last[sub.removed[-1]] = sub
+            self.intermediate.update(sub.removed[:-1])
+        touched = {name for sub in subs for name in sub.removed}
+        touched |= {src for sub in subs for _, _, ins in sub.entries for src in ins}
+        self.expand = {name.split("/", 1)[0] for name in touched if "/" in name}
+        self.removed_names = {name for sub in subs for name in sub.removed}
+        self.taken = {layer_name(layer.name) for layer in model.layers}
+        self.tensors: dict = {}
+        self.originals: dict = {}
+        self.new: dict = {}
+        self.copies: list = []
+        self.order: list = []
+        self.applied: list = []
+
+    # naming
+    def name_for(self, ir_name: str) -> str:
+        """A Keras name for a new fragment layer, unique in the rebuilt model."""
+        base = layer_name(ir_name)
+        name, i = base, 1
+        while name in self.taken and ir_name not in self.removed_names:
+            i += 1
+            name = f"{base}_fix{i if i > 2 else ''}"
+        self.taken.add(name)
+        return name
+
+    # the walk
+    def call(self, layer, *args, **kwargs):
+        """``call_function`` of ``clone_model``: one original layer call."""
+        if _is_block(layer) and layer.name in self.expand:
+            return self._expand_block(layer, args[0])
+        out = self.visit(layer.name, layer, lambda: _clone_layer(layer), args, kwargs)
+        if _is_block(layer):
+            graph = layer.graph(tuple(args[0].shape))
+            self.tensors[f"{layer.name}/{graph.output}"] = out
+        return out
+
+    def visit(self, ir_name: str, original, make_new: Callable, args, kwargs):
+        """Emit one IR node: clone it, skip it (removed), or emit its replacement."""
+        self.originals[ir_name] = original
+        if ir_name in self.by_last:
+            out = self._emit(self.by_last[ir_name])
+        elif ir_name in self.intermediate:
+            out = _Removed(ir_name)
+        else:
+            for value in keras.tree.flatten((args, kwargs)):
+                if isinstance(value, _Removed):
+                    raise RewriteError(f"{ir_name!r} reads {value.name!r}, which a "
+                                       "replacement removes")
+            layer = make_new()
+            out = layer(*args, **kwargs)
+            self.copies.append((original, layer))
+            self.new[ir_name] = layer
+            self.order.append(layer)
+        self.tensors[ir_name] = out
+        return out
+
+    def _lookup(self, name: str, local: dict):
+        if name in local:
+            return local[name]
+        if name not in self.tensors or isinstance(self.tensors[name], _Removed):
+            raise RewriteError(f"a replacement reads {name!r}, which is not available "
+                               "at that point of the model")
+        return self.tensors[name]
+
+    def _emit(self, sub: Substitution):
+        local = {}
+        for ir_name, source, inputs in sub.entries:
+            layers = source(self.originals, self.name_for) if callable(source) else source
+            local[ir_name] = call_layers(layers, [self._lookup(s, local) for s in inputs])
+            self.new[ir_name] = layers[-1]
+            self.order.extend(layers)
+        self.applied.append(sub)
+        return self._lookup(sub.output, local)
+
+    def _expand_block(self, block, x):
+        from keras_cnnkit.blockspec.core import BLOCK_INPUT
+        from keras_cnnkit.layers.base import make_layer
+        graph = block.graph(tuple(x.shape))
+        values = {BLOCK_INPUT: x}
+        for op in graph.ops:
+            ir_name = f"{block.name}/{op.name}"
+            args = [values[src] for src in op.inputs]
+            make = (lambda op=op, ir_name=ir_name: make_layer(op, self.name_for(ir_name)))
+            values[op.name] = self.visit(ir_name, block._op_layers[op.name],  # pylint: disable=protected-access
+                                         make, (args[0] if len(args) == 1 else args,), {})
+        self.tensors[block.name] = values[graph.output]
+        return values[graph.output]
+
+
+def _is_block(layer) -> bool:
+    from keras_cnnkit.layers.base import SpecBlock
+    return isinstance(layer, SpecBlock)
+
+
+def _clone_layer(layer):
+    try:
+        return type(layer).from_config(layer.get_config())
+    except Exception as exc:  # pylint: disable=broad-exception-caught
+        if not layer.weights:
+            return layer  # stateless and not re-creatable: share the instance
+        raise RewriteError(f"cannot re-create layer {layer.name!r} "
+                           f"({type(layer).__name__}) from its config: {exc}") from exc
+
+
+def _rebuild(model: keras.Model, subs: Sequence[Substitution]) -> RewriteResult:
+    if not model.built or not getattr(model, "inputs", None):
+        raise RewriteError(f"model {model.name!r} is not built on inputs; only built "
+                           "Functional and Sequential models can be rewritten")
+    rebuilder = _Rebuilder(model, subs)
+    new_inputs = keras.tree.map_structure(
+        lambda t: keras.Input(batch_shape=t.shape, dtype=t.dtype, name=_op_name(t)),
+        model.input)
+    for old, new in zip(keras.tree.flatten(model.input), keras.tree.flatten(new_inputs)):
+        rebuilder.tensors[_op_name(old)] = new
+    dangling = sorted({_op_name(t) for t in model.outputs} & rebuilder.intermediate)
+    if dangling:
+        raise RewriteError(f"model output {dangling[0]!r} is removed by a replacement")
+    if isinstance(model, keras.Sequential):
+        x = keras.tree.flatten(new_inputs)[0]
+        for layer in model.layers:
+            x = rebuilder.call(layer, x)
+        if _is_chain(subs):
+            first = model.inputs[0]
+            new_model = keras.Sequential(
+                [keras.Input(batch_shape=first.shape, dtype=first.dtype, name=_op_name(first))]
+                + rebuilder.order, name=model.name)
+        else:
+            new_model = keras.Model(new_inputs, x, name=model.name)
+    elif hasattr(model, "_run_through_graph"):  # Functional
+        new_model = keras.models.clone_model(model, input_tensors=new_inputs,
+                                             clone_function=lambda layer: layer,
+                                             call_function=rebuilder.call)
+    else:
+        raise RewriteError(f"model {model.name!r} is subclassed; only Functional and "
+                           "Sequential models can be rewritten")
+    missing = [name for name in rebuilder.by_last if name not in rebuilder.originals]
+    if missing:
+        raise RewriteError("the model has no node named " + ", ".join(map(repr, missing)))
+    for old, new in rebuilder.copies:
+        if new is not old:
+            new.set_weights(old.get_weights())
+    for sub in rebuilder.applied:
+        if sub.carry is not None:
+            sub.carry(rebuilder.originals, rebuilder.new)
+    return RewriteResult(new_model, rebuilder.applied, [])
+
+
+def _op_name(tensor) -> str:
+    """The name of the layer that produced a Keras tensor (its input layer for inputs)."""
+    history = getattr(tensor, "_keras_history", None)
+    return history[0].name if history else tensor.name
+
+
+def _is_chain(subs: Sequence[Substitution]) -> bool:
+    """True when every fragment is a chain, so the layer list is still a Sequential."""
+    for sub in subs:
+        prev = None
+        for ir_name, _, inputs in sub.entries:
+            if len(inputs) != 1 or (prev is not None and inputs[0] != prev):
+                return False
+            prev = ir_name
+        if sub.entries and sub.output != prev:
+            return False
+    return True

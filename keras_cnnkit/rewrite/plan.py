@@ -1,0 +1,151 @@
+"""Which findings to apply together, and applying replacements to the graph IR itself.
+
+Pure Python: importing this module never imports Keras.
+
+Two findings conflict when their replacements remove a common node, or when one's
+fragment reads a node that the other removes without replacing (an intermediate node
+of its removed chain).  :func:`select_findings` keeps a conflict-free subset, the
+biggest estimated FLOP saving first.
+"""
+from __future__ import annotations
+
+import copy
+import dataclasses
+from typing import Iterable, Optional
+
+from keras_cnnkit.analysis.ir import Graph
+from keras_cnnkit.lint.findings import Finding, Replacement
+
+
+@dataclasses.dataclass
+class Skipped:
+    """A finding that was not applied, and why."""
+
+    finding: Finding
+    reason: str
+
+
+def _saving(finding: Finding) -> tuple:
+    flops = (finding.flops_before or 0) - (finding.flops_after or 0)
+    params = (finding.params_before or 0) - (finding.params_after or 0)
+    return (flops, params)
+
+
+def matches(finding: Finding, select: Optional[Iterable[str]]) -> bool:
+    """True when ``select`` is None or names the finding's code, symbol or code prefix."""
+    if select is None:
+        return True
+    for item in select:
+        item = item.strip()
+        if item and (item == finding.symbol or finding.code.startswith(item)):
+            return True
+    return False
+
+
+def select_findings(findings: Iterable[Finding], select: Optional[Iterable[str]] = None,
+                    graph: Optional[Graph] = None) -> tuple:
+    """Split ``findings`` into ``(chosen, skipped)``.
+
+    Findings without a replacement, not matched by ``select`` (codes, code prefixes
+    or kebab-case symbols), or conflicting with a finding already chosen are skipped;
+    candidates are taken in order of decreasing estimated FLOP (then parameter)
+    saving.  With ``graph``, a replacement whose intermediate removed nodes feed nodes
+    outside it (it would leave them dangling) is skipped too.
+    """
+    select = list(select) if select is not None else None
+    chosen, skipped = [], []
+    removed_all, intermediate_all, read_all = set(), set(), set()
+    candidates = []
+    for finding in findings:
+        if finding.replacement is None:
+            skipped.append(Skipped(finding, "no automatic fix"))
+        elif not matches(finding, select):
+            skipped.append(Skipped(finding, "not selected"))
+        else:
+            candidates.append(finding)
+    candidates.sort(key=_saving, reverse=True)
+    for finding in candidates:
+        rep = finding.replacement
+        removed = set(rep.removed)
+        intermediate = removed - {rep.removed[-1]}
+        reads = fragment_reads(rep)
+        reason = None
+        if removed & removed_all:
+            reason = "overlaps a fix already chosen: " + ", ".join(sorted(removed & removed_all))
+        elif reads & intermediate_all or intermediate & read_all:
+            reason = "reads or removes a node another chosen fix needs"
+        elif graph is not None:
+            reason = dangling_reason(graph, rep)
+        if reason:
+            skipped.append(Skipped(finding, reason))
+            continue
+        chosen.append(finding)
+        removed_all |= removed
+        intermediate_all |= intermediate
+        read_all |= reads
+    return chosen, skipped
+
+
+def fragment_reads(rep: Replacement) -> set:
+    """Names of nodes outside the fragment that the fragment reads."""
+    inside = {node.name for node in rep.nodes}
+    reads = {src for node in rep.nodes for src in node.inputs if src not in inside}
+    if rep.output not in inside:
+        reads.add(rep.output)
+    return reads
+
+
+def dangling_reason(graph: Graph, rep: Replacement) -> Optional[str]:
+    """Why ``rep`` cannot be applied to ``graph`` (unknown or still-read nodes), or None."""
+    missing = [name for name in rep.removed if name not in graph.nodes]
+    if missing:
+        return "removes nodes not in the graph: " + ", ".join(missing)
+    removed = set(rep.removed)
+    for name in rep.removed[:-1]:
+        outside = [c.name for c in graph.consumers(graph[name]) if c.name not in removed]
+        if outside or name in graph.outputs:
+            return f"{name!r} is also read by {', '.join(outside) or 'the model output'}"
+    return None
+
+
+def apply_to_graph(graph: Graph, findings: Iterable[Finding]) -> Graph:
+    """A copy of ``graph`` with the findings' replacements applied, in the IR.
+
+    The fragment's nodes take the place of the last removed node; its consumers read
+    the fragment's output instead.  A fragment node whose name is already used by a
+    node that stays gets a ``_fix`` suffix.  ``findings`` must be conflict-free (see
+    :func:`select_findings`).
+    """
+    replacements = {f.replacement.removed[-1]: f.replacement for f in findings
+                    if f.replacement is not None}
+    removed = {name for rep in replacements.values() for name in rep.removed}
+    kept = {name for name in graph.nodes if name not in removed}
+    out = Graph(name=graph.name, inputs=list(graph.inputs), source=graph.source,
+                frontend=graph.frontend)
+    renamed: dict = {}
+    for node in graph:
+        if node.name in replacements:
+            rep = replacements[node.name]
+            local = {}
+            for frag in rep.nodes:
+                new = copy.deepcopy(frag)
+                new.name = _unique(frag.name, kept | set(out.nodes))
+                local[frag.name] = new.name
+                new.inputs = [local.get(src, renamed.get(src, src)) for src in frag.inputs]
+                out.add(new)
+            renamed[node.name] = local.get(rep.output, renamed.get(rep.output, rep.output))
+        elif node.name not in removed:
+            new = copy.copy(node)
+            new.inputs = [renamed.get(src, src) for src in node.inputs]
+            out.add(new)
+    out.outputs = [renamed.get(name, name) for name in graph.outputs]
+    return out
+
+
+def _unique(name: str, taken: set) -> str:
+    if name not in taken:
+        return name
+    i = 1
+    while f"{name}_fix{i if i > 1 else ''}" in taken:
+        i += 1
+    return f"{name}_fix{i if i > 1 else ''}"
