@@ -5,7 +5,12 @@ analyses and rules read only this module's types.
 
 Shapes exclude the batch dimension and keep the layout of ``attrs["data_format"]``
 (``"channels_last"`` unless stated).  Use :meth:`Node.channels` and
-:meth:`Node.spatial` rather than indexing shapes by hand.
+:meth:`Node.spatial` rather than indexing shapes by hand.  A dimension the frontend cannot
+know is ``None``; an output shape it cannot know at all (after an opaque op) is ``None``.
+
+A layer called several times (a shared layer) gives one node per call; every call after
+the first carries ``attrs["shares_weights_with"]`` naming the first call's node, so its
+weights are counted once (as Keras' ``count_params()`` does).
 """
 from __future__ import annotations
 
@@ -36,11 +41,16 @@ class OpKind:
     ADD = "add"
     SUBTRACT = "subtract"
     MULTIPLY = "multiply"
+    AVERAGE = "average"
+    MAXIMUM = "maximum"
+    MINIMUM = "minimum"
     CONCAT = "concat"                  # axis
     POOL = "pool"                      # pool_type max/avg, pool_size, strides, padding
     GLOBAL_POOL = "global_pool"        # pool_type max/avg, keepdims
     FLATTEN = "flatten"
     RESHAPE = "reshape"                # target_shape
+    TRANSPOSE = "transpose"            # perm (over the batch-excluded dims, 0-based)
+    SLICE = "slice"                    # axis (batch-excluded), start, stop
     DROPOUT = "dropout"                # rate (also SpatialDropout, DropPath)
     PAD = "pad"                        # padding
     CROP = "crop"
