@@ -2,18 +2,25 @@
 from keras_cnnkit.layers.activations import ReLU6
 from keras_cnnkit.layers.base import SpecBlock, emit
 from keras_cnnkit.layers.conv import ConvBNAct, DilatedConv
+from keras_cnnkit.layers.dense import DenseBlock, TransitionBlock
+from keras_cnnkit.layers.inception import InceptionModule
 from keras_cnnkit.layers.mobile import DepthwiseSeparableConv, InvertedResidual
 from keras_cnnkit.layers.regularization import DropPath
+from keras_cnnkit.layers.residual import ResidualBlock
 from keras_cnnkit.layers.squeeze_excite import SqueezeExcite
 
 __all__ = [
     "ConvBNAct",
+    "DenseBlock",
     "DepthwiseSeparableConv",
     "DilatedConv",
     "DropPath",
+    "InceptionModule",
     "InvertedResidual",
     "ReLU6",
+    "ResidualBlock",
     "SpecBlock",
     "SqueezeExcite",
+    "TransitionBlock",
     "emit",
 ]

@@ -1,5 +1,8 @@
 """Spec modules, one per block family.  Importing this package registers them all."""
 # pylint: disable=unused-import
 from keras_cnnkit.blockspec.specs import conv  # noqa: F401
+from keras_cnnkit.blockspec.specs import dense  # noqa: F401
+from keras_cnnkit.blockspec.specs import inception  # noqa: F401
 from keras_cnnkit.blockspec.specs import mobile  # noqa: F401
+from keras_cnnkit.blockspec.specs import residual  # noqa: F401
 from keras_cnnkit.blockspec.specs import squeeze_excite  # noqa: F401

@@ -155,8 +155,12 @@ def spatial_of(input_shape: tuple, data_format: str) -> tuple:
 
 
 def check_common(cfg: dict) -> dict:
-    """Validate the arguments every block shares, where ``cfg`` has them."""
-    if "filters" in cfg:
+    """Validate the arguments every block shares, where ``cfg`` has them.
+
+    ``filters`` is checked here when it is a single width (blocks whose ``filters``
+    is a tuple of widths check it themselves).
+    """
+    if isinstance(cfg.get("filters"), int):
         check_int(cfg["filters"], "filters")
     for key in ("kernel_size", "strides", "dilation_rate"):
         if key in cfg:
