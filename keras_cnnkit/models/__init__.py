@@ -9,8 +9,10 @@ input_shape, pooling, classes, classifier_activation, name``), its family's own 
 """
 from keras_cnnkit.models.alexnet import build_alexnet
 from keras_cnnkit.models.assembly import FeatureInfo, Options
+from keras_cnnkit.models.densenet import build_densenet121, build_densenet169, build_densenet201
 from keras_cnnkit.models.mobilenet import build_mobilenet
 from keras_cnnkit.models.mobilenet_v2 import build_mobilenet_v2
+from keras_cnnkit.models.resnet import build_resnet50, build_resnet50_v2, build_se_resnet50
 from keras_cnnkit.models.registry import create_model, list_models, register_model
 from keras_cnnkit.models.vgg import build_vgg16
 from keras_cnnkit.models.weights import WeightsUnavailableError
@@ -20,8 +22,14 @@ __all__ = [
     "Options",
     "WeightsUnavailableError",
     "build_alexnet",
+    "build_densenet121",
+    "build_densenet169",
+    "build_densenet201",
     "build_mobilenet",
     "build_mobilenet_v2",
+    "build_resnet50",
+    "build_resnet50_v2",
+    "build_se_resnet50",
     "build_vgg16",
     "create_model",
     "list_models",

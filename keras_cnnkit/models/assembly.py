@@ -195,8 +195,9 @@ class BuildContext:
         """Emit one block (see :func:`keras_cnnkit.layers.emit`) and record its output.
 
         ``stride`` is the block's downsampling; it is passed as ``config[stride_key]``
-        and, where ``output_stride`` requires, replaced by ``config[dilation_key]``.
-        ``residual`` blocks get the next ``drop_path_rate`` of the schedule.
+        and, where ``output_stride`` requires, replaced by ``config[dilation_key]``
+        (``None``: the block has no spatial kernel to dilate, such as a DenseNet
+        transition).  ``residual`` blocks get the next ``drop_path_rate`` of the schedule.
         """
         from keras_cnnkit.layers import emit
 
@@ -204,9 +205,7 @@ class BuildContext:
         strides, dilation = self.downsample(stride)
         if stride_key:
             cfg[stride_key] = strides
-        if dilation > 1:
-            if dilation_key is None:
-                raise ValueError(f"{block_class} cannot be dilated")
+        if dilation > 1 and dilation_key is not None:
             cfg[dilation_key] = dilation
         if residual:
             rate = self.next_drop_path()
