@@ -204,7 +204,7 @@ CONV_BN_ACT_DEFAULTS = {
     "filters": REQUIRED, "kernel_size": 3, "strides": 1, "padding": "same",
     "dilation_rate": 1, "groups": 1, "activation": "relu", "use_bn": True,
     "use_bias": None, "data_format": "channels_last", "bn_epsilon": 1e-3,
-    "bn_momentum": 0.99,
+    "bn_momentum": 0.99, "bn_scale": True,
 }
 
 
@@ -222,7 +222,7 @@ def _conv_bn_act_graph(cfg: dict, input_shape: tuple, block: str) -> BlockGraph:
     for key in ("kernel_size", "strides", "dilation_rate"):
         to_tuple(cfg[key], rank, key)
     check_in_channels(input_shape[channel_axis(cfg["data_format"])], cfg["groups"], block)
-    ops = conv_bn_act_ops("", cfg, (BLOCK_INPUT,), rank)
+    ops = conv_bn_act_ops("", cfg, (BLOCK_INPUT,), rank, bn_scale=cfg["bn_scale"])
     return BlockGraph(tuple(ops), ops[-1].name)
 
 

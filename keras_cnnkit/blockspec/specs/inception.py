@@ -49,6 +49,7 @@ VARIANT_WIDTHS = {
 
 INCEPTION_DEFAULTS = {
     "variant": "v1", "filters": None, "pool_features": None, "channels_7x7": None,
+    "kernel_5x5": 5,
     "activation": "relu", "use_bn": True, "data_format": "channels_last",
     "bn_epsilon": 1e-3, "bn_momentum": 0.99,
 }
@@ -79,6 +80,7 @@ def variant_filters(cfg: dict) -> tuple:
 def _resolve(config: dict) -> dict:
     cfg = check_common(with_defaults("InceptionModule", config, INCEPTION_DEFAULTS))
     check_choice(cfg["variant"], "variant", tuple(VARIANT_WIDTHS))
+    check_int(cfg["kernel_5x5"], "kernel_5x5")
     if cfg["pool_features"] is not None:
         if cfg["variant"] != "v3_a":
             raise ValueError("`pool_features` applies to variant 'v3_a' only")
@@ -128,13 +130,13 @@ class _Builder:
 
 def _naive(b: _Builder, f: tuple) -> tuple:
     return (b.unit("b1x1", BLOCK_INPUT, f[0], 1), b.unit("b3x3", BLOCK_INPUT, f[1], 3),
-            b.unit("b5x5", BLOCK_INPUT, f[2], 5), b.pool("max", 1, "same"))
+            b.unit("b5x5", BLOCK_INPUT, f[2], b.cfg["kernel_5x5"]), b.pool("max", 1, "same"))
 
 
 def _v1(b: _Builder, f: tuple) -> tuple:
     b1 = b.unit("b1x1", BLOCK_INPUT, f[0], 1)
     b3 = b.chain("b3x3", BLOCK_INPUT, [(f[1], 1), (f[2], 3)])
-    b5 = b.chain("b5x5", BLOCK_INPUT, [(f[3], 1), (f[4], 5)])
+    b5 = b.chain("b5x5", BLOCK_INPUT, [(f[3], 1), (f[4], b.cfg["kernel_5x5"])])
     return b1, b3, b5, b.unit("bpool", b.pool("max", 1, "same"), f[5], 1)
 
 
@@ -183,7 +185,11 @@ _VARIANTS = {"naive": _naive, "v1": _v1, "v3_a": _v3_a, "v3_reduction_a": _v3_re
 
 @register_spec("InceptionModule", resolve=_resolve)
 def inception_module(config: dict, input_shape: tuple) -> BlockGraph:
-    """Parallel branches over the same input, concatenated over channels."""
+    """Parallel branches over the same input, concatenated over channels.
+
+    ``kernel_5x5`` (variants naive and v1) is the kernel of the "5×5" branch: 5 as in
+    the paper, 3 reproduces torchvision's GoogLeNet (pytorch/vision issue #906).
+    """
     cfg = _resolve(config)
     rank_of(input_shape, "InceptionModule", (2,))
     builder = _Builder(cfg)
