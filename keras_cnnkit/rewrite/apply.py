@@ -219,9 +219,9 @@ def batchnorm_fold_substitutions(graph: Graph) -> list:
         bn = graph.single_consumer(node)
         if bn is None or bn.op != OpKind.BATCHNORM or len(bn.inputs) != 1:
             continue
-        axis = bn.attr("axis", -1 if bn.data_format == "channels_last" else 1)
         rank = len(bn.output_shape)
-        if axis not in ((-1, rank) if bn.data_format == "channels_last" else (1, -rank - 1)):
+        axis = bn.attr("axis", rank - 1) % rank  # IR axes exclude the batch
+        if axis != (0 if node.data_format == "channels_first" else rank - 1):
             continue
         subs.append(Substitution([node.name, bn.name], node.name,
                                  [(node.name, _folded_layer(node.name), list(node.inputs))],
@@ -255,7 +255,13 @@ def _bn_fold_carry(conv_name: str, bn_name: str) -> Callable[[dict, dict], None]
 
 
 class _Rebuilder:
-    """Re-runs a model's layers, substituting, and records old/new layers by IR name."""
+    """Re-runs a model's layers, substituting, and records old/new layers by IR name.
+
+    IR names follow the live frontend: ``layer`` at the top level, ``outer/layer``
+    inside a nested model, ``block/op`` inside a ``keras_cnnkit`` block.  A nested
+    model or block that a substitution reaches into is flattened into plain layers
+    (named ``outer_layer``, ``block_op``); the others are cloned whole.
+    """
 
     def __init__(self, model: keras.Model, subs: Sequence[Substitution]):
         self.model = model
@@ -268,7 +274,8 @@ class _Rebuilder:
             self.intermediate.update(sub.removed[:-1])
         touched = {name for sub in subs for name in sub.removed}
         touched |= {src for sub in subs for _, _, ins in sub.entries for src in ins}
-        self.expand = {name.split("/", 1)[0] for name in touched if "/" in name}
+        self.expand = {"/".join(name.split("/")[:i]) for name in touched
+                       for i in range(1, name.count("/") + 1)}
         self.removed_names = {name for sub in subs for name in sub.removed}
         self.taken = {layer_name(layer.name) for layer in model.layers}
         self.tensors: dict = {}
@@ -278,9 +285,8 @@ class _Rebuilder:
         self.order: list = []
         self.applied: list = []
 
-    # naming
     def name_for(self, ir_name: str) -> str:
-        """A Keras name for a new fragment layer, unique in the rebuilt model."""
+        """A Keras name for a new layer, unique in the rebuilt model."""
         base = layer_name(ir_name)
         name, i = base, 1
         while name in self.taken and ir_name not in self.removed_names:
@@ -289,15 +295,17 @@ class _Rebuilder:
         self.taken.add(name)
         return name
 
-    # the walk
-    def call(self, layer, *args, **kwargs):
-        """``call_function`` of ``clone_model``: one original layer call."""
-        if _is_block(layer) and layer.name in self.expand:
-            return self._expand_block(layer, args[0])
-        out = self.visit(layer.name, layer, lambda: _clone_layer(layer), args, kwargs)
-        if _is_block(layer):
-            graph = layer.graph(tuple(args[0].shape))
-            self.tensors[f"{layer.name}/{graph.output}"] = out
+    def call(self, layer, *args, prefix: str = "", **kwargs):
+        """One call of an original layer (the ``call_fn`` of the graph walk)."""
+        ir_name = prefix + layer.name
+        if ir_name in self.expand and _is_model(layer):
+            return self._expand_model(layer, args, kwargs, ir_name + "/")
+        if ir_name in self.expand and _is_block(layer):
+            return self._expand_block(layer, args[0], ir_name + "/")
+        rename = self.name_for(ir_name) if prefix else None
+        out = self.visit(ir_name, layer, lambda: _clone_layer(layer, rename), args, kwargs)
+        for alias in _output_aliases(layer, args, ir_name):
+            self.tensors[alias] = out
         return out
 
     def visit(self, ir_name: str, original, make_new: Callable, args, kwargs):
@@ -338,19 +346,28 @@ class _Rebuilder:
         self.applied.append(sub)
         return self._lookup(sub.output, local)
 
-    def _expand_block(self, block, x):
+    def _expand_block(self, block, x, prefix: str):
         from keras_cnnkit.blockspec.core import BLOCK_INPUT
-        from keras_cnnkit.layers.base import make_layer
         graph = block.graph(tuple(x.shape))
         values = {BLOCK_INPUT: x}
+        op_layers = block._op_layers  # pylint: disable=protected-access
         for op in graph.ops:
-            ir_name = f"{block.name}/{op.name}"
             args = [values[src] for src in op.inputs]
-            make = (lambda op=op, ir_name=ir_name: make_layer(op, self.name_for(ir_name)))
-            values[op.name] = self.visit(ir_name, block._op_layers[op.name],  # pylint: disable=protected-access
-                                         make, (args[0] if len(args) == 1 else args,), {})
-        self.tensors[block.name] = values[graph.output]
+            values[op.name] = self.call(op_layers[op.name], args[0] if len(args) == 1 else args,
+                                        prefix=prefix)
+        self.tensors[prefix.rstrip("/")] = values[graph.output]
         return values[graph.output]
+
+    def _expand_model(self, model, args, kwargs, prefix: str):
+        if any(v is not None for v in kwargs.values()):
+            raise RewriteError(f"cannot flatten nested model {model.name!r} called with "
+                               f"keyword arguments {sorted(kwargs)}")
+        inner = _functional_of(model)
+        out = inner._run_through_graph(  # pylint: disable=protected-access
+            args[0], operation_fn=lambda layer: layer,
+            call_fn=lambda layer, *a, **k: self.call(layer, *a, prefix=prefix, **k))
+        self.tensors[prefix.rstrip("/")] = out
+        return out
 
 
 def _is_block(layer) -> bool:
@@ -358,50 +375,71 @@ def _is_block(layer) -> bool:
     return isinstance(layer, SpecBlock)
 
 
-def _clone_layer(layer):
+def _is_model(layer) -> bool:
+    return isinstance(layer, keras.Model) and _functional_of(layer) is not None
+
+
+def _functional_of(model):
+    """The graph-walkable model behind ``model`` (itself, or a Sequential's), or None."""
+    if hasattr(model, "_run_through_graph") and getattr(model, "inputs", None):
+        return model
+    inner = getattr(model, "_functional", None)
+    return inner if inner is not None and hasattr(inner, "_run_through_graph") else None
+
+
+def _output_aliases(layer, args, ir_name: str) -> list:
+    """Other IR names of a layer's output: a block's output op, a nested model's output."""
+    if _is_block(layer):
+        return [f"{ir_name}/{layer.graph(tuple(args[0].shape)).output}"]
+    if _is_model(layer):
+        return [f"{ir_name}/{_op_name(t)}" for t in _functional_of(layer).outputs[:1]]
+    return []
+
+
+def _clone_layer(layer, name: Optional[str] = None):
+    """A new layer from ``layer``'s config (renamed to ``name``), or ``layer`` itself when
+    it is a stateless op that cannot be re-created."""
+    if not isinstance(layer, keras.layers.Layer):
+        return layer  # a bare keras.ops operation: stateless
     try:
-        return type(layer).from_config(layer.get_config())
+        config = layer.get_config()
+        if name is not None:
+            config = dict(config, name=name)
+        return type(layer).from_config(config)
     except Exception as exc:  # pylint: disable=broad-exception-caught
-        if not layer.weights:
+        if not layer.weights and name is None:
             return layer  # stateless and not re-creatable: share the instance
         raise RewriteError(f"cannot re-create layer {layer.name!r} "
                            f"({type(layer).__name__}) from its config: {exc}") from exc
 
 
 def _rebuild(model: keras.Model, subs: Sequence[Substitution]) -> RewriteResult:
-    if not model.built or not getattr(model, "inputs", None):
-        raise RewriteError(f"model {model.name!r} is not built on inputs; only built "
-                           "Functional and Sequential models can be rewritten")
+    functional = _functional_of(model)
+    if functional is None:
+        raise RewriteError(f"model {model.name!r} is not a built Functional or Sequential "
+                           "model (subclassed, or built without an Input); it cannot be "
+                           "rewritten")
     rebuilder = _Rebuilder(model, subs)
     new_inputs = keras.tree.map_structure(
         lambda t: keras.Input(batch_shape=t.shape, dtype=t.dtype, name=_op_name(t)),
-        model.input)
-    for old, new in zip(keras.tree.flatten(model.input), keras.tree.flatten(new_inputs)):
+        functional.input)
+    for old, new in zip(keras.tree.flatten(functional.input), keras.tree.flatten(new_inputs)):
         rebuilder.tensors[_op_name(old)] = new
-    dangling = sorted({_op_name(t) for t in model.outputs} & rebuilder.intermediate)
+    dangling = sorted({_op_name(t) for t in functional.outputs} & rebuilder.intermediate)
     if dangling:
         raise RewriteError(f"model output {dangling[0]!r} is removed by a replacement")
-    if isinstance(model, keras.Sequential):
-        x = keras.tree.flatten(new_inputs)[0]
-        for layer in model.layers:
-            x = rebuilder.call(layer, x)
-        if _is_chain(subs):
-            first = model.inputs[0]
-            new_model = keras.Sequential(
-                [keras.Input(batch_shape=first.shape, dtype=first.dtype, name=_op_name(first))]
-                + rebuilder.order, name=model.name)
-        else:
-            new_model = keras.Model(new_inputs, x, name=model.name)
-    elif hasattr(model, "_run_through_graph"):  # Functional
-        new_model = keras.models.clone_model(model, input_tensors=new_inputs,
-                                             clone_function=lambda layer: layer,
-                                             call_function=rebuilder.call)
-    else:
-        raise RewriteError(f"model {model.name!r} is subclassed; only Functional and "
-                           "Sequential models can be rewritten")
+    outputs = functional._run_through_graph(  # pylint: disable=protected-access
+        new_inputs, operation_fn=lambda layer: layer, call_fn=rebuilder.call)
     missing = [name for name in rebuilder.by_last if name not in rebuilder.originals]
     if missing:
         raise RewriteError("the model has no node named " + ", ".join(map(repr, missing)))
+    if isinstance(model, keras.Sequential) and _is_chain(subs) and not rebuilder.expand:
+        first = functional.inputs[0]
+        new_model = keras.Sequential(
+            [keras.Input(batch_shape=first.shape, dtype=first.dtype, name=_op_name(first))]
+            + rebuilder.order, name=model.name)
+    else:
+        new_model = keras.Model(new_inputs, outputs, name=model.name)
     for old, new in rebuilder.copies:
         if new is not old:
             new.set_weights(old.get_weights())

@@ -24,7 +24,8 @@ def model_from_nodes(nodes: Sequence[Node], inputs: dict, outputs: Sequence[str]
             ``inputs``.
         inputs: external input name → shape (batch excluded); one ``keras.Input`` each.
         outputs: names (of nodes or inputs) whose values the model returns.
-        dtype: dtype policy for every layer.
+        dtype: dtype policy for every layer (``"mixed_float16"``...); the inputs take
+            its compute dtype.
         name: the model's name.
 
     Raises:
@@ -32,10 +33,11 @@ def model_from_nodes(nodes: Sequence[Node], inputs: dict, outputs: Sequence[str]
     """
     tensors = {}
     model_inputs = []
+    in_dtype = keras.DTypePolicy(dtype).compute_dtype if dtype is not None else None
     for in_name, shape in inputs.items():
         if shape is None:
             raise UnsupportedNodeError(in_name, "input shape unknown")
-        tensor = keras.Input(shape=tuple(shape), name=layer_name(in_name))
+        tensor = keras.Input(shape=tuple(shape), name=layer_name(in_name), dtype=in_dtype)
         tensors[in_name] = tensor
         model_inputs.append(tensor)
     for node in nodes:

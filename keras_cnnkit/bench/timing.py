@@ -1,0 +1,242 @@
+"""Timing compiled forward passes and training steps on any Keras backend.
+
+Method (the same for every backend):
+
+* The model is compiled first: ``tf.function(jit_compile=True)`` (XLA) on TensorFlow,
+  ``jax.jit`` on JAX; PyTorch runs eagerly (``torch.compile`` is optional and off).
+* Warm-up calls, which include compilation, are not timed.
+* Each call is synchronised before the clock is read: ``.numpy()`` of the outputs on
+  TensorFlow, ``block_until_ready`` on JAX, ``torch.cuda.synchronize()`` on PyTorch.
+* A sample is the mean over enough back-to-back synchronised calls to last
+  ``min_sample_s``; several samples give the median and the inter-quartile range.
+
+A training step is forward, a mean-square loss on the output, backward, and an SGD
+update of every trainable variable, compiled as one function.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from typing import Callable, Optional, Sequence
+
+import keras
+import numpy as np
+
+#: What ``compile_mode`` names per backend (the default mode first).
+COMPILE_MODES = {"tensorflow": ("xla", "graph", "eager"), "jax": ("jit",),
+                 "torch": ("eager", "compile")}
+
+_LEARNING_RATE = 1e-3
+
+
+@dataclasses.dataclass
+class Timing:
+    """Per-call times of one measured function, in milliseconds.
+
+    Attributes:
+        samples_ms: one mean per-call time per sample.
+        calls_per_sample: synchronised calls averaged into each sample.
+    """
+
+    samples_ms: list
+    calls_per_sample: int = 1
+
+    @property
+    def median_ms(self) -> float:
+        """Median per-call time."""
+        return float(np.median(self.samples_ms))
+
+    @property
+    def iqr_ms(self) -> float:
+        """Inter-quartile range of the samples (spread)."""
+        q1, q3 = np.percentile(self.samples_ms, [25, 75])
+        return float(q3 - q1)
+
+    @property
+    def min_ms(self) -> float:
+        """Fastest sample."""
+        return float(np.min(self.samples_ms))
+
+    def to_dict(self) -> dict:
+        """Plain-dict form for JSON reports."""
+        return {"median_ms": self.median_ms, "iqr_ms": self.iqr_ms, "min_ms": self.min_ms,
+                "samples": len(self.samples_ms), "calls_per_sample": self.calls_per_sample}
+
+
+def measure(run: Callable[[], object], sync: Callable[[object], None], warmup: int = 3,
+            repeats: int = 10, min_sample_s: float = 0.02, budget_s: float = 20.0,
+            clock: Callable[[], float] = time.perf_counter) -> Timing:
+    """Time ``sync(run())``: warm-up excluded, median over ``repeats`` samples.
+
+    Args:
+        run: launches one call and returns its outputs.
+        sync: blocks until those outputs are computed.
+        warmup: untimed calls first (compilation happens there).
+        repeats: samples to take; fewer (at least 3) when ``budget_s`` would be exceeded.
+        min_sample_s: each sample averages enough calls to last at least this long.
+        budget_s: rough time budget for all samples of this measurement.
+        clock: the timer (monotonic seconds).
+    """
+    for _ in range(max(1, warmup)):
+        sync(run())
+    start = clock()
+    sync(run())
+    single = max(clock() - start, 1e-7)
+    calls = max(1, min(1000, math.ceil(min_sample_s / single)))
+    repeats = max(3, min(repeats, int(budget_s / (single * calls)) or 3))
+    samples = []
+    for _ in range(repeats):
+        start = clock()
+        for _ in range(calls):
+            sync(run())
+        samples.append((clock() - start) * 1000.0 / calls)
+    return Timing(samples, calls)
+
+
+def random_inputs(model: keras.Model, batch: int, seed: int = 0) -> list:
+    """Random normal inputs (never zeros) for ``model`` at ``batch``, in the inputs' dtypes.
+
+    Raises:
+        ValueError: an input has an unknown (``None``) non-batch dimension.
+    """
+    rng = np.random.default_rng(seed)
+    arrays = []
+    for tensor in model.inputs:
+        shape = tuple(tensor.shape[1:])
+        if any(d is None for d in shape):
+            raise ValueError(f"input {tensor.name!r} has an unknown dimension: {shape}")
+        data = rng.standard_normal((batch,) + shape).astype(np.float32)
+        arrays.append(data)
+    return arrays
+
+
+def _cast_inputs(model: keras.Model, arrays: Sequence[np.ndarray]) -> list:
+    return [keras.ops.cast(keras.ops.convert_to_tensor(a), t.dtype)
+            for a, t in zip(arrays, model.inputs)]
+
+
+def _args(values: list):
+    return values[0] if len(values) == 1 else values
+
+
+def _mse(out):
+    return keras.ops.mean(keras.ops.square(keras.ops.cast(out, "float32")))
+
+
+def runner(model: keras.Model, arrays: Sequence[np.ndarray], train: bool = False,
+           compile_mode: Optional[str] = None) -> tuple:
+    """``(run, sync, compile_mode)`` for one forward pass (or training step) of ``model``.
+
+    ``compile_mode`` defaults to the backend's first entry of :data:`COMPILE_MODES`.
+    """
+    backend = keras.backend.backend()
+    modes = COMPILE_MODES.get(backend, ("eager",))
+    compile_mode = compile_mode or modes[0]
+    if compile_mode not in modes:
+        raise ValueError(f"compile mode {compile_mode!r} is not one of {modes} on {backend}")
+    build = {"tensorflow": _tf_runner, "jax": _jax_runner, "torch": _torch_runner}.get(
+        backend, _eager_runner)
+    run, sync = build(model, arrays, train, compile_mode)
+    return run, sync, compile_mode
+
+
+def _to_numpy(out) -> None:
+    for value in keras.tree.flatten(out):
+        keras.ops.convert_to_numpy(value)
+
+
+def _eager_runner(model, arrays, train, compile_mode):
+    del compile_mode
+    inputs = _args(_cast_inputs(model, arrays))
+    if train:
+        raise ValueError(f"training steps are not timed on the {keras.backend.backend()} "
+                         "backend")
+    return (lambda: model(inputs, training=False)), _to_numpy
+
+
+def _tf_runner(model, arrays, train, compile_mode):
+    import tensorflow as tf
+    inputs = _args(_cast_inputs(model, arrays))
+    variables = model.trainable_variables
+
+    def forward(x):
+        return model(x, training=False)
+
+    def step(x):
+        with tf.GradientTape() as tape:
+            loss = _mse(model(x, training=True))
+        grads = tape.gradient(loss, variables)
+        for var, grad in zip(variables, grads):
+            if grad is not None:
+                var.assign_sub(tf.cast(grad, var.dtype) * _LEARNING_RATE)
+        return loss
+
+    fn = step if train else forward
+    if compile_mode != "eager":
+        fn = tf.function(fn, jit_compile=compile_mode == "xla")
+    return (lambda: fn(inputs)), _to_numpy
+
+
+def _jax_runner(model, arrays, train, compile_mode):
+    del compile_mode
+    import jax
+    inputs = _args(_cast_inputs(model, arrays))
+    trainable = [v.value for v in model.trainable_variables]
+    non_trainable = [v.value for v in model.non_trainable_variables]
+
+    if not train:
+        @jax.jit
+        def forward(tv, ntv, x):
+            return model.stateless_call(tv, ntv, x, training=False)[0]
+        return (lambda: forward(trainable, non_trainable, inputs)), jax.block_until_ready
+
+    def loss_fn(tv, ntv, x):
+        out, new_ntv = model.stateless_call(tv, ntv, x, training=True)
+        return _mse(out), new_ntv
+
+    @jax.jit
+    def step(tv, ntv, x):
+        (loss, new_ntv), grads = jax.value_and_grad(loss_fn, has_aux=True)(tv, ntv, x)
+        new_tv = [v - (g * _LEARNING_RATE).astype(v.dtype) for v, g in zip(tv, grads)]
+        return new_tv, new_ntv, loss
+
+    return (lambda: step(trainable, non_trainable, inputs)), jax.block_until_ready
+
+
+def _torch_runner(model, arrays, train, compile_mode):
+    import torch
+    inputs = _args(_cast_inputs(model, arrays))
+    cuda = torch.cuda.is_available()
+
+    def sync(_out) -> None:
+        if cuda:
+            torch.cuda.synchronize()
+
+    call = model
+    if compile_mode == "compile":
+        call = torch.compile(model)
+    if not train:
+        def forward():
+            with torch.no_grad():
+                return call(inputs, training=False)
+        return forward, sync
+    params = [v.value for v in model.trainable_variables]
+
+    def step():
+        loss = _mse(call(inputs, training=True))
+        grads = torch.autograd.grad(loss, params, allow_unused=True)
+        with torch.no_grad():
+            for param, grad in zip(params, grads):
+                if grad is not None:
+                    param.sub_(grad.to(param.dtype) * _LEARNING_RATE)
+        return loss
+    return step, sync
+
+
+def time_model(model: keras.Model, batch: int, train: bool = False,
+               compile_mode: Optional[str] = None, seed: int = 0, **measure_kwargs) -> tuple:
+    """``(Timing, compile_mode)`` of ``model`` on random inputs at ``batch``."""
+    arrays = random_inputs(model, batch, seed=seed)
+    run, sync, mode = runner(model, arrays, train=train, compile_mode=compile_mode)
+    return measure(run, sync, **measure_kwargs), mode
