@@ -132,6 +132,15 @@ class TestLargeKernel(_PluginCase):
             "Conv2D", "7x7", "64 → 64 channels, input channels unknown: assumed = filters",
             3, "3x3", "200,768 → 110,784"))]
 
+    @pytest.mark.parametrize("code", [
+        "keras.Sequential([layers.Conv2D(64, 7)])",
+        "model = keras.Sequential()\nmodel.add(layers.Conv2D(64, 5))",
+        "inputs = keras.Input(shape=(None, None, None))\ny = layers.Conv2D(64, 5)(inputs)",
+    ])
+    def test_model_input_of_unknown_depth_is_not_assumed(self, code):
+        """Decision: a conv read back to the model's input is not given C_in = filters."""
+        assert not self.found(code)
+
     def test_channels_flow_through_norm_activation_and_pooling(self):
         """16 channels from ``Input`` through BN/ReLU/pooling: 6,416 → 4,640."""
         assert self.found("""
@@ -318,6 +327,15 @@ class TestBiasBeforeBatchNorm(_PluginCase):
                 return layers.BatchNormalization()(layers.Conv1D(16, 3)(x))
         """) == [("bias-before-batchnorm", 2, ("Conv2D", "32 params")),
                  ("bias-before-batchnorm", 4, ("Conv1D", "16 params"))]
+
+    def test_layers_keyword_tuple_and_add_after_a_literal(self):
+        """``Sequential(layers=(...))``; ``model.add`` continues a ``Sequential([...])``."""
+        assert self.found("""
+            keras.models.Sequential(layers=(layers.Conv2D(8, 3), layers.BatchNormalization()))
+            model = keras.Sequential([layers.Conv2D(16, 3)])
+            model.add(layers.BatchNormalization())
+        """) == [("bias-before-batchnorm", 1, ("Conv2D", "8 params")),
+                 ("bias-before-batchnorm", 2, ("Conv2D", "16 params"))]
 
     def test_depthwise_bias_count_from_the_input_channels(self):
         """DepthwiseConv2D on 24 channels with depth_multiplier 2 has 48 biases."""

@@ -32,7 +32,12 @@ from lint_rules.pylint_plugin.savings import (
     stacked_conv_count,
     stacked_small_kernels,
 )
-from lint_rules.pylint_plugin.shapes import TensorShape, per_axis, shape_into
+from lint_rules.pylint_plugin.shapes import (
+    TensorShape,
+    per_axis,
+    reaches_model_input,
+    shape_into,
+)
 
 #: Where ``safe_mode`` sits positionally in Keras' loading functions.
 _SAFE_MODE_POSITION = {"load_model": 3, "deserialize_keras_object": 2}
@@ -149,9 +154,12 @@ class KerasModelChecker(BaseChecker):
         use_bias = ref.use_bias()
         if filters is None or filters < 1 or use_bias is None:
             return
-        in_channels = shape_into(LayerUse(node, ref)).channels
+        use = LayerUse(node, ref)
+        in_channels = shape_into(use).channels
         channels = f"{in_channels} → {filters} channels"
         if in_channels is None:
+            if reaches_model_input(use):
+                return  # a model input of unknown depth: images have 1-3 channels, no saving
             in_channels = filters
             channels = f"{filters} → {filters} channels, input channels unknown: assumed = filters"
         saving = stacked_small_kernels(kernel[0], rank, in_channels, filters, use_bias)

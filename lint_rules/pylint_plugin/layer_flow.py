@@ -5,6 +5,7 @@ A layer is *used* at a place in the source, and the place decides its predecesso
 * an element of a ``Sequential([...])`` literal: the elements before it;
 * the argument of ``model.add(layer)``: the layers of the ``model.add`` statements right
   before it (and of ``model = Sequential([...])`` right before those);
+  both end at a :data:`MODEL_INPUT` marker for the model's input;
 * the callee of a functional application ``layer(x)``: the layer whose application
   produced ``x`` — directly (``Dense(10)(Flatten()(x))``) or through a variable with a
   single reaching assignment (``x = Flatten()(x)`` then ``x = Dense(10)(x)``) — back to
@@ -60,6 +61,10 @@ GLOBAL_POOL = frozenset(f"Global{kind}Pooling{rank}D"
                         for kind in ("Max", "Average") for rank in (1, 2, 3))
 ZERO_PADDING = frozenset({"ZeroPadding1D", "ZeroPadding2D", "ZeroPadding3D"})
 INPUT = frozenset({"Input", "InputLayer"})
+#: Pseudo layer class: the start of a Sequential model that declares no input shape.
+MODEL_INPUT = "<model input>"
+#: Where a chain of layers reaches the model's input.
+MODEL_START = INPUT | {MODEL_INPUT}
 
 _POSITIONAL: dict[str, tuple[str, ...]] = {
     **dict.fromkeys(CONV, _CONV_PARAMS),
@@ -151,6 +156,8 @@ def sequential_layers(call: nodes.Call) -> Optional[list[nodes.NodeNG]]:
     if keras_symbol(call.func) != "Sequential":
         return None
     container = call_argument(call, "layers", 0)
+    if container is None:
+        return []
     if isinstance(container, (nodes.List, nodes.Tuple)):
         return list(container.elts)
     return None
@@ -180,7 +187,7 @@ def upstream(place: nodes.NodeNG) -> Iterator[LayerUse]:
         elements = sequential_layers(owner) if isinstance(owner, nodes.Call) else None
         for index, element in enumerate(elements or ()):
             if element is place:
-                yield from _refs_backwards(elements[:index])
+                yield from _refs_backwards(elements[:index], owner)
         return
     statement = parent.parent if isinstance(parent, nodes.Call) else None
     add = add_call(statement)
@@ -188,13 +195,15 @@ def upstream(place: nodes.NodeNG) -> Iterator[LayerUse]:
         yield from _add_chain_upstream(statement, add[0])
 
 
-def _refs_backwards(elements: list[nodes.NodeNG]) -> Iterator[LayerUse]:
-    """The layers of ``elements`` from last to first, stopping at the first unreadable one."""
+def _refs_backwards(elements: list[nodes.NodeNG], model: nodes.Call) -> Iterator[LayerUse]:
+    """The layers of ``elements`` from last to first, then the input of ``model``; stops at
+    the first unreadable element."""
     for element in reversed(elements):
         ref = layer_ref(element)
         if ref is None:
             return
         yield LayerUse(element, ref)
+    yield LayerUse(model, LayerRef(MODEL_INPUT, model))
 
 
 def _add_chain_upstream(statement: nodes.NodeNG, receiver: str) -> Iterator[LayerUse]:
@@ -212,7 +221,9 @@ def _add_chain_upstream(statement: nodes.NodeNG, receiver: str) -> Iterator[Laye
         if (isinstance(current, nodes.Assign) and len(current.targets) == 1
                 and current.targets[0].as_string() == receiver
                 and isinstance(current.value, nodes.Call)):
-            yield from _refs_backwards(sequential_layers(current.value) or [])
+            elements = sequential_layers(current.value)
+            if elements is not None:
+                yield from _refs_backwards(elements, current.value)
         return
 
 

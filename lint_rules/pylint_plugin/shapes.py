@@ -23,6 +23,7 @@ from lint_rules.pylint_plugin.layer_flow import (
     DEPTHWISE_CONV,
     GLOBAL_POOL,
     INPUT,
+    MODEL_START,
     POOL,
     SHAPE_PRESERVING,
     TRANSPOSED_CONV,
@@ -68,15 +69,34 @@ def shape_into(use: LayerUse) -> TensorShape:
     declared = _declared_input_shape(use.ref)
     if declared is not None:
         return declared
+    shape = UNKNOWN
+    for ref in reversed(_input_chain(use)):
+        shape = output_shape(ref, shape)
+    return shape
+
+
+def reaches_model_input(use: LayerUse) -> bool:
+    """True when the layers into ``use`` are read back to the model's input (an ``Input``,
+    the start of a Sequential model, or a declared ``input_shape``)."""
+    if _declared_input_shape(use.ref) is not None:
+        return True
+    chain = _input_chain(use)
+    return bool(chain) and _starts_model(chain[-1])
+
+
+def _input_chain(use: LayerUse) -> list[LayerRef]:
+    """The layers before ``use``, nearest first, back to the first that fixes the shape."""
     chain: list[LayerRef] = []
     for previous in upstream(use.place):
         chain.append(previous.ref)
-        if previous.ref.cls in INPUT or _declared_input_shape(previous.ref) is not None:
+        if _starts_model(previous.ref):
             break
-    shape = UNKNOWN
-    for ref in reversed(chain):
-        shape = output_shape(ref, shape)
-    return shape
+    return chain
+
+
+def _starts_model(ref: LayerRef) -> bool:
+    """Whether ``ref`` is the model's input or declares its input shape."""
+    return ref.cls in MODEL_START or _declared_input_shape(ref) is not None
 
 
 def _declared_input_shape(ref: LayerRef) -> Optional[TensorShape]:
