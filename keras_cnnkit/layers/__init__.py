@@ -2,25 +2,34 @@
 from keras_cnnkit.layers.activations import ReLU6
 from keras_cnnkit.layers.base import SpecBlock, emit
 from keras_cnnkit.layers.conv import ConvBNAct, DilatedConv
+from keras_cnnkit.layers.deformable import DeformableConv2D, deform_conv2d
 from keras_cnnkit.layers.dense import DenseBlock, TransitionBlock
+from keras_cnnkit.layers.group_conv import GroupConv
 from keras_cnnkit.layers.inception import InceptionModule
 from keras_cnnkit.layers.mobile import DepthwiseSeparableConv, InvertedResidual
 from keras_cnnkit.layers.regularization import DropPath
 from keras_cnnkit.layers.residual import ResidualBlock
+from keras_cnnkit.layers.shuffle import ChannelShuffle, ChannelSlice, ShuffleUnit
 from keras_cnnkit.layers.squeeze_excite import SqueezeExcite
 
 __all__ = [
+    "ChannelShuffle",
+    "ChannelSlice",
     "ConvBNAct",
+    "DeformableConv2D",
     "DenseBlock",
     "DepthwiseSeparableConv",
     "DilatedConv",
     "DropPath",
+    "GroupConv",
     "InceptionModule",
     "InvertedResidual",
     "ReLU6",
     "ResidualBlock",
+    "ShuffleUnit",
     "SpecBlock",
     "SqueezeExcite",
     "TransitionBlock",
+    "deform_conv2d",
     "emit",
 ]

@@ -5,4 +5,5 @@ from keras_cnnkit.blockspec.specs import dense  # noqa: F401
 from keras_cnnkit.blockspec.specs import inception  # noqa: F401
 from keras_cnnkit.blockspec.specs import mobile  # noqa: F401
 from keras_cnnkit.blockspec.specs import residual  # noqa: F401
+from keras_cnnkit.blockspec.specs import shuffle  # noqa: F401
 from keras_cnnkit.blockspec.specs import squeeze_excite  # noqa: F401
