@@ -16,6 +16,7 @@ from keras_cnnkit.models.resnet import build_resnet50, build_resnet50_v2, build_
 from keras_cnnkit.models.registry import create_model, list_models, register_model
 from keras_cnnkit.models.vgg import build_vgg16
 from keras_cnnkit.models.weights import WeightsUnavailableError
+from keras_cnnkit.models.xception import build_xception
 
 __all__ = [
     "FeatureInfo",
@@ -31,6 +32,7 @@ __all__ = [
     "build_resnet50_v2",
     "build_se_resnet50",
     "build_vgg16",
+    "build_xception",
     "create_model",
     "list_models",
     "register_model",
