@@ -30,7 +30,7 @@ transcendental; inference mode)
     * batch norm: 2 per element (its inference form, a per-channel scale and shift);
     * layer / group norm: 5 per element (mean, subtract, square, variance, normalise)
       + 1 for ``scale`` + 1 for ``center``; unit norm: 3 per element;
-    * activations, per element: relu 1; relu6, leaky_relu 2; prelu, sigmoid, elu,
+    * activations, per element: relu, relu6 (one clamp) 1; leaky_relu 2; prelu, sigmoid, elu,
       hard_sigmoid 4; selu, silu/swish, hard_silu, gelu, mish, softmax, log_softmax 5;
       softplus, softsign 3; tanh, exponential 1; linear 0.  An activation not in this
       table has unknown cost;
@@ -69,7 +69,7 @@ from keras_cnnkit.analysis.shapes import num_elements
 
 #: FLOPs per element of each activation (see the module docstring).
 ACTIVATION_FLOPS = {
-    None: 0, "linear": 0, "relu": 1, "relu6": 2, "leaky_relu": 2, "prelu": 4, "elu": 4,
+    None: 0, "linear": 0, "relu": 1, "relu6": 1, "leaky_relu": 2, "prelu": 4, "elu": 4,
     "selu": 5, "sigmoid": 4, "hard_sigmoid": 4, "silu": 5, "hard_silu": 5, "tanh": 1,
     "exponential": 1, "softplus": 3, "softsign": 3, "gelu": 5, "mish": 5, "softmax": 5,
     "log_softmax": 5,

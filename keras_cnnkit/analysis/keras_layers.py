@@ -608,6 +608,23 @@ def _check_dims(shape: Shape, where: str) -> None:
             raise LayerConfigError(f"{where}: bad dimension {d!r} in shape {shape!r}")
 
 
+def opaque_node(name: str, class_name: str, inputs: Sequence[str], input_shapes: Sequence,
+                output_shape: Optional[Shape] = None, reason: str = "",
+                layer: Optional[str] = None) -> Node:
+    """An :data:`~keras_cnnkit.analysis.ir.OpKind.OPAQUE` node for a layer nobody analyses.
+
+    ``output_shape`` is what the frontend observed (``None`` if unknown); ``reason`` says
+    why it is opaque (``"unknown class"``, a config error...).
+    """
+    attrs = {"class_name": class_name}
+    if reason:
+        attrs["reason"] = reason
+    return Node(name=name, op=OpKind.OPAQUE, inputs=list(inputs),
+                input_shapes=[None if s is None else tuple(s) for s in input_shapes],
+                output_shape=None if output_shape is None else tuple(output_shape),
+                attrs=attrs, layer=layer or name, source_class=class_name)
+
+
 def infer_layer(class_name: str, config: dict, input_shapes: Sequence) -> tuple:
     """``(op kind, attrs, output shape)`` of a layer that maps to one IR node.
 
@@ -661,22 +678,15 @@ def convert_layer(name: str, class_name: str, config: dict, inputs: Sequence[str
                                 layer_prefix=layer)
         if unknown == "raise":
             raise KeyError(class_name)
-        return Expansion([Node(name=name, op=OpKind.OPAQUE, inputs=list(inputs),
-                               input_shapes=list(input_shapes),
-                               output_shape=None if observed_shape is None
-                               else tuple(observed_shape),
-                               attrs={"class_name": class_name}, layer=layer,
-                               source_class=class_name)], name)
+        return Expansion([opaque_node(name, class_name, inputs, input_shapes, observed_shape,
+                                      "unknown layer class", layer)], name)
     if not input_shapes:
         raise LayerConfigError(f"layer {name!r} ({class_name}) has no inputs")
     shapes = list(input_shapes)
     if any(s is None for s in shapes):
         # Downstream of an opaque op: the op is known but its shapes are not.
-        return Expansion([Node(name=name, op=OpKind.OPAQUE, inputs=list(inputs),
-                               input_shapes=shapes, output_shape=None,
-                               attrs={"class_name": class_name,
-                                      "reason": "input shape unknown"},
-                               layer=layer, source_class=class_name)], name)
+        return Expansion([opaque_node(name, class_name, inputs, shapes, observed_shape,
+                                      "input shape unknown", layer)], name)
     try:
         parts = handler(config, shapes)
     except (TypeError, ValueError, KeyError, IndexError) as exc:
@@ -733,11 +743,8 @@ def expand_block(layer_name: str, class_name: str, config: dict, input_shape: Op
     if args.get("data_format", "") is None:
         args["data_format"] = "channels_last"
     if input_shape is None:
-        node = Node(name=layer_name, op=OpKind.OPAQUE, inputs=[input_name],
-                    input_shapes=[None], output_shape=None,
-                    attrs={"class_name": class_name, "reason": "input shape unknown"},
-                    layer=layer_prefix, source_class=class_name)
-        return Expansion([node], layer_name)
+        return Expansion([opaque_node(layer_name, class_name, [input_name], [None], None,
+                                      "input shape unknown", layer_prefix)], layer_name)
     try:
         args = resolve_config(class_name, args)
         graph = get_spec(class_name)(args, (None, *input_shape))

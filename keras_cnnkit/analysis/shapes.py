@@ -20,7 +20,9 @@ from __future__ import annotations
 
 from typing import Callable, Optional, Sequence
 
-from keras_cnnkit.analysis.ir import OpKind, Shape
+import dataclasses
+
+from keras_cnnkit.analysis.ir import Graph, OpKind, Shape
 
 
 class ShapeError(ValueError):
@@ -303,3 +305,29 @@ def infer_shape(op: str, attrs: dict, input_shapes: Sequence) -> Optional[Shape]
 def num_elements(shape: Optional[Shape]) -> Optional[int]:
     """Elements of one sample of ``shape``; ``None`` if any dimension is unknown."""
     return None if shape is None else _prod(shape)
+
+
+def propagate_shapes(graph: Graph, input_shapes: dict) -> Graph:
+    """A copy of ``graph`` with new shapes for its inputs, re-inferred downstream.
+
+    ``input_shapes`` maps input node names to batch-excluded shapes (e.g. to give a
+    model built with ``(None, None, 3)`` a concrete ``(224, 224, 3)``).  Opaque nodes
+    keep their output shape only where their input shapes did not change.
+    """
+    out = Graph(name=graph.name, inputs=list(graph.inputs), outputs=list(graph.outputs),
+                source=graph.source, frontend=graph.frontend)
+    for node in graph:
+        attrs = dict(node.attrs)
+        in_shapes = [out[src].output_shape for src in node.inputs]
+        if node.op == OpKind.INPUT:
+            shape = tuple(input_shapes.get(node.name, node.output_shape))
+            attrs["shape"] = shape
+        elif node.op == OpKind.OPAQUE:
+            same = all(a == b for a, b in zip(in_shapes, node.input_shapes))
+            shape = node.output_shape if same else None
+        else:
+            shape = infer_shape(node.op, attrs, in_shapes)
+        attrs.pop("inferred_shape", None)
+        out.add(dataclasses.replace(node, attrs=attrs, input_shapes=in_shapes,
+                                    output_shape=shape, inputs=list(node.inputs)))
+    return out
