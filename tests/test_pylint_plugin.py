@@ -148,7 +148,7 @@ class TestLargeKernel(_PluginCase):
                 keras.Input(shape=(32, 32, 16)),
                 layers.BatchNormalization(),
                 layers.ReLU(),
-                layers.MaxPooling2D(),
+                layers.MaxPool2D(),
                 layers.Conv2D(16, 5, padding="same"),
             ])
         """) == [("large-kernel", 6, ("Conv2D", "5x5", "16 → 16 channels", 2, "3x3",
@@ -201,6 +201,8 @@ class TestKerasNameResolution(_PluginCase):
         ("from tensorflow import keras\n", "keras.layers.Convolution2D"),
         ("import tensorflow as tf\n", "tf.keras.layers.Conv2D"),
         ("import tensorflow.keras.layers as L\n", "L.Conv2D"),
+        ("import tf_keras as keras\n", "keras.layers.Conv2D"),
+        ("from keras.src.layers import Conv2D\n", "Conv2D"),
         ("from keras.layers import Conv2D as C2\n", "C2"),
         ("from keras import layers\nConv = layers.Conv2D\n", "Conv"),
         ("try:\n    from tensorflow import keras\nexcept ImportError:\n    import keras\n",
@@ -233,6 +235,22 @@ class TestFlattenDenseHead(_PluginCase):
         assert self.found(code) == [("flatten-dense-head", 21, (
             "4096", "params 102,764,544 → 2,101,248 with GlobalAveragePooling2D() instead "
                     "of Flatten() on the 7x7x512 map"))]
+
+    def test_valid_and_same_window_arithmetic(self):
+        """34 = 32 + 2·1 padded; valid 3/2 conv → ⌊(34 − 3)/2⌋ + 1 = 16; same 3/2 pool → 8.
+        Dense(10) without bias over 8·8·16: 10,240 weights; after global pooling 16·10."""
+        assert self.found("""
+            keras.Sequential([
+                layers.InputLayer(shape=(32, 32, 3)),
+                layers.ZeroPadding2D(1),
+                layers.Conv2D(16, 3, strides=2, use_bias=False),
+                layers.MaxPooling2D(3, strides=2, padding="same"),
+                layers.Flatten(),
+                layers.Dense(10, use_bias=False),
+            ])
+        """) == [("flatten-dense-head", 6, (
+            "10", "params 10,240 → 160 with GlobalAveragePooling2D() instead of Flatten() "
+                  "on the 8x8x16 map"))]
 
     def test_functional_chain_with_known_channels(self):
         """``x = Flatten()(x)`` then ``x = Dense(10)(x)``; 32 channels, spatial size unknown."""
@@ -336,6 +354,16 @@ class TestBiasBeforeBatchNorm(_PluginCase):
             model.add(layers.BatchNormalization())
         """) == [("bias-before-batchnorm", 1, ("Conv2D", "8 params")),
                  ("bias-before-batchnorm", 2, ("Conv2D", "16 params"))]
+
+    @pytest.mark.parametrize("conv, reported, saved", [
+        ("layers.SeparableConv2D(12, 3)", "SeparableConv2D", "12 params"),
+        ("layers.Conv2DTranspose(8, 3, strides=2)", "Conv2DTranspose", "8 params"),
+        ("layers.Convolution1D(4, 3)", "Conv1D", "4 params"),
+    ])
+    def test_other_convolutions(self, conv, reported, saved):
+        """Every convolution's bias is one per output channel, cancelled alike."""
+        assert self.found(f"keras.Sequential([{conv}, layers.BatchNormalization()])") == [
+            ("bias-before-batchnorm", 1, (reported, saved))]
 
     def test_depthwise_bias_count_from_the_input_channels(self):
         """DepthwiseConv2D on 24 channels with depth_multiplier 2 has 48 biases."""
