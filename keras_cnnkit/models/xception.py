@@ -7,7 +7,6 @@ flow (blocks 2-4), the middle flow (blocks 5-12), the exit flow (blocks 13-14), 
 """
 from __future__ import annotations
 
-import functools
 
 # Importing the spec module registers the ``XceptionBlock`` spec.
 from keras_cnnkit.blockspec.specs import xception as _xception_spec  # noqa: F401  pylint: disable=unused-import
