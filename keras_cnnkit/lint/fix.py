@@ -1,0 +1,281 @@
+"""``cnnkit-lint --fix``: rebuild a model file with its findings' replacements.
+
+:func:`fix_file` loads the model safely (``safe_mode=True``: a ``Lambda`` or an unknown
+class is refused, never executed), lints it, applies the chosen findings' replacements
+(:mod:`keras_cnnkit.rewrite`), optionally folds batch norms for inference, and writes the
+result atomically: to a temporary file in the output's directory, then linked or renamed
+into place.  It never writes to the input file and refuses to replace an existing output
+without ``force``.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import tempfile
+from typing import Callable, Iterable, Optional
+
+from keras_cnnkit.errors import ModelFileError, PathLike
+
+#: Output suffixes Keras can save to.
+SAVE_SUFFIXES = (".keras", ".h5")
+
+
+class OutputFileError(ModelFileError):
+    """The fixed model cannot be written where asked (exists, unwritable, bad suffix).
+
+    ``str(error)`` is ``"<output path>: <problem>"``, like :class:`ModelFileError`.
+    """
+
+
+@dataclasses.dataclass
+class FixResult:
+    """What :func:`fix_file` did.
+
+    Attributes:
+        input_path / output_path: the files.
+        params_before / params_after: the whole model's parameter counts
+            (``count_params()``).
+        flops_before / flops_after: the whole model's FLOPs (the linter's cost model).
+        expected_params_after: ``params_before − Σ params_before + Σ params_after`` over
+            the applied findings, as the lint report estimated them (BN folding aside).
+        applied: the findings whose replacements were applied.
+        skipped: the findings not applied, with the reason (:class:`~keras_cnnkit.rewrite.Skipped`).
+        remaining: findings of the re-lint of the fixed model that repeat an applied one
+            (see :func:`still_reported`; empty when every fix took).
+        folded_batchnorms: batch norms folded into their convs (``fold_bn``).
+    """
+
+    input_path: str
+    output_path: str
+    params_before: int
+    params_after: int
+    flops_before: int
+    flops_after: int
+    expected_params_after: int
+    applied: list
+    skipped: list
+    remaining: list
+    folded_batchnorms: int = 0
+
+    @property
+    def needs_retraining(self) -> list:
+        """The applied findings that change what the model computes."""
+        return [f for f in self.applied if f.needs_retraining]
+
+    def to_dict(self) -> dict:
+        """JSON-ready fields."""
+        def brief(finding) -> dict:
+            return {"code": finding.code, "symbol": finding.symbol, "layer": finding.layer,
+                    "needs_retraining": finding.needs_retraining,
+                    "params_before": finding.params_before,
+                    "params_after": finding.params_after}
+        return {
+            "input": self.input_path, "output": self.output_path,
+            "params_before": self.params_before, "params_after": self.params_after,
+            "flops_before": self.flops_before, "flops_after": self.flops_after,
+            "expected_params_after": self.expected_params_after,
+            "folded_batchnorms": self.folded_batchnorms,
+            "applied": [brief(f) for f in self.applied],
+            "skipped": [dict(brief(s.finding), reason=s.reason) for s in self.skipped
+                        if s.finding.replacement is not None],
+            "remaining": [brief(f) for f in self.remaining],
+            "needs_retraining": bool(self.needs_retraining),
+        }
+
+    def format_text(self) -> str:
+        """Human-readable summary: each fix, then before → after params and FLOPs."""
+        lines = []
+        for finding in self.applied:
+            tag = "needs retraining" if finding.needs_retraining else "exact, weights kept"
+            lines.append(f"fixed {finding.code} {finding.symbol} at {finding.layer} ({tag})")
+        for skip in self.skipped:
+            if skip.finding.replacement is not None:
+                lines.append(f"not fixed {skip.finding.code} {skip.finding.symbol} at "
+                             f"{skip.finding.layer}: {skip.reason}")
+        if self.folded_batchnorms:
+            lines.append(f"folded {self.folded_batchnorms} batch norm(s) into their convs "
+                         "(inference only)")
+        for finding in self.remaining:
+            lines.append(f"still reported after fixing: {finding.code} {finding.symbol} at "
+                         f"{finding.layer}")
+        lines.append(f"wrote {self.output_path}: params {self.params_before:,} → "
+                     f"{self.params_after:,} ({_pct(self.params_before, self.params_after)}), "
+                     f"FLOPs {self.flops_before:,} → {self.flops_after:,} "
+                     f"({_pct(self.flops_before, self.flops_after)})")
+        if self.needs_retraining:
+            lines.append(f"{len(self.needs_retraining)} fix(es) change the model's function: "
+                         "retrain (or fine-tune) it before use")
+        return "\n".join(lines)
+
+
+def _pct(before: int, after: int) -> str:
+    if not before:
+        return "n/a"
+    return f"{100.0 * (after - before) / before:+.1f}%"
+
+
+def check_output_path(in_path: PathLike, out_path: PathLike, force: bool = False) -> str:
+    """Validate where the fixed model goes; returns the output path as a string.
+
+    Raises:
+        OutputFileError: wrong suffix, the input itself, an existing file without
+            ``force``, or a directory that does not exist or is not a directory.
+    """
+    out = os.fspath(out_path)
+    if not out.endswith(SAVE_SUFFIXES):
+        raise OutputFileError(out, "the output must end in .keras or .h5")
+    if os.path.exists(out):
+        if os.path.exists(in_path) and os.path.samefile(out, in_path):
+            raise OutputFileError(out, "is the input file; --fix never modifies its input")
+        if os.path.isdir(out):
+            raise OutputFileError(out, "is a directory")
+        if not force:
+            raise OutputFileError(out, "already exists (use --force to overwrite it)")
+    parent = os.path.dirname(os.path.abspath(out))
+    if not os.path.isdir(parent):
+        raise OutputFileError(out, f"cannot write: directory {parent} does not exist")
+    return out
+
+
+def load_model_safely(path: PathLike):
+    """``keras.models.load_model(path, compile=False, safe_mode=True)`` with clear errors.
+
+    ``keras_cnnkit``'s layers are registered first.  A file with a ``Lambda`` layer or an
+    unknown class is refused (nothing from it is executed).
+
+    Raises:
+        ModelFileError: the file is missing or cannot be loaded safely.
+    """
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise ModelFileError(path, "no such file")
+    import keras
+
+    import keras_cnnkit.layers  # noqa: F401  pylint: disable=unused-import
+    try:
+        return keras.models.load_model(path, compile=False, safe_mode=True)
+    except Exception as exc:  # pylint: disable=broad-exception-caught
+        text = " ".join(str(exc).split())
+        if "Lambda" in text or "safe_mode" in text:
+            problem = ("holds a Lambda layer (arbitrary Python code); it is not loaded "
+                       "and nothing in it is run")
+        elif "Could not locate" in text or "Unknown layer" in text:
+            problem = f"uses a layer class that is not available here: {text[:200]}"
+        else:
+            problem = f"cannot be loaded as a Keras model: {type(exc).__name__}: {text[:200]}"
+        raise ModelFileError(path, problem) from None
+
+
+def _default_lint(model):
+    from keras_cnnkit.lint.api import lint
+    return lint(model)
+
+
+def _graph_of(report, model):
+    graph = getattr(report, "graph", None)
+    if graph is None:
+        from keras_cnnkit.analysis.frontends.keras_live import graph_from_keras
+        graph = graph_from_keras(model)
+    return graph
+
+
+def _flops(model) -> int:
+    from keras_cnnkit.analysis.cost import summarize
+    from keras_cnnkit.analysis.frontends.keras_live import graph_from_keras
+    return summarize(graph_from_keras(model)).flops
+
+
+def save_atomically(model, out_path: str, force: bool = False) -> None:
+    """Save ``model`` to a temporary file beside ``out_path``, then move it into place.
+
+    Without ``force`` the final step is a hard link, which fails if ``out_path`` has
+    appeared meanwhile (no file is ever clobbered); with ``force`` it is ``os.replace``.
+    The temporary file is removed on any failure.
+
+    Raises:
+        OutputFileError: the directory is not writable, the disk is full, the output
+            exists (without ``force``).
+    """
+    directory = os.path.dirname(os.path.abspath(out_path))
+    base, suffix = os.path.splitext(os.path.basename(out_path))
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{base}.", suffix=f".tmp{suffix}", dir=directory)
+    except OSError as exc:
+        raise OutputFileError(out_path, f"cannot write: {exc.strerror or exc}") from None
+    os.close(fd)
+    try:
+        model.save(tmp)
+        if force:
+            os.replace(tmp, out_path)
+        else:
+            try:
+                os.link(tmp, out_path)
+            except FileExistsError:
+                raise OutputFileError(out_path, "already exists (use --force to overwrite "
+                                      "it)") from None
+            except OSError:  # no hard links here: check, then rename
+                if os.path.exists(out_path):
+                    raise OutputFileError(out_path, "already exists") from None
+                os.replace(tmp, out_path)
+    except OSError as exc:
+        raise OutputFileError(out_path, f"cannot write: {exc.strerror or exc}") from None
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def still_reported(applied: Iterable, findings: Iterable) -> list:
+    """The ``findings`` (of a re-lint) that repeat an applied fix: the same rule at the
+    fixed layer or at a layer its replacement created."""
+    from keras_cnnkit.rewrite.codegen import layer_name
+    places = set()
+    for finding in applied:
+        places.add((finding.symbol, finding.layer))
+        for node in finding.replacement.nodes:
+            places.add((finding.symbol, layer_name(node.name)))
+            places.add((finding.symbol, node.name))
+    return [f for f in findings if (f.symbol, f.layer) in places]
+
+
+def fix_file(in_path: PathLike, out_path: PathLike, select: Optional[Iterable[str]] = None,
+             force: bool = False, fold_bn: bool = False,
+             lint: Optional[Callable] = None) -> FixResult:
+    """Apply the lint fixes of model file ``in_path`` and write the result to ``out_path``.
+
+    Args:
+        in_path: a ``.keras`` or ``.h5`` model file (never modified).
+        out_path: where the fixed model goes (``.keras`` or ``.h5``).
+        select: codes, code prefixes or symbols of the findings to fix (``--fix-select``);
+            ``None`` fixes every finding that has a replacement.
+        force: replace ``out_path`` if it exists.
+        fold_bn: also fold batch norms into the preceding convs (inference only).
+        lint: ``lint(model) -> Report`` (default :func:`keras_cnnkit.lint.api.lint`).
+
+    Raises:
+        ModelFileError: the input cannot be loaded safely.
+        OutputFileError: the output cannot be written (exists, unwritable, bad suffix).
+    """
+    from keras_cnnkit.rewrite.apply import fold_batchnorm, rewrite_model
+
+    out = check_output_path(in_path, out_path, force=force)
+    model = load_model_safely(in_path)
+    lint = lint or _default_lint
+    report = lint(model)
+    graph = _graph_of(report, model)
+    result = rewrite_model(model, report.findings, select=select, graph=graph)
+    fixed = result.model
+    folded = 0
+    if fold_bn:
+        folding = fold_batchnorm(fixed)
+        fixed, folded = folding.model, len(folding.applied)
+    save_atomically(fixed, out, force=force)
+    applied = result.applied_findings
+    params_before = int(model.count_params())
+    expected = params_before + sum((f.params_after or 0) - (f.params_before or 0)
+                                   for f in applied)
+    remaining = still_reported(applied, lint(fixed).findings)
+    return FixResult(
+        input_path=os.fspath(in_path), output_path=out, params_before=params_before,
+        params_after=int(fixed.count_params()), flops_before=_flops(model),
+        flops_after=_flops(fixed), expected_params_after=expected, applied=applied,
+        skipped=result.skipped, remaining=remaining, folded_batchnorms=folded)
