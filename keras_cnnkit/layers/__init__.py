@@ -4,7 +4,9 @@ from keras_cnnkit.layers.base import SpecBlock, emit
 from keras_cnnkit.layers.conv import ConvBNAct, DilatedConv
 from keras_cnnkit.layers.deformable import DeformableConv2D, deform_conv2d
 from keras_cnnkit.layers.dense import DenseBlock, TransitionBlock
+from keras_cnnkit.layers.factorized import Bottleneck1x1, FactorizedConv
 from keras_cnnkit.layers.group_conv import GroupConv
+from keras_cnnkit.layers.heads import ClassifierHead
 from keras_cnnkit.layers.inception import InceptionModule
 from keras_cnnkit.layers.mobile import DepthwiseSeparableConv, InvertedResidual
 from keras_cnnkit.layers.regularization import DropPath
@@ -13,14 +15,17 @@ from keras_cnnkit.layers.shuffle import ChannelShuffle, ChannelSlice, ShuffleUni
 from keras_cnnkit.layers.squeeze_excite import SqueezeExcite
 
 __all__ = [
+    "Bottleneck1x1",
     "ChannelShuffle",
     "ChannelSlice",
+    "ClassifierHead",
     "ConvBNAct",
     "DeformableConv2D",
     "DenseBlock",
     "DepthwiseSeparableConv",
     "DilatedConv",
     "DropPath",
+    "FactorizedConv",
     "GroupConv",
     "InceptionModule",
     "InvertedResidual",
