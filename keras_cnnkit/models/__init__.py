@@ -10,6 +10,7 @@ input_shape, pooling, classes, classifier_activation, name``), its family's own 
 from keras_cnnkit.models.alexnet import build_alexnet
 from keras_cnnkit.models.assembly import FeatureInfo, Options
 from keras_cnnkit.models.densenet import build_densenet121, build_densenet169, build_densenet201
+from keras_cnnkit.models.googlenet import build_googlenet
 from keras_cnnkit.models.inception_v3 import build_inception_v3
 from keras_cnnkit.models.mobilenet import build_mobilenet
 from keras_cnnkit.models.mobilenet_v2 import build_mobilenet_v2
@@ -27,6 +28,7 @@ __all__ = [
     "build_densenet121",
     "build_densenet169",
     "build_densenet201",
+    "build_googlenet",
     "build_inception_v3",
     "build_mobilenet",
     "build_mobilenet_v2",

@@ -151,6 +151,8 @@ class BuildContext:
         self._num_residual = num_residual_blocks
         self._residual_index = 0
         self.features: dict[int, tuple] = {}
+        #: Tensors a body hands to its head by name (GoogLeNet's auxiliary taps).
+        self.named: dict = {}
 
     def width(self, channels: int, divisor: int = 8) -> int:
         """``channels`` scaled by ``width_multiplier`` (unchanged at 1.0)."""
