@@ -15,6 +15,7 @@ from keras_cnnkit.models.inception_v3 import build_inception_v3
 from keras_cnnkit.models.mobilenet import build_mobilenet
 from keras_cnnkit.models.mobilenet_v2 import build_mobilenet_v2
 from keras_cnnkit.models.resnet import build_resnet50, build_resnet50_v2, build_se_resnet50
+from keras_cnnkit.models.shufflenet import build_shufflenet_v2
 from keras_cnnkit.models.registry import create_model, list_models, register_model
 from keras_cnnkit.models.vgg import build_vgg16
 from keras_cnnkit.models.weights import WeightsUnavailableError
@@ -35,6 +36,7 @@ __all__ = [
     "build_resnet50",
     "build_resnet50_v2",
     "build_se_resnet50",
+    "build_shufflenet_v2",
     "build_vgg16",
     "build_xception",
     "create_model",
