@@ -28,7 +28,7 @@ from lint_rules.pylint_plugin.keras_names import (
     reaching_value,
 )
 
-MAX_CHAIN = 256
+_MAX_CHAIN = 256
 
 _CONV_PARAMS = ("filters", "kernel_size", "strides", "padding", "data_format",
                 "dilation_rate", "groups", "activation", "use_bias")
@@ -142,7 +142,7 @@ class LayerUse(NamedTuple):
 
 def layer_ref(expr: Optional[nodes.NodeNG], depth: int = 0) -> Optional[LayerRef]:
     """The layer ``expr`` constructs (``layers.Conv2D(...)``) or names (``conv`` bound to one)."""
-    if isinstance(expr, nodes.Name) and depth < MAX_CHAIN:
+    if isinstance(expr, nodes.Name) and depth < _MAX_CHAIN:
         return layer_ref(reaching_value(expr), depth + 1)
     if isinstance(expr, nodes.Call):
         symbol = keras_symbol(expr.func)
@@ -229,7 +229,7 @@ def _add_chain_upstream(statement: nodes.NodeNG, receiver: str) -> Iterator[Laye
 
 def _functional_upstream(tensor: Optional[nodes.NodeNG]) -> Iterator[LayerUse]:
     """The layers whose applications produced ``tensor``, nearest first, back to ``Input``."""
-    for _ in range(MAX_CHAIN):
+    for _ in range(_MAX_CHAIN):
         if isinstance(tensor, nodes.Name):
             tensor = reaching_value(tensor)
             continue
