@@ -313,7 +313,6 @@ def order_findings(findings: Iterable[Finding]) -> list:
     Measured findings come first, biggest time saving first; the others follow by
     estimated FLOP saving.  The sort is stable.
     """
-    del result
 
     def key(finding: Finding) -> tuple:
         saving = finding.measurements.get("saving_ms")
