@@ -1,0 +1,297 @@
+"""``cnnkit-lint``: lint Keras model files from the command line, in terminals and CI.
+
+Usage::
+
+    cnnkit-lint [options] PATH...
+    cnnkit-lint --list-rules
+    cnnkit-lint --explain CODE
+
+Model files (``.keras``, ``.h5``/``.hdf5``, JSON configs; recognised by content) are read
+statically: neither TensorFlow nor Keras is imported and nothing in the file is executed.
+
+Exit status:
+
+===  =====================================================================================
+ 0   no finding at or above ``--fail-on`` (default: ``warning``), or ``--exit-zero``
+ 1   at least one finding at or above ``--fail-on``
+ 2   usage, configuration or input error: a bad flag or config, a missing, unreadable
+     or invalid model file (the other files of the run are still linted and reported)
+130  interrupted (Ctrl-C)
+===  =====================================================================================
+
+Each input error is one line on stderr, ``cnnkit-lint: error: <file>: <problem>``; no
+traceback is ever shown for bad input.
+
+Settings come from ``pyproject.toml`` ``[tool.cnnkit-lint]``, ``setup.cfg`` or
+``tox.ini`` ``[cnnkit-lint]`` (see :mod:`keras_cnnkit.lint.config`); flags override them.
+"""
+from __future__ import annotations
+
+import argparse
+import fnmatch
+import os
+import sys
+from typing import Optional, Sequence
+
+from keras_cnnkit.errors import CnnkitError, ConfigError
+from keras_cnnkit.lint import config as lint_config
+from keras_cnnkit.lint.baseline import Baseline, write_baseline
+from keras_cnnkit.lint.findings import Severity
+from keras_cnnkit.lint.formatters import FORMATTERS, FileResult, RuleInfo
+
+PROG = "cnnkit-lint"
+EXIT_OK, EXIT_FINDINGS, EXIT_ERROR, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+_EPILOG = f"""\
+exit status: 0 no finding at or above --fail-on; 1 findings; 2 usage, config or input
+error (other files are still linted); 130 interrupted.
+
+Unknown input dimensions default to {lint_config.DEFAULT_SPATIAL} (e.g. (None, None, 3) is
+linted as (224, 224, 3)); --input-shape overrides.  Settings: pyproject.toml
+[tool.cnnkit-lint], setup.cfg or tox.ini [cnnkit-lint], nearest to the working directory.
+"""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with the one-line ``cnnkit-lint: error: ...`` form and exit status 2."""
+
+    def error(self, message):
+        self.print_usage(sys.stderr)
+        self.exit(EXIT_ERROR, f"{self.prog}: error: {message}\n")
+
+
+def _csv(text: str) -> list:
+    return [p.strip() for p in text.split(",") if p.strip()]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command-line parser."""
+    from keras_cnnkit import __version__
+
+    parser = _Parser(prog=PROG, description="Lint Keras CNN model files: each finding "
+                     "names an inefficiency and the exact parameters and FLOPs its fix "
+                     "saves.", epilog=_EPILOG,
+                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("paths", nargs="*", metavar="PATH",
+                        help=".keras, .h5/.hdf5 or JSON model config files")
+    out = parser.add_argument_group("output")
+    out.add_argument("--format", choices=lint_config.FORMATS, default=None,
+                     help="output format (default: text)")
+    out.add_argument("-o", "--output", metavar="FILE",
+                     help="write the report to FILE instead of standard output")
+    out.add_argument("-q", "--quiet", action="store_true",
+                     help="text format: findings only, no summary table")
+    sel = parser.add_argument_group("rule selection")
+    sel.add_argument("--select", type=_csv, metavar="RULES",
+                     help="comma-separated codes, code prefixes or symbols to run "
+                          "(ALL: every rule)")
+    sel.add_argument("--ignore", type=_csv, metavar="RULES",
+                     help="comma-separated codes, code prefixes or symbols to skip")
+    sel.add_argument("--fail-on", metavar="SEVERITY",
+                     help="lowest severity that makes the exit status 1: info, warning "
+                          "(default) or error")
+    sel.add_argument("--exit-zero", action="store_true",
+                     help="exit 0 even when there are findings (input errors still exit 2)")
+    model = parser.add_argument_group("model")
+    model.add_argument("--input-shape", metavar="SHAPE",
+                       help="dims for inputs of unknown size, batch excluded: the full "
+                            "shape (299,299,3) or the unknown dims (299x299); default "
+                            f"{lint_config.DEFAULT_SPATIAL} for each unknown dim")
+    base = parser.add_argument_group("configuration and baseline")
+    base.add_argument("--config", metavar="FILE",
+                      help="read settings from FILE (pyproject.toml, setup.cfg, tox.ini)")
+    base.add_argument("--no-config", action="store_true",
+                      help="ignore configuration files")
+    base.add_argument("--baseline", metavar="FILE",
+                      help="do not report findings listed in this baseline file")
+    base.add_argument("--write-baseline", metavar="FILE",
+                      help="write the current findings to FILE as the baseline, exit 0")
+    info = parser.add_argument_group("information")
+    info.add_argument("--list-rules", action="store_true", help="list the rules and exit")
+    info.add_argument("--explain", metavar="RULE", help="print a rule's documentation")
+    info.add_argument("--version", action="version", version=f"{PROG} {__version__}")
+    return parser
+
+
+def _rules() -> list:
+    """Every registered rule, as :class:`RuleInfo`, sorted by code."""
+    from keras_cnnkit.lint import registry
+
+    return sorted((RuleInfo.from_rule(rule) for rule in registry.all_rules()),
+                  key=lambda r: r.code)
+
+
+def _find_rule(rules: list, name: str) -> RuleInfo:
+    for rule in rules:
+        if name.strip() in (rule.code, rule.symbol) or name.strip().upper() == rule.code:
+            return rule
+    raise ConfigError("--explain", f"unknown rule {name!r} (see --list-rules)")
+
+
+def explain_text(rule: RuleInfo) -> str:
+    """The ``--explain`` page of a rule, from its docstring sections."""
+    fix = "fix available" if rule.fixable else "no automatic fix"
+    lines = [f"{rule.code} {rule.symbol} ({rule.severity}; {fix})", "", rule.summary]
+    for heading, body in rule.docs.items():
+        lines += ["", f"## {heading}", "", body]
+    return "\n".join(lines) + "\n"
+
+
+def list_rules_text(rules: list, fmt: str) -> str:
+    """The ``--list-rules`` output (a table, or JSON for ``--format json``)."""
+    if fmt == "json":
+        import json
+        return json.dumps([{"code": r.code, "symbol": r.symbol, "severity": str(r.severity),
+                            "fixable": r.fixable, "summary": r.summary} for r in rules],
+                          indent=2) + "\n"
+    width = max((len(r.symbol) for r in rules), default=0)
+    return "".join(f"{r.code}  {r.symbol.ljust(width)}  {str(r.severity).ljust(7)}  "
+                   f"{'fix' if r.fixable else '   '}  {r.summary}\n" for r in rules)
+
+
+def _resolve(selectors: Optional[list], rules: list, source: str) -> Optional[list]:
+    """Selectors → the exact codes they name (``None`` stays ``None``: the default set)."""
+    if selectors is None:
+        return None
+    lint_config.check_selectors(selectors, [(r.code, r.symbol) for r in rules], source)
+    return [r.code for r in rules
+            if any(lint_config.selector_matches(s, r.code, r.symbol) for s in selectors)]
+
+
+def _settings(args) -> lint_config.Settings:
+    """File settings overridden by the flags given."""
+    settings = lint_config.load_settings(args.config, isolated=args.no_config)
+    if args.select is not None:
+        settings.select = args.select
+    if args.ignore is not None:
+        settings.ignore = args.ignore
+    if args.fail_on is not None:
+        settings.fail_on = lint_config.parse_severity(args.fail_on)
+    if args.format is not None:
+        settings.format = args.format
+    if args.input_shape is not None:
+        settings.input_shape = lint_config.parse_input_shape(args.input_shape)
+    if args.baseline is not None:
+        settings.baseline = args.baseline
+    return settings
+
+
+def _suppressed(finding, per_layer: list) -> bool:
+    return any(fnmatch.fnmatchcase(finding.layer, glob)
+               and any(lint_config.selector_matches(s, finding.code, finding.symbol)
+                       for s in selectors)
+               for glob, selectors in per_layer)
+
+
+def lint_path(path: str, settings: lint_config.Settings, select: Optional[list],
+              ignore: list, baseline: Optional[Baseline]) -> FileResult:
+    """Lint one file; an input error becomes ``FileResult.error``."""
+    from keras_cnnkit.lint.api import lint
+
+    try:
+        report = lint(path, select=select, ignore=ignore, input_shape=settings.input_shape)
+    except CnnkitError as exc:
+        return FileResult(path, error=getattr(exc, "problem", str(exc)))
+    except RecursionError:
+        return FileResult(path, error="model nested too deeply to analyse")
+    except MemoryError:
+        return FileResult(path, error="out of memory while analysing the model")
+    except Exception as exc:  # pylint: disable=broad-exception-caught
+        # A bug of ours (or of a third-party rule) must not hide the other files'
+        # results behind a traceback; it is reported as an error of this file.
+        return FileResult(path, error=f"internal error while linting ({type(exc).__name__}: "
+                                      f"{exc}); please report it")
+    findings = list(report.findings)
+    kept = [f for f in findings if not _suppressed(f, settings.per_layer_ignores)]
+    result = FileResult(path, summary=report.summary, suppressed=len(findings) - len(kept))
+    if baseline is not None:
+        kept, accepted = baseline.filter(path, kept)
+        result.baselined = len(accepted)
+    result.findings = kept
+    return result
+
+
+def _write(text: str, output: Optional[str]) -> None:
+    if output is None:
+        stream = sys.stdout
+        encoding = stream.encoding or "utf-8"
+        try:
+            text.encode(encoding)
+        except UnicodeEncodeError:
+            text = (text.replace("→", "->").replace("−", "-")
+                    .encode(encoding, "replace").decode(encoding))
+        stream.write(text)
+        stream.flush()
+        return
+    try:
+        with open(output, "w", encoding="utf-8") as fh:
+            fh.write(text)
+    except OSError as exc:
+        raise ConfigError(output, f"cannot write output: {exc.strerror or exc}") from None
+
+
+def _error(message: str) -> None:
+    sys.stderr.write(f"{PROG}: error: {' '.join(message.split())}\n")
+    sys.stderr.flush()
+
+
+def run(argv: Optional[Sequence[str]] = None) -> int:
+    """Parse ``argv``, lint, report; returns the exit status (may raise CnnkitError)."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    settings = _settings(args)
+    rules = _rules()
+    if args.list_rules:
+        _write(list_rules_text(rules, settings.format), args.output)
+        return EXIT_OK
+    if args.explain:
+        _write(explain_text(_find_rule(rules, args.explain)), args.output)
+        return EXIT_OK
+    if not args.paths:
+        parser.error("no model files given (try --help)")
+    select = _resolve(settings.select, rules, settings.source or "--select")
+    ignore = _resolve(settings.ignore, rules, settings.source or "--ignore") or []
+    for _, selectors in settings.per_layer_ignores:
+        _resolve(selectors, rules, settings.source or "per-layer-ignores")
+    baseline = None
+    if settings.baseline and not args.write_baseline:
+        baseline = Baseline.load(settings.baseline)
+    results = []
+    for path in args.paths:
+        result = lint_path(path, settings, select, ignore, baseline)
+        if result.error is not None:
+            _error(f"{path}: {result.error}")
+        results.append(result)
+    if args.write_baseline:
+        count = write_baseline(args.write_baseline,
+                               [(r.path, r.findings) for r in results if r.error is None])
+        sys.stderr.write(f"{PROG}: wrote {count} finding(s) to {args.write_baseline}\n")
+        return EXIT_ERROR if any(r.error is not None for r in results) else EXIT_OK
+    formatter = FORMATTERS[settings.format]
+    if settings.format == "text":
+        text = formatter(results, rules, show_summary=not args.quiet)
+    else:
+        text = formatter(results, rules)
+    _write(text, args.output)
+    if any(r.error is not None for r in results):
+        return EXIT_ERROR
+    failing = any(Severity(f.severity) >= settings.fail_on
+                  for r in results for f in r.findings)
+    return EXIT_FINDINGS if failing and not args.exit_zero else EXIT_OK
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Console-script entry point: :func:`run` with every error turned into one line."""
+    try:
+        return run(argv)
+    except CnnkitError as exc:
+        _error(str(exc))
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        _error("interrupted")
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        # The reader went away (``cnnkit-lint ... | head``): not an error of ours.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_OK
