@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import inspect
 import re
 from typing import ClassVar, Iterable, Optional
 
@@ -118,7 +119,8 @@ class Rule:
     @classmethod
     def docs(cls) -> dict:
         """The docstring's sections, by heading."""
-        text = cls.__doc__ or ""
+        # Class docstrings are indented; dedent so that "## " headings start lines.
+        text = inspect.cleandoc(cls.__doc__ or "")
         parts = _SECTION_RE.split(text)
         sections = {}
         for heading, body in zip(parts[1::2], parts[2::2]):

@@ -1,0 +1,99 @@
+"""The Python API of the linter: ``keras_cnnkit.lint(model_or_path, ...) -> Report``.
+
+The pipeline, one stage per module: a frontend makes the graph IR
+(:mod:`~keras_cnnkit.analysis.frontends.keras_live` for a live model, the static file
+frontend for a path), the cost model summarises it (:mod:`keras_cnnkit.analysis.cost`),
+the selected rules (:mod:`keras_cnnkit.lint.registry`) yield findings, and a
+:class:`~keras_cnnkit.lint.report.Report` holds both.  Importing this module imports
+neither Keras nor TensorFlow.
+"""
+from __future__ import annotations
+
+import os
+from typing import Iterable, Optional, Sequence
+
+from keras_cnnkit.analysis.cost import summarize
+from keras_cnnkit.analysis.ir import Graph
+from keras_cnnkit.errors import CnnkitError
+from keras_cnnkit.lint import registry
+from keras_cnnkit.lint.report import Report
+
+__all__ = ["Report", "RuleError", "graph_of", "lint", "lint_graph"]
+
+
+class RuleError(CnnkitError, RuntimeError):
+    """A rule raised an exception while checking a graph."""
+
+
+def graph_of(model_or_path, input_shape: Optional[Sequence[int]] = None) -> Graph:
+    """The graph IR of a live Keras model, a model file path or a :class:`Graph`."""
+    if isinstance(model_or_path, Graph):
+        if input_shape is None:
+            return model_or_path
+        from keras_cnnkit.analysis.shapes import propagate_shapes
+        return propagate_shapes(model_or_path,
+                                {model_or_path.inputs[0]: tuple(input_shape)})
+    if isinstance(model_or_path, (str, os.PathLike)):
+        try:
+            from keras_cnnkit.analysis.frontends import static_file
+        except ImportError as exc:
+            raise CnnkitError(f"{os.fspath(model_or_path)}: linting model files needs the "
+                              f"static file frontend, which cannot be imported ({exc})") from exc
+        return static_file.load_graph(model_or_path, input_shape=input_shape)
+    if hasattr(model_or_path, "layers") and hasattr(model_or_path, "count_params"):
+        from keras_cnnkit.analysis.frontends.keras_live import graph_from_keras
+        return graph_from_keras(model_or_path, input_shape=input_shape)
+    raise TypeError(f"lint() takes a Keras model, a model file path or a Graph, got "
+                    f"{type(model_or_path).__name__}")
+
+
+def lint_graph(graph: Graph, select: Optional[Iterable[str]] = None,
+               ignore: Optional[Iterable[str]] = None, rules: Optional[list] = None,
+               options: Optional[dict] = None) -> Report:
+    """Lint a graph IR.
+
+    Args:
+        graph: the model's graph.
+        select / ignore: rule selectors (codes like ``"CNK103"``, code prefixes like
+            ``"CNK1"``, symbols like ``"missing-bottleneck"``, or ``"ALL"``); default:
+            every registered rule.
+        rules: rule instances to run instead of selecting from the registry.
+        options: keyword arguments per rule symbol or code (``{"plain-deep-stack":
+            {"min_depth": 30}}``).
+
+    Raises:
+        ConfigError: a selector names no rule.
+        RuleError: a rule failed.
+    """
+    if rules is None:
+        rules = registry.instantiate(registry.select_rules(select, ignore), options)
+    findings = []
+    for rule in rules:
+        try:
+            findings.extend(rule.check(graph))
+        except Exception as exc:  # pylint: disable=broad-exception-caught
+            raise RuleError(f"rule {rule.code} {rule.symbol} failed on model "
+                            f"{graph.name!r}: {type(exc).__name__}: {exc}") from exc
+    return Report(model=graph.name, source=graph.source, summary=summarize(graph),
+                  findings=findings, rules=[r.code for r in rules], graph=graph)
+
+
+def lint(model_or_path, select: Optional[Iterable[str]] = None,
+         ignore: Optional[Iterable[str]] = None,
+         input_shape: Optional[Sequence[int]] = None,
+         options: Optional[dict] = None) -> Report:
+    """Lint a Keras model or a model file.
+
+    Args:
+        model_or_path: a built Functional or Sequential ``keras.Model``; a path to a
+            ``.keras``/``.h5``/``.json`` model file (read statically, never executed);
+            or a :class:`~keras_cnnkit.analysis.ir.Graph`.
+        select / ignore: rule selectors (codes, code prefixes, symbols or ``"ALL"``).
+        input_shape: batch-excluded input shape for models whose spatial size is unknown.
+        options: keyword arguments per rule (see :func:`lint_graph`).
+
+    Returns:
+        a :class:`~keras_cnnkit.lint.report.Report`.
+    """
+    return lint_graph(graph_of(model_or_path, input_shape=input_shape), select=select,
+                      ignore=ignore, options=options)

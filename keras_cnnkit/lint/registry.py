@@ -1,0 +1,157 @@
+"""The rule registry: rules come from the ``keras_cnnkit.lint_rules`` entry-point group.
+
+Each entry point names a :class:`~keras_cnnkit.lint.findings.Rule` subclass
+(``large-kernel = lint_rules.large_kernel:LargeKernel``); third-party packages add rules
+by declaring entry points in the same group.  The built-in rules are always available:
+where the distribution metadata is missing or stale (a source checkout, a zipapp), they
+are loaded from :data:`BUILTIN_RULES` instead.  A third-party rule that fails to load is
+an error naming the entry point, never skipped in silence.
+"""
+from __future__ import annotations
+
+import functools
+import importlib
+from importlib import metadata
+from typing import Iterable, Optional
+
+from keras_cnnkit.errors import CnnkitError, ConfigError
+from keras_cnnkit.lint.findings import DOC_SECTIONS, Rule
+
+ENTRY_POINT_GROUP = "keras_cnnkit.lint_rules"
+
+#: symbol → "module:Class" of the rules shipped with keras-cnnkit.
+BUILTIN_RULES = {
+    "opaque-layer": "lint_rules.opaque_layer:OpaqueLayer",
+    "large-kernel": "lint_rules.large_kernel:LargeKernel",
+    "asymmetric-factorization": "lint_rules.asymmetric_factorization:AsymmetricFactorization",
+    "missing-bottleneck": "lint_rules.missing_bottleneck:MissingBottleneck",
+    "depthwise-separable-candidate":
+        "lint_rules.depthwise_separable_candidate:DepthwiseSeparableCandidate",
+    "flatten-dense-head": "lint_rules.flatten_dense_head:FlattenDenseHead",
+    "relu-after-projection": "lint_rules.relu_after_projection:ReluAfterProjection",
+    "group-conv-without-shuffle": "lint_rules.group_conv_without_shuffle:GroupConvWithoutShuffle",
+    "bias-before-batchnorm": "lint_rules.bias_before_batchnorm:BiasBeforeBatchnorm",
+    "dropout-before-batchnorm": "lint_rules.dropout_before_batchnorm:DropoutBeforeBatchnorm",
+    "plain-deep-stack": "lint_rules.plain_deep_stack:PlainDeepStack",
+    "tensor-core-alignment": "lint_rules.tensor_core_alignment:TensorCoreAlignment",
+}
+
+
+class RuleLoadError(CnnkitError, ImportError):
+    """A rule plugin cannot be imported, or is not a valid :class:`Rule`."""
+
+
+def _load_object(target: str):
+    module_name, _, attr = target.partition(":")
+    obj = importlib.import_module(module_name)
+    for part in attr.split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
+def validate_rule(obj, origin: str) -> type:
+    """Check that ``obj`` is a usable rule class; :class:`RuleLoadError` naming ``origin``."""
+    if not isinstance(obj, type) or not issubclass(obj, Rule):
+        raise RuleLoadError(f"rule plugin {origin}: {obj!r} is not a subclass of "
+                            "keras_cnnkit.lint.findings.Rule")
+    if not obj.code or not obj.symbol:
+        raise RuleLoadError(f"rule plugin {origin}: {obj.__name__} has no code or symbol")
+    missing = [s for s in DOC_SECTIONS if s not in obj.docs()]
+    if missing:
+        raise RuleLoadError(f"rule plugin {origin}: {obj.__name__}'s docstring lacks the "
+                            f"section(s) {', '.join(missing)}")
+    return obj
+
+
+def _entry_points() -> list:
+    try:
+        return list(metadata.entry_points(group=ENTRY_POINT_GROUP))
+    except Exception:  # pylint: disable=broad-exception-caught
+        # Broken distribution metadata elsewhere in the environment: built-ins only.
+        return []
+
+
+@functools.lru_cache(maxsize=1)
+def all_rules() -> tuple:
+    """Every rule class (built-in and plugins), sorted by code.
+
+    Raises:
+        RuleLoadError: a plugin fails to import, is not a rule, or reuses a code/symbol.
+    """
+    rules = {symbol: validate_rule(_load_object(target), f"{symbol!r} ({target})")
+             for symbol, target in BUILTIN_RULES.items()}
+    for ep in _entry_points():
+        if ep.name in BUILTIN_RULES and ep.value.replace(" ", "") == BUILTIN_RULES[ep.name]:
+            continue
+        origin = f"{ep.name!r} ({ep.value})"
+        try:
+            obj = ep.load()
+        except Exception as exc:  # pylint: disable=broad-exception-caught
+            raise RuleLoadError(f"rule plugin {origin} failed to load: "
+                                f"{type(exc).__name__}: {exc}") from exc
+        rule = validate_rule(obj, origin)
+        if rule.symbol in rules and rules[rule.symbol] is not rule:
+            raise RuleLoadError(f"rule plugin {origin}: symbol {rule.symbol!r} is taken by "
+                                f"{rules[rule.symbol].__module__}")
+        rules[rule.symbol] = rule
+    codes: dict = {}
+    for rule in rules.values():
+        if codes.setdefault(rule.code, rule) is not rule:
+            raise RuleLoadError(f"rules {codes[rule.code].symbol!r} and {rule.symbol!r} "
+                                f"share the code {rule.code}")
+    return tuple(sorted(set(rules.values()), key=lambda r: r.code))
+
+
+def selector_matches(selector: str, rule: type) -> bool:
+    """Whether ``selector`` (a code, a code prefix like ``CNK1``, a symbol or ``ALL``)
+    names ``rule``."""
+    from keras_cnnkit.lint.config import selector_matches as matches
+    return matches(selector, rule.code, rule.symbol)
+
+
+def get_rule(selector: str) -> type:
+    """The rule named by a code or a symbol; :class:`ConfigError` if none is."""
+    for rule in all_rules():
+        if selector.strip() in (rule.symbol, rule.code) or selector.strip().upper() == rule.code:
+            return rule
+    raise ConfigError("rule", f"unknown rule {selector!r}")
+
+
+def _as_list(selectors) -> list:
+    return [selectors] if isinstance(selectors, str) else list(selectors)
+
+
+def select_rules(select: Optional[Iterable[str]] = None,
+                 ignore: Optional[Iterable[str]] = None) -> list:
+    """The rule classes named by ``select`` (default: all) minus those named by ``ignore``.
+
+    Selectors are codes, code prefixes, symbols or ``"ALL"``.  One that names no rule is a
+    :class:`ConfigError` (a typo must not silently lint nothing).
+    """
+    rules = all_rules()
+    chosen = list(rules)
+    for source, selectors in (("select", select), ("ignore", ignore)):
+        if selectors is None:
+            continue
+        selectors = _as_list(selectors)
+        for sel in selectors:
+            if not any(selector_matches(sel, r) for r in rules):
+                raise ConfigError(source, f"unknown rule {sel!r}")
+        if source == "select":
+            chosen = [r for r in rules if any(selector_matches(s, r) for s in selectors)]
+        else:
+            chosen = [r for r in chosen if not any(selector_matches(s, r) for s in selectors)]
+    return chosen
+
+
+def instantiate(rules: Iterable[type], options: Optional[dict] = None) -> list:
+    """Rule instances; ``options`` maps a symbol or code to keyword arguments."""
+    options = options or {}
+    out = []
+    for rule in rules:
+        kwargs = options.get(rule.symbol, options.get(rule.code, {}))
+        try:
+            out.append(rule(**kwargs))
+        except TypeError as exc:
+            raise ConfigError(rule.symbol, f"bad rule options {kwargs!r}: {exc}") from None
+    return out

@@ -1,0 +1,114 @@
+"""The result of linting one model: its cost summary and its findings.
+
+Findings are sorted by the FLOPs their fix would save (largest first; advisory findings,
+which carry no figures, last), then by code and layer, so that a report reads
+"biggest win first" and is stable from run to run.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Optional
+
+from keras_cnnkit.analysis.cost import ModelSummary
+from keras_cnnkit.analysis.ir import Graph, Node
+from keras_cnnkit.lint.findings import Finding, Replacement, Severity
+
+
+def flop_saving(finding: Finding) -> Optional[int]:
+    """``flops_before − flops_after``, or ``None`` where the finding has no figures."""
+    if finding.flops_before is None or finding.flops_after is None:
+        return None
+    return finding.flops_before - finding.flops_after
+
+
+def sort_findings(findings) -> list:
+    """Largest FLOP saving first; findings without figures after; ties by code, layer."""
+    def key(f: Finding):
+        saving = flop_saving(f)
+        return (saving is None, -(saving or 0), f.code, f.layer, f.node)
+    return sorted(findings, key=key)
+
+
+def _json(value):
+    if isinstance(value, Severity):
+        return str(value)
+    if isinstance(value, dict):
+        return {str(k): _json(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json(v) for v in value]
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    return str(value)
+
+
+def node_dict(node: Node) -> dict:
+    """An IR node, JSON-ready."""
+    return {"name": node.name, "op": node.op, "inputs": list(node.inputs),
+            "input_shapes": _json(node.input_shapes), "output_shape": _json(node.output_shape),
+            "attrs": _json(node.attrs), "layer": node.layer, "source_class": node.source_class}
+
+
+def replacement_dict(replacement: Optional[Replacement]) -> Optional[dict]:
+    """A replacement fragment, JSON-ready."""
+    if replacement is None:
+        return None
+    return {"removed": list(replacement.removed),
+            "nodes": [node_dict(n) for n in replacement.nodes],
+            "output": replacement.output,
+            "preserves_function": replacement.preserves_function}
+
+
+#: The fields of a finding in :meth:`Report.to_dict`, in order.
+FINDING_FIELDS = ("code", "symbol", "severity", "layer", "node", "message", "suggestion",
+                  "params_before", "params_after", "macs_before", "macs_after",
+                  "flops_before", "flops_after")
+
+
+def finding_dict(finding: Finding) -> dict:
+    """Every field of a finding, JSON-ready."""
+    out = {name: _json(getattr(finding, name)) for name in FINDING_FIELDS}
+    out["needs_retraining"] = finding.needs_retraining
+    out["measurements"] = _json(finding.measurements)
+    out["replacement"] = replacement_dict(finding.replacement)
+    return out
+
+
+@dataclasses.dataclass
+class Report:
+    """What :func:`keras_cnnkit.lint` returns.
+
+    Attributes:
+        model: the model's name.
+        source: where it came from (a path, or ``"<keras model>"``).
+        summary: per-node and total params, MACs, FLOPs, memory, unknown-cost nodes.
+        findings: the findings, largest FLOP saving first (see :func:`sort_findings`).
+        rules: the codes of the rules that ran.
+        graph: the IR the rules saw (what fixes rewrite).
+    """
+
+    model: str
+    source: str
+    summary: ModelSummary
+    findings: list
+    rules: list
+    graph: Graph = dataclasses.field(repr=False, default=None)
+
+    def __post_init__(self):
+        self.findings = sort_findings(self.findings)
+
+    def __len__(self) -> int:
+        return len(self.findings)
+
+    def by_rule(self, selector: str) -> list:
+        """The findings of the rule with this code or symbol."""
+        return [f for f in self.findings if selector in (f.code, f.symbol)]
+
+    def at(self, layer: str) -> list:
+        """The findings reported at ``layer``."""
+        return [f for f in self.findings if f.layer == layer]
+
+    def to_dict(self, per_node: bool = False) -> dict:
+        """JSON-ready report (``per_node`` adds the summary's per-node rows)."""
+        return {"model": self.model, "source": self.source, "rules": list(self.rules),
+                "summary": self.summary.to_dict(per_node=per_node),
+                "findings": [finding_dict(f) for f in self.findings]}

@@ -1,0 +1,63 @@
+"""Shared helpers of the rules (not a rule itself).
+
+:func:`costed_finding` is the one place where a finding's before/after figures are made:
+the cost model (:mod:`keras_cnnkit.analysis.cost`) over the nodes a fix removes and over
+the replacement fragment.  Rules never compute savings with formulas of their own.
+Third-party rules can use it too.
+"""
+from __future__ import annotations
+
+from typing import Iterable, Optional
+
+from keras_cnnkit.analysis.cost import Cost, replacement_costs
+from keras_cnnkit.analysis.ir import Graph, Node
+from keras_cnnkit.lint.findings import Finding, Replacement, Rule
+
+
+def costs_of(graph: Graph, removed: Iterable[str], nodes: Iterable[Node]) -> tuple:
+    """``(before, after)`` costs of a candidate replacement."""
+    return replacement_costs(graph, list(removed), list(nodes))
+
+
+def saves(before: Cost, after: Cost, params: bool = True, flops: bool = False) -> bool:
+    """True when ``after`` is cheaper than ``before`` in params (and/or FLOPs), both known."""
+    ok = True
+    if params:
+        ok = ok and None not in (before.params, after.params) and after.params < before.params
+    if flops:
+        ok = ok and None not in (before.flops, after.flops) and after.flops < before.flops
+    return ok
+
+
+def costed_finding(rule: Rule, graph: Graph, node: Node, message: str, suggestion: str,
+                   removed: Iterable[str], nodes: Iterable[Node], output: str,
+                   preserves_function: bool = False,
+                   measurements: Optional[dict] = None) -> Finding:
+    """A finding of ``rule`` at ``node`` carrying its replacement and before/after costs.
+
+    Args:
+        removed: names of the graph nodes the fix replaces, in topological order.
+        nodes: the replacement fragment's nodes.
+        output: the node (of the fragment, or of the graph when the fix only deletes
+            nodes) whose output takes the place of the last removed node's output.
+    """
+    removed, nodes = list(removed), list(nodes)
+    before, after = replacement_costs(graph, removed, nodes)
+    replacement = Replacement(removed=removed, nodes=nodes, output=output,
+                              preserves_function=preserves_function)
+    return rule.finding(
+        node, message, suggestion=suggestion,
+        params_before=before.params, params_after=after.params,
+        macs_before=before.macs, macs_after=after.macs,
+        flops_before=before.flops, flops_after=after.flops,
+        replacement=replacement, measurements=dict(measurements or {}))
+
+
+def num(value: Optional[int]) -> str:
+    """``102400`` → ``"102,400"`` (``"?"`` when unknown)."""
+    return "?" if value is None else f"{value:,}"
+
+
+def kernel_text(kernel) -> str:
+    """``(5, 5)`` → ``"5×5"``."""
+    return "×".join(str(k) for k in kernel)

@@ -1,0 +1,111 @@
+"""CNK105 ``flatten-dense-head``: Flatten + Dense over a spatial map → global pooling."""
+from __future__ import annotations
+
+from typing import Iterable
+
+from keras_cnnkit.analysis.fragments import FragmentBuilder, try_build
+from keras_cnnkit.analysis.ir import Graph, Node, OpKind
+from keras_cnnkit.lint.findings import Finding, Rule, Severity
+from lint_rules.common import costed_finding, costs_of, num, saves
+
+_PASS = (OpKind.DROPOUT, OpKind.IDENTITY)
+
+
+class FlattenDenseHead(Rule):
+    """A Dense layer over a flattened spatial feature map, where global pooling would do.
+
+    ## What it does
+    Finds a ``Flatten`` (or a ``Reshape`` to one dimension) of a feature map with more
+    than one position that feeds a ``Dense`` layer (dropout in between is allowed), and
+    proposes global average pooling, then the same Dense on the C pooled channels.
+
+    ## Why is this bad?
+    The Dense layer gets one weight per position, channel and unit: VGG16's fc1 has
+    7·7·512·4096 = 102,760,448 weights (+4,096 biases), three quarters of the model.
+    After global average pooling it has 512·4096: 102,764,544 → 2,101,248 parameters.
+    The pooled head also accepts any input size and overfits less (Network In Network).
+
+    ## Example
+    ```python
+    x = keras.layers.Flatten()(features)          # features: (7, 7, 512)
+    x = keras.layers.Dense(4096, activation="relu")(x)
+    ```
+
+    ## Use instead
+    ```python
+    x = keras.layers.GlobalAveragePooling2D()(features)
+    x = keras.layers.Dense(4096, activation="relu")(x)
+    ```
+
+    ## References
+    - Lin et al., "Network In Network", ICLR 2014, §3.2 (global average pooling).
+    - Szegedy et al., "Going Deeper with Convolutions" (GoogLeNet), CVPR 2015, §5.
+    - Seeds 000, 002, 003 (VGG16's FC6: 7·7·512·4096 = 102,760,448 weights).
+    """
+
+    code = "CNK105"
+    symbol = "flatten-dense-head"
+    severity = Severity.WARNING
+    fixable = True
+
+    def check(self, graph: Graph) -> Iterable[Finding]:
+        for node in graph:
+            flat = node.op == OpKind.FLATTEN or (
+                node.op == OpKind.RESHAPE and node.output_shape is not None
+                and len(node.output_shape) == 1)
+            if not flat or node.input_shapes[0] is None or len(node.input_shapes[0]) < 2:
+                continue
+            source = graph[node.inputs[0]]
+            positions = 1
+            for d in source.spatial():
+                positions = None if d is None or positions is None else positions * d
+            if positions is None or positions <= 1:
+                continue
+            chain = _chain_to_dense(graph, node)
+            if chain is not None:
+                finding = self._check_head(graph, source, chain, positions)
+                if finding is not None:
+                    yield finding
+
+    def _check_head(self, graph: Graph, source: Node, chain: list, positions: int):
+        dense = chain[-1]
+        rank = len(source.output_shape) - 1
+
+        def build():
+            frag = FragmentBuilder(graph, dense.name)
+            last = frag.add("gap", OpKind.GLOBAL_POOL, [source.name], {
+                "pool_type": "avg", "rank": rank, "keepdims": False,
+                "data_format": source.data_format}, f"GlobalAveragePooling{rank}D").name
+            for middle in chain[1:-1]:
+                last = frag.copy(middle, [last], suffix=middle.name.replace("/", "_")).name
+            frag.copy(dense, [last], in_features=source.channels())
+            return frag
+
+        frag = try_build(build)
+        if frag is None or not frag.matches(dense, frag.nodes[-1]):
+            return None
+        before, after = costs_of(graph, [n.name for n in chain], frag.nodes)
+        if not saves(before, after):
+            return None
+        return costed_finding(
+            self, graph, dense,
+            f"Dense over a flattened {positions}-position map: {num(before.params)} "
+            f"parameters, {num(after.params)} after global average pooling",
+            "global-average-pool the feature map, then apply the Dense layer to its "
+            f"{source.channels()} channels", [n.name for n in chain], frag.nodes,
+            frag.nodes[-1].name, measurements={"positions": positions})
+
+
+def _chain_to_dense(graph: Graph, flat: Node):
+    """[flatten, (dropout/identity)*, dense] when that is a single-consumer chain."""
+    chain, current = [flat], flat
+    while True:
+        nxt = graph.single_consumer(current)
+        if nxt is None or len(nxt.inputs) != 1:
+            return None
+        chain.append(nxt)
+        if nxt.op == OpKind.DENSE:
+            return chain
+        if nxt.op not in _PASS:
+            return None
+        current = nxt

@@ -1,0 +1,103 @@
+"""CNK101 ``large-kernel``: a k×k convolution (k ≥ 5) → stacked 3×3 convolutions."""
+from __future__ import annotations
+
+from typing import Iterable
+
+from keras_cnnkit.analysis.fragments import FragmentBuilder, try_build
+from keras_cnnkit.analysis.ir import Graph, Node
+from keras_cnnkit.analysis.patterns import is_standard_conv
+from keras_cnnkit.lint.findings import Finding, Rule, Severity
+from lint_rules.common import costed_finding, costs_of, kernel_text, num, saves
+
+
+class LargeKernel(Rule):
+    """A large-kernel convolution that stacked 3×3 convolutions would make cheaper.
+
+    ## What it does
+    Finds standard convolutions with a square k×k kernel, k ≥ 5 (any rank), no
+    dilation, and proposes ⌈(k−1)/2⌉ stacked 3×3 convolutions with the same receptive
+    field, each as wide as the output (the stride, on the first).  It fires only where
+    the stack has fewer parameters; the finding gives both forms' FLOPs.
+
+    ## Why is this bad?
+    A 5×5 kernel costs 25 weights per input/output channel pair, two 3×3 cost 18 and see
+    the same 5×5 window, with one more non-linearity in between (VGG; Inception-V3 §3.1).
+    A 64→64 5×5 conv has 102,400 weights, two 3×3 have 73,728.  Where the input has few
+    channels (ResNet50's 7×7 stem on RGB) the stack would be *more* expensive: the
+    intermediate layers are as wide as the output.  No finding there.
+
+    ## Example
+    ```python
+    y = keras.layers.Conv2D(64, 5, padding="same", use_bias=False)(x)   # 102,400
+    ```
+
+    ## Use instead
+    ```python
+    y = keras.layers.Conv2D(64, 3, padding="same", use_bias=False)(x)
+    y = keras.layers.Conv2D(64, 3, padding="same", use_bias=False)(y)   # 73,728
+    ```
+    When only the receptive field matters, a dilated 3×3 (``dilation_rate=2``) sees a
+    5×5 window with 9 weights per pair.
+
+    ## References
+    - Simonyan & Zisserman, "Very Deep Convolutional Networks for Large-Scale Image
+      Recognition" (VGG), ICLR 2015, §2.3.
+    - Szegedy et al., "Rethinking the Inception Architecture for Computer Vision", CVPR
+      2016, §3.1 (InceptionV3's 5×5 branches: 76,800 → 64,512 weights).
+    - Seeds 001/004 (18 vs 25 weights per channel pair) and 003 ((7,7,3) input, 3
+      filters: 162 vs 225 weights).
+    """
+
+    code = "CNK101"
+    symbol = "large-kernel"
+    severity = Severity.WARNING
+    fixable = True
+
+    def __init__(self, min_kernel: int = 5):
+        self.min_kernel = min_kernel
+
+    def check(self, graph: Graph) -> Iterable[Finding]:
+        for node in graph:
+            if self._applies(node):
+                finding = self._check_conv(graph, node)
+                if finding is not None:
+                    yield finding
+
+    def _applies(self, node: Node) -> bool:
+        """A standard conv with a square kernel of at least ``min_kernel``, undilated."""
+        if not is_standard_conv(node) or node.output_shape is None:
+            return False
+        kernel = node.attrs["kernel"]
+        return (len(set(kernel)) == 1 and kernel[0] >= self.min_kernel
+                and set(node.attrs["dilation"]) == {1})
+
+    def _check_conv(self, graph: Graph, node: Node):
+        k, rank = node.attrs["kernel"][0], node.attrs["rank"]
+        depth = -(-(k - 1) // 2)
+        filters = node.attrs["filters"]
+
+        def build():
+            frag = FragmentBuilder(graph, node.name)
+            src = node.inputs[0]
+            for i in range(depth):
+                src = frag.conv(f"3x3_{i + 1}", src, node, filters, (3,) * rank,
+                                strides=node.attrs["strides"] if i == 0 else None).name
+            return frag
+
+        frag = try_build(build)
+        if frag is None or not frag.matches(node, frag.nodes[-1]):
+            return None
+        before, after = costs_of(graph, [node.name], frag.nodes)
+        if not saves(before, after):
+            return None
+        window = kernel_text(node.attrs["kernel"])
+        return costed_finding(
+            self, graph, node,
+            f"{window} conv {node.attrs['in_channels']}→{filters}: {depth} stacked "
+            f"{kernel_text((3,) * rank)} convs see the same {window} window with "
+            f"{num(after.params)} instead of {num(before.params)} parameters",
+            f"replace it by {depth} stacked {kernel_text((3,) * rank)} convs of {filters} "
+            f"filters (stride on the first); or a dilated 3×3 where only the receptive "
+            f"field matters",
+            [node.name], frag.nodes, frag.nodes[-1].name,
+            measurements={"kernel": k, "stack_depth": depth})

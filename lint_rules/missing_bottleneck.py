@@ -1,0 +1,128 @@
+"""CNK103 ``missing-bottleneck``: a wide k×k conv without a 1×1 channel reduction."""
+from __future__ import annotations
+
+from typing import Iterable
+
+from keras_cnnkit.analysis.fragments import FragmentBuilder, try_build
+from keras_cnnkit.analysis.ir import Graph, Node, OpKind
+from keras_cnnkit.analysis.patterns import (
+    TRANSPARENT,
+    is_pointwise,
+    is_spatial_conv,
+)
+from keras_cnnkit.lint.findings import Finding, Rule, Severity
+from lint_rules.common import costed_finding, costs_of, kernel_text, num, saves
+
+
+class MissingBottleneck(Rule):
+    """A k×k convolution between wide tensors with no 1×1 reduction in front of it.
+
+    ## What it does
+    Finds standard convolutions with a spatial kernel whose input and output both have
+    at least 16 channels and that no 1×1 convolution feeds (looking back through batch
+    norm, activations, padding and the k×k convs of the same branch).  It proposes:
+
+    * for a conv that keeps or narrows the width: the ResNet bottleneck, 1×1 reduce to
+      C_out/4, the k×k at that width, 1×1 expand back to C_out (seeds 001/004);
+    * for a conv that at least doubles the width: GoogLeNet's form, 1×1 reduce to C_in/2
+      then the k×k straight to C_out (seed 000).
+
+    Every new conv keeps the original's bias and fused activation.
+
+    ## Why is this bad?
+    A k×k conv's cost grows with C_in·C_out.  256→256 3×3 has 589,824 weights; 1×1→64,
+    3×3 64→64, 1×1→256 has 69,632 (−88%).  ResNet-50 and deeper ResNets, Inception and
+    DenseNet put a 1×1 reduction in front of every 3×3 for this reason.
+
+    ## Example
+    ```python
+    y = keras.layers.Conv2D(256, 3, padding="same", use_bias=False)(x)   # x: 256 ch
+    ```
+
+    ## Use instead
+    ```python
+    y = keras.layers.Conv2D(64, 1, use_bias=False)(x)
+    y = keras.layers.Conv2D(64, 3, padding="same", use_bias=False)(y)
+    y = keras.layers.Conv2D(256, 1, use_bias=False)(y)                  # 69,632
+    ```
+    (with batch norm and activations between, as in the rest of the network).
+
+    ## References
+    - He et al., "Deep Residual Learning for Image Recognition", CVPR 2016, §4.1
+      (bottleneck architectures).
+    - Szegedy et al., "Going Deeper with Convolutions" (GoogLeNet), CVPR 2015, §4.
+    - Lin et al., "Network In Network", ICLR 2014 (1×1 convolutions).
+    - Seeds 001/004 (589,824 → 69,632) and 000 (24→48 3×3: 10,416 → 5,520 plus the
+      1×1's bias; Char-CNN Conv1D: 3,504 → 2,076).
+    """
+
+    code = "CNK103"
+    symbol = "missing-bottleneck"
+    severity = Severity.WARNING
+    fixable = True
+
+    def __init__(self, min_channels: int = 16, reduction: int = 4, widen_reduction: int = 2):
+        self.min_channels = min_channels
+        self.reduction = reduction
+        self.widen_reduction = widen_reduction
+
+    def check(self, graph: Graph) -> Iterable[Finding]:
+        for node in graph:
+            if not is_spatial_conv(node) or node.output_shape is None:
+                continue
+            c_in, c_out = node.attrs["in_channels"], node.attrs["filters"]
+            if min(c_in, c_out) < self.min_channels or _reduced_before(graph, node):
+                continue
+            finding = self._check_conv(graph, node, c_in, c_out)
+            if finding is not None:
+                yield finding
+
+    def _check_conv(self, graph: Graph, node: Node, c_in: int, c_out: int):
+        widening = c_out >= 2 * c_in
+        mid = c_in // self.widen_reduction if widening else c_out // self.reduction
+        if not 1 <= mid < c_in:
+            return None
+        rank = node.attrs["rank"]
+        ones = (1,) * rank
+
+        def build():
+            frag = FragmentBuilder(graph, node.name)
+            reduce = frag.conv("reduce", node.inputs[0], node, mid, ones, padding="valid")
+            conv = frag.conv("conv", reduce.name, node, c_out if widening else mid,
+                             node.attrs["kernel"], strides=node.attrs["strides"],
+                             dilation=node.attrs["dilation"])
+            if not widening:
+                frag.conv("expand", conv.name, node, c_out, ones, padding="valid")
+            return frag
+
+        frag = try_build(build)
+        if frag is None or not frag.matches(node, frag.nodes[-1]):
+            return None
+        before, after = costs_of(graph, [node.name], frag.nodes)
+        if not saves(before, after):
+            return None
+        k = kernel_text(node.attrs["kernel"])
+        form = (f"1×1 reduce to {mid}, {k} to {c_out}" if widening
+                else f"1×1 reduce to {mid}, {k} at {mid}, 1×1 expand to {c_out}")
+        return costed_finding(
+            self, graph, node,
+            f"{k} conv {c_in}→{c_out} without a 1×1 reduction: {num(before.params)} "
+            f"parameters, {num(after.params)} as a bottleneck",
+            f"insert a bottleneck: {form}", [node.name], frag.nodes, frag.nodes[-1].name,
+            measurements={"form": "reduce" if widening else "bottleneck", "width": mid})
+
+
+def _reduced_before(graph: Graph, node: Node) -> bool:
+    """True when a 1×1 conv feeds ``node`` through transparent ops, padding and the
+    spatial convs of the same branch."""
+    current = node
+    while current.inputs:
+        producer = graph[current.inputs[0]]
+        if is_pointwise(producer):
+            return True
+        if len(producer.inputs) != 1 or not (
+                producer.op in TRANSPARENT or producer.op == OpKind.PAD
+                or is_spatial_conv(producer)):
+            return False
+        current = producer
+    return False
