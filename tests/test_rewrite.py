@@ -301,11 +301,18 @@ def test_fold_batchnorm_keeps_sequential_and_skips_activated_convs(rng):
     np.testing.assert_allclose(new(data), model(data), atol=1e-5)
 
 
-def test_replacement_of_missing_node_is_a_clear_error():
+def test_replacement_of_missing_node_is_skipped_or_refused():
     model = bias_bn_model()
     rep = stacked_3x3("nope", "relu", (16, 16, 8))
+    result = rewrite_model(model, [finding("large-kernel", rep)])
+    assert not result.applied
+    assert "not in the graph: nope" in result.skipped[0].reason
+    # without a graph to check against, the rebuild itself refuses
+    graph = graph_from_keras(model)
+    graph.add(Node("nope", OpKind.ACTIVATION, ["relu"], [(16, 16, 8)], (16, 16, 8),
+                   {"activation": "relu"}))
     with pytest.raises(RewriteError, match="no node named 'nope'"):
-        apply_findings(model, [finding("large-kernel", rep)])
+        apply_findings(model, [finding("large-kernel", rep)], graph=graph)
 
 
 def test_subclassed_model_is_refused():

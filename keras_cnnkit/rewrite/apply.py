@@ -92,68 +92,87 @@ class _Removed:
         self.name = name
 
 
-def substitution_for(finding: Finding, dtype: Any = None) -> Substitution:
-    """The :class:`Substitution` of ``finding``'s replacement (layers from codegen)."""
+def substitution_for(finding: Finding, graph: Optional[Graph] = None,
+                     dtype: Any = None) -> Substitution:
+    """The :class:`Substitution` of ``finding``'s replacement (layers from codegen).
+
+    ``graph`` (the IR the finding was made on) lets weights be matched to the removed
+    nodes by op, and a dropped bias find the batch norm after it.
+    """
     rep = finding.replacement
     if rep is None:
         raise RewriteError(f"{finding.code} at {finding.layer!r} has no replacement")
-    entries = [(node.name, _codegen_source(node, dtype), list(node.inputs))
-               for node in rep.nodes]
-    carry = _finding_carry(finding) if rep.preserves_function else _same_name_carry(finding)
-    return Substitution(list(rep.removed), rep.output, entries, carry=carry,
-                        finding=finding, preserves_function=rep.preserves_function)
+    pairs = _counterparts(rep, graph)
+    # A function-preserving fix keeps the Keras names of the layers it re-creates.
+    keep = {node.name: old for node, old in pairs} if rep.preserves_function else {}
+    entries = [(node.name, _codegen_source(node, keep.get(node.name, node.name), dtype),
+                list(node.inputs)) for node in rep.nodes]
+    return Substitution(list(rep.removed), rep.output, entries,
+                        carry=_carry(rep, pairs, graph), finding=finding,
+                        preserves_function=rep.preserves_function)
 
 
-def _codegen_source(node, dtype) -> Callable[[dict, Callable[[str], str]], list]:
+def _codegen_source(node, name: str, dtype) -> Callable[[dict, Callable[[str], str]], list]:
     def make(_originals: dict, name_for: Callable[[str], str]) -> list:
-        return node_layers(node, name=name_for(node.name), dtype=dtype)
+        return node_layers(node, name=name_for(name), dtype=dtype)
     return make
 
 
-def _counterparts(finding: Finding) -> list:
-    """``(fragment node, removed name)`` pairs: same name, else same position and op."""
-    rep = finding.replacement
-    removed = set(rep.removed)
-    pairs = [(node, node.name) for node in rep.nodes if node.name in removed]
-    if not pairs and len(rep.nodes) == len(rep.removed):
-        pairs = list(zip(rep.nodes, rep.removed))
+def _counterparts(rep, graph: Optional[Graph]) -> list:
+    """``(fragment node, removed name)`` pairs: the same name, else the next removed node
+    of the same op (a fragment node that re-creates a removed one)."""
+    unmatched = list(rep.removed)
+    pairs = []
+    for node in rep.nodes:
+        match = node.name if node.name in unmatched else next(
+            (name for name in unmatched if graph is not None and name in graph.nodes
+             and graph[name].op == node.op), None)
+        if match is not None:
+            unmatched.remove(match)
+            pairs.append((node, match))
     return pairs
 
 
-def _same_name_carry(finding: Finding) -> Callable[[dict, dict], None]:
-    """Copy weights into fragment layers that keep a removed layer's name and shapes."""
+def _carry(rep, pairs: list, graph: Optional[Graph]) -> Callable[[dict, dict], None]:
+    """Weights for the fragment: each re-created layer takes its original's weights when
+    the shapes agree.  In a function-preserving fix a conv/dense that lost its bias
+    folds it into the batch norm it feeds (inside the fragment, or the graph's next
+    node); any other mismatch there is an error."""
     def carry(originals: dict, new: dict) -> None:
-        for node, old_name in _counterparts(finding):
-            if node.name != old_name:
-                continue
-            old, layer = originals.get(old_name), new.get(node.name)
-            if old is not None and layer is not None and _shapes(old) == _shapes(layer):
-                layer.set_weights(old.get_weights())
-    return carry
-
-
-def _finding_carry(finding: Finding) -> Callable[[dict, dict], None]:
-    """Weights for a function-preserving fragment: copy, or fold a dropped bias into BN."""
-    def carry(originals: dict, new: dict) -> None:
-        dropped_bias = {}
-        for node, old_name in _counterparts(finding):
+        dropped = {}
+        for node, old_name in pairs:
             old, layer = originals[old_name], new[node.name]
-            old_w = old.get_weights()
+            weights = old.get_weights()
             if _shapes(old) == _shapes(layer):
-                layer.set_weights(old_w)
-            elif (len(old_w) == 2 and len(layer.weights) == 1
-                  and tuple(layer.weights[0].shape) == old_w[0].shape):
-                layer.set_weights(old_w[:1])
-                dropped_bias[node.name] = old_w[1]
+                layer.set_weights(weights)
+            elif not rep.preserves_function:
+                continue
+            elif (len(weights) == 2 and len(layer.weights) == 1
+                  and tuple(layer.weights[0].shape) == weights[0].shape):
+                layer.set_weights(weights[:1])
+                dropped[node.name] = weights[1]
             else:
                 raise RewriteError(f"cannot carry the weights of {old_name!r} into "
                                    f"{node.name!r}: shapes {_shapes(old)} vs {_shapes(layer)}")
-            if node.op == OpKind.BATCHNORM and node.inputs and node.inputs[0] in dropped_bias:
-                fold.fold_bias_into_bn(dropped_bias.pop(node.inputs[0]), layer)
-        if dropped_bias:
-            raise RewriteError("a dropped bias has no batch norm to fold into: "
-                               + ", ".join(dropped_bias))
+        for name, bias in dropped.items():
+            bn = _batchnorm_after(name, rep, graph)
+            if bn is None or bn not in new:
+                raise RewriteError(f"the bias dropped from {name!r} has no batch norm "
+                                   "to fold into")
+            fold.fold_bias_into_bn(bias, new[bn])
     return carry
+
+
+def _batchnorm_after(name: str, rep, graph: Optional[Graph]) -> Optional[str]:
+    """The batch norm reading fragment node ``name``: in the fragment, or after it."""
+    for node in rep.nodes:
+        if node.op == OpKind.BATCHNORM and node.inputs[:1] == [name]:
+            return node.name
+    if name == rep.output and graph is not None:
+        consumer = graph.single_consumer(graph[rep.removed[-1]])
+        if consumer is not None and consumer.op == OpKind.BATCHNORM:
+            return consumer.name
+    return None
 
 
 def _shapes(layer) -> list:
@@ -171,16 +190,21 @@ def rewrite_model(model: keras.Model, findings: Iterable[Finding] = (),
             matched by ``select``, or in conflict with a bigger saving are skipped.
         substitutions: further substitutions (e.g. from :func:`fold_batchnorm`).
         select: codes, code prefixes or symbols of the findings to apply (None: all).
-        graph: the IR of ``model``, to reject replacements that would leave a node
-            dangling.
+        graph: the IR the findings were made on (default: ``model``'s, from the live
+            frontend); it matches weights to removed nodes and rejects replacements
+            that would leave a node dangling.
         dtype: dtype policy of the new layers (None: Keras' default).
 
     Raises:
         RewriteError: the model is not Functional/Sequential, or a replacement names a
             node the model does not have.
     """
-    chosen, skipped = select_findings(list(findings), select=select, graph=graph)
-    subs = [substitution_for(f, dtype=dtype) for f in chosen] + list(substitutions)
+    findings = list(findings)
+    if graph is None and any(f.replacement is not None for f in findings):
+        from keras_cnnkit.analysis.frontends.keras_live import graph_from_keras
+        graph = graph_from_keras(model)
+    chosen, skipped = select_findings(findings, select=select, graph=graph)
+    subs = [substitution_for(f, graph, dtype=dtype) for f in chosen] + list(substitutions)
     if not subs:
         return RewriteResult(_rebuild(model, []).model, [], skipped)
     rebuilt = _rebuild(model, subs)
