@@ -23,17 +23,18 @@ class ConvBNAct(SpecBlock):
         use_bias: conv bias; defaults to ``not use_bn`` (a bias before BN is redundant).
         data_format: ``"channels_last"`` or ``"channels_first"`` (``None``: Keras' default).
         bn_epsilon, bn_momentum: of the batch norm.
+        bn_scale: learn the BN scale (False where a ReLU follows, as keras' Inception).
     """
 
     def __init__(self, filters, kernel_size=3, strides=1, padding="same", dilation_rate=1,
                  groups=1, activation="relu", use_bn=True, use_bias=None, data_format=None,
-                 bn_epsilon=1e-3, bn_momentum=0.99, **kwargs):
+                 bn_epsilon=1e-3, bn_momentum=0.99, bn_scale=True, **kwargs):
         super().__init__({
             "filters": filters, "kernel_size": kernel_size, "strides": strides,
             "padding": padding, "dilation_rate": dilation_rate, "groups": groups,
             "activation": activation, "use_bn": use_bn, "use_bias": use_bias,
-            "data_format": data_format, "bn_epsilon": bn_epsilon, "bn_momentum": bn_momentum},
-            **kwargs)
+            "data_format": data_format, "bn_epsilon": bn_epsilon, "bn_momentum": bn_momentum,
+            "bn_scale": bn_scale}, **kwargs)
 
 
 @register
@@ -48,10 +49,10 @@ class DilatedConv(SpecBlock):
 
     def __init__(self, filters, kernel_size=3, dilation_rate=2, strides=1, padding="same",
                  groups=1, activation="relu", use_bn=True, use_bias=None, data_format=None,
-                 bn_epsilon=1e-3, bn_momentum=0.99, **kwargs):
+                 bn_epsilon=1e-3, bn_momentum=0.99, bn_scale=True, **kwargs):
         super().__init__({
             "filters": filters, "kernel_size": kernel_size, "strides": strides,
             "padding": padding, "dilation_rate": dilation_rate, "groups": groups,
             "activation": activation, "use_bn": use_bn, "use_bias": use_bias,
-            "data_format": data_format, "bn_epsilon": bn_epsilon, "bn_momentum": bn_momentum},
-            **kwargs)
+            "data_format": data_format, "bn_epsilon": bn_epsilon, "bn_momentum": bn_momentum,
+            "bn_scale": bn_scale}, **kwargs)

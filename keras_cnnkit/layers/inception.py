@@ -20,9 +20,9 @@ class InceptionModule(SpecBlock):
     in this order:
 
     ===================  ==========================================================
-    ``naive``            1×1, 3×3, 5×5 (+ 3×3 max pool); no default
+    ``naive``            1×1, 3×3, 5×5 (+ 3×3 max pool) (64, 128, 32)
     ``v1``               1×1, 3×3 reduce, 3×3, 5×5 reduce, 5×5, pool proj (GoogLeNet
-                         table 1 columns); no default
+                         table 1 columns; inception (3a): 64, 96, 128, 16, 32, 32)
     ``v3_a``             1×1, 5×5 reduce, 5×5, 3×3dbl reduce, 3×3dbl, pool proj
                          (64, 48, 64, 64, 96, ``pool_features``=32): keras mixed0-2
     ``v3_reduction_a``   3×3/2, 3×3dbl reduce, 3×3dbl/2 (384, 64, 96): mixed3
@@ -40,6 +40,8 @@ class InceptionModule(SpecBlock):
         filters: the branch widths (``None``: the variant's defaults).
         pool_features: ``v3_a`` pool-projection width (keras: 32, 64, 64).
         channels_7x7: ``v3_b`` inner 7×7 width c7 (keras: 128, 160, 160, 192).
+        kernel_5x5: kernel of the "5×5" branch of ``naive``/``v1`` (3 reproduces
+            torchvision's GoogLeNet, pytorch/vision issue #906).
         activation: after each BN.
         use_bn: conv → BN → act (True) or conv with bias → act.
         data_format: ``"channels_last"`` or ``"channels_first"`` (``None``: Keras' default).
@@ -47,10 +49,11 @@ class InceptionModule(SpecBlock):
     """
 
     def __init__(self, variant="v1", filters=None, pool_features=None, channels_7x7=None,
-                 activation="relu", use_bn=True, data_format=None, bn_epsilon=1e-3,
-                 bn_momentum=0.99, **kwargs):
+                 kernel_5x5=5, activation="relu", use_bn=True, data_format=None,
+                 bn_epsilon=1e-3, bn_momentum=0.99, **kwargs):
         super().__init__({
             "variant": variant, "filters": None if filters is None else list(filters),
             "pool_features": pool_features, "channels_7x7": channels_7x7,
+            "kernel_5x5": kernel_5x5,
             "activation": activation, "use_bn": use_bn, "data_format": data_format,
             "bn_epsilon": bn_epsilon, "bn_momentum": bn_momentum}, **kwargs)

@@ -40,8 +40,8 @@ class DepthwiseSeparableConv(SpecBlock):
                  bn_momentum=0.99, **kwargs):
         super().__init__({
             "filters": filters, "kernel_size": kernel_size, "strides": strides,
-            "dilation_rate": dilation_rate,
-            "depth_multiplier": depth_multiplier, "padding": padding, "activation": activation,
+            "dilation_rate": dilation_rate, "depth_multiplier": depth_multiplier,
+            "padding": padding, "activation": activation,
             "mid_activation": mid_activation, "use_bn": use_bn, "mid_use_bn": mid_use_bn,
             "use_bias": use_bias, "data_format": data_format, "bn_epsilon": bn_epsilon,
             "bn_momentum": bn_momentum}, **kwargs)
@@ -68,11 +68,12 @@ class InvertedResidual(SpecBlock):
         bn_epsilon, bn_momentum: of the batch norms (keras: 1e-3, 0.999).
     """
 
-    def __init__(self, filters, expansion=6, strides=1, kernel_size=3, activation="relu6",
-                 use_se=False, se_ratio=0.25, drop_path_rate=0.0, data_format=None,
-                 bn_epsilon=1e-3, bn_momentum=0.999, **kwargs):
+    def __init__(self, filters, expansion=6, strides=1, kernel_size=3, dilation_rate=1,
+                 activation="relu6", use_se=False, se_ratio=0.25, drop_path_rate=0.0,
+                 data_format=None, bn_epsilon=1e-3, bn_momentum=0.999, **kwargs):
         super().__init__({
             "filters": filters, "expansion": expansion, "strides": strides,
-            "kernel_size": kernel_size, "activation": activation, "use_se": use_se,
+            "kernel_size": kernel_size, "dilation_rate": dilation_rate,
+            "activation": activation, "use_se": use_se,
             "se_ratio": se_ratio, "drop_path_rate": drop_path_rate, "data_format": data_format,
             "bn_epsilon": bn_epsilon, "bn_momentum": bn_momentum}, **kwargs)

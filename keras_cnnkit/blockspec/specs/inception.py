@@ -31,11 +31,12 @@ from keras_cnnkit.blockspec.specs.conv import (
     rank_of,
 )
 
-#: The width arguments of each variant, in ``filters`` order, with keras' defaults
-#: (``None``: no default, ``filters`` must be given).
+#: The width arguments of each variant, in ``filters`` order, with their defaults:
+#: GoogLeNet's inception (3a) for ``naive`` and ``v1``, keras' for the V3 variants.
 VARIANT_WIDTHS = {
-    "naive": (("b1x1", "b3x3", "b5x5"), None),
-    "v1": (("b1x1", "b3x3_reduce", "b3x3", "b5x5_reduce", "b5x5", "pool_proj"), None),
+    "naive": (("b1x1", "b3x3", "b5x5"), (64, 128, 32)),
+    "v1": (("b1x1", "b3x3_reduce", "b3x3", "b5x5_reduce", "b5x5", "pool_proj"),
+           (64, 96, 128, 16, 32, 32)),
     "v3_a": (("b1x1", "b5x5_reduce", "b5x5", "b3x3dbl_reduce", "b3x3dbl", "pool_proj"),
              (64, 48, 64, 64, 96, 32)),
     "v3_reduction_a": (("b3x3", "b3x3dbl_reduce", "b3x3dbl"), (384, 64, 96)),
@@ -66,9 +67,6 @@ def variant_filters(cfg: dict) -> tuple:
         for f in filters:
             check_int(f, "filters")
         return filters
-    if defaults is None:
-        raise ValueError(f"variant {cfg['variant']!r} needs `filters` "
-                         f"({', '.join(names)})")
     filters = list(defaults)
     if cfg["pool_features"] is not None:
         filters[-1] = cfg["pool_features"]
