@@ -144,3 +144,16 @@ def test_fix_per_rule(symbol, tmp_path, rng):
     target = rng.standard_normal((4,) + tuple(fixed.outputs[0].shape[1:]))
     loss = fixed.train_on_batch(data, target)
     assert np.isfinite(loss)
+
+
+def test_report_apply_rebuilds_a_live_model(rng):
+    """``Report.apply``: the Python twin of ``--fix``, on a live model."""
+    model = gap_head()
+    report = lint(model)
+    fixed = report.apply(model, select=["flatten-dense-head"])
+    assert fixed.count_params() == (64 * 128 + 128) + (128 * 10 + 10)
+    assert model.count_params() == (7 * 7 * 64 * 128 + 128) + (128 * 10 + 10)  # untouched
+    np.testing.assert_array_equal(fixed.get_layer("fc2").get_weights()[0],
+                                  model.get_layer("fc2").get_weights()[0])
+    data = rng.standard_normal((2, 7, 7, 64)).astype("float32")
+    assert fixed(data).shape == (2, 10)

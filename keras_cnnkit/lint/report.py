@@ -107,6 +107,16 @@ class Report:
         """The findings reported at ``layer``."""
         return [f for f in self.findings if f.layer == layer]
 
+    def apply(self, model, select=None):
+        """``model`` rebuilt with this report's fixes (see :mod:`keras_cnnkit.rewrite`).
+
+        ``model`` is the live model this report was made from; it is not modified.
+        ``select`` (codes, code prefixes or symbols) picks the findings to apply;
+        conflicting fixes keep the bigger FLOP saving.
+        """
+        from keras_cnnkit.rewrite.apply import apply_findings
+        return apply_findings(model, self.findings, select=select, graph=self.graph)
+
     def to_dict(self, per_node: bool = False) -> dict:
         """JSON-ready report (``per_node`` adds the summary's per-node rows)."""
         return {"model": self.model, "source": self.source, "rules": list(self.rules),
