@@ -201,3 +201,42 @@ def test_harness_runs_on_the_gpu_when_one_is_visible():
     assert result.device.kind == "gpu"
     m = findings[1].measurements
     assert m["device"].startswith("gpu:") and m["latency_before_ms"] > 0
+
+
+def test_benchmark_a_live_model_end_to_end():
+    """lint → time every fix → measurements in the report, findings re-ordered."""
+    from keras_cnnkit.bench import benchmark
+    x = keras.Input((6, 6, 16))
+    y = keras.layers.Conv2D(16, 5, padding="same", name="c5")(x)
+    y = keras.layers.Flatten(name="flat")(y)
+    model = keras.Model(x, keras.layers.Dense(8, name="fc")(y))
+    report, result = benchmark(model, batches=(1,), progress=Progress(1, stream=io.StringIO()),
+                               **FAST)
+    fixable = [f for f in report.findings if f.replacement is not None]
+    assert {f.symbol for f in fixable} >= {"large-kernel", "flatten-dense-head"}
+    assert all(f.measurements["batch"] == 1 for f in fixable)
+    savings = [f.measurements["saving_ms"] for f in report.findings if f.measurements]
+    assert savings == sorted(savings, reverse=True)
+    assert result.whole_model and result.whole_model[0].after.median_ms > 0
+
+
+def test_benchmark_a_file_with_a_lambda_never_runs_it(tmp_path):
+    """An opaque Lambda: the fixes around it are timed, it is named as skipped, and the
+    file's code is never executed (the Lambda would create a marker file)."""
+    from keras_cnnkit.bench import benchmark
+    marker = tmp_path / "lambda-ran"
+    fn = eval(f"lambda t: t * 1.0 if open({str(marker)!r}, 'w') else t")  # pylint: disable=eval-used
+    x = keras.Input((6, 6, 16))
+    y = keras.layers.Conv2D(16, 5, padding="same", name="c5")(x)
+    y = keras.layers.Lambda(fn, name="mystery")(y)
+    model = keras.Model(x, keras.layers.GlobalAveragePooling2D(name="gap")(y))
+    path = tmp_path / "lam.keras"
+    model.save(path)
+    marker.unlink()
+    report, result = benchmark(str(path), batches=(1,),
+                               progress=Progress(1, stream=io.StringIO()), **FAST)
+    assert not marker.exists()
+    large = report.by_rule("large-kernel")
+    assert large and large[0].measurements["latency_before_ms"] > 0
+    skipped = dict(result.skipped)
+    assert "mystery" in skipped["whole model"]
