@@ -76,13 +76,15 @@ class _Walker:
     def __init__(self, name: str):
         self.graph = Graph(name=name, source="<keras model>", frontend="keras")
         self.first_call: dict = {}   # id(operation) -> name of its first call's node
+        self.prefixes: set = set()    # name prefixes of nested-model calls so far
 
-    def unique(self, name: str) -> str:
-        """``name``, or ``name@k`` with the smallest free ``k``."""
-        if name not in self.graph.nodes:
+    def unique(self, name: str, taken=None) -> str:
+        """``name``, or ``name@k`` with the smallest free ``k`` (default: among nodes)."""
+        taken = self.graph.nodes if taken is None else taken
+        if name not in taken:
             return name
         k = 1
-        while f"{name}@{k}" in self.graph.nodes:
+        while f"{name}@{k}" in taken:
             k += 1
         return f"{name}@{k}"
 
@@ -102,7 +104,9 @@ class _Walker:
     def nested(self, model, knode, inputs: list, tensor_names: dict, prefix: str) -> None:
         """Flatten a call of a nested model."""
         inner = _functional_of(model)
-        call_prefix = self.unique(prefix + model.name) + "/"
+        call_prefix = self.unique(prefix + model.name, self.prefixes)
+        self.prefixes.add(call_prefix)
+        call_prefix += "/"
         inner_names = {id(t): src for t, src in zip(inner.inputs, inputs)}
         self.walk(inner, inner_names, call_prefix)
         for out, inner_out in zip(knode.outputs, inner.outputs):
