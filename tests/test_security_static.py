@@ -1,0 +1,184 @@
+"""Linting a model file never runs code from it, and never imports Keras or TensorFlow.
+
+The Lambda files are written by Keras itself, so their marshalled bytecode is real: a
+positive control loads them with ``keras.models.load_model(safe_mode=False)`` and sees
+the marker appear.  ``cnnkit-lint`` on the same files reports an opaque layer and the
+marker never appears.  The same holds for configs naming importable callables
+(``os.system``, ``builtins.eval``, ``subprocess.Popen``) in both containers.
+"""
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+import static_model_files as smf
+
+HEAVY_MODULES = ("keras", "tensorflow", "tf_keras", "keras_cnnkit.layers", "jax", "torch")
+
+
+def _lambda_model(marker):
+    """A model whose Lambda writes ``marker`` whenever Keras runs it."""
+    import keras
+
+    inp = keras.Input((8, 8, 3), name="x")
+    y = keras.layers.Conv2D(8, 1, name="conv")(inp)
+    # The path is a constant of the lambda's own code object (no defaults, no closure),
+    # so the marshalled bytecode in the file is self-contained.
+    fn = eval(  # pylint: disable=eval-used
+        f"lambda t: (__import__('pathlib').Path({str(marker)!r}).write_text('pwned'), t)[1]")
+    y = keras.layers.Lambda(fn, name="evil")(y)
+    y = keras.layers.GlobalAveragePooling2D(name="gap")(y)
+    return keras.Model(inp, keras.layers.Dense(2, name="fc")(y), name="trojan")
+
+
+@pytest.fixture(scope="module")
+def lambda_files(tmp_path_factory):
+    """``.keras`` and ``.h5`` files holding the marker-writing Lambda (marker removed)."""
+    root = tmp_path_factory.mktemp("lambda")
+    marker = root / "MARKER"
+    model = _lambda_model(marker)  # building the model runs the Lambda once
+    files = {fmt: smf.save_quietly(model, root / f"trojan.{fmt}") for fmt in ("keras", "h5")}
+    marker.unlink()
+    return files, marker
+
+
+def _run(code: str, cwd) -> subprocess.CompletedProcess:
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=300, check=False)
+
+
+_LINT_AND_CHECK_IMPORTS = """
+    import json, sys
+    from keras_cnnkit.lint.cli import main
+    status = main(sys.argv[1:] if len(sys.argv) > 1 else {args!r})
+    heavy = sorted(m for m in sys.modules
+                   if any(m == h or m.startswith(h + ".") for h in {heavy!r}))
+    print(json.dumps({{"status": status, "heavy": heavy}}))
+"""
+
+
+def _lint_subprocess(args: list, cwd) -> tuple:
+    proc = _run(_LINT_AND_CHECK_IMPORTS.format(args=args, heavy=HEAVY_MODULES), cwd)
+    last = proc.stdout.strip().splitlines()[-1]
+    return json.loads(last), proc
+
+
+def test_lambda_bytecode_is_real(lambda_files, tmp_path):
+    """Positive control: Keras with safe_mode off does run the Lambda of both files."""
+    files, marker = lambda_files
+    for path in files.values():
+        proc = _run(f"""
+            import keras
+            keras.models.load_model({path!r}, compile=False, safe_mode=False)
+        """, tmp_path)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        assert marker.exists(), f"loading {path} did not run the Lambda"
+        marker.unlink()
+
+
+def test_linting_lambda_files_runs_nothing(lambda_files, tmp_path):
+    files, marker = lambda_files
+    out = tmp_path / "report.json"
+    result, proc = _lint_subprocess(
+        [files["keras"], files["h5"], "--format", "json", "-o", str(out)], tmp_path)
+    assert not marker.exists()
+    assert result["heavy"] == []
+    assert result["status"] == 0, proc.stderr  # opaque-layer is info; --fail-on warning
+    report = json.loads(out.read_text())
+    for model in report["models"]:
+        opaque = [f for f in model["findings"] if f["symbol"] == "opaque-layer"]
+        assert [(f["code"], f["layer"]) for f in opaque] == [("CNK001", "evil")]
+        assert model["summary"]["opaque_layers"] == [
+            {"layer": "evil", "node": "evil", "class_name": "Lambda"}]
+        assert "evil" in model["summary"]["unknown_cost_layers"]
+        # Everything else is still analysed: conv 3·8+8, dense 8·2+2 parameters.
+        assert model["summary"]["params"] == 32 + 18
+
+
+#: Layers naming importable callables; the Keras 3 ``module``/``class_name`` fields are
+#: what a malicious config would use to make a loader import and call them.
+def _callable_layers(marker: str) -> list:
+    return [
+        {"module": "os", "class_name": "system", "registered_name": "system",
+         "name": "sys_call", "config": {"name": "sys_call", "command": f"touch {marker}"}},
+        {"module": "builtins", "class_name": "eval", "registered_name": None,
+         "name": "ev", "config": {"name": "ev",
+                                  "source": f"open({marker!r}, 'w').write('x')"}},
+        {"module": "subprocess", "class_name": "Popen", "registered_name": None,
+         "name": "popen", "config": {"name": "popen", "args": ["touch", marker]}},
+    ]
+
+
+def _callable_config(marker: str) -> dict:
+    layers = [smf.k3_input("x", [8, 8, 3])]
+    prev = "x"
+    for entry in _callable_layers(marker):
+        entry["inbound_nodes"] = [{"args": [smf.k3_tensor(prev)], "kwargs": {}}]
+        layers.append(entry)
+        prev = entry["name"]
+    conv = smf.k3_layer("Conv2D", "conv", ["x"], filters=4, kernel_size=[1, 1],
+                        activation={"module": "os", "class_name": "system",
+                                    "config": {"command": f"touch {marker}"}})
+    layers.append(conv)
+    return smf.k3_functional("callables", layers, ["x"], [prev, "conv"])
+
+
+def test_configs_naming_callables_run_nothing(tmp_path):
+    marker = tmp_path / "MARKER"
+    config = _callable_config(str(marker))
+    k2 = smf.to_keras2(config)
+    for entry, original in zip(k2["config"]["layers"], config["config"]["layers"]):
+        if original.get("module") in ("os", "builtins", "subprocess"):
+            entry["module"] = original["module"]  # late tf.keras also writes `module`
+    files = [smf.write_keras_archive(tmp_path / "c.keras", config),
+             smf.write_legacy_h5(tmp_path / "c.h5", config),
+             smf.write_json(tmp_path / "c.json", config),
+             smf.write_legacy_h5(tmp_path / "k2.h5", k2)]
+    # A top-level "model" that is itself a callable: not a model, exit 2.
+    top = {"module": "os", "class_name": "system", "config": {"command": f"touch {marker}"}}
+    files.append(smf.write_keras_archive(tmp_path / "top.keras", top))
+    out = tmp_path / "report.json"
+    result, proc = _lint_subprocess([*files, "--format", "json", "-o", str(out)], tmp_path)
+    assert not marker.exists()
+    assert result["heavy"] == []
+    assert result["status"] == 2  # the top-level callable is an input error
+    assert proc.stderr.strip() == (f"cnnkit-lint: error: {files[-1]}: top-level class "
+                                   "'system' is not a Functional or Sequential model (no "
+                                   "'layers' list); subclassed models cannot be read "
+                                   "statically")
+    report = json.loads(out.read_text())
+    assert [m["file"] for m in report["models"]] == files[:-1]
+    for model in report["models"]:
+        opaque = {(f["layer"], f["measurements"]["class_name"])
+                  for f in model["findings"] if f["symbol"] == "opaque-layer"}
+        assert opaque == {("sys_call", "os.system"), ("ev", "builtins.eval"),
+                          ("popen", "subprocess.Popen")}
+        # The conv with an "activation" naming os.system is analysed, never called:
+        # 8·8·4·3 MACs; its activation has no known cost.
+        assert model["summary"]["macs"] == 8 * 8 * 4 * 3
+        assert "conv" in model["summary"]["unknown_cost_layers"]
+
+
+@pytest.mark.parametrize("suffix", ["h5", "keras", "json"])
+def test_known_layer_models_never_import_keras(tmp_path, suffix):
+    config = smf.conv_chain_config(6)
+    if suffix == "h5":
+        path = smf.write_legacy_h5(tmp_path / "m.h5", config,
+                                   {"c0": {"c0/kernel": (1, 1, 8, 8), "c0/bias": (8,)}})
+    elif suffix == "keras":
+        path = smf.write_keras_archive(tmp_path / "m.keras", config)
+    else:
+        path = smf.write_json(tmp_path / "m.json", config)
+    result, proc = _lint_subprocess([path, "--format", "json", "-o", os.devnull], tmp_path)
+    assert result == {"status": 0, "heavy": []}, proc.stderr
+
+
+def test_bundled_example_never_imports_keras(tmp_path):
+    example = os.path.join(os.path.dirname(__file__), "..", "examples", "models",
+                           "inefficient_cnn.h5")
+    result, _ = _lint_subprocess([os.path.abspath(example), "-q", "-o", os.devnull], tmp_path)
+    assert result == {"status": 1, "heavy": []}
