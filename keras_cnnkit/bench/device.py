@@ -74,7 +74,7 @@ def _tensorflow() -> tuple:
 
 
 def _jax() -> tuple:
-    import jax
+    import jax  # pylint: disable=import-error  # optional backend
     devices = jax.devices()
     gpus = [d for d in devices if d.platform in ("gpu", "cuda", "rocm")]
     if gpus:
@@ -83,7 +83,7 @@ def _jax() -> tuple:
 
 
 def _torch() -> tuple:
-    import torch
+    import torch  # pylint: disable=import-error  # optional backend
     if torch.cuda.is_available():
         return "gpu", torch.cuda.get_device_name(0), torch.cuda.device_count()
     return "cpu", cpu_name(), 1

@@ -36,8 +36,8 @@ class Progress:
         if not self.enabled:
             return
         filled = self.width * self.done // self.total
-        bar = "#" * filled + "." * (self.width - filled)
-        self.stream.write(f"\r[{bar}] {self.done}/{self.total} {label[:48]:<48}")
+        drawn = "#" * filled + "." * (self.width - filled)
+        self.stream.write(f"\r[{drawn}] {self.done}/{self.total} {label[:48]:<48}")
         self.stream.flush()
 
     def close(self) -> None:

@@ -180,7 +180,7 @@ def _tf_runner(model, arrays, train, compile_mode):
 
 def _jax_runner(model, arrays, train, compile_mode):
     del compile_mode
-    import jax
+    import jax  # pylint: disable=import-error  # optional backend
     inputs = _args(_cast_inputs(model, arrays))
     trainable = [v.value for v in model.trainable_variables]
     non_trainable = [v.value for v in model.non_trainable_variables]
@@ -205,7 +205,7 @@ def _jax_runner(model, arrays, train, compile_mode):
 
 
 def _torch_runner(model, arrays, train, compile_mode):
-    import torch
+    import torch  # pylint: disable=import-error  # optional backend
     inputs = _args(_cast_inputs(model, arrays))
     cuda = torch.cuda.is_available()
 

@@ -1,17 +1,18 @@
 """Applying replacements to a live Keras model: rebuild it, carrying weights over.
 
-The model is re-run layer by layer in topological order (``keras.models.clone_model``
-with a ``call_function`` for functional models, the layer list for ``Sequential``).
-Each layer is cloned from its config and keeps its weights, except the layers a
+The model's functional graph (a Sequential's too) is re-run call by call in topological
+order.  Each layer is cloned from its config and keeps its weights, except the layers a
 replacement removes: when the last of them is reached, the replacement's layers are
-called instead.  Layers inside ``keras_cnnkit`` blocks (IR names ``block/op``) are
-reachable too: a block a replacement touches is expanded into its ops as plain layers
-(``block_op``), with their weights.
+called instead.  Layers inside ``keras_cnnkit`` blocks (IR names ``block/op``) and nested
+models (``outer/layer``) are reachable too: a block or nested model a replacement touches
+is flattened into plain layers (``block_op``), with their weights.  A Sequential model
+stays Sequential when every replacement is a chain.
 
-Function-preserving replacements carry weights into the new layers: a layer of the
-fragment with the same name (or, failing that, the same position and op) as a removed
-layer takes its weights; a conv/dense that lost its bias folds it into the batch norm
-it feeds (moving mean − bias).  Other new layers start from their initialisers.
+Weights: a fragment node that re-creates a removed node (the same name, else the next
+removed node of the same op) takes its weights when their shapes agree.  In a
+function-preserving replacement it keeps the Keras name too, and a conv/dense that lost
+its bias folds it into the batch norm it feeds (moving mean − bias), so the outputs are
+unchanged.  Other new layers start from their initialisers (the model needs retraining).
 """
 from __future__ import annotations
 
@@ -25,11 +26,12 @@ from keras_cnnkit.errors import CnnkitError
 from keras_cnnkit.lint.findings import Finding
 from keras_cnnkit.rewrite import fold
 from keras_cnnkit.rewrite.codegen import call_layers, layer_name, node_layers
-from keras_cnnkit.rewrite.plan import Skipped, select_findings
+from keras_cnnkit.rewrite.plan import select_findings
 
-#: A fragment entry's layers, or a factory making them from the original layers
-#: (IR name → layer) once those have been reached.
-LayerSource = Union[list, Callable[[dict], list]]
+#: A fragment entry's layers, or a factory ``make(originals, name_for)`` making them once
+#: the original layers (IR name → layer) have been reached; ``name_for(ir_name)`` gives
+#: a Keras name unique in the rebuilt model.
+LayerSource = Union[list, Callable[[dict, Callable[[str], str]], list]]
 
 
 class RewriteError(CnnkitError, ValueError):
