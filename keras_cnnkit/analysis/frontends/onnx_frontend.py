@@ -1,0 +1,1393 @@
+"""ONNX model → graph IR, so that the same rules and cost model lint ONNX CNNs.
+
+:func:`load_onnx_graph` reads an ``.onnx`` file (or an ``onnx.ModelProto``) exported by
+any framework, in NCHW or NHWC layout, and produces a :class:`~keras_cnnkit.analysis.ir.Graph`
+whose node names (and ``Node.layer``) are the ONNX node names.
+
+Shapes
+    ``onnx.shape_inference.infer_shapes`` (with data propagation) runs on a copy of the
+    graph whose large initializers carry only their dimensions, with a symbolic batch
+    dimension fixed to 1 and ``input_shape`` (if given) applied.  Shape computations
+    (``Shape → Gather → Concat → Reshape`` chains, as tf2onnx writes for ``Flatten``) are
+    folded with numpy, so their targets are known even where ONNX's inference stops.
+    Ops that only compute shapes or constants become no IR node.
+
+Layouts
+    Every activation tensor carries the position of its channel axis.  ONNX's own ops
+    (Conv, pooling, BatchNormalization) put channels on axis 1; a ``Transpose`` that only
+    moves the channel axis (tf2onnx wraps NHWC convolutions in them) becomes no node and
+    moves the channel position instead, so a ``Flatten`` of an NHWC map reads
+    ``channels_last`` as in Keras.  Each node's ``data_format`` is its input's layout.
+    Singleton axes added by ``Unsqueeze`` (tf2onnx runs ``Conv1D`` as a 1×k 2D conv) and
+    the spatial axes of a global pooling that a later ``Squeeze``/``Flatten`` removes are
+    not part of the logical shape: a 1×k conv over such an axis is a rank-1 conv.
+
+Op mapping (everything else, and any op whose weights are not constants, becomes an
+:data:`~keras_cnnkit.analysis.ir.OpKind.OPAQUE` node: its cost is unknown and listed,
+never counted as 0; its constant inputs count as its parameters)
+    ========================================  ==========================================
+    ONNX                                      IR
+    ========================================  ==========================================
+    Conv (group, dilations, pads, auto_pad)   conv; ``group == C_in > 1``: depthwise_conv
+    ConvTranspose                             conv_transpose
+    Gemm, MatMul with constant weights        dense (a following per-channel Add is its
+                                              bias: ``use_bias``)
+    Add of a per-channel constant after a     the conv's / dense's bias (``use_bias``)
+    bias-free conv, conv_transpose or dense
+    BatchNormalization                        batchnorm
+    Mul/Div by a per-channel constant, with   batchnorm (``attrs["folded"]``): the
+    Add/Sub of one after it                   inference form of a BN; ``Node.params``
+                                              holds the 2·C numbers stored, the cost
+                                              model its Keras-convention 4·C
+    Add/Sub/Mul/Div by a scalar constant      rescale
+    Add/Sub/Mul/Max/Min/Mean/Sum of tensors   add/subtract/multiply/maximum/minimum/...
+    Split + one Conv per part + Concat        one grouped conv (the split form of a
+                                              group conv, as ``cnnkit-export`` writes it)
+    x · Sigmoid(x)                            activation ``silu``
+    MaxPool, AveragePool                      pool
+    GlobalAveragePool/GlobalMaxPool,          global_pool
+    ReduceMean/ReduceMax over all spatial
+    axes
+    Flatten, Reshape, Squeeze, Unsqueeze      flatten/reshape, or nothing when only
+                                              singleton axes change
+    Transpose                                 nothing for a layout change, else transpose
+    Concat, Split/Slice on channels           concat, slice (Slice on spatial axes: crop)
+    Relu, Clip(0, 6) → relu6, Clip(0, ∞) →    activation
+    relu, LeakyRelu, PRelu, Sigmoid, Tanh,
+    Softmax, Elu, Selu, HardSigmoid,
+    HardSwish, Softplus, Softsign, Gelu, Mish
+    Pad, Resize/Upsample, Dropout             pad, upsample, dropout
+    Identity, Cast                            nothing
+    ========================================  ==========================================
+
+What an export already removed cannot be recovered: tf2onnx (through TensorFlow's
+constant folding) folds a BatchNormalization that follows a bias-free convolution into
+that convolution's weights and bias, and drops ``Dropout`` at inference.  Such a model
+has fewer parameters in its ONNX file than in Keras, and rules about those layers
+(``bias-before-batchnorm``, ``dropout-before-batchnorm``) cannot see them.
+
+Imports ``onnx`` and ``numpy`` only when called.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+from typing import Any, Optional, Sequence
+
+from keras_cnnkit.analysis.ir import Graph, Node, OpKind
+from keras_cnnkit.analysis.shapes import ShapeError, infer_shape
+from keras_cnnkit.errors import ModelFileError
+
+#: Initializers with more elements than this are stripped to their dimensions before
+#: shape inference (their values are never needed).
+_KEEP_VALUES = 4096
+
+_ACTIVATIONS = {
+    "Relu": "relu", "Sigmoid": "sigmoid", "Tanh": "tanh", "Softmax": "softmax",
+    "LogSoftmax": "log_softmax", "Elu": "elu", "Selu": "selu", "HardSigmoid": "hard_sigmoid",
+    "HardSwish": "hard_silu", "Softplus": "softplus", "Softsign": "softsign", "Gelu": "gelu",
+    "Mish": "mish", "LeakyRelu": "leaky_relu", "Exp": "exponential",
+}
+
+_MERGES = {"Add": OpKind.ADD, "Sum": OpKind.ADD, "Sub": OpKind.SUBTRACT,
+           "Mul": OpKind.MULTIPLY, "Max": OpKind.MAXIMUM, "Min": OpKind.MINIMUM,
+           "Mean": OpKind.AVERAGE}
+
+_WEIGHTED = (OpKind.CONV, OpKind.DEPTHWISE_CONV, OpKind.CONV_TRANSPOSE, OpKind.DENSE)
+
+_RESHAPES = ("Reshape", "Flatten", "Squeeze", "Unsqueeze")
+
+
+def load_onnx_graph(path_or_model: Any, input_shape: Any = None) -> Graph:
+    """The IR graph of an ONNX model.
+
+    Args:
+        path_or_model: an ``.onnx`` file path, its bytes, or an ``onnx.ModelProto`` (not
+            modified).
+        input_shape: shape of the input without the batch dimension, in the input's own
+            layout (e.g. ``(3, 224, 224)`` for NCHW), for models with symbolic dimensions;
+            a dict ``{input name: shape}`` for several inputs.  ``None`` keeps the
+            model's dimensions (unknown ones leave costs unknown).
+
+    Raises:
+        ModelFileError: the file is missing or not a valid ONNX model, or its graph is
+            inconsistent.
+    """
+    proto, source = _load(path_or_model)
+    try:
+        return _Converter(proto, source, input_shape).run()
+    except ModelFileError:
+        raise
+    except (ValueError, KeyError, IndexError, TypeError) as exc:
+        raise ModelFileError(source, f"cannot analyse the ONNX graph: "
+                                     f"{type(exc).__name__}: {exc}") from exc
+
+
+def _load(path_or_model: Any) -> tuple:
+    import onnx
+    from google.protobuf.message import DecodeError
+
+    if isinstance(path_or_model, onnx.ModelProto):
+        proto, source = path_or_model, "<onnx model>"
+    else:
+        if isinstance(path_or_model, (bytes, bytearray)):
+            data, source = bytes(path_or_model), "<onnx bytes>"
+        else:
+            source = os.fspath(path_or_model)
+            if not os.path.exists(source):
+                raise ModelFileError(source, "no such file")
+            if not os.path.isfile(source):
+                raise ModelFileError(source, "not a file")
+            try:
+                with open(source, "rb") as handle:
+                    data = handle.read()
+            except OSError as exc:
+                raise ModelFileError(source, f"cannot read: {exc.strerror or exc}") from exc
+        proto = onnx.ModelProto()
+        try:
+            proto.ParseFromString(data)
+        except (DecodeError, ValueError, RuntimeError) as exc:
+            raise ModelFileError(source, f"not a valid ONNX model ({exc})") from exc
+    if not proto.HasField("graph") or not proto.graph.output:
+        raise ModelFileError(source, "not a valid ONNX model (no graph or no outputs)")
+    return proto, source
+
+
+@dataclasses.dataclass
+class _Tensor:
+    """An activation tensor: the IR node holding it and how its axes read.
+
+    ``shape`` is the full ONNX shape (batch included, symbolic batch as 1; ``None`` when
+    the rank is unknown), ``channel`` the channel axis (``None`` if unknown), ``dummy``
+    the singleton axes that are not part of the logical shape, ``sole`` whether this
+    tensor is the only path out of its node (every tensor from the node's output to here
+    has one consumer and none is a graph output).
+    """
+
+    node: str
+    shape: Optional[tuple]
+    channel: Optional[int] = None
+    dummy: frozenset = frozenset()
+    sole: bool = False
+
+    def logical_axes(self, keep: frozenset = frozenset()) -> list:
+        """The axes of the logical shape (batch and dummies excluded)."""
+        if self.shape is None:
+            return []
+        return [i for i in range(1, len(self.shape)) if i not in self.dummy or i in keep]
+
+    def logical(self, keep: frozenset = frozenset()) -> Optional[tuple]:
+        """The batch-excluded shape without dummy axes (but with those in ``keep``)."""
+        if self.shape is None:
+            return None
+        return tuple(self.shape[i] for i in self.logical_axes(keep))
+
+    def data_format(self, keep: frozenset = frozenset()) -> str:
+        """``channels_first`` when the channel axis leads the logical shape."""
+        axes = self.logical_axes(keep)
+        if self.channel is not None and len(axes) > 1 and axes[0] == self.channel:
+            return "channels_first"
+        return "channels_last"
+
+    def channels(self) -> Optional[int]:
+        """The channel count, where the channel axis is known."""
+        if self.shape is None or self.channel is None or self.channel >= len(self.shape):
+            return None
+        return self.shape[self.channel]
+
+
+class _Const:
+    """A constant: an initializer, a ``Constant`` output or a folded value."""
+
+    def __init__(self, dims: Sequence[int], proto=None, value=None):
+        self.dims = tuple(int(d) for d in dims)
+        self._proto = proto
+        self._value = value
+
+    @property
+    def size(self) -> int:
+        """Number of elements."""
+        out = 1
+        for d in self.dims:
+            out *= d
+        return out
+
+    def value(self):
+        """The numpy value (read from the proto on first use)."""
+        if self._value is None and self._proto is not None:
+            from onnx import numpy_helper
+            self._value = numpy_helper.to_array(self._proto)
+        return self._value
+
+
+class _Converter:
+    """One conversion: the ONNX graph walked once, in its (topological) order."""
+
+    def __init__(self, proto, source: str, input_shape: Any):
+        self.proto = proto
+        self.source = source
+        self.graph = Graph(name=proto.graph.name or "onnx_model", source=source,
+                           frontend="onnx")
+        self.consts: dict = {}
+        self.tensors: dict = {}
+        self.uses: dict = {}
+        self.consumers: dict = {}
+        self.outputs = {o.name for o in proto.graph.output}
+        self.inferred: dict = {}
+        self.input_shape = input_shape
+        self.node_index = 0
+
+    # --- setup -------------------------------------------------------------------------
+
+    def run(self) -> Graph:
+        """Convert the whole graph."""
+        graph = self.proto.graph
+        for init in graph.initializer:
+            self.consts[init.name] = _Const(init.dims, proto=init)
+        for node in graph.node:
+            for name in node.input:
+                if name:
+                    self.uses[name] = self.uses.get(name, 0) + 1
+                    self.consumers.setdefault(name, []).append(node)
+        self.inferred = self._infer_shapes()
+        for value in graph.input:
+            if value.name not in self.consts:
+                self._add_input(value)
+        for node in graph.node:
+            self.node_index += 1
+            self._convert(node)
+        outs = []
+        for out in graph.output:
+            tensor = self.tensors.get(out.name)
+            if tensor is not None and tensor.node not in outs:
+                outs.append(tensor.node)
+        self.graph.outputs = outs
+        return self.graph
+
+    def _infer_shapes(self) -> dict:
+        """ONNX shape inference on a light copy (see the module docstring)."""
+        import onnx
+
+        light = onnx.ModelProto()
+        light.ir_version = self.proto.ir_version
+        light.opset_import.extend(self.proto.opset_import)
+        graph = light.graph
+        graph.node.extend(self.proto.graph.node)
+        graph.output.extend(self.proto.graph.output)
+        graph.value_info.extend(self.proto.graph.value_info)
+        for init in self.proto.graph.initializer:
+            size = 1
+            for d in init.dims:
+                size *= d
+            if size <= _KEEP_VALUES:
+                graph.initializer.append(init)
+            else:
+                graph.initializer.append(onnx.TensorProto(name=init.name, dims=init.dims,
+                                                          data_type=init.data_type))
+        real_inputs = [v for v in self.proto.graph.input if v.name not in self.consts]
+        for value in self.proto.graph.input:
+            copy = graph.input.add()
+            copy.CopyFrom(value)
+            if value.name in self.consts:
+                continue
+            dims = copy.type.tensor_type.shape.dim
+            given = self._given_shape(value.name, len(real_inputs))
+            if given is not None:
+                if len(given) + 1 != len(dims):
+                    raise ModelFileError(self.source, f"input_shape {tuple(given)} does not "
+                                         f"fit input {value.name!r} of rank {len(dims)}")
+                for dim, size in zip(list(dims)[1:], given):
+                    if size is not None:
+                        dim.Clear()
+                        dim.dim_value = int(size)
+            if dims and not dims[0].HasField("dim_value"):
+                dims[0].Clear()
+                dims[0].dim_value = 1
+        try:
+            light = onnx.shape_inference.infer_shapes(light, strict_mode=False, data_prop=True)
+        except Exception:  # pylint: disable=broad-exception-caught
+            # onnx raises its own error types; fall back to the shapes computed here.
+            pass
+        shapes = {}
+        for value in list(light.graph.value_info) + list(light.graph.output) + list(
+                light.graph.input):
+            shape = _value_shape(value)
+            if shape is not None:
+                shapes[value.name] = shape
+        return shapes
+
+    def _given_shape(self, name: str, count: int) -> Optional[tuple]:
+        given = self.input_shape
+        if given is None:
+            return None
+        if isinstance(given, dict):
+            shape = given.get(name)
+            return None if shape is None else tuple(shape)
+        if count != 1:
+            raise ModelFileError(self.source, "the model has several inputs: give "
+                                 "input_shape as {name: shape}")
+        return tuple(given)
+
+    def _add_input(self, value) -> None:
+        shape = self.inferred.get(value.name) or _value_shape(value)
+        if shape is not None and shape and shape[0] is None:
+            shape = (1,) + shape[1:]
+        name = self._unique(value.name)
+        channel = self._input_channel_axis(value.name, shape)
+        tensor = _Tensor(name, shape, channel, sole=self._single_use(value.name))
+        logical = tensor.logical()
+        self.graph.add(Node(name=name, op=OpKind.INPUT, output_shape=logical,
+                            attrs={"shape": logical, "data_format": tensor.data_format()},
+                            layer=value.name, source_class="Input"))
+        self.tensors[value.name] = tensor
+
+    def _input_channel_axis(self, name: str, shape: Optional[tuple]) -> Optional[int]:
+        """Where the channels of graph input ``name`` are: found by following it through
+        transposes and unsqueezes to the first op with a fixed layout."""
+        if shape is None or len(shape) < 2:
+            return None
+        if len(shape) == 2:
+            return 1
+        axes = list(range(len(shape)))   # current position → input axis
+        current = name
+        for _ in range(16):
+            users = self.consumers.get(current, [])
+            if len(users) != 1:
+                break
+            user = users[0]
+            if user.op_type in ("Conv", "ConvTranspose", "BatchNormalization", "MaxPool",
+                                "AveragePool", "GlobalAveragePool", "GlobalMaxPool"):
+                return axes[1] if axes[1] is not None else None
+            if user.op_type == "Transpose":
+                perm = _attr(user, "perm", list(reversed(range(len(axes)))))
+                axes = [axes[p] for p in perm]
+            elif user.op_type == "Unsqueeze":
+                insert = self._axes_of(user, None)
+                if insert is None:
+                    break
+                rank = len(axes) + len(insert)
+                inserted = {a % rank for a in insert}
+                it = iter(axes)
+                axes = [None if i in inserted else next(it) for i in range(rank)]
+            elif user.op_type not in ("Identity", "Cast"):
+                break
+            current = user.output[0]
+        return len(shape) - 1
+
+    # --- helpers ------------------------------------------------------------------------
+
+    def _unique(self, name: str, op_type: str = "node") -> str:
+        base = name or f"{op_type}_{self.node_index}"
+        out, k = base, 1
+        while out in self.graph.nodes:
+            k += 1
+            out = f"{base}_{k}"
+        return out
+
+    def _single_use(self, tensor: str) -> bool:
+        return self.uses.get(tensor, 0) == 1 and tensor not in self.outputs
+
+    def _const(self, name: str) -> Optional[_Const]:
+        return self.consts.get(name) if name else None
+
+    def _const_value(self, name: str):
+        const = self._const(name)
+        return None if const is None else const.value()
+
+    def _axes_of(self, node, rank: Optional[int]) -> Optional[list]:
+        """The ``axes`` of a Squeeze/Unsqueeze/Reduce op (attribute or second input)."""
+        axes = _attr(node, "axes")
+        if axes is None and len(node.input) > 1 and node.input[1]:
+            value = self._const_value(node.input[1])
+            axes = None if value is None else [int(a) for a in value.reshape(-1)]
+        if axes is None or rank is None:
+            return axes
+        return [a % rank for a in axes]
+
+    def _shape_of(self, name: str) -> Optional[tuple]:
+        shape = self.inferred.get(name)
+        if shape is not None and shape and shape[0] is None:
+            shape = (1,) + shape[1:]
+        return shape
+
+    def _emit(self, onnx_node, op: str, inputs: list, attrs: dict, out: _Tensor,
+              keep: frozenset = frozenset(), params: Optional[int] = None,
+              name: Optional[str] = None) -> Node:
+        """Add an IR node fed by ``inputs`` (tensors) whose output is ``out``."""
+        node_name = self._unique(name or onnx_node.name, onnx_node.op_type)
+        first = inputs[0] if inputs else None
+        fmt = attrs.get("data_format") or (first.data_format(keep) if first else "channels_last")
+        attrs = dict(attrs, data_format=fmt)
+        in_shapes = [t.logical(keep) for t in inputs]
+        out_shape = out.logical(keep) if out.shape is not None else None
+        if out_shape is None and op != OpKind.OPAQUE:
+            try:
+                out_shape = infer_shape(op, attrs, in_shapes)
+            except ShapeError:
+                out_shape = None
+        node = Node(name=node_name, op=op, inputs=[t.node for t in inputs],
+                    input_shapes=in_shapes, output_shape=out_shape, attrs=attrs, params=params,
+                    layer=onnx_node.name or node_name, source_class=onnx_node.op_type)
+        self.graph.add(node)
+        out.node = node_name
+        if onnx_node.output:
+            out.sole = self._single_use(onnx_node.output[0])
+            self.tensors[onnx_node.output[0]] = out
+        return node
+
+    def _view(self, onnx_node, tensor: _Tensor, shape: Optional[tuple],
+              channel: Optional[int], dummy: frozenset) -> None:
+        """Map the node's output to ``tensor``'s IR node (no computation)."""
+        out = onnx_node.output[0]
+        self.tensors[out] = _Tensor(tensor.node, shape, channel, frozenset(dummy),
+                                    sole=tensor.sole and self._single_use(out))
+
+    def _opaque(self, onnx_node, data: list, reason: str) -> None:
+        params = sum(self.consts[n].size for n in onnx_node.input if n in self.consts)
+        shape = self._shape_of(onnx_node.output[0]) if onnx_node.output else None
+        out = _Tensor("", shape, None)
+        self._emit(onnx_node, OpKind.OPAQUE, data,
+                   {"class_name": onnx_node.op_type, "reason": reason,
+                    "data_format": "channels_last"}, out, params=params or None)
+        for extra in onnx_node.output[1:]:
+            self.tensors[extra] = _Tensor(out.node, self._shape_of(extra), None)
+
+    # --- dispatch ----------------------------------------------------------------------
+
+    def _convert(self, node) -> None:
+        data = [self.tensors[n] for n in node.input if n in self.tensors]
+        if not data:
+            self._fold(node)
+            return
+        if node.op_type in ("Shape", "Size"):
+            self._fold_shape(node, data[0])
+            return
+        handler = getattr(self, f"_op_{node.op_type}", None)
+        if handler is None:
+            if node.op_type in _ACTIVATIONS:
+                handler = self._activation
+            elif node.op_type in _MERGES:
+                handler = self._merge
+            else:
+                self._opaque(node, data, "unknown ONNX op")
+                return
+        handler(node, data)
+
+    def _fold(self, node) -> None:
+        """Evaluate a node whose inputs are all constants (or mark its outputs unknown)."""
+        values = []
+        for name in node.input:
+            if not name:
+                values.append(None)
+                continue
+            const = self._const(name)
+            values.append(None if const is None else const.value())
+        try:
+            results = _evaluate(node, values)
+        except (ValueError, TypeError, IndexError, KeyError, AttributeError, ArithmeticError):
+            results = None
+        if results is None:
+            return
+        for name, value in zip(node.output, results):
+            if value is not None:
+                self.consts[name] = _Const(value.shape, value=value)
+
+    def _fold_shape(self, node, tensor: _Tensor) -> None:
+        import numpy as np
+        shape = tensor.shape
+        if shape is None or any(d is None for d in shape):
+            return
+        if node.op_type == "Size":
+            value = np.array(int(np.prod(shape)), dtype=np.int64)
+        else:
+            start, end = _attr(node, "start", 0), _attr(node, "end", None)
+            value = np.array(shape[start:end], dtype=np.int64)
+        self.consts[node.output[0]] = _Const(value.shape, value=value)
+
+    # --- convolutions -------------------------------------------------------------------
+
+    def _conv_geometry(self, node, x: _Tensor, kernel: tuple, transpose: bool = False):
+        """Kernel, strides, dilations and padding of a Conv/Pool, with the spatial axes
+        that are dummies (size 1, k = s = d = 1, no padding) dropped."""
+        rank = len(kernel)
+        strides = tuple(_attr(node, "strides", [1] * rank))
+        dilation = tuple(_attr(node, "dilations", [1] * rank))
+        pads = list(_attr(node, "pads", [0] * (2 * rank)))
+        auto = _attr(node, "auto_pad", "NOTSET")
+        auto = auto.decode() if isinstance(auto, bytes) else auto
+        spatial = list(range(2, 2 + rank))
+        drop = [i for i, axis in enumerate(spatial)
+                if axis in x.dummy and kernel[i] == 1 and strides[i] == 1
+                and dilation[i] == 1 and pads[i] == 0 and pads[i + rank] == 0]
+        if len(drop) == rank:
+            drop = []
+        keep_idx = [i for i in range(rank) if i not in drop]
+        in_sizes = [x.shape[2 + i] if x.shape is not None and len(x.shape) > 2 + i else None
+                    for i in keep_idx]
+        geometry = {
+            "rank": len(keep_idx),
+            "kernel": tuple(kernel[i] for i in keep_idx),
+            "strides": tuple(strides[i] for i in keep_idx),
+            "dilation": tuple(dilation[i] for i in keep_idx),
+            "padding": _padding(auto, [(pads[i], pads[i + rank]) for i in keep_idx],
+                                in_sizes, [kernel[i] for i in keep_idx],
+                                [strides[i] for i in keep_idx],
+                                [dilation[i] for i in keep_idx], transpose),
+        }
+        dropped = frozenset(spatial[i] for i in drop)
+        keep = frozenset(x.dummy - dropped)
+        return geometry, dropped, keep
+
+    def _layout_input(self, x: _Tensor) -> _Tensor:
+        """``x`` as an ONNX NCHW op reads it: channels on axis 1."""
+        return dataclasses.replace(x, channel=1)
+
+    def _op_Conv(self, node, data: list) -> None:  # pylint: disable=invalid-name
+        x = self._layout_input(data[0])
+        weight = self._const(node.input[1]) if len(node.input) > 1 else None
+        if weight is None or len(weight.dims) < 3 or x.shape is None:
+            self._opaque(node, data, "convolution with non-constant weights or unknown rank")
+            return
+        bias = self._const(node.input[2]) if len(node.input) > 2 and node.input[2] else None
+        groups = int(_attr(node, "group", 1))
+        filters, per_group = weight.dims[0], weight.dims[1]
+        in_channels = per_group * groups
+        geometry, dropped, keep = self._conv_geometry(node, x, tuple(weight.dims[2:]))
+        attrs = dict(geometry, groups=groups, in_channels=in_channels, filters=filters,
+                     use_bias=bias is not None, activation=None, data_format="channels_first")
+        op = OpKind.CONV
+        if groups > 1 and groups == in_channels:
+            op = OpKind.DEPTHWISE_CONV
+            attrs["depth_multiplier"] = filters // in_channels
+        out = _Tensor("", self._shape_of(node.output[0]), 1, frozenset(dropped))
+        self._emit(node, op, [x], attrs, out, keep=keep,
+                   params=weight.size + (bias.size if bias is not None else 0))
+
+    def _op_ConvTranspose(self, node, data: list) -> None:  # pylint: disable=invalid-name
+        x = self._layout_input(data[0])
+        weight = self._const(node.input[1]) if len(node.input) > 1 else None
+        if weight is None or len(weight.dims) < 3 or x.shape is None:
+            self._opaque(node, data, "transposed convolution with non-constant weights")
+            return
+        bias = self._const(node.input[2]) if len(node.input) > 2 and node.input[2] else None
+        groups = int(_attr(node, "group", 1))
+        geometry, dropped, keep = self._conv_geometry(node, x, tuple(weight.dims[2:]),
+                                                      transpose=True)
+        out_pad = _attr(node, "output_padding")
+        attrs = dict(geometry, groups=groups, in_channels=weight.dims[0],
+                     filters=weight.dims[1] * groups, use_bias=bias is not None,
+                     activation=None, data_format="channels_first",
+                     output_padding=None if out_pad is None else tuple(out_pad))
+        out = _Tensor("", self._shape_of(node.output[0]), 1, frozenset(dropped))
+        self._emit(node, OpKind.CONV_TRANSPOSE, [x], attrs, out, keep=keep,
+                   params=weight.size + (bias.size if bias is not None else 0))
+
+    def _pool(self, node, data: list, pool_type: str) -> None:
+        x = self._layout_input(data[0])
+        kernel = tuple(_attr(node, "kernel_shape", []))
+        if not kernel or x.shape is None:
+            self._opaque(node, data, "pooling without kernel_shape")
+            return
+        geometry, dropped, keep = self._conv_geometry(node, x, kernel)
+        attrs = {"pool_type": pool_type, "rank": geometry["rank"],
+                 "pool_size": geometry["kernel"], "strides": geometry["strides"],
+                 "padding": geometry["padding"], "data_format": "channels_first"}
+        if _attr(node, "ceil_mode", 0):
+            attrs["ceil_mode"] = True
+        out = _Tensor("", self._shape_of(node.output[0]), 1, frozenset(dropped))
+        self._emit(node, OpKind.POOL, [x], attrs, out, keep=keep)
+
+    def _op_MaxPool(self, node, data: list) -> None:  # pylint: disable=invalid-name
+        self._pool(node, data, "max")
+
+    def _op_AveragePool(self, node, data: list) -> None:  # pylint: disable=invalid-name
+        self._pool(node, data, "avg")
+
+    def _global_pool(self, node, x: _Tensor, pool_type: str, axes: list,
+                     keepdims: bool) -> None:
+        """A pooling over all spatial ``axes`` of ``x``; with ``keepdims`` the pooled
+        axes stay as dummies when every consumer squeezes them away."""
+        shape = self._shape_of(node.output[0])
+        if shape is None and x.shape is not None:
+            shape = tuple(1 if i in axes else d for i, d in enumerate(x.shape)) if keepdims \
+                else tuple(d for i, d in enumerate(x.shape) if i not in axes)
+        channel = x.channel
+        dummy = frozenset()
+        if keepdims:
+            dummy = frozenset(axes) if self._squeezed_later(node.output[0]) else frozenset()
+            keepdims = not dummy
+        elif channel is not None:
+            channel -= sum(1 for a in axes if a < channel)
+        attrs = {"pool_type": pool_type, "rank": len(axes), "keepdims": bool(keepdims),
+                 "data_format": x.data_format()}
+        out = _Tensor("", shape, channel, dummy)
+        self._emit(node, OpKind.GLOBAL_POOL, [x], attrs, out)
+
+    def _squeezed_later(self, tensor: str) -> bool:
+        users = self.consumers.get(tensor, [])
+        return bool(users) and tensor not in self.outputs and all(
+            u.op_type in _RESHAPES and u.op_type != "Unsqueeze" for u in users)
+
+    def _op_GlobalAveragePool(self, node, data: list) -> None:  # pylint: disable=invalid-name
+        x = self._layout_input(data[0])
+        rank = len(x.shape) if x.shape is not None else 4
+        self._global_pool(node, x, "avg", list(range(2, rank)), True)
+
+    def _op_GlobalMaxPool(self, node, data: list) -> None:  # pylint: disable=invalid-name
+        x = self._layout_input(data[0])
+        rank = len(x.shape) if x.shape is not None else 4
+        self._global_pool(node, x, "max", list(range(2, rank)), True)
+
+    def _reduce(self, node, data: list, pool_type: str) -> None:
+        x = data[0]
+        rank = len(x.shape) if x.shape is not None else None
+        axes = self._axes_of(node, rank)
+        spatial = None
+        if rank is not None and x.channel is not None:
+            spatial = [i for i in range(1, rank) if i != x.channel and i not in x.dummy]
+        if axes is None or spatial is None or not spatial or sorted(
+                a for a in axes if a not in x.dummy) != spatial:
+            self._opaque(node, data, f"{node.op_type} over axes other than the spatial ones")
+            return
+        self._global_pool(node, x, pool_type, sorted(axes), bool(_attr(node, "keepdims", 1)))
+
+    def _op_ReduceMean(self, node, data: list) -> None:  # pylint: disable=invalid-name
+        self._reduce(node, data, "avg")
+
+    def _op_ReduceMax(self, node, data: list) -> None:  # pylint: disable=invalid-name
+        self._reduce(node, data, "max")
+
+    # --- dense ----------------------------------------------------------------------------
+
+    def _dense(self, node, x: _Tensor, weight: _Const, transposed: bool,
+               bias: Optional[_Const]) -> None:
+        in_features, units = (weight.dims[1], weight.dims[0]) if transposed else weight.dims
+        shape = self._shape_of(node.output[0])
+        if shape is None and x.shape is not None:
+            shape = x.shape[:-1] + (units,)
+        attrs = {"in_features": in_features, "units": units, "use_bias": bias is not None,
+                 "activation": None, "data_format": "channels_last"}
+        out = _Tensor("", shape, len(shape) - 1 if shape else None, x.dummy)
+        self._emit(node, OpKind.DENSE, [dataclasses.replace(x, channel=None)], attrs, out,
+                   params=weight.size + (bias.size if bias is not None else 0))
+
+    def _op_MatMul(self, node, data: list) -> None:  # pylint: disable=invalid-name
+        weight = self._const(node.input[1])
+        if len(data) != 1 or weight is None or len(weight.dims) != 2 \
+                or self.tensors.get(node.input[0]) is None:
+            self._opaque(node, data, "MatMul of two activations")
+            return
+        self._dense(node, data[0], weight, False, None)
+
+    def _op_Gemm(self, node, data: list) -> None:  # pylint: disable=invalid-name
+        weight = self._const(node.input[1])
+        bias = self._const(node.input[2]) if len(node.input) > 2 and node.input[2] else None
+        if (len(data) != 1 or weight is None or _attr(node, "transA", 0)
+                or self.tensors.get(node.input[0]) is None):
+            self._opaque(node, data, "Gemm of two activations")
+            return
+        self._dense(node, data[0], weight, bool(_attr(node, "transB", 0)), bias)
+
+    # --- normalisation, activations ------------------------------------------------------
+
+    def _op_BatchNormalization(self, node, data: list) -> None:  # pylint: disable=invalid-name
+        x = self._layout_input(data[0])
+        params = sum(self.consts[n].size for n in node.input[1:5] if n in self.consts)
+        channels = x.channels()
+        attrs = {"axis": 0, "channels": channels, "center": True, "scale": True,
+                 "epsilon": float(_attr(node, "epsilon", 1e-5)), "data_format": x.data_format()}
+        out = _Tensor("", self._shape_of(node.output[0]) or x.shape, 1, x.dummy)
+        self._emit(node, OpKind.BATCHNORM, [x], attrs, out, params=params)
+
+    def _activation(self, node, data: list, name: Optional[str] = None) -> None:
+        x = data[0]
+        attrs = {"activation": name or _ACTIVATIONS[node.op_type]}
+        if node.op_type == "LeakyRelu":
+            attrs["negative_slope"] = float(_attr(node, "alpha", 0.01))
+        if node.op_type in ("Softmax", "LogSoftmax") and x.shape is not None:
+            axis = int(_attr(node, "axis", -1)) % len(x.shape)
+            attrs["axis"] = axis - 1
+        out = _Tensor("", self._shape_of(node.output[0]) or x.shape, x.channel, x.dummy)
+        self._emit(node, OpKind.ACTIVATION, [x], attrs, out)
+
+    def _op_Clip(self, node, data: list) -> None:  # pylint: disable=invalid-name
+        low = _attr(node, "min")
+        high = _attr(node, "max")
+        if len(node.input) > 1 and node.input[1]:
+            value = self._const_value(node.input[1])
+            low = None if value is None else float(value)
+        if len(node.input) > 2 and node.input[2]:
+            value = self._const_value(node.input[2])
+            high = None if value is None else float(value)
+        if low is not None and float(low) == 0.0 and high is not None and float(high) == 6.0:
+            self._activation(node, data, "relu6")
+        elif low is not None and float(low) == 0.0 and (high is None or high >= 3.4e38):
+            self._activation(node, data, "relu")
+        else:
+            self._activation(node, data, "clip")
+
+    def _op_PRelu(self, node, data: list) -> None:  # pylint: disable=invalid-name
+        slope = self._const(node.input[1])
+        x = data[0]
+        out = _Tensor("", self._shape_of(node.output[0]) or x.shape, x.channel, x.dummy)
+        self._emit(node, OpKind.ACTIVATION, [x], {
+            "activation": "prelu", "alpha_size": slope.size if slope else None}, out,
+            params=slope.size if slope else None)
+
+    def _op_Dropout(self, node, data: list) -> None:  # pylint: disable=invalid-name
+        x = data[0]
+        ratio = _attr(node, "ratio", 0.5)
+        if len(node.input) > 1 and node.input[1]:
+            value = self._const_value(node.input[1])
+            ratio = ratio if value is None else float(value)
+        out = _Tensor("", x.shape, x.channel, x.dummy)
+        self._emit(node, OpKind.DROPOUT, [x], {"rate": float(ratio), "kind": "dropout"}, out)
+        for extra in node.output[1:]:
+            self.tensors[extra] = _Tensor(out.node, x.shape, x.channel, x.dummy)
+
+    def _op_Identity(self, node, data: list) -> None:  # pylint: disable=invalid-name
+        x = data[0]
+        self._view(node, x, x.shape, x.channel, x.dummy)
+
+    _op_Cast = _op_Identity
+
+    # --- element-wise ---------------------------------------------------------------------
+
+    def _merge(self, node, data: list) -> None:
+        if len(data) == 1 and node.op_type in ("Add", "Sub", "Mul", "Div"):
+            self._with_constant(node, data[0])
+            return
+        if len(data) != len(node.input):
+            self._opaque(node, data, f"{node.op_type} of an activation and a constant")
+            return
+        if node.op_type == "Mul" and self._fuse_silu(node, data):
+            return
+        x = max(data, key=lambda t: len(t.shape or ()))
+        out = _Tensor("", self._shape_of(node.output[0]) or x.shape, x.channel, x.dummy)
+        self._emit(node, _MERGES[node.op_type], data, {}, out)
+
+    def _op_Div(self, node, data: list) -> None:  # pylint: disable=invalid-name
+        if len(data) == 1:
+            self._with_constant(node, data[0])
+        else:
+            self._opaque(node, data, "division of two activations")
+
+    def _fuse_silu(self, node, data: list) -> bool:
+        """``x · sigmoid(x)`` → the sigmoid node becomes a ``silu`` activation."""
+        if len(data) != 2:
+            return False
+        for a, b in (data, data[::-1]):
+            sig = self.graph.nodes.get(b.node)
+            if (sig is not None and sig.op == OpKind.ACTIVATION
+                    and sig.attrs.get("activation") == "sigmoid" and b.sole
+                    and sig.inputs == [a.node] and not self.graph.consumers(sig)):
+                sig.attrs["activation"] = "silu"
+                self.tensors[node.output[0]] = dataclasses.replace(
+                    b, shape=self._shape_of(node.output[0]) or b.shape,
+                    sole=self._single_use(node.output[0]))
+                return True
+        return False
+
+    def _with_constant(self, node, x: _Tensor) -> None:
+        """An element-wise op between an activation and a constant (see the table)."""
+        const_first = node.input[0] not in self.tensors
+        const = self._const(node.input[0 if const_first else 1])
+        op = node.op_type
+        if const is None:
+            self._opaque(node, [x], f"{op} with a computed operand")
+            return
+        kind = _broadcast_kind(const.dims, x)
+        shift = op in ("Add", "Sub")
+        producer = self.graph.nodes.get(x.node)
+        out_shape = self._shape_of(node.output[0]) or x.shape
+        if const_first and op in ("Sub", "Div"):
+            kind = "other" if op == "Div" else kind
+        if kind == "channel" and x.sole and producer is not None:
+            if (shift and producer.op in _WEIGHTED and not producer.attrs.get("use_bias")
+                    and const.size == producer.attrs.get(
+                        "units" if producer.op == OpKind.DENSE else "filters")):
+                producer.attrs["use_bias"] = True
+                producer.params = (producer.params or 0) + const.size
+                self._remap(node, x, out_shape)
+                return
+            if producer.op == OpKind.BATCHNORM and producer.attrs.get("folded"):
+                producer.attrs["center"] = producer.attrs["center"] or shift
+                producer.attrs["scale"] = producer.attrs["scale"] or not shift
+                producer.params = (producer.params or 0) + const.size
+                self._remap(node, x, out_shape)
+                return
+        if kind == "scalar" and x.sole and producer is not None and \
+                producer.op == OpKind.RESCALE and producer.attrs.get("mode") == "scalar":
+            self._remap(node, x, out_shape)
+            return
+        out = _Tensor("", out_shape, x.channel, x.dummy)
+        if kind == "channel" and not shift:
+            self._emit(node, OpKind.BATCHNORM, [x], {
+                "axis": x.logical_axes().index(x.channel) if x.channel in
+                x.logical_axes() else -1,
+                "channels": x.channels(), "center": False, "scale": True, "folded": True,
+                "data_format": x.data_format()}, out, params=const.size)
+        elif kind == "scalar":
+            self._emit(node, OpKind.RESCALE, [x], {"mode": "scalar", "params": 0}, out)
+        else:
+            self._emit(node, OpKind.RESCALE, [x], {"mode": kind, "params": const.size}, out,
+                       params=const.size)
+
+    def _remap(self, node, x: _Tensor, shape: Optional[tuple]) -> None:
+        """The node's output is ``x``'s node's output, updated in place (a folded op)."""
+        out = node.output[0]
+        self.tensors[out] = dataclasses.replace(x, shape=shape, sole=self._single_use(out))
+
+    # --- data movement --------------------------------------------------------------------
+
+    def _op_Concat(self, node, data: list) -> None:  # pylint: disable=invalid-name
+        if len(data) != len([n for n in node.input if n]):
+            self._opaque(node, data, "concatenation with a constant")
+            return
+        x = data[0]
+        rank = len(x.shape) if x.shape is not None else None
+        axis = int(_attr(node, "axis", 1))
+        axis = axis % rank if rank else axis
+        logical = x.logical_axes()
+        if rank is None or axis not in logical:
+            self._opaque(node, data, "concatenation over the batch or an unknown axis")
+            return
+        out = _Tensor("", self._shape_of(node.output[0]), x.channel, x.dummy)
+        if out.shape is None and all(t.shape is not None for t in data):
+            dims = list(x.shape)
+            dims[axis] = None if any(t.shape[axis] is None for t in data) else sum(
+                t.shape[axis] for t in data)
+            out.shape = tuple(dims)
+        concat = self._emit(node, OpKind.CONCAT, data, {"axis": logical.index(axis)}, out)
+        _merge_split_group_conv(self.graph, concat)
+
+    def _op_Transpose(self, node, data: list) -> None:  # pylint: disable=invalid-name
+        x = data[0]
+        if x.shape is None:
+            self._opaque(node, data, "transpose of a tensor of unknown rank")
+            return
+        rank = len(x.shape)
+        perm = list(_attr(node, "perm", list(reversed(range(rank)))))
+        shape = tuple(x.shape[p] for p in perm)
+        dummy = frozenset(j for j, p in enumerate(perm) if p in x.dummy)
+        channel = x.channel
+        if channel is None and rank > 2 and perm[0] == 0:
+            if perm == [0] + list(range(2, rank)) + [1]:
+                channel = 1
+            elif perm == [0, rank - 1] + list(range(1, rank - 1)):
+                channel = rank - 1
+        if perm[0] == 0 and channel is not None:
+            others = [p for p in perm if p not in (0, channel) and p not in x.dummy]
+            if others == sorted(others):
+                self._view(node, x, shape, perm.index(channel), dummy)
+                return
+        if perm[0] != 0:
+            self._opaque(node, data, "transpose that moves the batch axis")
+            return
+        logical_in = x.logical_axes()
+        logical_perm = tuple(logical_in.index(p) for p in perm[1:] if p not in x.dummy)
+        out = _Tensor("", shape, None if channel is None else perm.index(channel), dummy)
+        self._emit(node, OpKind.TRANSPOSE, [x], {"perm": logical_perm}, out)
+
+    def _reshape_like(self, node, x: _Tensor, shape: Optional[tuple]) -> None:
+        """Flatten/Reshape/Squeeze/Unsqueeze: a view when only singleton axes change,
+        else a flatten (to one dimension) or a reshape node."""
+        if shape is None:
+            shape = self._shape_of(node.output[0])
+        if shape is None or x.shape is None:
+            self._opaque(node, [x], f"{node.op_type} to an unknown shape")
+            return
+        old = x.logical()
+        core_old = [d for d in old if d != 1]
+        core_new = [d for d in shape[1:] if d != 1]
+        if core_old == core_new and None not in core_old:
+            self._view(node, x, shape, *_map_singletons(x, shape))
+            return
+        new_logical = tuple(shape[1:])
+        if len(new_logical) == 1 and len(old) > 1:
+            out = _Tensor("", shape, 1)
+            self._emit(node, OpKind.FLATTEN, [x], {}, out)
+        else:
+            out = _Tensor("", shape, len(shape) - 1 if len(shape) > 1 else None)
+            self._emit(node, OpKind.RESHAPE, [x], {"target_shape": new_logical,
+                                                   "data_format": "channels_last"}, out)
+
+    def _op_Reshape(self, node, data: list) -> None:  # pylint: disable=invalid-name
+        x = data[0]
+        target = self._const_value(node.input[1]) if len(node.input) > 1 else None
+        shape = None
+        if target is not None and x.shape is not None and None not in x.shape:
+            shape = _reshape_target(x.shape, [int(t) for t in target.reshape(-1)],
+                                    bool(_attr(node, "allowzero", 0)))
+        self._reshape_like(node, x, shape or self._shape_of(node.output[0]))
+
+    def _op_Flatten(self, node, data: list) -> None:  # pylint: disable=invalid-name
+        x = data[0]
+        shape = None
+        if x.shape is not None and None not in x.shape:
+            axis = int(_attr(node, "axis", 1)) % (len(x.shape) or 1)
+            lead = 1
+            for d in x.shape[:axis]:
+                lead *= d
+            rest = 1
+            for d in x.shape[axis:]:
+                rest *= d
+            shape = (lead, rest)
+        self._reshape_like(node, x, shape)
+
+    def _op_Squeeze(self, node, data: list) -> None:  # pylint: disable=invalid-name
+        x = data[0]
+        shape = None
+        if x.shape is not None:
+            axes = self._axes_of(node, len(x.shape))
+            if axes is None:
+                axes = [i for i, d in enumerate(x.shape) if d == 1 and i > 0]
+            shape = tuple(d for i, d in enumerate(x.shape) if i not in axes)
+        self._reshape_like(node, x, shape)
+
+    def _op_Unsqueeze(self, node, data: list) -> None:  # pylint: disable=invalid-name
+        x = data[0]
+        if x.shape is None:
+            self._opaque(node, data, "unsqueeze of a tensor of unknown rank")
+            return
+        rank = len(x.shape)
+        axes = self._axes_of(node, None)
+        if axes is None:
+            self._opaque(node, data, "unsqueeze with computed axes")
+            return
+        new_rank = rank + len(axes)
+        inserted = sorted(a % new_rank for a in axes)
+        positions, it = [], iter(range(rank))
+        for i in range(new_rank):
+            positions.append(None if i in inserted else next(it))
+        shape = tuple(1 if p is None else x.shape[p] for p in positions)
+        channel = None if x.channel is None else positions.index(x.channel)
+        dummy = frozenset(i for i, p in enumerate(positions) if p is None or p in x.dummy)
+        out = node.output[0]
+        self.tensors[out] = _Tensor(x.node, shape, channel, dummy,
+                                    sole=x.sole and self._single_use(out))
+
+    def _op_Pad(self, node, data: list) -> None:  # pylint: disable=invalid-name
+        x = data[0]
+        pads = _attr(node, "pads")
+        if len(node.input) > 1 and node.input[1]:
+            value = self._const_value(node.input[1])
+            pads = None if value is None else [int(v) for v in value.reshape(-1)]
+        mode = _attr(node, "mode", "constant")
+        mode = mode.decode() if isinstance(mode, bytes) else mode
+        if pads is None or x.shape is None or len(pads) != 2 * len(x.shape):
+            self._opaque(node, data, "padding with computed or partial pads")
+            return
+        rank = len(x.shape)
+        padded = [(pads[i], pads[i + rank]) for i in range(rank)]
+        logical = x.logical_axes()
+        spatial = [i for i in logical if i != x.channel]
+        if any(padded[i] != (0, 0) for i in range(rank) if i not in spatial):
+            self._opaque(node, data, "padding of the batch or channel axis")
+            return
+        out = _Tensor("", self._shape_of(node.output[0]), x.channel, x.dummy)
+        self._emit(node, OpKind.PAD, [x], {"padding": tuple(padded[i] for i in spatial),
+                                           "mode": mode}, out)
+
+    def _op_Split(self, node, data: list) -> None:  # pylint: disable=invalid-name
+        x = data[0]
+        if x.shape is None:
+            self._opaque(node, data, "split of a tensor of unknown rank")
+            return
+        axis = int(_attr(node, "axis", 0)) % len(x.shape)
+        sizes = _attr(node, "split")
+        if sizes is None and len(node.input) > 1 and node.input[1]:
+            value = self._const_value(node.input[1])
+            sizes = None if value is None else [int(v) for v in value.reshape(-1)]
+        total = x.shape[axis]
+        if sizes is None and total is not None:
+            parts = len(node.output)
+            sizes = [-(-total // parts)] * (parts - 1)
+            sizes.append(total - sum(sizes))
+        logical = x.logical_axes()
+        if sizes is None or axis not in logical:
+            self._opaque(node, data, "split with unknown sizes or over the batch")
+            return
+        start = 0
+        for i, (name, size) in enumerate(zip(node.output, sizes)):
+            shape = tuple(size if j == axis else d for j, d in enumerate(x.shape))
+            out = _Tensor("", shape, x.channel, x.dummy)
+            attrs = {"axis": logical.index(axis), "start": start, "stop": start + size}
+            fake = _Renamed(node, f"{node.name or 'Split'}/{i}", [name])
+            self._emit(fake, OpKind.SLICE, [x], attrs, out)
+            start += size
+
+    def _op_Slice(self, node, data: list) -> None:  # pylint: disable=invalid-name
+        x = data[0]
+        values = [self._const_value(n) if n else None for n in list(node.input[1:5])]
+        if x.shape is None or any(v is None for v in values[:2]):
+            self._opaque(node, data, "slice with computed bounds")
+            return
+        rank = len(x.shape)
+        starts = [int(v) for v in values[0].reshape(-1)]
+        ends = [int(v) for v in values[1].reshape(-1)]
+        axes = ([int(v) % rank for v in values[2].reshape(-1)]
+                if len(values) > 2 and values[2] is not None else list(range(len(starts))))
+        steps = ([int(v) for v in values[3].reshape(-1)]
+                 if len(values) > 3 and values[3] is not None else [1] * len(starts))
+        bounds = {}
+        for axis, start, end, step in zip(axes, starts, ends, steps):
+            size = x.shape[axis]
+            if size is None or step != 1:
+                self._opaque(node, data, "strided slice or slice of an unknown dimension")
+                return
+            start = min(max(start + size if start < 0 else start, 0), size)
+            end = min(max(end + size if end < 0 else end, 0), size)
+            if (start, end) != (0, size):
+                bounds[axis] = (start, end)
+        shape = tuple(bounds[i][1] - bounds[i][0] if i in bounds else d
+                      for i, d in enumerate(x.shape))
+        out = _Tensor("", shape, x.channel, x.dummy)
+        logical = x.logical_axes()
+        if not bounds:
+            self._view(node, x, x.shape, x.channel, x.dummy)
+        elif len(bounds) == 1 and next(iter(bounds)) == x.channel:
+            start, end = bounds[x.channel]
+            self._emit(node, OpKind.SLICE, [x], {"axis": logical.index(x.channel),
+                                                 "start": start, "stop": end}, out)
+        elif x.channel is not None and all(a in logical and a != x.channel for a in bounds):
+            spatial = [i for i in logical if i != x.channel]
+            cropping = tuple((bounds[a][0], x.shape[a] - bounds[a][1]) if a in bounds
+                             else (0, 0) for a in spatial)
+            self._emit(node, OpKind.CROP, [x], {"cropping": cropping}, out)
+        else:
+            self._opaque(node, data, "slice over several kinds of axes")
+
+    def _op_Resize(self, node, data: list) -> None:  # pylint: disable=invalid-name
+        x = data[0]
+        shape = self._shape_of(node.output[0])
+        mode = _attr(node, "mode", "nearest")
+        mode = mode.decode() if isinstance(mode, bytes) else mode
+        spatial = [i for i in x.logical_axes() if i != x.channel]
+        if shape is None or x.shape is None or x.channel is None or any(
+                x.shape[i] in (None, 0) or shape[i] is None or shape[i] % x.shape[i]
+                for i in spatial):
+            self._opaque(node, data, "resize by a non-integer or unknown factor")
+            return
+        out = _Tensor("", shape, x.channel, x.dummy)
+        self._emit(node, OpKind.UPSAMPLE, [x], {
+            "size": tuple(shape[i] // x.shape[i] for i in spatial),
+            "interpolation": "bilinear" if mode == "linear" else mode}, out)
+
+    _op_Upsample = _op_Resize
+
+
+class _Renamed:
+    """A stand-in ONNX node with another name and outputs (one IR node per Split output)."""
+
+    def __init__(self, node, name: str, outputs: list):
+        self.name = name
+        self.op_type = node.op_type
+        self.output = outputs
+        self.input = node.input
+
+
+# --- pure helpers ------------------------------------------------------------------------
+
+def _attr(node, name: str, default: Any = None) -> Any:
+    from onnx import helper
+    for attribute in node.attribute:
+        if attribute.name == name:
+            return helper.get_attribute_value(attribute)
+    return default
+
+
+def _value_shape(value) -> Optional[tuple]:
+    """The shape of a ``ValueInfoProto`` (``None`` for unknown dims), or ``None``."""
+    tensor_type = value.type.tensor_type
+    if not tensor_type.HasField("shape"):
+        return None
+    return tuple(d.dim_value if d.HasField("dim_value") else None
+                 for d in tensor_type.shape.dim)
+
+
+def _broadcast_kind(dims: tuple, x: _Tensor) -> str:
+    """How a constant of ``dims`` broadcasts against ``x``: ``"scalar"``, ``"channel"``
+    (one value per channel, along the channel axis) or ``"other"``."""
+    size = 1
+    for d in dims:
+        size *= d
+    if size == 1:
+        return "scalar"
+    if x.shape is None or x.channel is None or len(dims) > len(x.shape):
+        return "other"
+    offset = len(x.shape) - len(dims)
+    big = [offset + i for i, d in enumerate(dims) if d != 1]
+    if big == [x.channel] and size == x.channels():
+        return "channel"
+    return "other"
+
+
+def _padding(auto: str, pads: list, sizes: list, kernel: list, strides: list,
+             dilation: list, transpose: bool):
+    """ONNX padding → ``"same"``, ``"valid"`` or explicit ``((begin, end), ...)``."""
+    if auto in ("SAME_UPPER", "SAME_LOWER"):
+        return "same"
+    if auto == "VALID" or all(p == (0, 0) for p in pads):
+        return "valid"
+    if transpose:
+        return tuple(pads)
+    same = True
+    for (begin, end), n, k, s, d in zip(pads, sizes, kernel, strides, dilation):
+        extent = d * (k - 1) + 1
+        if n is None:
+            total = extent - 1 if s == 1 else None
+        else:
+            total = max((-(-n // s) - 1) * s + extent - n, 0)
+        if total is None or begin + end != total or begin != total // 2:
+            same = False
+    return "same" if same else tuple(pads)
+
+
+def _map_singletons(x: _Tensor, shape: tuple) -> tuple:
+    """``(channel axis, dummy axes)`` of a reshape of ``x`` to ``shape`` that only adds or
+    removes singleton axes: non-singleton axes map in order; new singletons are dummies,
+    as are kept ones that were."""
+    old_axes = [i for i in range(1, len(x.shape)) if x.shape[i] != 1]
+    new_axes = [i for i in range(1, len(shape)) if shape[i] != 1]
+    mapping = dict(zip(old_axes, new_axes))
+    channel = mapping.get(x.channel) if x.channel is not None else None
+    old_logical_ones = [i for i in x.logical_axes() if x.shape[i] == 1]
+    new_ones = [i for i in range(1, len(shape)) if shape[i] == 1]
+    # The logical singletons (e.g. a 1-channel map) keep their places from the right.
+    kept = set(new_ones[len(new_ones) - len(old_logical_ones):]) if old_logical_ones else set()
+    dummy = frozenset(i for i in new_ones if i not in kept)
+    if channel is None and x.channel is not None and x.shape[x.channel] == 1 and kept:
+        channel = max(kept)
+    return channel, dummy
+
+
+def _reshape_target(shape: tuple, target: list, allowzero: bool) -> Optional[tuple]:
+    """ONNX Reshape semantics (0 copies a dimension, -1 is inferred)."""
+    out = []
+    for i, t in enumerate(target):
+        if t == 0 and not allowzero:
+            if i >= len(shape):
+                return None
+            out.append(shape[i])
+        else:
+            out.append(t)
+    total = 1
+    for d in shape:
+        total *= d
+    if out.count(-1) == 1:
+        known = 1
+        for d in out:
+            if d != -1:
+                known *= d
+        if known == 0 or total % known:
+            return None
+        out[out.index(-1)] = total // known
+    elif -1 in out:
+        return None
+    return tuple(out)
+
+
+def _evaluate(node, values: list) -> Optional[list]:
+    """numpy evaluation of the constant ops shape computations use; ``None`` if the op
+    is not one of them or an input is unknown."""
+    import numpy as np
+    op = node.op_type
+    if op == "Constant":
+        from onnx import numpy_helper
+        for attribute in node.attribute:
+            if attribute.name == "value":
+                return [numpy_helper.to_array(attribute.t)]
+            if attribute.name in ("value_int", "value_float"):
+                return [np.array(_attr(node, attribute.name))]
+            if attribute.name in ("value_ints", "value_floats"):
+                return [np.array(_attr(node, attribute.name))]
+        return None
+    if any(v is None for v in values[:1]) or op not in _EVALUATORS:
+        return None
+    return [_EVALUATORS[op](node, values)]
+
+
+def _slice_value(node, values: list):
+    import numpy as np
+    data = values[0]
+    if len(values) > 1:
+        starts, ends = values[1], values[2]
+        axes = values[3] if len(values) > 3 and values[3] is not None else range(len(starts))
+        steps = values[4] if len(values) > 4 and values[4] is not None else [1] * len(starts)
+    else:
+        starts, ends = _attr(node, "starts"), _attr(node, "ends")
+        axes = _attr(node, "axes", list(range(len(starts))))
+        steps = [1] * len(starts)
+    index = [slice(None)] * data.ndim
+    for start, end, axis, step in zip(starts, ends, axes, steps):
+        index[int(axis)] = slice(int(start), int(end), int(step))
+    return np.asarray(data[tuple(index)])
+
+
+def _squeeze_value(node, values: list):
+    import numpy as np
+    axes = _attr(node, "axes")
+    if axes is None and len(values) > 1 and values[1] is not None:
+        axes = [int(a) for a in values[1].reshape(-1)]
+    return np.squeeze(values[0], axis=None if axes is None else tuple(axes))
+
+
+def _unsqueeze_value(node, values: list):
+    import numpy as np
+    axes = _attr(node, "axes")
+    if axes is None:
+        axes = [int(a) for a in values[1].reshape(-1)]
+    out = values[0]
+    rank = out.ndim + len(axes)
+    for axis in sorted(a % rank for a in axes):
+        out = np.expand_dims(out, axis)
+    return out
+
+
+def _binary(fn):
+    def evaluate(_node, values):
+        import numpy as np
+        a, b = values[0], values[1]
+        if b is None:
+            raise ValueError("unknown operand")
+        out = fn(a, b)
+        return np.asarray(out).astype(np.result_type(a, b))
+    return evaluate
+
+
+def _divide(a, b):
+    import numpy as np
+    if np.issubdtype(np.result_type(a, b), np.integer):
+        return np.trunc(a / b)
+    return a / b
+
+
+def _cast_value(node, values: list):
+    from onnx import helper
+    return values[0].astype(helper.tensor_dtype_to_np_dtype(_attr(node, "to")))
+
+
+def _gather_value(node, values: list):
+    import numpy as np
+    return np.take(values[0], values[1].astype(np.int64), axis=int(_attr(node, "axis", 0)))
+
+
+def _concat_value(node, values: list):
+    import numpy as np
+    if any(v is None for v in values):
+        raise ValueError("unknown operand")
+    return np.concatenate([np.atleast_1d(v) for v in values], axis=int(_attr(node, "axis", 0)))
+
+
+def _reshape_value(_node, values: list):
+    target = [int(t) for t in values[1].reshape(-1)]
+    shape = _reshape_target(values[0].shape, target, False)
+    if shape is None:
+        raise ValueError("bad reshape")
+    return values[0].reshape(shape)
+
+
+def _constant_of_shape(node, values: list):
+    import numpy as np
+    from onnx import numpy_helper
+    fill = _attr(node, "value")
+    value = numpy_helper.to_array(fill) if fill is not None else np.zeros(1, np.float32)
+    return np.full([int(d) for d in values[0].reshape(-1)], value.reshape(-1)[0],
+                   dtype=value.dtype)
+
+
+def _range_value(_node, values: list):
+    import numpy as np
+    return np.arange(values[0], values[1], values[2])
+
+
+def _reduce_prod(node, values: list):
+    import numpy as np
+    axes = _attr(node, "axes")
+    keep = bool(_attr(node, "keepdims", 1))
+    return np.prod(values[0], axis=None if axes is None else tuple(axes), keepdims=keep)
+
+
+def _transpose_value(node, values: list):
+    import numpy as np
+    return np.transpose(values[0], _attr(node, "perm"))
+
+
+def _evaluators() -> dict:
+    import operator
+    return {
+        "Identity": lambda _n, v: v[0], "Cast": _cast_value, "Gather": _gather_value,
+        "Slice": _slice_value, "Concat": _concat_value, "Squeeze": _squeeze_value,
+        "Unsqueeze": _unsqueeze_value, "Reshape": _reshape_value,
+        "Add": _binary(operator.add), "Sub": _binary(operator.sub),
+        "Mul": _binary(operator.mul), "Div": _binary(_divide),
+        "Max": _binary(lambda a, b: a if (a >= b).all() else b),
+        "Min": _binary(lambda a, b: a if (a <= b).all() else b),
+        "ConstantOfShape": _constant_of_shape, "Range": _range_value,
+        "ReduceProd": _reduce_prod, "Transpose": _transpose_value,
+    }
+
+
+_EVALUATORS = _evaluators()
+
+
+# --- graph rewrites ----------------------------------------------------------------------
+
+def _merge_split_group_conv(graph: Graph, concat: Node) -> None:
+    """Split → one Conv per part → Concat, over the channels, becomes one grouped conv
+    (named after the Concat), so that rules see the group conv Keras had."""
+    convs = [graph.nodes[n] for n in concat.inputs]
+    if len(convs) < 2 or any(c.op != OpKind.CONV or c.attrs.get("groups", 1) != 1
+                             or c.output_shape is None
+                             or graph.single_consumer(c) is not concat for c in convs):
+        return
+    slices = [graph.nodes[c.inputs[0]] for c in convs]
+    if any(s.op != OpKind.SLICE or graph.single_consumer(s) is None for s in slices):
+        return
+    source = slices[0].inputs[0]
+    first = convs[0]
+    same = ("rank", "kernel", "strides", "dilation", "padding", "use_bias", "filters",
+            "in_channels", "data_format")
+    width = first.attrs["in_channels"]
+    if (any(s.inputs[0] != source for s in slices)
+            or any(c.attrs.get(k) != first.attrs.get(k) for c in convs for k in same)
+            or [s.attrs["start"] for s in slices] != [i * width for i in range(len(convs))]
+            or any(s.attrs.get("stop") != s.attrs["start"] + width for s in slices)
+            or concat.attrs.get("axis") != _channel_index(concat)
+            or slices[0].attrs.get("axis") != _channel_index(slices[0])
+            or graph.nodes[source].output_shape is None):
+        return
+    groups = len(convs)
+    attrs = dict(first.attrs, groups=groups, in_channels=width * groups,
+                 filters=first.attrs["filters"] * groups)
+    params = None if any(c.params is None for c in convs) else sum(c.params for c in convs)
+    in_shape = list(first.input_shapes[0])
+    in_shape[_channel_index(first)] = width * groups
+    merged = Node(name=concat.name, op=OpKind.CONV, inputs=[source],
+                  input_shapes=[tuple(in_shape)],
+                  output_shape=concat.output_shape, attrs=attrs, params=params,
+                  layer=concat.layer, source_class="Conv(split groups)")
+    _replace(graph, [s.name for s in slices] + [c.name for c in convs] + [concat.name],
+             merged)
+
+
+def _channel_index(node: Node) -> Optional[int]:
+    """The channel position in ``node``'s (first) input shape."""
+    shape = node.input_shapes[0] if node.input_shapes else None
+    if not shape:
+        return None
+    return 0 if node.data_format == "channels_first" else len(shape) - 1
+
+
+def _replace(graph: Graph, removed: list, node: Node) -> None:
+    """Put ``node`` (named like the last of ``removed``) in the place of ``removed``."""
+    gone = set(removed)
+    nodes = {}
+    for name, current in graph.nodes.items():
+        if name == node.name:
+            nodes[name] = node
+        elif name not in gone:
+            nodes[name] = current
+    graph.nodes = nodes
+    graph.__post_init__()
