@@ -41,6 +41,7 @@ def _ref(fn, shape):
 ])
 def test_inverted_residual_is_keras_mobilenet_v2(size, channels, filters, expansion, strides,
                                                  block_id):
+    """InvertedResidual == keras ``mobilenet_v2._inverted_res_block``."""
     shape = (size, size, channels)
     ref = _ref(lambda x: mobilenet_v2._inverted_res_block(  # pylint: disable=protected-access
         x, expansion, strides, 1.0, filters, block_id), shape)
@@ -52,6 +53,7 @@ def test_inverted_residual_is_keras_mobilenet_v2(size, channels, filters, expans
 
 @pytest.mark.parametrize("strides,block_id", [((2, 2), 2), ((1, 1), 3)])
 def test_depthwise_separable_is_keras_mobilenet(strides, block_id):
+    """DepthwiseSeparableConv == keras ``mobilenet._depthwise_conv_block``."""
     shape = (16, 16, 32)
     ref = _ref(lambda x: mobilenet._depthwise_conv_block(  # pylint: disable=protected-access
         x, 64, 1.0, 1, strides, block_id), shape)
@@ -63,6 +65,7 @@ def test_depthwise_separable_is_keras_mobilenet(strides, block_id):
 
 
 def test_dense_and_transition_blocks_are_keras_densenet():
+    """DenseBlock/TransitionBlock == keras ``densenet.dense_block``/``transition_block``."""
     shape = (8, 8, 64)
     ref = _ref(lambda x: densenet.dense_block(x, 3, "conv2"), shape)
     ours = _ours("DenseBlock", {"num_layers": 3}, shape, prefix="conv2_")
@@ -78,6 +81,7 @@ def test_dense_and_transition_blocks_are_keras_densenet():
     (256, 128, 2, True, "conv3_block1"),
 ])
 def test_residual_v1_is_keras_resnet(channels, filters, strides, conv_shortcut, name):
+    """ResidualBlock v1 == keras ``resnet.residual_block_v1``."""
     shape = (8, 8, channels)
     ref = _ref(lambda x: resnet.residual_block_v1(x, filters, stride=strides,
                                                   conv_shortcut=conv_shortcut, name=name),
@@ -92,6 +96,7 @@ def test_residual_v1_is_keras_resnet(channels, filters, strides, conv_shortcut, 
     (256, 2, False, "conv2_block3"),
 ])
 def test_residual_v2_is_keras_resnet_v2(channels, strides, conv_shortcut, name):
+    """ResidualBlock v2 == keras ``resnet.residual_block_v2``."""
     shape = (8, 8, channels)
     ref = _ref(lambda x: resnet.residual_block_v2(x, 64, stride=strides,
                                                   conv_shortcut=conv_shortcut, name=name),
@@ -120,7 +125,8 @@ def inception_v3_model():
     ("mixed8", {"variant": "v3_reduction_b"}),
     ("mixed10", {"variant": "v3_c"}),
 ])
-def test_inception_module_is_keras_inception_v3(inception_v3_model, module, config):
+def test_inception_module_is_keras_inception_v3(inception_v3_model, module, config):  # noqa: E501  pylint: disable=redefined-outer-name
+    """InceptionModule V3 variants == the mixed modules of keras InceptionV3."""
     layers = inception_v3_model.layers
     end = [layer.name for layer in layers].index(module)
     # The module's input: the previous mixedN, or the stem's last max pool before mixed0.
