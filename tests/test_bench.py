@@ -8,7 +8,7 @@ import pytest
 from keras_cnnkit.analysis.ir import Graph, Node, OpKind
 from keras_cnnkit.bench import (BenchResult, Progress, benchmark_findings, detect,
                                 gpu_available, measure, order_findings)
-from keras_cnnkit.bench.timing import random_inputs
+from keras_cnnkit.bench.timing import measure_interleaved, random_inputs
 from keras_cnnkit.lint.findings import Finding, Replacement, Severity
 
 FAST = {"warmup": 1, "repeats": 3, "min_sample_s": 0.001, "budget_s": 1.0}
@@ -240,3 +240,20 @@ def test_benchmark_a_file_with_a_lambda_never_runs_it(tmp_path):
     assert large and large[0].measurements["latency_before_ms"] > 0
     skipped = dict(result.skipped)
     assert "mystery" in skipped["whole model"]
+
+
+def test_measure_interleaved_alternates_samples():
+    order = []
+    now = [0.0]
+
+    def make(tag, seconds):
+        def run():
+            order.append(tag)
+            now[0] += seconds
+        return run
+
+    a, b = measure_interleaved([(make("a", 0.002), lambda _: None),
+                                (make("b", 0.004), lambda _: None)],
+                               warmup=1, repeats=3, min_sample_s=0.0, clock=lambda: now[0])
+    assert order == ["a", "a", "b", "b"] + ["a", "b"] * 3   # warm-up + calibration, then ABAB
+    assert a.median_ms == pytest.approx(2.0) and b.median_ms == pytest.approx(4.0)

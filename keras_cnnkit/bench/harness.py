@@ -19,7 +19,7 @@ import keras
 from keras_cnnkit.analysis.ir import Graph, OpKind
 from keras_cnnkit.bench.device import DeviceInfo, detect
 from keras_cnnkit.bench.progress import Progress
-from keras_cnnkit.bench.timing import Timing, time_model
+from keras_cnnkit.bench.timing import Timing, time_models
 from keras_cnnkit.lint.findings import Finding
 from keras_cnnkit.rewrite.build import model_from_graph, replacement_models
 from keras_cnnkit.rewrite.codegen import UnsupportedNodeError
@@ -170,12 +170,9 @@ class _Session:
             for mode in _modes(self.result.train):
                 self.progress.step(f"{label} b{batch} {mode}")
                 try:
-                    t_before, cmode = time_model(before, batch, train=mode == TRAIN,
-                                                 compile_mode=self.compile_mode,
-                                                 **self.measure_kwargs)
-                    t_after, _ = time_model(after, batch, train=mode == TRAIN,
-                                            compile_mode=self.compile_mode,
-                                            **self.measure_kwargs)
+                    (t_before, t_after), cmode = time_models(
+                        [before, after], batch, train=mode == TRAIN,
+                        compile_mode=self.compile_mode, **self.measure_kwargs)
                 except Exception as exc:  # pylint: disable=broad-exception-caught
                     # A backend can refuse an op or run out of memory at some shape;
                     # that case is reported as skipped, the others still run.

@@ -9,6 +9,8 @@ Method (the same for every backend):
   TensorFlow, ``block_until_ready`` on JAX, ``torch.cuda.synchronize()`` on PyTorch.
 * A sample is the mean over enough back-to-back synchronised calls to last
   ``min_sample_s``; several samples give the median and the inter-quartile range.
+* Models compared with each other (a fix's before and after) are timed with their
+  samples interleaved, so that both see the same machine load.
 
 A training step is forward, a mean-square loss on the output, backward, and an SGD
 update of every trainable variable, compiled as one function.
@@ -78,20 +80,38 @@ def measure(run: Callable[[], object], sync: Callable[[object], None], warmup: i
         budget_s: rough time budget for all samples of this measurement.
         clock: the timer (monotonic seconds).
     """
-    for _ in range(max(1, warmup)):
-        sync(run())
-    start = clock()
-    sync(run())
-    single = max(clock() - start, 1e-7)
-    calls = max(1, min(1000, math.ceil(min_sample_s / single)))
-    repeats = max(3, min(repeats, int(budget_s / (single * calls)) or 3))
-    samples = []
-    for _ in range(repeats):
-        start = clock()
-        for _ in range(calls):
+    return measure_interleaved([(run, sync)], warmup=warmup, repeats=repeats,
+                               min_sample_s=min_sample_s, budget_s=budget_s, clock=clock)[0]
+
+
+def measure_interleaved(runs: Sequence[tuple], warmup: int = 3, repeats: int = 10,
+                        min_sample_s: float = 0.02, budget_s: float = 20.0,
+                        clock: Callable[[], float] = time.perf_counter) -> list:
+    """Time several ``(run, sync)`` pairs with their samples interleaved (A B A B ...).
+
+    Interleaving makes a before/after comparison robust to slow drifts of the machine's
+    load: both sides see the same conditions.  Arguments as :func:`measure`; the
+    budget is shared.  Returns one :class:`Timing` per pair.
+    """
+    calls = []
+    for run, sync in runs:
+        for _ in range(max(1, warmup)):
             sync(run())
-        samples.append((clock() - start) * 1000.0 / calls)
-    return Timing(samples, calls)
+        start = clock()
+        sync(run())
+        single = max(clock() - start, 1e-7)
+        calls.append((max(1, min(1000, math.ceil(min_sample_s / single))), single))
+    per_round = sum(n * single for n, single in calls)
+    repeats = max(3, min(repeats, int(budget_s / per_round) or 3))
+    samples: list = [[] for _ in runs]
+    for _ in range(repeats):
+        for i, (run, sync) in enumerate(runs):
+            n = calls[i][0]
+            start = clock()
+            for _ in range(n):
+                sync(run())
+            samples[i].append((clock() - start) * 1000.0 / n)
+    return [Timing(s, n) for s, (n, _) in zip(samples, calls)]
 
 
 def random_inputs(model: keras.Model, batch: int, seed: int = 0) -> list:
@@ -237,6 +257,19 @@ def _torch_runner(model, arrays, train, compile_mode):
 def time_model(model: keras.Model, batch: int, train: bool = False,
                compile_mode: Optional[str] = None, seed: int = 0, **measure_kwargs) -> tuple:
     """``(Timing, compile_mode)`` of ``model`` on random inputs at ``batch``."""
-    arrays = random_inputs(model, batch, seed=seed)
-    run, sync, mode = runner(model, arrays, train=train, compile_mode=compile_mode)
-    return measure(run, sync, **measure_kwargs), mode
+    timings, mode = time_models([model], batch, train=train, compile_mode=compile_mode,
+                                seed=seed, **measure_kwargs)
+    return timings[0], mode
+
+
+def time_models(models: Sequence[keras.Model], batch: int, train: bool = False,
+                compile_mode: Optional[str] = None, seed: int = 0,
+                **measure_kwargs) -> tuple:
+    """``([Timing per model], compile_mode)``: the models timed interleaved, each on its
+    own random inputs at ``batch`` (see :func:`measure_interleaved`)."""
+    runs, mode = [], compile_mode
+    for model in models:
+        arrays = random_inputs(model, batch, seed=seed)
+        run, sync, mode = runner(model, arrays, train=train, compile_mode=compile_mode)
+        runs.append((run, sync))
+    return measure_interleaved(runs, **measure_kwargs), mode

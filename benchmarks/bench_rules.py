@@ -1,0 +1,460 @@
+"""Where do FLOP savings turn into time savings?  Every rule's fix, timed over a grid.
+
+For each fixable lint rule, a small model holding the rule's pattern is built at each
+(channels, map size) of the grid and linted; the finding's own replacement (the rule's
+IR fragment) and the nodes it removes are built as Keras models (random weights) and
+timed side by side at each batch size with :mod:`keras_cnnkit.bench` (compiled, warm-up
+excluded, synchronised, median and IQR).  The table puts the cost model's estimated
+FLOP ratio (after / before) next to the measured time ratio, per rule and device.
+
+Also measured: the cases the issue names (VGG16's flatten→fc1 head against global
+average pooling; the bottleneck form of VGG16's 512→512 3×3 convs), and the harness's
+own noise: every case is timed a second time straight after the first, and the two
+medians must agree within 10% for cases over 1 ms.
+
+Results are kept per device in ``benchmarks/results/rules_<backend>-<device>.json``
+(merged case by case, so the grid can be filled in several runs, e.g. ``--rules``) and
+rendered, for every device on record, to ``benchmarks/results_rules.md`` and
+``benchmarks/rules_ratio.png``.
+
+Usage::
+
+    python benchmarks/bench_rules.py --quick          # small grid, CPU-friendly
+    KERAS_BACKEND=jax python benchmarks/bench_rules.py  # full grid on a GPU
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+from typing import Callable, Optional
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+#: Full grid: (channels, map) pairs of realistic CNN stages (C·S between 1792 and 7168).
+FULL_PAIRS = tuple((c, s) for c in (32, 64, 128, 256, 512, 1024) for s in (7, 14, 28, 56, 112)
+                   if 1792 <= c * s <= 7168)
+#: Quick grid: small shapes that run in about a minute on two CPU cores.
+QUICK_PAIRS = ((32, 28), (64, 14), (128, 7))
+#: The test grid (tiny, seconds).
+TINY_PAIRS = ((16, 8),)
+GRIDS = {"full": FULL_PAIRS, "quick": QUICK_PAIRS, "tiny": TINY_PAIRS}
+
+#: Rule options that let every pattern fire at every grid shape (the benchmark wants the
+#: replacement's timing everywhere, not only where the rule would report it).
+RULE_OPTIONS = {"asymmetric-factorization": {"min_size": 1, "max_size": 10 ** 6},
+                "depthwise-separable-candidate": {"min_saving": 0.0}}
+
+#: Noise criterion: two consecutive runs agree within this for cases over 1 ms.
+NOISE_LIMIT = 0.10
+NOISE_MIN_MS = 1.0
+
+
+def _patterns() -> dict:
+    """Rule symbol → ``build(channels, size) -> keras.Model`` holding its pattern."""
+    import keras
+    layers = keras.layers
+
+    def single(kernel):
+        def build(c, s):
+            x = keras.Input((s, s, c))
+            y = layers.Conv2D(c, kernel, padding="same", name="conv")(x)
+            return keras.Model(x, layers.GlobalAveragePooling2D(name="gap")(y))
+        return build
+
+    def head(c, s):
+        x = keras.Input((s, s, c))
+        y = layers.Flatten(name="flatten")(x)
+        return keras.Model(x, layers.Dense(1024, activation="relu", name="fc1")(y))
+
+    def projection(c, s):
+        x = keras.Input((s, s, c))
+        y = layers.Conv2D(4 * c, 1, activation="relu", name="expand")(x)
+        y = layers.Conv2D(c, 1, name="project")(y)
+        y = layers.ReLU(name="project_relu")(y)
+        return keras.Model(x, layers.Add(name="add")([x, y]))
+
+    def groups(c, s):
+        x = keras.Input((s, s, c))
+        y = layers.Conv2D(c, 1, groups=4, activation="relu", name="g1")(x)
+        return keras.Model(x, layers.Conv2D(c, 1, groups=4, name="g2")(y))
+
+    def bias_bn(c, s):
+        x = keras.Input((s, s, c))
+        y = layers.Conv2D(c, 3, padding="same", name="conv")(x)
+        return keras.Model(x, layers.BatchNormalization(name="bn")(y))
+
+    def dropout_bn(c, s):
+        x = keras.Input((s, s, c))
+        y = layers.Dropout(0.3, name="drop")(x)
+        return keras.Model(x, layers.BatchNormalization(name="bn")(y))
+
+    return {
+        "large-kernel": single(5),
+        "asymmetric-factorization": single(7),
+        "missing-bottleneck": single(3),
+        "depthwise-separable-candidate": single(3),
+        "flatten-dense-head": head,
+        "relu-after-projection": projection,
+        "group-conv-without-shuffle": groups,
+        "bias-before-batchnorm": bias_bn,
+        "dropout-before-batchnorm": dropout_bn,
+    }
+
+
+def _head_fits(c: int, s: int) -> bool:
+    """Flatten→Dense(1024) heads above ~100M weights are not realistic; skip them."""
+    return c * s * s * 1024 <= 110_000_000
+
+
+def finding_for(model, symbol: str):
+    """Lint ``model`` with the one rule; its first finding that has a replacement."""
+    from keras_cnnkit.lint.api import lint
+    report = lint(model, select=[symbol], options=RULE_OPTIONS)
+    for finding in report.findings:
+        if finding.replacement is not None:
+            return report.graph, finding
+    return report.graph, None
+
+
+def _timing_kwargs(args) -> dict:
+    return {"warmup": 2, "repeats": args.repeats, "min_sample_s": 0.02,
+            "budget_s": args.budget}
+
+
+def time_pair(graph, finding, batches, args, noise: bool) -> list:
+    """Rows for one finding: before/after medians per batch (and a second 'before' run)."""
+    from keras_cnnkit.bench.timing import time_model, time_models
+    from keras_cnnkit.rewrite.build import replacement_models
+    before, after = replacement_models(graph, finding.replacement, dtype=args.dtype,
+                                       name=finding.symbol)
+    rows = []
+    for batch in batches:
+        (t_before, t_after), mode = time_models([before, after], batch,
+                                                **_timing_kwargs(args))
+        again = time_model(before, batch, **_timing_kwargs(args))[0] if noise else None
+        rows.append({
+            "batch": batch, "compile": mode,
+            "flops_before": finding.flops_before, "flops_after": finding.flops_after,
+            "params_before": finding.params_before, "params_after": finding.params_after,
+            "before_ms": t_before.median_ms, "before_iqr_ms": t_before.iqr_ms,
+            "after_ms": t_after.median_ms, "after_iqr_ms": t_after.iqr_ms,
+            "before_rerun_ms": again.median_ms if again is not None else None,
+        })
+    return rows
+
+
+def named_cases() -> list:
+    """The issue's named cases: ``(label, symbol, build_model, layer)``."""
+    import keras
+
+    def vgg16():
+        return keras.applications.VGG16(weights=None)
+
+    return [("VGG16 fc1 head → GAP", "flatten-dense-head", vgg16, "fc1"),
+            ("VGG16 block4_conv2 512→512 3×3 (28×28) → bottleneck", "missing-bottleneck",
+             vgg16, "block4_conv2"),
+            ("VGG16 block5_conv2 512→512 3×3 (14×14) → bottleneck", "missing-bottleneck",
+             vgg16, "block5_conv2")]
+
+
+def run(args) -> dict:
+    """Measure every selected case; returns the device record (also merged to JSON)."""
+    import keras
+
+    from keras_cnnkit.bench.device import detect
+    from keras_cnnkit.bench.progress import Progress
+
+    device = detect()
+    patterns = _patterns()
+    symbols = [s for s in patterns if not args.rules or s in args.rules]
+    pairs = GRIDS[args.grid]
+    jobs: list = []
+    if not args.named_only:
+        for symbol in symbols:
+            for c, s in pairs:
+                if symbol == "flatten-dense-head" and not _head_fits(c, s):
+                    continue
+                jobs.append(("grid", symbol, c, s, None))
+    if args.named or args.named_only:
+        jobs += [("named", symbol, label, layer, build)
+                 for label, symbol, build, layer in named_cases()]
+    cases, named, failures = [], [], []
+    models: dict = {}
+    progress = Progress(len(jobs))
+    started = time.perf_counter()
+    with progress:
+        for kind, symbol, a, b, build in jobs:
+            progress.step(f"{symbol} {a} {b}")
+            try:
+                if kind == "grid":
+                    graph, finding = finding_for(patterns[symbol](a, b), symbol)
+                else:
+                    model = models.setdefault(build, None) or build()
+                    models[build] = model
+                    graph, finding = _named_finding(model, symbol, b)
+                if finding is None:
+                    failures.append(f"{symbol} at {a}, {b}: the rule did not fire")
+                    continue
+                rows = time_pair(graph, finding, args.batches, args, noise=not args.no_noise)
+            except Exception as exc:  # pylint: disable=broad-exception-caught
+                failures.append(f"{symbol} at {a}, {b}: {type(exc).__name__}: {exc}"[:300])
+                continue
+            for row in rows:
+                if kind == "grid":
+                    cases.append({"rule": symbol, "channels": a, "map": b, **row})
+                else:
+                    named.append({"case": a, "rule": symbol, "layer": b, **row})
+    record = {"device": device.to_dict(), "backend": device.backend, "dtype": args.dtype,
+              "keras": keras.__version__, "grid": args.grid,
+              "date": time.strftime("%Y-%m-%d"), "cases": cases, "named": named,
+              "failures": failures, "seconds": round(time.perf_counter() - started, 1)}
+    return record
+
+
+def _named_finding(model, symbol: str, layer: str):
+    from keras_cnnkit.lint.api import lint
+    report = lint(model, select=[symbol])
+    for finding in report.findings:
+        if finding.layer == layer and finding.replacement is not None:
+            return report.graph, finding
+    return report.graph, None
+
+
+# --- results on disk ------------------------------------------------------------------
+
+
+def _device_key(record: dict) -> str:
+    dev = record["device"]
+    return f"{record['backend']}-{dev['kind']}-{record['dtype']}"
+
+
+def merge_record(results_dir: str, record: dict) -> str:
+    """Merge ``record`` into its device's JSON file (case by case); returns the path."""
+    os.makedirs(results_dir, exist_ok=True)
+    path = os.path.join(results_dir, f"rules_{_device_key(record)}.json")
+    old = {}
+    if os.path.exists(path):
+        with open(path, encoding="utf-8") as fh:
+            old = json.load(fh)
+
+    def merged(key: str, ident: Callable) -> list:
+        rows = {ident(r): r for r in old.get(key, [])}
+        rows.update({ident(r): r for r in record[key]})
+        return list(rows.values())
+
+    out = dict(record)
+    out["cases"] = merged("cases", lambda r: (r["rule"], r["channels"], r["map"], r["batch"]))
+    out["named"] = merged("named", lambda r: (r["case"], r["batch"]))
+    tmp = path + ".tmp"
+    with open(tmp, "w", encoding="utf-8") as fh:
+        json.dump(out, fh, indent=1, sort_keys=True)
+    os.replace(tmp, path)
+    return path
+
+
+def load_records(results_dir: str) -> list:
+    """Every device record on file, sorted by device key."""
+    if not os.path.isdir(results_dir):
+        return []
+    records = []
+    for name in sorted(os.listdir(results_dir)):
+        if name.startswith("rules_") and name.endswith(".json"):
+            with open(os.path.join(results_dir, name), encoding="utf-8") as fh:
+                records.append(json.load(fh))
+    return records
+
+
+def ratio(row: dict, key_after: str, key_before: str) -> Optional[float]:
+    """``row[after] / row[before]`` or None."""
+    a, b = row.get(key_after), row.get(key_before)
+    return a / b if a is not None and b else None
+
+
+def noise_stats(record: dict) -> dict:
+    """Relative difference of the two consecutive 'before' runs, cases over 1 ms."""
+    diffs = []
+    for row in record["cases"] + record["named"]:
+        first, second = row["before_ms"], row.get("before_rerun_ms")
+        if second is None or min(first, second) <= NOISE_MIN_MS:
+            continue
+        diffs.append(abs(first - second) / min(first, second))
+    return {"n": len(diffs), "median": statistics.median(diffs) if diffs else None,
+            "max": max(diffs) if diffs else None,
+            "within": sum(d <= NOISE_LIMIT for d in diffs)}
+
+
+def render_markdown(records: list) -> str:
+    """``results_rules.md``: per device, the rule summary, the named cases, the noise
+    figure, then the full grid table."""
+    out = ["# Rule fixes: estimated FLOP ratio vs measured time ratio", "",
+           "Generated by `benchmarks/bench_rules.py` (do not edit by hand).  Ratios are "
+           "after / before: below 1 the fix is cheaper.  Times are medians over repeats "
+           "(IQR in parentheses) of compiled forward passes on random inputs, warm-up and "
+           "compilation excluded; the estimated ratio is the linter's own cost model "
+           "(`flops_after / flops_before` of the finding).", ""]
+    for record in records:
+        dev = record["device"]
+        out += [f"## {dev['label']} — backend {record['backend']}, {record['dtype']}, "
+                f"compile {_compile_of(record)}", "",
+                f"Keras {record.get('keras', '?')}, grid `{record.get('grid', '?')}`, "
+                f"run {record.get('date', '?')}.", ""]
+        out += _summary_table(record) + [""]
+        if record["named"]:
+            out += ["### Named cases", "",
+                    "| case | batch | before ms | after ms | speedup | est. FLOP ratio |",
+                    "|---|---:|---:|---:|---:|---:|"]
+            for row in sorted(record["named"], key=lambda r: (r["case"], r["batch"])):
+                out.append(f"| {row['case']} | {row['batch']} | {_ms(row, 'before')} | "
+                           f"{_ms(row, 'after')} | {row['before_ms'] / row['after_ms']:.2f}× | "
+                           f"{ratio(row, 'flops_after', 'flops_before'):.3f} |")
+            out.append("")
+        noise = noise_stats(record)
+        if noise["n"]:
+            verdict = "all within" if noise["within"] == noise["n"] else \
+                f"{noise['n'] - noise['within']} outside"
+            out += ["### Harness noise", "",
+                    f"Two consecutive runs of the same case (cases over {NOISE_MIN_MS:g} ms, "
+                    f"n = {noise['n']}): median difference {100 * noise['median']:.1f}%, "
+                    f"largest {100 * noise['max']:.1f}%; {verdict} "
+                    f"{100 * NOISE_LIMIT:.0f}%.", ""]
+        if record.get("failures"):
+            out += ["Not measured: " + "; ".join(record["failures"]), ""]
+        out += ["### All cases", "",
+                "| rule | C | map | batch | FLOPs before | est. ratio | before ms | "
+                "after ms | time ratio |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+        for row in sorted(record["cases"], key=lambda r: (r["rule"], r["channels"], r["map"],
+                                                          r["batch"])):
+            out.append(f"| {row['rule']} | {row['channels']} | {row['map']} | {row['batch']} "
+                       f"| {row['flops_before']:,} | "
+                       f"{_fmt(ratio(row, 'flops_after', 'flops_before'))} | "
+                       f"{_ms(row, 'before')} | {_ms(row, 'after')} | "
+                       f"{_fmt(ratio(row, 'after_ms', 'before_ms'))} |")
+        out.append("")
+    return "\n".join(out)
+
+
+def _compile_of(record: dict) -> str:
+    modes = {r.get("compile") for r in record["cases"] + record["named"]} - {None}
+    return ", ".join(sorted(modes)) or "?"
+
+
+def _fmt(value: Optional[float]) -> str:
+    return "n/a" if value is None else f"{value:.3f}"
+
+
+def _ms(row: dict, which: str) -> str:
+    return f"{row[which + '_ms']:.3f} ({row[which + '_iqr_ms']:.3f})"
+
+
+def _summary_table(record: dict) -> list:
+    lines = ["| rule | cases | est. FLOP ratio (median) | time ratio (median) | "
+             "time ratio range | faster (< 0.95) |", "|---|---:|---:|---:|---|---:|"]
+    by_rule: dict = {}
+    for row in record["cases"]:
+        by_rule.setdefault(row["rule"], []).append(row)
+    for rule, rows in sorted(by_rule.items()):
+        est = [ratio(r, "flops_after", "flops_before") for r in rows]
+        est = [e for e in est if e is not None]
+        meas = [ratio(r, "after_ms", "before_ms") for r in rows]
+        faster = sum(m < 0.95 for m in meas)
+        lines.append(f"| {rule} | {len(rows)} | {_fmt(statistics.median(est) if est else None)}"
+                     f" | {statistics.median(meas):.3f} | {min(meas):.2f}–{max(meas):.2f} | "
+                     f"{faster}/{len(rows)} |")
+    return lines
+
+
+def render_plot(records: list, path: str) -> Optional[str]:
+    """Log-log scatter of estimated FLOP ratio vs measured time ratio, one panel per
+    device; ``None`` when matplotlib is missing or there is nothing to plot."""
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return None
+    records = [r for r in records if r["cases"]]
+    if not records:
+        return None
+    fig, axes = plt.subplots(1, len(records), figsize=(6.5 * len(records), 5.5), squeeze=False)
+    markers = "os^vD<>Pp*hX"
+    for ax, record in zip(axes[0], records):
+        rules = sorted({r["rule"] for r in record["cases"]})
+        for i, rule in enumerate(rules):
+            pts = [(ratio(r, "flops_after", "flops_before"), ratio(r, "after_ms", "before_ms"))
+                   for r in record["cases"] if r["rule"] == rule]
+            pts = [(x, y) for x, y in pts if x and y]
+            if pts:
+                ax.scatter(*zip(*pts), label=rule, marker=markers[i % len(markers)], alpha=0.75)
+        ax.axline((1, 1), slope=1, color="grey", lw=1, ls="--", label="time ratio = FLOP ratio")
+        ax.axhline(1, color="black", lw=0.6)
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("estimated FLOP ratio (after / before)")
+        ax.set_ylabel("measured time ratio (after / before)")
+        ax.set_title(f"{record['device']['label']}\n{record['backend']}, {record['dtype']}",
+                     fontsize=9)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def parse_args(argv=None):
+    """The command line."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", dest="grid", action="store_const", const="quick",
+                        help="the small grid (about a minute on two CPU cores)")
+    parser.add_argument("--grid", choices=sorted(GRIDS), default="full")
+    parser.add_argument("--batches", type=int, nargs="+", default=[1, 32])
+    parser.add_argument("--dtype", default="float32",
+                        choices=["float32", "mixed_float16", "bfloat16"])
+    parser.add_argument("--rules", nargs="+", help="only these rule symbols")
+    parser.add_argument("--named", action="store_true",
+                        help="also the named VGG16 cases (builds VGG16)")
+    parser.add_argument("--named-only", action="store_true")
+    parser.add_argument("--no-noise", action="store_true",
+                        help="skip the second run of each case")
+    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--budget", type=float, default=3.0,
+                        help="rough seconds per measurement")
+    parser.add_argument("--out-dir", default=HERE,
+                        help="where results_rules.md, rules_ratio.png and results/ go")
+    parser.add_argument("--render-only", action="store_true",
+                        help="only re-render the markdown and plot from results/")
+    args = parser.parse_args(argv)
+    args.grid = args.grid or "full"
+    return args
+
+
+def main(argv=None) -> int:
+    """Run, merge, render; prints where the results went."""
+    args = parse_args(argv)
+    results_dir = os.path.join(args.out_dir, "results")
+    if not args.render_only:
+        record = run(args)
+        path = merge_record(results_dir, record)
+        noise = noise_stats(record)
+        print(f"{len(record['cases'])} grid rows, {len(record['named'])} named rows on "
+              f"{record['device']['label']} ({record['backend']}) in {record['seconds']} s "
+              f"→ {path}")
+        if noise["n"]:
+            print(f"noise: {noise['within']}/{noise['n']} cases over {NOISE_MIN_MS:g} ms "
+                  f"within {100 * NOISE_LIMIT:.0f}% (largest {100 * noise['max']:.1f}%)")
+        for failure in record["failures"]:
+            print(f"not measured: {failure}", file=sys.stderr)
+    records = load_records(results_dir)
+    md_path = os.path.join(args.out_dir, "results_rules.md")
+    with open(md_path, "w", encoding="utf-8") as fh:
+        fh.write(render_markdown(records))
+    png = render_plot(records, os.path.join(args.out_dir, "rules_ratio.png"))
+    print(f"wrote {md_path}" + (f" and {png}" if png else ""))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
