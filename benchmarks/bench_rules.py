@@ -406,7 +406,7 @@ def render_plot(records: list, path: str) -> Optional[str]:
 
 def parse_args(argv=None):
     """The command line."""
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n", maxsplit=1)[0])
     parser.add_argument("--quick", dest="grid", action="store_const", const="quick",
                         help="the small grid (about a minute on two CPU cores)")
     parser.add_argument("--grid", choices=sorted(GRIDS), default="full")
