@@ -35,45 +35,45 @@ LAYERS = [
     (lambda: L.Conv2DTranspose(4, 3, strides=2), IMG),
     (lambda: L.Conv2DTranspose(4, 3, strides=2, padding="same", output_padding=1), IMG),
     (lambda: L.Dense(7, activation="softmax"), IMG),
-    (lambda: L.BatchNormalization(), IMG),
+    (L.BatchNormalization, IMG),
     (lambda: L.BatchNormalization(center=False, scale=False), IMG),
-    (lambda: L.LayerNormalization(), IMG),
+    (L.LayerNormalization, IMG),
     (lambda: L.GroupNormalization(4), IMG),
-    (lambda: L.UnitNormalization(), IMG),
+    (L.UnitNormalization, IMG),
     (lambda: L.Activation("swish"), IMG),
     (lambda: L.ReLU(max_value=6.0), IMG),
-    (lambda: L.LeakyReLU(), IMG),
+    (L.LeakyReLU, IMG),
     (lambda: L.PReLU(shared_axes=[1, 2]), IMG),
-    (lambda: L.PReLU(), IMG),
-    (lambda: L.ELU(), IMG),
-    (lambda: L.Softmax(), IMG),
+    (L.PReLU, IMG),
+    (L.ELU, IMG),
+    (L.Softmax, IMG),
     (lambda: L.ZeroPadding2D(((1, 2), (3, 4))), IMG),
     (lambda: L.Cropping2D(1), IMG),
     (lambda: L.UpSampling2D(2, interpolation="bilinear"), IMG),
     (lambda: L.Reshape((-1, 8)), IMG),
     (lambda: L.Permute((3, 1, 2)), IMG),
     (lambda: L.Rescaling(1 / 255.0), IMG),
-    (lambda: L.Normalization(), IMG),
+    (L.Normalization, IMG),
     (lambda: L.GlobalAveragePooling2D(keepdims=True), IMG),
-    (lambda: L.GlobalMaxPooling2D(), IMG),
+    (L.GlobalMaxPooling2D, IMG),
     (lambda: L.MaxPooling2D(3, strides=2, padding="same"), IMG),
     (lambda: L.AveragePooling2D(3, strides=2), IMG),
     (lambda: L.SpatialDropout2D(0.1), IMG),
     (lambda: L.Dropout(0.5), IMG),
     (lambda: L.GaussianNoise(0.1), IMG),
-    (lambda: L.Flatten(), IMG),
-    (lambda: L.Identity(), IMG),
+    (L.Flatten, IMG),
+    (L.Identity, IMG),
     (lambda: L.Conv1D(5, 3, padding="causal"), SEQ),
     (lambda: L.SeparableConv1D(5, 3, depth_multiplier=2), SEQ),
     (lambda: L.DepthwiseConv1D(3), SEQ),
     (lambda: L.Conv1DTranspose(3, 4, strides=3), SEQ),
-    (lambda: L.MaxPooling1D(), SEQ),
+    (L.MaxPooling1D, SEQ),
     (lambda: L.UpSampling1D(3), SEQ),
     (lambda: L.ZeroPadding1D(2), SEQ),
     (lambda: L.Cropping1D((1, 2)), SEQ),
-    (lambda: L.GlobalAveragePooling1D(), SEQ),
+    (L.GlobalAveragePooling1D, SEQ),
     (lambda: L.Dense(7), SEQ),
-    (lambda: K.ReLU6(), IMG),
+    (K.ReLU6, IMG),
     (lambda: K.DropPath(0.2), IMG),
     (lambda: K.ChannelShuffle(4), IMG),
     (lambda: K.ChannelSlice(2, 6), IMG),
@@ -103,6 +103,7 @@ def test_layer_table_matches_keras(make, shape):
 
 
 def test_separable_conv_is_two_nodes_with_the_layer_name():
+    """SeparableConv2D → depthwise node + pointwise node named after the layer."""
     x = keras.Input(IMG)
     layer = L.SeparableConv2D(4, 3, activation="relu", name="sep")
     layer(x)
@@ -127,6 +128,7 @@ def test_output_size_formula_of_seed_003():
 
 
 def test_activation_spellings():
+    """Keras 3 and Keras 2 activation spellings map to one name."""
     assert activation_name("linear") is None
     assert activation_name("swish") == activation_name("silu") == "silu"
     assert activation_name({"module": "keras.activations", "class_name": "function",
@@ -134,6 +136,7 @@ def test_activation_spellings():
 
 
 def test_keras2_spellings():
+    """tf_keras config spellings (alpha, list axis, batch_input_shape)."""
     op, attrs, shape = infer_layer("LeakyReLU", {"alpha": 0.2}, [(4, 4, 3)])
     assert (op, attrs["negative_slope"], shape) == (OpKind.ACTIVATION, 0.2, (4, 4, 3))
     op, attrs, shape = infer_layer("BatchNormalization", {"axis": [3]}, [(4, 4, 3)])
@@ -143,6 +146,7 @@ def test_keras2_spellings():
 
 
 def test_bad_configs_raise_clear_errors():
+    """Bad configs raise errors naming the layer and the field."""
     with pytest.raises(LayerConfigError, match="filters"):
         convert_layer("c", "Conv2D", {"filters": -1, "kernel_size": 3}, ["x"], [(8, 8, 3)])
     with pytest.raises(LayerConfigError, match="kernel_size"):
@@ -154,6 +158,7 @@ def test_bad_configs_raise_clear_errors():
 
 
 def test_unknown_class_is_opaque_with_the_observed_shape():
+    """An unknown class is opaque; what follows it has unknown shapes."""
     expansion = convert_layer("l", "Lambda", {}, ["x"], [(4, 4, 3)], observed_shape=(4, 4, 6))
     (node,) = expansion.nodes
     assert node.op == OpKind.OPAQUE and node.output_shape == (4, 4, 6)
@@ -164,6 +169,7 @@ def test_unknown_class_is_opaque_with_the_observed_shape():
 # --- the live frontend ----------------------------------------------------------------
 
 def test_sequential_and_functional_give_the_same_graph():
+    """A Sequential and its functional twin give the same nodes and params."""
     def stack():
         return [L.Conv2D(8, 3, name="c1"), L.BatchNormalization(name="bn"),
                 L.ReLU(name="r"), L.GlobalAveragePooling2D(name="gap"), L.Dense(3, name="d")]
@@ -180,6 +186,7 @@ def test_sequential_and_functional_give_the_same_graph():
 
 
 def test_unbuilt_sequential_and_subclassed_models_are_refused():
+    """Models without a functional graph get a clear error."""
     with pytest.raises(UnsupportedModelError):
         graph_from_keras(keras.Sequential([L.Dense(3)]))
 
@@ -200,6 +207,7 @@ def test_unbuilt_sequential_and_subclassed_models_are_refused():
 
 
 def test_nested_models_are_flattened_with_paths():
+    """Nested models become ``outer/inner`` nodes wired to the outer graph."""
     inner_in = keras.Input((8, 8, 4))
     inner = keras.Model(inner_in, L.Conv2D(4, 3, padding="same", name="conv")(inner_in),
                         name="inner")
@@ -215,6 +223,7 @@ def test_nested_models_are_flattened_with_paths():
 
 
 def test_shared_layers_one_node_per_call_weights_once():
+    """A shared layer: one node per call, weights counted once, MACs per call."""
     conv = L.Conv2D(4, 3, padding="same", name="shared")
     a, b = keras.Input((8, 8, 4), name="a"), keras.Input((8, 8, 4), name="b")
     out = L.Add(name="add")([conv(a), conv(b)])
@@ -230,6 +239,7 @@ def test_shared_layers_one_node_per_call_weights_once():
 
 
 def test_shared_nested_model_counts_weights_once():
+    """A nested model called twice: two node sets, weights counted once."""
     inner_in = keras.Input((6,))
     inner = keras.Model(inner_in, L.Dense(5, name="fc")(inner_in), name="tower")
     a, b = keras.Input((6,), name="a"), keras.Input((6,), name="b")
@@ -241,6 +251,7 @@ def test_shared_nested_model_counts_weights_once():
 
 
 def test_several_inputs_and_outputs():
+    """Multi-input, multi-output models keep all inputs and outputs."""
     a, b = keras.Input((8, 8, 3), name="img"), keras.Input((4,), name="meta")
     feat = L.GlobalAveragePooling2D(name="gap")(L.Conv2D(8, 3, name="conv")(a))
     joined = L.Concatenate(name="cat")([feat, b])
@@ -253,6 +264,7 @@ def test_several_inputs_and_outputs():
 
 
 def test_keras_ops_and_untrusted_classes():
+    """keras.ops calls map to IR ops; a user class named like a Keras one is opaque."""
     x = keras.Input((8, 8, 3), name="x")
     y = L.Conv2D(3, 3, padding="same", name="conv")(x)
     z = keras.ops.add(x, y)
@@ -271,6 +283,7 @@ def test_keras_ops_and_untrusted_classes():
 
 
 def test_lambda_is_opaque_and_listed_as_unknown_cost():
+    """A Lambda is opaque and listed as unknown cost, never counted as 0."""
     x = keras.Input((8, 8, 3))
     y = L.Lambda(lambda t: t * 2.0, name="lam")(x)
     y = L.Conv2D(4, 3, name="conv")(y)
@@ -285,24 +298,25 @@ BLOCKS = [
     (lambda: K.ConvBNAct(16), (16, 16, 8)),
     (lambda: K.DilatedConv(16), (16, 16, 8)),
     (lambda: K.DenseBlock(3, growth_rate=8), (16, 16, 16)),
-    (lambda: K.TransitionBlock(), (16, 16, 16)),
+    (K.TransitionBlock, (16, 16, 16)),
     (lambda: K.FactorizedConv(16), (16, 16, 8)),
     (lambda: K.FactorizedConv(16, kernel_size=7, mode="asymmetric"), (16, 16, 8)),
     (lambda: K.Bottleneck1x1(32, expand=True), (16, 16, 64)),
     (lambda: K.ClassifierHead(10, variant="flatten_dense", hidden_units=(32,)), (4, 4, 8)),
-    (lambda: K.InceptionModule(), (35, 35, 192)),
+    (K.InceptionModule, (35, 35, 192)),
     (lambda: K.DepthwiseSeparableConv(16), (16, 16, 8)),
     (lambda: K.InvertedResidual(8, use_se=True), (16, 16, 8)),
     (lambda: K.ResidualBlock(8), (16, 16, 32)),
     (lambda: K.ResidualBlock(8, variant="basic", version=2, strides=2), (16, 16, 32)),
     (lambda: K.ShuffleUnit(16), (16, 16, 16)),
     (lambda: K.ShuffleUnit(48, version=1, groups=3, strides=2), (16, 16, 24)),
-    (lambda: K.SqueezeExcite(), (16, 16, 32)),
+    (K.SqueezeExcite, (16, 16, 32)),
 ]
 
 
 @pytest.mark.parametrize("make, shape", BLOCKS, ids=[_ids(c) for c in BLOCKS])
 def test_blocks_are_expanded_so_rules_see_inside(make, shape):
+    """keras_cnnkit blocks expand into their spec's ops; params match Keras."""
     x = keras.Input(shape, name="x")
     block = make()
     y = block(x)
@@ -329,6 +343,7 @@ def test_densenet121_channel_growth_of_seed_002():
 
 
 def test_input_shape_fills_unknown_spatial_dims():
+    """input_shape gives a (None, None, 3) model concrete shapes and costs."""
     model = keras.applications.MobileNetV2(weights=None, input_shape=(None, None, 3),
                                            include_top=False)
     graph = graph_from_keras(model)
