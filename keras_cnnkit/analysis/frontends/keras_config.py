@@ -273,7 +273,8 @@ def _layer_spec(entry: Any, depth: int, where: str) -> LayerSpec:
 def _normalise_functional(class_name: str, body: dict, depth: int) -> ModelSpec:
     name = str(body.get("name", "model"))
     entries = body["layers"]
-    known = {e.get("name") for e in entries if isinstance(e, dict)}
+    known = {e.get("name") for e in entries
+             if isinstance(e, dict) and isinstance(e.get("name"), str)}
     layers, keras2 = [], False
     for i, entry in enumerate(entries):
         layer = _layer_spec(entry, depth, f"layer #{i}")
