@@ -59,13 +59,22 @@ def run_graph(graph: BlockGraph, layers: dict, inputs):
     return values[graph.output]
 
 
+def _with_data_format(config: dict) -> dict:
+    config = dict(config)
+    if config.get("data_format") is None:
+        config["data_format"] = keras.config.image_data_format()
+    return config
+
+
 def emit(block_class: str, config: dict, x, prefix: str = "", names: dict | None = None):
     """Emit block ``block_class`` with ``config`` on functional tensor ``x`` as plain layers.
 
     Each op becomes a top-level layer named ``prefix + op.name`` (or ``names[op.name]``
     where given).  Returns the output tensor.  This is how builders use blocks while
-    keeping keras.applications' flat layer list.
+    keeping keras.applications' flat layer list.  Missing arguments take the block's
+    defaults; a ``data_format`` of ``None`` or none at all means Keras' default.
     """
+    config = _with_data_format(config)
     graph = get_spec(block_class)(config, tuple(x.shape))
     names = names or {}
     layers = {op.name: make_layer(op, names.get(op.name, prefix + op.name)) for op in graph.ops}
@@ -83,9 +92,7 @@ class SpecBlock(keras.layers.Layer):
     """
 
     def __init__(self, block_args: dict, **kwargs):
-        block_args = dict(block_args)
-        if "data_format" in block_args and block_args["data_format"] is None:
-            block_args["data_format"] = keras.config.image_data_format()
+        block_args = _with_data_format(block_args)
         block_args = resolve_config(type(self).__name__, block_args)
         super().__init__(**kwargs)
         self._block_args = block_args
