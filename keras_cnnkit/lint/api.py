@@ -41,8 +41,16 @@ def graph_of(model_or_path, input_shape: Optional[Sequence[int]] = None) -> Grap
                               f"static file frontend, which cannot be imported ({exc})") from exc
         return static_file.load_graph(model_or_path, input_shape=input_shape)
     if hasattr(model_or_path, "layers") and hasattr(model_or_path, "count_params"):
-        from keras_cnnkit.analysis.frontends.keras_live import graph_from_keras
-        return graph_from_keras(model_or_path, input_shape=input_shape)
+        from keras_cnnkit.analysis.frontends.keras_live import (
+            UnsupportedModelError,
+            graph_from_keras,
+        )
+        try:
+            return graph_from_keras(model_or_path, input_shape=input_shape)
+        except UnsupportedModelError:
+            # A subclassed model: trace it through ONNX (needs input_shape).
+            from keras_cnnkit.analysis.frontends.trace import graph_from_subclassed
+            return graph_from_subclassed(model_or_path, input_shape)
     raise TypeError(f"lint() takes a Keras model, a model file path or a Graph, got "
                     f"{type(model_or_path).__name__}")
 

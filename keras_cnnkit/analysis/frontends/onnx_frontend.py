@@ -95,7 +95,9 @@ _MERGES = {"Add": OpKind.ADD, "Sum": OpKind.ADD, "Sub": OpKind.SUBTRACT,
 
 _WEIGHTED = (OpKind.CONV, OpKind.DEPTHWISE_CONV, OpKind.CONV_TRANSPOSE, OpKind.DENSE)
 
-_RESHAPES = ("Reshape", "Flatten", "Squeeze", "Unsqueeze")
+#: ONNX ops whose layout is fixed: channels on axis 1, spatial axes after.
+_NCHW_OPS = ("Conv", "ConvTranspose", "BatchNormalization", "MaxPool", "AveragePool",
+             "GlobalAveragePool", "GlobalMaxPool")
 
 
 def load_onnx_graph(path_or_model: Any, input_shape: Any = None) -> Graph:
@@ -157,43 +159,52 @@ def _load(path_or_model: Any) -> tuple:
 class _Tensor:
     """An activation tensor: the IR node holding it and how its axes read.
 
-    ``shape`` is the full ONNX shape (batch included, symbolic batch as 1; ``None`` when
-    the rank is unknown), ``channel`` the channel axis (``None`` if unknown), ``dummy``
-    the singleton axes that are not part of the logical shape, ``sole`` whether this
-    tensor is the only path out of its node (every tensor from the node's output to here
-    has one consumer and none is a graph output).
+    Attributes:
+        node: the IR node whose output this is (possibly through views).
+        shape: the physical ONNX shape, batch included (a symbolic batch reads 1);
+            ``None`` when even the rank is unknown.
+        order: the physical axes that make the logical (IR) shape, in logical order —
+            batch and dummy singleton axes left out.  Views (transposes, singleton
+            reshapes) change ``shape`` and ``order`` but not the logical shape, so a
+            node's input shapes always equal its producers' output shapes.
+        channel: the physical channel axis (``None`` if unknown).
+        fmt: the layout to use where the order cannot tell (one logical axis).
+        sole: this tensor is the only path out of its node (every tensor from the
+            node's output to here has one consumer and none is a graph output).
     """
 
     node: str
     shape: Optional[tuple]
+    order: tuple = ()
     channel: Optional[int] = None
-    dummy: frozenset = frozenset()
+    fmt: str = "channels_last"
     sole: bool = False
 
-    def logical_axes(self, keep: frozenset = frozenset()) -> list:
-        """The axes of the logical shape (batch and dummies excluded)."""
-        if self.shape is None:
-            return []
-        return [i for i in range(1, len(self.shape)) if i not in self.dummy or i in keep]
-
-    def logical(self, keep: frozenset = frozenset()) -> Optional[tuple]:
-        """The batch-excluded shape without dummy axes (but with those in ``keep``)."""
+    def logical(self) -> Optional[tuple]:
+        """The IR shape: batch-excluded, dummies dropped, in logical order."""
         if self.shape is None:
             return None
-        return tuple(self.shape[i] for i in self.logical_axes(keep))
+        return tuple(self.shape[a] for a in self.order)
 
-    def data_format(self, keep: frozenset = frozenset()) -> str:
+    def data_format(self) -> str:
         """``channels_first`` when the channel axis leads the logical shape."""
-        axes = self.logical_axes(keep)
-        if self.channel is not None and len(axes) > 1 and axes[0] == self.channel:
-            return "channels_first"
-        return "channels_last"
+        if self.channel in self.order and len(self.order) > 1:
+            return "channels_first" if self.order[0] == self.channel else "channels_last"
+        return self.fmt
 
     def channels(self) -> Optional[int]:
         """The channel count, where the channel axis is known."""
         if self.shape is None or self.channel is None or self.channel >= len(self.shape):
             return None
         return self.shape[self.channel]
+
+    def index(self, axis: int) -> Optional[int]:
+        """The logical position of physical ``axis`` (``None`` for batch or a dummy)."""
+        return self.order.index(axis) if axis in self.order else None
+
+
+def _identity_order(shape: Optional[tuple]) -> tuple:
+    return tuple(range(1, len(shape))) if shape else ()
 
 
 class _Const:
@@ -303,6 +314,7 @@ class _Converter:
             if dims and not dims[0].HasField("dim_value"):
                 dims[0].Clear()
                 dims[0].dim_value = 1
+        self._given = {v.name: _value_shape(v) for v in graph.input}
         try:
             light = onnx.shape_inference.infer_shapes(light, strict_mode=False, data_prop=True)
         except Exception:  # pylint: disable=broad-exception-caught
@@ -329,12 +341,14 @@ class _Converter:
         return tuple(given)
 
     def _add_input(self, value) -> None:
-        shape = self.inferred.get(value.name) or _value_shape(value)
+        shape = self._shape_of(value.name) or self._given.get(value.name)
         if shape is not None and shape and shape[0] is None:
             shape = (1,) + shape[1:]
         name = self._unique(value.name)
         channel = self._input_channel_axis(value.name, shape)
-        tensor = _Tensor(name, shape, channel, sole=self._single_use(value.name))
+        fmt = "channels_first" if channel == 1 and shape and len(shape) > 2 else "channels_last"
+        tensor = _Tensor(name, shape, _identity_order(shape), channel, fmt,
+                         sole=self._single_use(value.name))
         logical = tensor.logical()
         self.graph.add(Node(name=name, op=OpKind.INPUT, output_shape=logical,
                             attrs={"shape": logical, "data_format": tensor.data_format()},
@@ -343,21 +357,18 @@ class _Converter:
 
     def _input_channel_axis(self, name: str, shape: Optional[tuple]) -> Optional[int]:
         """Where the channels of graph input ``name`` are: found by following it through
-        transposes and unsqueezes to the first op with a fixed layout."""
+        transposes and unsqueezes to the first op with a fixed layout (default: last)."""
         if shape is None or len(shape) < 2:
             return None
-        if len(shape) == 2:
-            return 1
-        axes = list(range(len(shape)))   # current position → input axis
+        axes = list(range(len(shape)))   # current physical position → input axis
         current = name
         for _ in range(16):
             users = self.consumers.get(current, [])
             if len(users) != 1:
                 break
             user = users[0]
-            if user.op_type in ("Conv", "ConvTranspose", "BatchNormalization", "MaxPool",
-                                "AveragePool", "GlobalAveragePool", "GlobalMaxPool"):
-                return axes[1] if axes[1] is not None else None
+            if user.op_type in _NCHW_OPS:
+                return axes[1] if len(axes) > 1 and axes[1] is not None else None
             if user.op_type == "Transpose":
                 perm = _attr(user, "perm", list(reversed(range(len(axes)))))
                 axes = [axes[p] for p in perm]
@@ -394,10 +405,13 @@ class _Converter:
         const = self._const(name)
         return None if const is None else const.value()
 
+    def _input(self, node, i: int) -> str:
+        return node.input[i] if len(node.input) > i else ""
+
     def _axes_of(self, node, rank: Optional[int]) -> Optional[list]:
         """The ``axes`` of a Squeeze/Unsqueeze/Reduce op (attribute or second input)."""
         axes = _attr(node, "axes")
-        if axes is None and len(node.input) > 1 and node.input[1]:
+        if axes is None and self._input(node, 1):
             value = self._const_value(node.input[1])
             axes = None if value is None else [int(a) for a in value.reshape(-1)]
         if axes is None or rank is None:
@@ -410,16 +424,20 @@ class _Converter:
             shape = (1,) + shape[1:]
         return shape
 
+    def _out(self, node, like: _Tensor, shape: Optional[tuple] = None, **changes) -> _Tensor:
+        """The output tensor of ``node``, laid out like ``like`` unless ``changes`` say."""
+        shape = shape or self._shape_of(node.output[0]) or like.shape
+        return dataclasses.replace(like, node="", shape=shape, sole=False, **changes)
+
     def _emit(self, onnx_node, op: str, inputs: list, attrs: dict, out: _Tensor,
-              keep: frozenset = frozenset(), params: Optional[int] = None,
-              name: Optional[str] = None) -> Node:
+              params: Optional[int] = None, name: Optional[str] = None) -> Node:
         """Add an IR node fed by ``inputs`` (tensors) whose output is ``out``."""
         node_name = self._unique(name or onnx_node.name, onnx_node.op_type)
         first = inputs[0] if inputs else None
-        fmt = attrs.get("data_format") or (first.data_format(keep) if first else "channels_last")
+        fmt = attrs.get("data_format") or (first.data_format() if first else "channels_last")
         attrs = dict(attrs, data_format=fmt)
-        in_shapes = [t.logical(keep) for t in inputs]
-        out_shape = out.logical(keep) if out.shape is not None else None
+        in_shapes = [t.logical() for t in inputs]
+        out_shape = out.logical()
         if out_shape is None and op != OpKind.OPAQUE:
             try:
                 out_shape = infer_shape(op, attrs, in_shapes)
@@ -435,22 +453,24 @@ class _Converter:
             self.tensors[onnx_node.output[0]] = out
         return node
 
-    def _view(self, onnx_node, tensor: _Tensor, shape: Optional[tuple],
-              channel: Optional[int], dummy: frozenset) -> None:
+    def _view(self, onnx_node, tensor: _Tensor, shape: Optional[tuple], order: tuple,
+              channel: Optional[int]) -> None:
         """Map the node's output to ``tensor``'s IR node (no computation)."""
         out = onnx_node.output[0]
-        self.tensors[out] = _Tensor(tensor.node, shape, channel, frozenset(dummy),
-                                    sole=tensor.sole and self._single_use(out))
+        self.tensors[out] = dataclasses.replace(
+            tensor, shape=shape, order=tuple(order), channel=channel,
+            fmt=tensor.data_format(), sole=tensor.sole and self._single_use(out))
 
     def _opaque(self, onnx_node, data: list, reason: str) -> None:
         params = sum(self.consts[n].size for n in onnx_node.input if n in self.consts)
         shape = self._shape_of(onnx_node.output[0]) if onnx_node.output else None
-        out = _Tensor("", shape, None)
+        out = _Tensor("", shape, _identity_order(shape))
         self._emit(onnx_node, OpKind.OPAQUE, data,
                    {"class_name": onnx_node.op_type, "reason": reason,
                     "data_format": "channels_last"}, out, params=params or None)
         for extra in onnx_node.output[1:]:
-            self.tensors[extra] = _Tensor(out.node, self._shape_of(extra), None)
+            extra_shape = self._shape_of(extra)
+            self.tensors[extra] = _Tensor(out.node, extra_shape, _identity_order(extra_shape))
 
     # --- dispatch ----------------------------------------------------------------------
 
@@ -474,21 +494,16 @@ class _Converter:
         handler(node, data)
 
     def _fold(self, node) -> None:
-        """Evaluate a node whose inputs are all constants (or mark its outputs unknown)."""
+        """Evaluate a node whose inputs are all constants (or leave its outputs unknown)."""
         values = []
         for name in node.input:
-            if not name:
-                values.append(None)
-                continue
             const = self._const(name)
             values.append(None if const is None else const.value())
         try:
             results = _evaluate(node, values)
         except (ValueError, TypeError, IndexError, KeyError, AttributeError, ArithmeticError):
             results = None
-        if results is None:
-            return
-        for name, value in zip(node.output, results):
+        for name, value in zip(node.output, results or ()):
             if value is not None:
                 self.consts[name] = _Const(value.shape, value=value)
 
@@ -504,98 +519,120 @@ class _Converter:
             value = np.array(shape[start:end], dtype=np.int64)
         self.consts[node.output[0]] = _Const(value.shape, value=value)
 
-    # --- convolutions -------------------------------------------------------------------
+    # --- convolutions and pooling (ONNX: channels on axis 1, spatial axes after) -------
 
-    def _conv_geometry(self, node, x: _Tensor, kernel: tuple, transpose: bool = False):
-        """Kernel, strides, dilations and padding of a Conv/Pool, with the spatial axes
-        that are dummies (size 1, k = s = d = 1, no padding) dropped."""
+    def _nchw_input(self, node, x: _Tensor, kernel: tuple) -> tuple:
+        """``(x as the op reads it, spatial axes in logical order, dropped axes)``.
+
+        Spatial axes that are dummies and that the window leaves alone (k = s = d = 1,
+        no padding) are dropped: a 1×k conv over an unsqueezed axis is a rank-1 conv.
+        Dummies it does use become logical again, through a reshape node.
+        """
         rank = len(kernel)
-        strides = tuple(_attr(node, "strides", [1] * rank))
-        dilation = tuple(_attr(node, "dilations", [1] * rank))
-        pads = list(_attr(node, "pads", [0] * (2 * rank)))
-        auto = _attr(node, "auto_pad", "NOTSET")
-        auto = auto.decode() if isinstance(auto, bytes) else auto
         spatial = list(range(2, 2 + rank))
-        drop = [i for i, axis in enumerate(spatial)
-                if axis in x.dummy and kernel[i] == 1 and strides[i] == 1
-                and dilation[i] == 1 and pads[i] == 0 and pads[i + rank] == 0]
-        if len(drop) == rank:
-            drop = []
-        keep_idx = [i for i in range(rank) if i not in drop]
-        in_sizes = [x.shape[2 + i] if x.shape is not None and len(x.shape) > 2 + i else None
-                    for i in keep_idx]
-        geometry = {
-            "rank": len(keep_idx),
-            "kernel": tuple(kernel[i] for i in keep_idx),
-            "strides": tuple(strides[i] for i in keep_idx),
-            "dilation": tuple(dilation[i] for i in keep_idx),
-            "padding": _padding(auto, [(pads[i], pads[i + rank]) for i in keep_idx],
-                                in_sizes, [kernel[i] for i in keep_idx],
-                                [strides[i] for i in keep_idx],
-                                [dilation[i] for i in keep_idx], transpose),
-        }
-        dropped = frozenset(spatial[i] for i in drop)
-        keep = frozenset(x.dummy - dropped)
-        return geometry, dropped, keep
+        strides = list(_attr(node, "strides", [1] * rank))
+        dilation = list(_attr(node, "dilations", [1] * rank))
+        pads = list(_attr(node, "pads", [0] * (2 * rank)))
+        dropped = [a for a in spatial if a not in x.order and kernel[a - 2] == 1
+                   and strides[a - 2] == 1 and dilation[a - 2] == 1
+                   and pads[a - 2] == 0 and pads[a - 2 + rank] == 0]
+        if len(dropped) == rank:
+            dropped = []
+        kept = [a for a in spatial if a not in dropped]
+        order = [a for a in x.order if a in kept or a == 1]
+        if sorted(order) != sorted(kept + [1]):
+            order = [1] + kept if x.data_format() == "channels_first" else kept + [1]
+        x = dataclasses.replace(x, channel=1)
+        if tuple(order) != tuple(x.order):
+            x = self._reshape_to(node, x, tuple(order))
+        return x, [a for a in order if a != 1], dropped
 
-    def _layout_input(self, x: _Tensor) -> _Tensor:
-        """``x`` as an ONNX NCHW op reads it: channels on axis 1."""
-        return dataclasses.replace(x, channel=1)
+    def _reshape_to(self, node, x: _Tensor, order: tuple) -> _Tensor:
+        """A reshape node making ``x``'s dummies in ``order`` logical (e.g. (C,) → (1, 1, C)
+        before a 1×1 conv, as Keras' squeeze-and-excite blocks do)."""
+        out = dataclasses.replace(x, order=order, fmt=x.data_format())
+        target = out.logical()
+        fake = _Renamed(node, f"{node.name or node.op_type}/reshape", [])
+        self._emit(fake, OpKind.RESHAPE, [x], {"target_shape": target,
+                                               "data_format": out.data_format()}, out)
+        out.sole = True
+        return out
+
+    def _window(self, node, x: _Tensor, spatial: list, kernel: tuple,
+                transpose: bool = False) -> dict:
+        """Kernel, strides, dilation and padding of a conv/pool, in logical axis order."""
+        rank = len(kernel)
+        strides = list(_attr(node, "strides", [1] * rank))
+        dilation = list(_attr(node, "dilations", [1] * rank))
+        pads = list(_attr(node, "pads", [0] * (2 * rank)))
+        auto = _text(_attr(node, "auto_pad", "NOTSET"))
+        idx = [a - 2 for a in spatial]
+        return {
+            "rank": len(idx),
+            "kernel": tuple(kernel[i] for i in idx),
+            "strides": tuple(strides[i] for i in idx),
+            "dilation": tuple(dilation[i] for i in idx),
+            "padding": _padding(auto, [(pads[i], pads[i + rank]) for i in idx],
+                                [x.shape[2 + i] for i in idx], [kernel[i] for i in idx],
+                                [strides[i] for i in idx], [dilation[i] for i in idx],
+                                transpose),
+        }
+
+    def _weights(self, node) -> tuple:
+        weight = self._const(self._input(node, 1))
+        bias = self._const(self._input(node, 2))
+        return weight, bias
 
     def _op_Conv(self, node, data: list) -> None:  # pylint: disable=invalid-name
-        x = self._layout_input(data[0])
-        weight = self._const(node.input[1]) if len(node.input) > 1 else None
-        if weight is None or len(weight.dims) < 3 or x.shape is None:
+        weight, bias = self._weights(node)
+        if weight is None or len(weight.dims) < 3 or data[0].shape is None \
+                or node.input[0] not in self.tensors:
             self._opaque(node, data, "convolution with non-constant weights or unknown rank")
             return
-        bias = self._const(node.input[2]) if len(node.input) > 2 and node.input[2] else None
+        kernel = tuple(weight.dims[2:])
+        x, spatial, _ = self._nchw_input(node, data[0], kernel)
         groups = int(_attr(node, "group", 1))
-        filters, per_group = weight.dims[0], weight.dims[1]
-        in_channels = per_group * groups
-        geometry, dropped, keep = self._conv_geometry(node, x, tuple(weight.dims[2:]))
-        attrs = dict(geometry, groups=groups, in_channels=in_channels, filters=filters,
-                     use_bias=bias is not None, activation=None, data_format="channels_first")
+        filters, in_channels = weight.dims[0], weight.dims[1] * groups
+        attrs = dict(self._window(node, x, spatial, kernel), groups=groups,
+                     in_channels=in_channels, filters=filters, use_bias=bias is not None,
+                     activation=None)
         op = OpKind.CONV
-        if groups > 1 and groups == in_channels:
+        if 1 < groups == in_channels:
             op = OpKind.DEPTHWISE_CONV
             attrs["depth_multiplier"] = filters // in_channels
-        out = _Tensor("", self._shape_of(node.output[0]), 1, frozenset(dropped))
-        self._emit(node, op, [x], attrs, out, keep=keep,
+        self._emit(node, op, [x], attrs, self._out(node, x),
                    params=weight.size + (bias.size if bias is not None else 0))
 
     def _op_ConvTranspose(self, node, data: list) -> None:  # pylint: disable=invalid-name
-        x = self._layout_input(data[0])
-        weight = self._const(node.input[1]) if len(node.input) > 1 else None
-        if weight is None or len(weight.dims) < 3 or x.shape is None:
+        weight, bias = self._weights(node)
+        if weight is None or len(weight.dims) < 3 or data[0].shape is None \
+                or node.input[0] not in self.tensors:
             self._opaque(node, data, "transposed convolution with non-constant weights")
             return
-        bias = self._const(node.input[2]) if len(node.input) > 2 and node.input[2] else None
+        kernel = tuple(weight.dims[2:])
+        x, spatial, _ = self._nchw_input(node, data[0], kernel)
         groups = int(_attr(node, "group", 1))
-        geometry, dropped, keep = self._conv_geometry(node, x, tuple(weight.dims[2:]),
-                                                      transpose=True)
         out_pad = _attr(node, "output_padding")
-        attrs = dict(geometry, groups=groups, in_channels=weight.dims[0],
-                     filters=weight.dims[1] * groups, use_bias=bias is not None,
-                     activation=None, data_format="channels_first",
-                     output_padding=None if out_pad is None else tuple(out_pad))
-        out = _Tensor("", self._shape_of(node.output[0]), 1, frozenset(dropped))
-        self._emit(node, OpKind.CONV_TRANSPOSE, [x], attrs, out, keep=keep,
+        attrs = dict(self._window(node, x, spatial, kernel, transpose=True), groups=groups,
+                     in_channels=weight.dims[0], filters=weight.dims[1] * groups,
+                     use_bias=bias is not None, activation=None,
+                     output_padding=None if out_pad is None
+                     else tuple(out_pad[a - 2] for a in spatial))
+        self._emit(node, OpKind.CONV_TRANSPOSE, [x], attrs, self._out(node, x),
                    params=weight.size + (bias.size if bias is not None else 0))
 
     def _pool(self, node, data: list, pool_type: str) -> None:
-        x = self._layout_input(data[0])
         kernel = tuple(_attr(node, "kernel_shape", []))
-        if not kernel or x.shape is None:
+        if not kernel or data[0].shape is None:
             self._opaque(node, data, "pooling without kernel_shape")
             return
-        geometry, dropped, keep = self._conv_geometry(node, x, kernel)
-        attrs = {"pool_type": pool_type, "rank": geometry["rank"],
-                 "pool_size": geometry["kernel"], "strides": geometry["strides"],
-                 "padding": geometry["padding"], "data_format": "channels_first"}
+        x, spatial, _ = self._nchw_input(node, data[0], kernel)
+        window = self._window(node, x, spatial, kernel)
+        attrs = {"pool_type": pool_type, "rank": window["rank"], "pool_size": window["kernel"],
+                 "strides": window["strides"], "padding": window["padding"]}
         if _attr(node, "ceil_mode", 0):
             attrs["ceil_mode"] = True
-        out = _Tensor("", self._shape_of(node.output[0]), 1, frozenset(dropped))
-        self._emit(node, OpKind.POOL, [x], attrs, out, keep=keep)
+        self._emit(node, OpKind.POOL, [x], attrs, self._out(node, x))
 
     def _op_MaxPool(self, node, data: list) -> None:  # pylint: disable=invalid-name
         self._pool(node, data, "max")
@@ -605,48 +642,54 @@ class _Converter:
 
     def _global_pool(self, node, x: _Tensor, pool_type: str, axes: list,
                      keepdims: bool) -> None:
-        """A pooling over all spatial ``axes`` of ``x``; with ``keepdims`` the pooled
-        axes stay as dummies when every consumer squeezes them away."""
+        """Pooling over all spatial (physical) ``axes`` of ``x``.  Kept axes that every
+        consumer squeezes away become dummies (Keras' ``keepdims=False``)."""
         shape = self._shape_of(node.output[0])
         if shape is None and x.shape is not None:
             shape = tuple(1 if i in axes else d for i, d in enumerate(x.shape)) if keepdims \
                 else tuple(d for i, d in enumerate(x.shape) if i not in axes)
-        channel = x.channel
-        dummy = frozenset()
-        if keepdims:
-            dummy = frozenset(axes) if self._squeezed_later(node.output[0]) else frozenset()
-            keepdims = not dummy
-        elif channel is not None:
-            channel -= sum(1 for a in axes if a < channel)
+        fmt = x.data_format()
+        if keepdims and self._squeezed_later(node.output[0]):
+            keepdims = False
+            order = tuple(a for a in x.order if a not in axes)
+            channel = x.channel
+        elif keepdims:
+            order, channel = x.order, x.channel
+        else:
+            def renumber(a):
+                return a - sum(1 for r in axes if r < a)
+            order = tuple(renumber(a) for a in x.order if a not in axes)
+            channel = None if x.channel is None else renumber(x.channel)
         attrs = {"pool_type": pool_type, "rank": len(axes), "keepdims": bool(keepdims),
-                 "data_format": x.data_format()}
-        out = _Tensor("", shape, channel, dummy)
+                 "data_format": fmt}
+        out = _Tensor("", shape, order, channel, fmt)
         self._emit(node, OpKind.GLOBAL_POOL, [x], attrs, out)
 
     def _squeezed_later(self, tensor: str) -> bool:
         users = self.consumers.get(tensor, [])
         return bool(users) and tensor not in self.outputs and all(
-            u.op_type in _RESHAPES and u.op_type != "Unsqueeze" for u in users)
+            u.op_type in ("Reshape", "Flatten", "Squeeze") for u in users)
 
     def _op_GlobalAveragePool(self, node, data: list) -> None:  # pylint: disable=invalid-name
-        x = self._layout_input(data[0])
-        rank = len(x.shape) if x.shape is not None else 4
-        self._global_pool(node, x, "avg", list(range(2, rank)), True)
+        self._nchw_global(node, data, "avg")
 
     def _op_GlobalMaxPool(self, node, data: list) -> None:  # pylint: disable=invalid-name
-        x = self._layout_input(data[0])
-        rank = len(x.shape) if x.shape is not None else 4
-        self._global_pool(node, x, "max", list(range(2, rank)), True)
+        self._nchw_global(node, data, "max")
+
+    def _nchw_global(self, node, data: list, pool_type: str) -> None:
+        x = dataclasses.replace(data[0], channel=1)
+        if x.shape is None:
+            self._opaque(node, data, "global pooling of a tensor of unknown rank")
+            return
+        self._global_pool(node, x, pool_type, list(range(2, len(x.shape))), True)
 
     def _reduce(self, node, data: list, pool_type: str) -> None:
         x = data[0]
         rank = len(x.shape) if x.shape is not None else None
         axes = self._axes_of(node, rank)
-        spatial = None
-        if rank is not None and x.channel is not None:
-            spatial = [i for i in range(1, rank) if i != x.channel and i not in x.dummy]
-        if axes is None or spatial is None or not spatial or sorted(
-                a for a in axes if a not in x.dummy) != spatial:
+        spatial = [a for a in x.order if a != x.channel] if x.channel in x.order else None
+        if axes is None or not spatial or sorted(a for a in axes if a in x.order) != sorted(
+                spatial) or 0 in axes:
             self._opaque(node, data, f"{node.op_type} over axes other than the spatial ones")
             return
         self._global_pool(node, x, pool_type, sorted(axes), bool(_attr(node, "keepdims", 1)))
@@ -667,23 +710,23 @@ class _Converter:
             shape = x.shape[:-1] + (units,)
         attrs = {"in_features": in_features, "units": units, "use_bias": bias is not None,
                  "activation": None, "data_format": "channels_last"}
-        out = _Tensor("", shape, len(shape) - 1 if shape else None, x.dummy)
-        self._emit(node, OpKind.DENSE, [dataclasses.replace(x, channel=None)], attrs, out,
+        last = len(shape) - 1 if shape else None
+        out = _Tensor("", shape, x.order, last, "channels_last")
+        self._emit(node, OpKind.DENSE, [x], attrs, out,
                    params=weight.size + (bias.size if bias is not None else 0))
 
     def _op_MatMul(self, node, data: list) -> None:  # pylint: disable=invalid-name
-        weight = self._const(node.input[1])
+        weight = self._const(self._input(node, 1))
         if len(data) != 1 or weight is None or len(weight.dims) != 2 \
-                or self.tensors.get(node.input[0]) is None:
+                or node.input[0] not in self.tensors:
             self._opaque(node, data, "MatMul of two activations")
             return
         self._dense(node, data[0], weight, False, None)
 
     def _op_Gemm(self, node, data: list) -> None:  # pylint: disable=invalid-name
-        weight = self._const(node.input[1])
-        bias = self._const(node.input[2]) if len(node.input) > 2 and node.input[2] else None
+        weight, bias = self._weights(node)
         if (len(data) != 1 or weight is None or _attr(node, "transA", 0)
-                or self.tensors.get(node.input[0]) is None):
+                or node.input[0] not in self.tensors):
             self._opaque(node, data, "Gemm of two activations")
             return
         self._dense(node, data[0], weight, bool(_attr(node, "transB", 0)), bias)
@@ -691,13 +734,12 @@ class _Converter:
     # --- normalisation, activations ------------------------------------------------------
 
     def _op_BatchNormalization(self, node, data: list) -> None:  # pylint: disable=invalid-name
-        x = self._layout_input(data[0])
+        x = dataclasses.replace(data[0], channel=1)
         params = sum(self.consts[n].size for n in node.input[1:5] if n in self.consts)
-        channels = x.channels()
-        attrs = {"axis": 0, "channels": channels, "center": True, "scale": True,
-                 "epsilon": float(_attr(node, "epsilon", 1e-5)), "data_format": x.data_format()}
-        out = _Tensor("", self._shape_of(node.output[0]) or x.shape, 1, x.dummy)
-        self._emit(node, OpKind.BATCHNORM, [x], attrs, out, params=params)
+        attrs = {"axis": x.index(1) if x.index(1) is not None else -1,
+                 "channels": x.channels(), "center": True, "scale": True,
+                 "epsilon": float(_attr(node, "epsilon", 1e-5))}
+        self._emit(node, OpKind.BATCHNORM, [x], attrs, self._out(node, x), params=params)
 
     def _activation(self, node, data: list, name: Optional[str] = None) -> None:
         x = data[0]
@@ -705,18 +747,17 @@ class _Converter:
         if node.op_type == "LeakyRelu":
             attrs["negative_slope"] = float(_attr(node, "alpha", 0.01))
         if node.op_type in ("Softmax", "LogSoftmax") and x.shape is not None:
-            axis = int(_attr(node, "axis", -1)) % len(x.shape)
-            attrs["axis"] = axis - 1
-        out = _Tensor("", self._shape_of(node.output[0]) or x.shape, x.channel, x.dummy)
-        self._emit(node, OpKind.ACTIVATION, [x], attrs, out)
+            axis = x.index(int(_attr(node, "axis", -1)) % len(x.shape))
+            if axis is not None:
+                attrs["axis"] = axis
+        self._emit(node, OpKind.ACTIVATION, [x], attrs, self._out(node, x))
 
     def _op_Clip(self, node, data: list) -> None:  # pylint: disable=invalid-name
-        low = _attr(node, "min")
-        high = _attr(node, "max")
-        if len(node.input) > 1 and node.input[1]:
+        low, high = _attr(node, "min"), _attr(node, "max")
+        if self._input(node, 1):
             value = self._const_value(node.input[1])
             low = None if value is None else float(value)
-        if len(node.input) > 2 and node.input[2]:
+        if self._input(node, 2):
             value = self._const_value(node.input[2])
             high = None if value is None else float(value)
         if low is not None and float(low) == 0.0 and high is not None and float(high) == 6.0:
@@ -727,27 +768,26 @@ class _Converter:
             self._activation(node, data, "clip")
 
     def _op_PRelu(self, node, data: list) -> None:  # pylint: disable=invalid-name
-        slope = self._const(node.input[1])
-        x = data[0]
-        out = _Tensor("", self._shape_of(node.output[0]) or x.shape, x.channel, x.dummy)
-        self._emit(node, OpKind.ACTIVATION, [x], {
-            "activation": "prelu", "alpha_size": slope.size if slope else None}, out,
-            params=slope.size if slope else None)
+        slope = self._const(self._input(node, 1))
+        size = slope.size if slope is not None else None
+        self._emit(node, OpKind.ACTIVATION, [data[0]], {"activation": "prelu",
+                                                        "alpha_size": size},
+                   self._out(node, data[0]), params=size)
 
     def _op_Dropout(self, node, data: list) -> None:  # pylint: disable=invalid-name
-        x = data[0]
         ratio = _attr(node, "ratio", 0.5)
-        if len(node.input) > 1 and node.input[1]:
+        if self._input(node, 1):
             value = self._const_value(node.input[1])
             ratio = ratio if value is None else float(value)
-        out = _Tensor("", x.shape, x.channel, x.dummy)
-        self._emit(node, OpKind.DROPOUT, [x], {"rate": float(ratio), "kind": "dropout"}, out)
+        out = self._out(node, data[0])
+        self._emit(node, OpKind.DROPOUT, [data[0]], {"rate": float(ratio), "kind": "dropout"},
+                   out)
         for extra in node.output[1:]:
-            self.tensors[extra] = _Tensor(out.node, x.shape, x.channel, x.dummy)
+            self.tensors[extra] = dataclasses.replace(out)
 
     def _op_Identity(self, node, data: list) -> None:  # pylint: disable=invalid-name
         x = data[0]
-        self._view(node, x, x.shape, x.channel, x.dummy)
+        self._view(node, x, x.shape, x.order, x.channel)
 
     _op_Cast = _op_Identity
 
@@ -757,14 +797,13 @@ class _Converter:
         if len(data) == 1 and node.op_type in ("Add", "Sub", "Mul", "Div"):
             self._with_constant(node, data[0])
             return
-        if len(data) != len(node.input):
+        if len(data) != len([n for n in node.input if n]):
             self._opaque(node, data, f"{node.op_type} of an activation and a constant")
             return
         if node.op_type == "Mul" and self._fuse_silu(node, data):
             return
-        x = max(data, key=lambda t: len(t.shape or ()))
-        out = _Tensor("", self._shape_of(node.output[0]) or x.shape, x.channel, x.dummy)
-        self._emit(node, _MERGES[node.op_type], data, {}, out)
+        x = max(data, key=lambda t: len(t.order))
+        self._emit(node, _MERGES[node.op_type], data, {}, self._out(node, x))
 
     def _op_Div(self, node, data: list) -> None:  # pylint: disable=invalid-name
         if len(data) == 1:
@@ -774,17 +813,13 @@ class _Converter:
 
     def _fuse_silu(self, node, data: list) -> bool:
         """``x · sigmoid(x)`` → the sigmoid node becomes a ``silu`` activation."""
-        if len(data) != 2:
-            return False
         for a, b in (data, data[::-1]):
             sig = self.graph.nodes.get(b.node)
             if (sig is not None and sig.op == OpKind.ACTIVATION
                     and sig.attrs.get("activation") == "sigmoid" and b.sole
                     and sig.inputs == [a.node] and not self.graph.consumers(sig)):
                 sig.attrs["activation"] = "silu"
-                self.tensors[node.output[0]] = dataclasses.replace(
-                    b, shape=self._shape_of(node.output[0]) or b.shape,
-                    sole=self._single_use(node.output[0]))
+                self._remap(node, b)
                 return True
         return False
 
@@ -797,68 +832,68 @@ class _Converter:
             self._opaque(node, [x], f"{op} with a computed operand")
             return
         kind = _broadcast_kind(const.dims, x)
+        if const_first and op == "Div":
+            kind = "other"
         shift = op in ("Add", "Sub")
         producer = self.graph.nodes.get(x.node)
-        out_shape = self._shape_of(node.output[0]) or x.shape
-        if const_first and op in ("Sub", "Div"):
-            kind = "other" if op == "Div" else kind
         if kind == "channel" and x.sole and producer is not None:
             if (shift and producer.op in _WEIGHTED and not producer.attrs.get("use_bias")
+                    and not self.graph.consumers(producer)
                     and const.size == producer.attrs.get(
                         "units" if producer.op == OpKind.DENSE else "filters")):
                 producer.attrs["use_bias"] = True
                 producer.params = (producer.params or 0) + const.size
-                self._remap(node, x, out_shape)
+                self._remap(node, x)
                 return
-            if producer.op == OpKind.BATCHNORM and producer.attrs.get("folded"):
+            if producer.op == OpKind.BATCHNORM and producer.attrs.get("folded") \
+                    and not self.graph.consumers(producer):
                 producer.attrs["center"] = producer.attrs["center"] or shift
                 producer.attrs["scale"] = producer.attrs["scale"] or not shift
                 producer.params = (producer.params or 0) + const.size
-                self._remap(node, x, out_shape)
+                self._remap(node, x)
                 return
         if kind == "scalar" and x.sole and producer is not None and \
-                producer.op == OpKind.RESCALE and producer.attrs.get("mode") == "scalar":
-            self._remap(node, x, out_shape)
+                producer.op == OpKind.RESCALE and producer.attrs.get("mode") == "scalar" \
+                and not self.graph.consumers(producer):
+            self._remap(node, x)
             return
-        out = _Tensor("", out_shape, x.channel, x.dummy)
+        out = self._out(node, x)
         if kind == "channel" and not shift:
             self._emit(node, OpKind.BATCHNORM, [x], {
-                "axis": x.logical_axes().index(x.channel) if x.channel in
-                x.logical_axes() else -1,
-                "channels": x.channels(), "center": False, "scale": True, "folded": True,
-                "data_format": x.data_format()}, out, params=const.size)
+                "axis": x.index(x.channel) if x.index(x.channel) is not None else -1,
+                "channels": x.channels(), "center": False, "scale": True, "folded": True},
+                out, params=const.size)
         elif kind == "scalar":
             self._emit(node, OpKind.RESCALE, [x], {"mode": "scalar", "params": 0}, out)
         else:
             self._emit(node, OpKind.RESCALE, [x], {"mode": kind, "params": const.size}, out,
                        params=const.size)
 
-    def _remap(self, node, x: _Tensor, shape: Optional[tuple]) -> None:
-        """The node's output is ``x``'s node's output, updated in place (a folded op)."""
+    def _remap(self, node, x: _Tensor) -> None:
+        """The node's output is ``x``'s node's output (a folded op, no node of its own)."""
         out = node.output[0]
-        self.tensors[out] = dataclasses.replace(x, shape=shape, sole=self._single_use(out))
+        self.tensors[out] = dataclasses.replace(x, shape=self._shape_of(out) or x.shape,
+                                                sole=self._single_use(out))
 
     # --- data movement --------------------------------------------------------------------
 
     def _op_Concat(self, node, data: list) -> None:  # pylint: disable=invalid-name
-        if len(data) != len([n for n in node.input if n]):
-            self._opaque(node, data, "concatenation with a constant")
-            return
         x = data[0]
-        rank = len(x.shape) if x.shape is not None else None
-        axis = int(_attr(node, "axis", 1))
-        axis = axis % rank if rank else axis
-        logical = x.logical_axes()
-        if rank is None or axis not in logical:
-            self._opaque(node, data, "concatenation over the batch or an unknown axis")
+        if len(data) != len([n for n in node.input if n]) or x.shape is None:
+            self._opaque(node, data, "concatenation with a constant or of unknown rank")
             return
-        out = _Tensor("", self._shape_of(node.output[0]), x.channel, x.dummy)
-        if out.shape is None and all(t.shape is not None for t in data):
+        axis = x.index(int(_attr(node, "axis", 1)) % len(x.shape))
+        if axis is None or any(t.order != x.order for t in data):
+            self._opaque(node, data, "concatenation over the batch or of mixed layouts")
+            return
+        shape = self._shape_of(node.output[0])
+        if shape is None and all(t.shape is not None for t in data):
             dims = list(x.shape)
-            dims[axis] = None if any(t.shape[axis] is None for t in data) else sum(
-                t.shape[axis] for t in data)
-            out.shape = tuple(dims)
-        concat = self._emit(node, OpKind.CONCAT, data, {"axis": logical.index(axis)}, out)
+            physical = x.order[axis]
+            dims[physical] = None if any(t.shape[physical] is None for t in data) else sum(
+                t.shape[physical] for t in data)
+            shape = tuple(dims)
+        concat = self._emit(node, OpKind.CONCAT, data, {"axis": axis}, self._out(node, x, shape))
         _merge_split_group_conv(self.graph, concat)
 
     def _op_Transpose(self, node, data: list) -> None:  # pylint: disable=invalid-name
@@ -868,71 +903,61 @@ class _Converter:
             return
         rank = len(x.shape)
         perm = list(_attr(node, "perm", list(reversed(range(rank)))))
-        shape = tuple(x.shape[p] for p in perm)
-        dummy = frozenset(j for j, p in enumerate(perm) if p in x.dummy)
+        if perm[0] != 0:
+            self._opaque(node, data, "transpose that moves the batch axis")
+            return
         channel = x.channel
-        if channel is None and rank > 2 and perm[0] == 0:
+        if channel is None and rank > 2:
             if perm == [0] + list(range(2, rank)) + [1]:
                 channel = 1
             elif perm == [0, rank - 1] + list(range(1, rank - 1)):
                 channel = rank - 1
-        if perm[0] == 0 and channel is not None:
-            others = [p for p in perm if p not in (0, channel) and p not in x.dummy]
-            if others == sorted(others):
-                self._view(node, x, shape, perm.index(channel), dummy)
-                return
-        if perm[0] != 0:
-            self._opaque(node, data, "transpose that moves the batch axis")
-            return
-        logical_in = x.logical_axes()
-        logical_perm = tuple(logical_in.index(p) for p in perm[1:] if p not in x.dummy)
-        out = _Tensor("", shape, None if channel is None else perm.index(channel), dummy)
-        self._emit(node, OpKind.TRANSPOSE, [x], {"perm": logical_perm}, out)
+        self._view(node, x, tuple(x.shape[p] for p in perm),
+                   tuple(perm.index(a) for a in x.order),
+                   None if channel is None else perm.index(channel))
 
     def _reshape_like(self, node, x: _Tensor, shape: Optional[tuple]) -> None:
-        """Flatten/Reshape/Squeeze/Unsqueeze: a view when only singleton axes change,
-        else a flatten (to one dimension) or a reshape node."""
-        if shape is None:
-            shape = self._shape_of(node.output[0])
+        """Flatten/Reshape/Squeeze: a view when only singleton axes change (and no
+        logical axis is a singleton), else a flatten (to one dimension) or a reshape."""
+        shape = shape or self._shape_of(node.output[0])
         if shape is None or x.shape is None:
             self._opaque(node, [x], f"{node.op_type} to an unknown shape")
             return
-        old = x.logical()
-        core_old = [d for d in old if d != 1]
-        core_new = [d for d in shape[1:] if d != 1]
-        if core_old == core_new and None not in core_old:
-            self._view(node, x, shape, *_map_singletons(x, shape))
+        old_axes = [a for a in range(1, len(x.shape)) if x.shape[a] != 1]
+        new_axes = [a for a in range(1, len(shape)) if shape[a] != 1]
+        logical = x.logical()
+        if ([x.shape[a] for a in old_axes] == [shape[a] for a in new_axes]
+                and None not in logical and 1 not in logical):
+            mapping = dict(zip(old_axes, new_axes))
+            self._view(node, x, shape, tuple(mapping[a] for a in x.order),
+                       mapping.get(x.channel))
             return
-        new_logical = tuple(shape[1:])
-        if len(new_logical) == 1 and len(old) > 1:
-            out = _Tensor("", shape, 1)
+        target = tuple(shape[1:])
+        channels = x.channels()
+        channel = (len(shape) - 1 if target and target[-1] == channels
+                   else 1 if len(shape) > 2 and target[0] == channels else None)
+        out = _Tensor("", shape, _identity_order(shape), channel,
+                      "channels_first" if channel == 1 and len(shape) > 2 else "channels_last")
+        if len(target) == 1 and len(logical) > 1:
             self._emit(node, OpKind.FLATTEN, [x], {}, out)
         else:
-            out = _Tensor("", shape, len(shape) - 1 if len(shape) > 1 else None)
-            self._emit(node, OpKind.RESHAPE, [x], {"target_shape": new_logical,
-                                                   "data_format": "channels_last"}, out)
+            self._emit(node, OpKind.RESHAPE, [x], {"target_shape": target}, out)
 
     def _op_Reshape(self, node, data: list) -> None:  # pylint: disable=invalid-name
         x = data[0]
-        target = self._const_value(node.input[1]) if len(node.input) > 1 else None
+        target = self._const_value(self._input(node, 1))
         shape = None
         if target is not None and x.shape is not None and None not in x.shape:
             shape = _reshape_target(x.shape, [int(t) for t in target.reshape(-1)],
                                     bool(_attr(node, "allowzero", 0)))
-        self._reshape_like(node, x, shape or self._shape_of(node.output[0]))
+        self._reshape_like(node, x, shape)
 
     def _op_Flatten(self, node, data: list) -> None:  # pylint: disable=invalid-name
         x = data[0]
         shape = None
         if x.shape is not None and None not in x.shape:
             axis = int(_attr(node, "axis", 1)) % (len(x.shape) or 1)
-            lead = 1
-            for d in x.shape[:axis]:
-                lead *= d
-            rest = 1
-            for d in x.shape[axis:]:
-                rest *= d
-            shape = (lead, rest)
+            shape = (_product(x.shape[:axis]), _product(x.shape[axis:]))
         self._reshape_like(node, x, shape)
 
     def _op_Squeeze(self, node, data: list) -> None:  # pylint: disable=invalid-name
@@ -947,47 +972,37 @@ class _Converter:
 
     def _op_Unsqueeze(self, node, data: list) -> None:  # pylint: disable=invalid-name
         x = data[0]
-        if x.shape is None:
-            self._opaque(node, data, "unsqueeze of a tensor of unknown rank")
-            return
-        rank = len(x.shape)
         axes = self._axes_of(node, None)
-        if axes is None:
-            self._opaque(node, data, "unsqueeze with computed axes")
+        if x.shape is None or axes is None:
+            self._opaque(node, data, "unsqueeze of unknown rank or with computed axes")
             return
-        new_rank = rank + len(axes)
-        inserted = sorted(a % new_rank for a in axes)
-        positions, it = [], iter(range(rank))
-        for i in range(new_rank):
-            positions.append(None if i in inserted else next(it))
-        shape = tuple(1 if p is None else x.shape[p] for p in positions)
-        channel = None if x.channel is None else positions.index(x.channel)
-        dummy = frozenset(i for i, p in enumerate(positions) if p is None or p in x.dummy)
-        out = node.output[0]
-        self.tensors[out] = _Tensor(x.node, shape, channel, dummy,
-                                    sole=x.sole and self._single_use(out))
+        new_rank = len(x.shape) + len(axes)
+        inserted = {a % new_rank for a in axes}
+        new_pos = [i for i in range(new_rank) if i not in inserted]   # old axis → new
+        shape = tuple(1 if i in inserted else x.shape[new_pos.index(i)]
+                      for i in range(new_rank))
+        self._view(node, x, shape, tuple(new_pos[a] for a in x.order),
+                   None if x.channel is None else new_pos[x.channel])
 
     def _op_Pad(self, node, data: list) -> None:  # pylint: disable=invalid-name
         x = data[0]
         pads = _attr(node, "pads")
-        if len(node.input) > 1 and node.input[1]:
+        if self._input(node, 1):
             value = self._const_value(node.input[1])
             pads = None if value is None else [int(v) for v in value.reshape(-1)]
-        mode = _attr(node, "mode", "constant")
-        mode = mode.decode() if isinstance(mode, bytes) else mode
-        if pads is None or x.shape is None or len(pads) != 2 * len(x.shape):
-            self._opaque(node, data, "padding with computed or partial pads")
+        if pads is None or x.shape is None or len(pads) != 2 * len(x.shape) \
+                or x.channel not in x.order:
+            self._opaque(node, data, "padding with computed pads or of unknown layout")
             return
         rank = len(x.shape)
         padded = [(pads[i], pads[i + rank]) for i in range(rank)]
-        logical = x.logical_axes()
-        spatial = [i for i in logical if i != x.channel]
-        if any(padded[i] != (0, 0) for i in range(rank) if i not in spatial):
-            self._opaque(node, data, "padding of the batch or channel axis")
+        spatial = [a for a in x.order if a != x.channel]
+        if any(padded[a] != (0, 0) for a in range(rank) if a not in spatial):
+            self._opaque(node, data, "padding of the batch, channel or a dummy axis")
             return
-        out = _Tensor("", self._shape_of(node.output[0]), x.channel, x.dummy)
-        self._emit(node, OpKind.PAD, [x], {"padding": tuple(padded[i] for i in spatial),
-                                           "mode": mode}, out)
+        self._emit(node, OpKind.PAD, [x], {"padding": tuple(padded[a] for a in spatial),
+                                           "mode": _text(_attr(node, "mode", "constant"))},
+                   self._out(node, x))
 
     def _op_Split(self, node, data: list) -> None:  # pylint: disable=invalid-name
         x = data[0]
@@ -996,7 +1011,7 @@ class _Converter:
             return
         axis = int(_attr(node, "axis", 0)) % len(x.shape)
         sizes = _attr(node, "split")
-        if sizes is None and len(node.input) > 1 and node.input[1]:
+        if sizes is None and self._input(node, 1):
             value = self._const_value(node.input[1])
             sizes = None if value is None else [int(v) for v in value.reshape(-1)]
         total = x.shape[axis]
@@ -1004,23 +1019,22 @@ class _Converter:
             parts = len(node.output)
             sizes = [-(-total // parts)] * (parts - 1)
             sizes.append(total - sum(sizes))
-        logical = x.logical_axes()
-        if sizes is None or axis not in logical:
+        if sizes is None or x.index(axis) is None:
             self._opaque(node, data, "split with unknown sizes or over the batch")
             return
         start = 0
         for i, (name, size) in enumerate(zip(node.output, sizes)):
             shape = tuple(size if j == axis else d for j, d in enumerate(x.shape))
-            out = _Tensor("", shape, x.channel, x.dummy)
-            attrs = {"axis": logical.index(axis), "start": start, "stop": start + size}
-            fake = _Renamed(node, f"{node.name or 'Split'}/{i}", [name])
-            self._emit(fake, OpKind.SLICE, [x], attrs, out)
+            out = dataclasses.replace(x, node="", shape=shape, sole=False)
+            attrs = {"axis": x.index(axis), "start": start, "stop": start + size}
+            self._emit(_Renamed(node, f"{node.name or 'Split'}/{i}", [name]), OpKind.SLICE,
+                       [x], attrs, out)
             start += size
 
     def _op_Slice(self, node, data: list) -> None:  # pylint: disable=invalid-name
         x = data[0]
-        values = [self._const_value(n) if n else None for n in list(node.input[1:5])]
-        if x.shape is None or any(v is None for v in values[:2]):
+        values = [self._const_value(n) for n in list(node.input[1:5])]
+        if x.shape is None or len(values) < 2 or values[0] is None or values[1] is None:
             self._opaque(node, data, "slice with computed bounds")
             return
         rank = len(x.shape)
@@ -1042,18 +1056,16 @@ class _Converter:
                 bounds[axis] = (start, end)
         shape = tuple(bounds[i][1] - bounds[i][0] if i in bounds else d
                       for i, d in enumerate(x.shape))
-        out = _Tensor("", shape, x.channel, x.dummy)
-        logical = x.logical_axes()
+        out = self._out(node, x, shape)
         if not bounds:
-            self._view(node, x, x.shape, x.channel, x.dummy)
-        elif len(bounds) == 1 and next(iter(bounds)) == x.channel:
+            self._view(node, x, x.shape, x.order, x.channel)
+        elif list(bounds) == [x.channel] and x.index(x.channel) is not None:
             start, end = bounds[x.channel]
-            self._emit(node, OpKind.SLICE, [x], {"axis": logical.index(x.channel),
-                                                 "start": start, "stop": end}, out)
-        elif x.channel is not None and all(a in logical and a != x.channel for a in bounds):
-            spatial = [i for i in logical if i != x.channel]
+            self._emit(node, OpKind.SLICE, [x], {"axis": x.index(x.channel), "start": start,
+                                                 "stop": end}, out)
+        elif x.channel in x.order and all(a in x.order and a != x.channel for a in bounds):
             cropping = tuple((bounds[a][0], x.shape[a] - bounds[a][1]) if a in bounds
-                             else (0, 0) for a in spatial)
+                             else (0, 0) for a in x.order if a != x.channel)
             self._emit(node, OpKind.CROP, [x], {"cropping": cropping}, out)
         else:
             self._opaque(node, data, "slice over several kinds of axes")
@@ -1061,18 +1073,16 @@ class _Converter:
     def _op_Resize(self, node, data: list) -> None:  # pylint: disable=invalid-name
         x = data[0]
         shape = self._shape_of(node.output[0])
-        mode = _attr(node, "mode", "nearest")
-        mode = mode.decode() if isinstance(mode, bytes) else mode
-        spatial = [i for i in x.logical_axes() if i != x.channel]
-        if shape is None or x.shape is None or x.channel is None or any(
-                x.shape[i] in (None, 0) or shape[i] is None or shape[i] % x.shape[i]
-                for i in spatial):
+        mode = _text(_attr(node, "mode", "nearest"))
+        spatial = [a for a in x.order if a != x.channel]
+        if shape is None or x.shape is None or x.channel not in x.order or any(
+                not x.shape[a] or shape[a] is None or shape[a] % x.shape[a] for a in spatial):
             self._opaque(node, data, "resize by a non-integer or unknown factor")
             return
-        out = _Tensor("", shape, x.channel, x.dummy)
         self._emit(node, OpKind.UPSAMPLE, [x], {
-            "size": tuple(shape[i] // x.shape[i] for i in spatial),
-            "interpolation": "bilinear" if mode == "linear" else mode}, out)
+            "size": tuple(shape[a] // x.shape[a] for a in spatial),
+            "interpolation": "bilinear" if mode == "linear" else mode},
+            self._out(node, x, shape))
 
     _op_Upsample = _op_Resize
 
@@ -1144,22 +1154,15 @@ def _padding(auto: str, pads: list, sizes: list, kernel: list, strides: list,
     return "same" if same else tuple(pads)
 
 
-def _map_singletons(x: _Tensor, shape: tuple) -> tuple:
-    """``(channel axis, dummy axes)`` of a reshape of ``x`` to ``shape`` that only adds or
-    removes singleton axes: non-singleton axes map in order; new singletons are dummies,
-    as are kept ones that were."""
-    old_axes = [i for i in range(1, len(x.shape)) if x.shape[i] != 1]
-    new_axes = [i for i in range(1, len(shape)) if shape[i] != 1]
-    mapping = dict(zip(old_axes, new_axes))
-    channel = mapping.get(x.channel) if x.channel is not None else None
-    old_logical_ones = [i for i in x.logical_axes() if x.shape[i] == 1]
-    new_ones = [i for i in range(1, len(shape)) if shape[i] == 1]
-    # The logical singletons (e.g. a 1-channel map) keep their places from the right.
-    kept = set(new_ones[len(new_ones) - len(old_logical_ones):]) if old_logical_ones else set()
-    dummy = frozenset(i for i in new_ones if i not in kept)
-    if channel is None and x.channel is not None and x.shape[x.channel] == 1 and kept:
-        channel = max(kept)
-    return channel, dummy
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _product(dims) -> int:
+    out = 1
+    for d in dims:
+        out *= d
+    return out
 
 
 def _reshape_target(shape: tuple, target: list, allowzero: bool) -> Optional[tuple]:
