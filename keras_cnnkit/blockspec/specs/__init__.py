@@ -9,3 +9,4 @@ from keras_cnnkit.blockspec.specs import mobile  # noqa: F401
 from keras_cnnkit.blockspec.specs import residual  # noqa: F401
 from keras_cnnkit.blockspec.specs import shuffle  # noqa: F401
 from keras_cnnkit.blockspec.specs import squeeze_excite  # noqa: F401
+from keras_cnnkit.blockspec.specs import xception  # noqa: F401
