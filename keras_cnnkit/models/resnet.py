@@ -45,7 +45,8 @@ def resnet_body(x, ctx, stages, version: int, block_config: dict | None = None,
                 use_bias: bool = True):
     """keras' ResNet stem, the bottleneck stages of ``stages``, v2's final BN-ReLU.
 
-    v1 downsamples in the first block of a stage, v2 (as keras) in the last one.
+    v1 downsamples in the first block of a stage; v2, as keras does, in the last block
+    of the stage before.
     ``block_config`` adds arguments to every block (squeeze-excite for SE-ResNet).
     """
     import keras
@@ -59,7 +60,11 @@ def resnet_body(x, ctx, stages, version: int, block_config: dict | None = None,
     x = keras.layers.ZeroPadding2D(1, data_format=ctx.data_format, name="pool1_pad")(x)
     x = ctx.layer(keras.layers.MaxPooling2D(3, strides=2, data_format=ctx.data_format,
                                             name="pool1_pool"), x, stride=2)
-    for stage, (filters, blocks, stride) in enumerate(stages, start=2):
+    strides = [stride for _, _, stride in stages]
+    if preact:
+        # keras' v2 downsamples at the end of the previous stage instead.
+        strides = strides[1:] + [1]
+    for stage, ((filters, blocks, _), stride) in enumerate(zip(stages, strides), start=2):
         for i in range(1, blocks + 1):
             strided = i == (blocks if preact else 1)
             cfg = {"filters": ctx.width(filters), "variant": "bottleneck", "version": version,
