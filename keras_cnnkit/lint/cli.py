@@ -281,9 +281,14 @@ def run(argv: Optional[Sequence[str]] = None) -> int:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    """Console-script entry point: :func:`run` with every error turned into one line."""
+    """Console-script entry point: :func:`run` with every error turned into one line.
+
+    Returns the exit status (also for ``--help``, ``--version`` and usage errors).
+    """
     try:
         return run(argv)
+    except SystemExit as exc:  # argparse: --help, --version, usage errors
+        return exc.code if isinstance(exc.code, int) else EXIT_ERROR
     except CnnkitError as exc:
         _error(str(exc))
         return EXIT_ERROR
