@@ -209,10 +209,19 @@ def run(args) -> dict:
                 else:
                     named.append({"case": a, "rule": symbol, "layer": b, **row})
     record = {"device": device.to_dict(), "backend": device.backend, "dtype": args.dtype,
+              "load_at_start": _load_average(),
               "keras": keras.__version__, "grid": args.grid,
               "date": time.strftime("%Y-%m-%d"), "cases": cases, "named": named,
               "failures": failures, "seconds": round(time.perf_counter() - started, 1)}
     return record
+
+
+def _load_average() -> Optional[float]:
+    """The machine's 1-minute load average when the run started (other work skews it)."""
+    try:
+        return round(os.getloadavg()[0], 2)
+    except OSError:
+        return None
 
 
 def _named_finding(model, symbol: str, layer: str):
@@ -301,7 +310,9 @@ def render_markdown(records: list) -> str:
         out += [f"## {dev['label']} — backend {record['backend']}, {record['dtype']}, "
                 f"compile {_compile_of(record)}", "",
                 f"Keras {record.get('keras', '?')}, grid `{record.get('grid', '?')}`, "
-                f"run {record.get('date', '?')}.", ""]
+                f"run {record.get('date', '?')}; 1-minute load average at the start of the "
+                f"last run {record.get('load_at_start', '?')} (on a shared machine, a load "
+                "above the core count inflates times and the noise figure).", ""]
         out += _summary_table(record) + [""]
         if record["named"]:
             out += ["### Named cases", "",

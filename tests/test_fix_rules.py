@@ -157,3 +157,25 @@ def test_report_apply_rebuilds_a_live_model(rng):
                                   model.get_layer("fc2").get_weights()[0])
     data = rng.standard_normal((2, 7, 7, 64)).astype("float32")
     assert fixed(data).shape == (2, 10)
+
+
+def test_fix_inside_a_keras_cnnkit_block_is_exact(tmp_path, rng):
+    """A bias before the BN inside a ConvBNAct block: the block is flattened into plain
+    layers (``cba_conv``, ``cba_bn``...), the bias folded, the outputs unchanged."""
+    from keras_cnnkit.layers import ConvBNAct
+    x = keras.Input((8, 8, 3))
+    y = ConvBNAct(16, 3, use_bias=True, name="cba")(x)
+    model = keras.Model(x, L.GlobalAveragePooling2D(name="gap")(y))
+    block = model.get_layer("cba")
+    inner = {type(l).__name__: l for l in block._flatten_layers(include_self=False)}  # pylint: disable=protected-access
+    inner["Conv2D"].bias.assign(rng.standard_normal(16))
+    inner["BatchNormalization"].moving_mean.assign(rng.standard_normal(16))
+    src, out = tmp_path / "in.keras", tmp_path / "out.keras"
+    model.save(src)
+    result = fix_file(src, out, select=["bias-before-batchnorm"])
+    assert [f.layer for f in result.applied] == ["cba/conv"]
+    fixed = keras.models.load_model(out, compile=False)
+    assert fixed.count_params() == model.count_params() - 16
+    data = rng.standard_normal((2, 8, 8, 3)).astype("float32")
+    np.testing.assert_allclose(fixed(data, training=False), model(data, training=False),
+                               atol=1e-5)
