@@ -99,6 +99,11 @@ _WEIGHTED = (OpKind.CONV, OpKind.DEPTHWISE_CONV, OpKind.CONV_TRANSPOSE, OpKind.D
 _NCHW_OPS = ("Conv", "ConvTranspose", "BatchNormalization", "MaxPool", "AveragePool",
              "GlobalAveragePool", "GlobalMaxPool")
 
+#: Ops whose output keeps the axis positions of their (first) input.
+_AXIS_KEEPING = frozenset(set(_ACTIVATIONS) | set(_MERGES) | {
+    "Identity", "Cast", "Clip", "PRelu", "Dropout", "Div", "Split", "Slice", "Pad",
+    "Concat", "Resize", "Upsample"})
+
 
 def load_onnx_graph(path_or_model: Any, input_shape: Any = None) -> Graph:
     """The IR graph of an ONNX model.
@@ -356,34 +361,44 @@ class _Converter:
         self.tensors[value.name] = tensor
 
     def _input_channel_axis(self, name: str, shape: Optional[tuple]) -> Optional[int]:
-        """Where the channels of graph input ``name`` are: found by following it through
-        transposes and unsqueezes to the first op with a fixed layout (default: last)."""
+        """Where the channels of graph input ``name`` are: found by following it forward
+        (through transposes, unsqueezes and ops that keep axis positions) to the first
+        op with a fixed layout; the last axis when none is reached."""
         if shape is None or len(shape) < 2:
             return None
-        axes = list(range(len(shape)))   # current physical position → input axis
-        current = name
-        for _ in range(16):
-            users = self.consumers.get(current, [])
-            if len(users) != 1:
-                break
-            user = users[0]
-            if user.op_type in _NCHW_OPS:
-                return axes[1] if len(axes) > 1 and axes[1] is not None else None
-            if user.op_type == "Transpose":
-                perm = _attr(user, "perm", list(reversed(range(len(axes)))))
-                axes = [axes[p] for p in perm]
-            elif user.op_type == "Unsqueeze":
-                insert = self._axes_of(user, None)
-                if insert is None:
-                    break
-                rank = len(axes) + len(insert)
-                inserted = {a % rank for a in insert}
-                it = iter(axes)
-                axes = [None if i in inserted else next(it) for i in range(rank)]
-            elif user.op_type not in ("Identity", "Cast"):
-                break
-            current = user.output[0]
+        queue = [(name, list(range(len(shape))))]   # (tensor, position → input axis)
+        seen = set()
+        while queue and len(seen) < 256:
+            current, axes = queue.pop(0)
+            if current in seen:
+                continue
+            seen.add(current)
+            for user in self.consumers.get(current, []):
+                if user.op_type in _NCHW_OPS:
+                    if user.input[0] == current and len(axes) > 1 and axes[1] is not None:
+                        return axes[1]
+                    continue
+                mapped = self._forward_axes(user, axes)
+                if mapped is not None:
+                    queue.extend((out, mapped) for out in user.output if out)
         return len(shape) - 1
+
+    def _forward_axes(self, user, axes: list) -> Optional[list]:
+        """``axes`` (position → input axis) after ``user``; ``None`` where it reshapes."""
+        if user.op_type == "Transpose":
+            perm = _attr(user, "perm", list(reversed(range(len(axes)))))
+            return [axes[p] for p in perm]
+        if user.op_type == "Unsqueeze":
+            insert = self._axes_of(user, None)
+            if insert is None:
+                return None
+            rank = len(axes) + len(insert)
+            inserted = {a % rank for a in insert}
+            it = iter(axes)
+            return [None if i in inserted else next(it) for i in range(rank)]
+        if user.op_type in _AXIS_KEEPING:
+            return axes
+        return None
 
     # --- helpers ------------------------------------------------------------------------
 
