@@ -67,11 +67,12 @@ class MissingBottleneck(Rule):
         self.widen_reduction = widen_reduction
 
     def check(self, graph: Graph) -> Iterable[Finding]:
+        reduced = _reduced_inputs(graph)
         for node in graph:
             if not is_spatial_conv(node) or node.output_shape is None:
                 continue
             c_in, c_out = node.attrs["in_channels"], node.attrs["filters"]
-            if min(c_in, c_out) < self.min_channels or _reduced_before(graph, node):
+            if min(c_in, c_out) < self.min_channels or reduced[node.name]:
                 continue
             finding = self._check_conv(graph, node, c_in, c_out)
             if finding is not None:
@@ -112,17 +113,16 @@ class MissingBottleneck(Rule):
             measurements={"form": "reduce" if widening else "bottleneck", "width": mid})
 
 
-def _reduced_before(graph: Graph, node: Node) -> bool:
-    """True when a 1×1 conv feeds ``node`` through transparent ops, padding and the
-    spatial convs of the same branch."""
-    current = node
-    while current.inputs:
-        producer = graph[current.inputs[0]]
-        if is_pointwise(producer):
-            return True
-        if len(producer.inputs) != 1 or not (
-                producer.op in TRANSPARENT or producer.op == OpKind.PAD
-                or is_spatial_conv(producer)):
-            return False
-        current = producer
-    return False
+def _reduced_inputs(graph: Graph) -> dict:
+    """node name → whether a 1×1 conv feeds it, looking back through transparent ops,
+    padding and the spatial convs of the same branch (one pass, in topological order)."""
+    reduced = {}
+    for node in graph:
+        if len(node.inputs) != 1:
+            reduced[node.name] = False
+            continue
+        producer = graph[node.inputs[0]]
+        passes = len(producer.inputs) == 1 and (
+            producer.op in TRANSPARENT or producer.op == OpKind.PAD or is_spatial_conv(producer))
+        reduced[node.name] = is_pointwise(producer) or (passes and reduced[producer.name])
+    return reduced
