@@ -8,6 +8,7 @@ model read from a file and the same model in memory give the same IR:
   ``"<name>@<k>"`` and carry ``attrs["shares_weights_with"]``;
 * ``keras_cnnkit`` blocks are expanded through their specs and every other layer goes
   through the shared table :mod:`keras_cnnkit.analysis.keras_layers`;
+* ``keras.ops`` calls recorded in the graph map as the live frontend maps them;
 * a class the table does not know, or one from a module outside Keras and keras_cnnkit,
   becomes an :data:`~keras_cnnkit.analysis.ir.OpKind.OPAQUE` node.  Its output shape is
   the one Keras recorded in the file, where it recorded one for the same input shapes.
@@ -23,12 +24,14 @@ import heapq
 from typing import Optional
 
 from keras_cnnkit.analysis.frontends.keras_config import LayerSpec, ModelSpec
+from keras_cnnkit.analysis.frontends.keras_live import _OPS_AS_LAYERS as OPS_AS_LAYERS
 from keras_cnnkit.analysis.ir import Graph, OpKind
 from keras_cnnkit.analysis.keras_layers import (
     LayerConfigError,
     convert_layer,
     input_shape_of,
     is_block,
+    is_known,
     opaque_node,
 )
 from keras_cnnkit.analysis.shapes import ShapeError
@@ -37,6 +40,8 @@ from keras_cnnkit.analysis.shapes import ShapeError
 DEFAULT_SPATIAL = 224
 #: Top-level packages whose layer classes are taken to mean what their names say.
 TRUSTED_PACKAGES = ("keras", "keras_cnnkit", "tf_keras")
+#: Modules of ``keras.ops`` operations recorded as graph nodes (``keras.src.ops.numpy``).
+KERAS_OPS_MODULES = ("keras.src.ops.", "keras.ops")
 #: ``registered_name`` prefixes of trusted classes.
 _TRUSTED_REGISTRIES = ("keras_cnnkit>", "keras>")
 
@@ -128,13 +133,16 @@ class _Builder:
         self.weights = weights
         self.input_shape = input_shape
         self.first_call: dict = {}  # (id(model spec), layer name) -> first call's node
+        self.prefixes: set = set()  # name prefixes of nested-model calls so far
 
-    def unique(self, name: str) -> str:
-        """``name``, or ``name@k`` with the smallest free ``k`` (as the live frontend)."""
-        if name not in self.graph.nodes:
+    def unique(self, name: str, taken=None) -> str:
+        """``name``, or ``name@k`` with the smallest free ``k`` among ``taken`` (default:
+        the nodes), as the live frontend names calls."""
+        taken = self.graph.nodes if taken is None else taken
+        if name not in taken:
             return name
         k = 1
-        while f"{name}@{k}" in self.graph.nodes:
+        while f"{name}@{k}" in taken:
             k += 1
         return f"{name}@{k}"
 
@@ -172,8 +180,10 @@ class _Builder:
             call = layer.calls[call_idx]
             inputs = [_lookup(env, ref, index, spec, layer) for ref in call.inputs]
             if layer.model is not None and untrusted_origin(layer) is None:
-                call_prefix = self.unique(prefix + layer.name) + "/"
-                outs = self.walk(layer.model, inputs, call_prefix, wprefix + layer.name + "/")
+                call_prefix = self.unique(prefix + layer.name, self.prefixes)
+                self.prefixes.add(call_prefix)
+                outs = self.walk(layer.model, inputs, call_prefix + "/",
+                                 wprefix + layer.name + "/")
                 for t, out in enumerate(outs):
                     env[(layer.name, call_idx, t)] = out
             else:
@@ -209,6 +219,11 @@ class _Builder:
         shapes = [self.graph[src].output_shape for src in inputs]
         observed = _observed_output(layer, call_idx, shapes, recorded)
         origin = untrusted_origin(layer)
+        class_name, config = layer.class_name, layer.config
+        is_op = origin is None and _is_keras_op(layer, spec)
+        if is_op:
+            # A keras.ops call in a functional graph; the live frontend maps the same ones.
+            class_name, config = OPS_AS_LAYERS.get(class_name, (f"keras.ops.{class_name}", {}))
         if origin is not None:
             nodes = [opaque_node(name, origin, inputs, shapes, observed,
                                  reason="class from outside keras and keras_cnnkit; its "
@@ -218,7 +233,7 @@ class _Builder:
             producer = self.graph.nodes.get(inputs[0]) if inputs else None
             fmt = producer.attrs.get("data_format") if producer is not None else None
             try:
-                expansion = convert_layer(name, layer.class_name, layer.config, inputs,
+                expansion = convert_layer(name, class_name, config, inputs,
                                           shapes, data_format=fmt, observed_shape=observed)
             except (LayerConfigError, ShapeError) as exc:
                 raise GraphBuildError(str(exc)) from None
@@ -229,12 +244,26 @@ class _Builder:
         for node in nodes:
             if first != name:
                 node.attrs["shares_weights_with"] = first + node.name[len(name):]
-            elif node.name == output and not block:
+            elif node.name == output and not block and not is_op:
                 node.params = self.observed_params(path)
             elif block and node.name.startswith(name + "/"):
                 node.params = self.observed_params(path + node.name[len(name):])
             self.graph.add(node)
         return output
+
+
+def _is_keras_op(layer: LayerSpec, spec: ModelSpec) -> bool:
+    """Whether an entry is a ``keras.ops`` call rather than a layer.
+
+    ``.keras`` configs say so by module (``keras.src.ops.numpy``); Keras 3's legacy
+    ``.h5`` configs drop the module, but an op's config holds nothing but its name
+    (a layer's always has ``trainable`` and ``dtype``).
+    """
+    if layer.module is not None:
+        return layer.module.startswith(KERAS_OPS_MODULES)
+    return (not spec.keras2 and spec.class_name != "Sequential" and bool(layer.calls)
+            and set(layer.config) <= {"name"}
+            and (layer.class_name in OPS_AS_LAYERS or not is_known(layer.class_name)))
 
 
 def _call_order(spec: ModelSpec) -> tuple:
