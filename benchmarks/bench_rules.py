@@ -210,7 +210,7 @@ def run(args) -> dict:
                     named.append({"case": a, "rule": symbol, "layer": b, **row})
     record = {"device": device.to_dict(), "backend": device.backend, "dtype": args.dtype,
               "load_at_start": _load_average(),
-              "keras": keras.__version__, "grid": args.grid,
+              "keras": keras.__version__, "grid": None if args.named_only else args.grid,
               "date": time.strftime("%Y-%m-%d"), "cases": cases, "named": named,
               "failures": failures, "seconds": round(time.perf_counter() - started, 1)}
     return record
@@ -256,6 +256,10 @@ def merge_record(results_dir: str, record: dict) -> str:
         return list(rows.values())
 
     out = dict(record)
+    grids: set = set()
+    for value in (old.get("grid"), record.get("grid")):
+        grids.update(g for g in (value or "").split(", ") if g)
+    out["grid"] = ", ".join(sorted(grids)) or None
     out["cases"] = merged("cases", lambda r: (r["rule"], r["channels"], r["map"], r["batch"]))
     out["named"] = merged("named", lambda r: (r["case"], r["batch"]))
     tmp = path + ".tmp"
@@ -335,7 +339,7 @@ def render_markdown(records: list) -> str:
         if record.get("failures"):
             out += ["Not measured: " + "; ".join(record["failures"]), ""]
         out += ["### All cases", "",
-                "| rule | C | map | batch | FLOPs before | est. ratio | before ms | "
+                "| rule | C | map | batch | FLOPs before (per sample) | est. ratio | before ms | "
                 "after ms | time ratio |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
         for row in sorted(record["cases"], key=lambda r: (r["rule"], r["channels"], r["map"],
                                                           r["batch"])):
