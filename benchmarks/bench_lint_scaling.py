@@ -7,9 +7,9 @@ Three measurements, in one run, on the CPU named in the output:
    (what the file frontend does) and linted with every rule (``lint_graph``: summary +
    rules).  Reported: time per chain, µs per layer, and a least-squares fit
    ``t = a + b·n`` with its R² (linear ⇒ R² ≈ 1 and a flat µs/layer column).
-2. **Keras chains**: the same chains as live Keras models (default up to 3,000 layers —
-   building a Keras model is the slow part, not linting it), linted with
-   ``keras_cnnkit.lint`` (live frontend + summary + rules).
+2. **Keras chains**: the same chains as live Keras models (default up to 2,000 layers:
+   building a Keras model is the slow part, and Keras' own graph map recurses once per
+   layer), linted with ``keras_cnnkit.lint`` (live frontend + summary + rules).
 3. **InceptionV3** (``keras.applications``, built once): ``keras_cnnkit.lint`` time, the
    first call (imports and rule loading included) and the median of the next ones.
 
@@ -59,6 +59,8 @@ def keras_chain(n_layers: int):
     """The same chain as a live Keras functional model."""
     import keras
 
+    # keras.Model maps its graph recursively, a few frames per layer
+    sys.setrecursionlimit(max(sys.getrecursionlimit(), 10 * n_layers))
     x = keras.Input((16, 16, 16))
     y = x
     for i in range(n_layers):
@@ -106,7 +108,7 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+",
                         default=[100, 300, 1000, 3000, 10000])
-    parser.add_argument("--keras-sizes", type=int, nargs="+", default=[100, 300, 1000, 3000])
+    parser.add_argument("--keras-sizes", type=int, nargs="+", default=[100, 300, 1000, 2000])
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args(argv)
 

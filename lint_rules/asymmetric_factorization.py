@@ -90,4 +90,5 @@ class AsymmetricFactorization(Rule):
             f"{n}×{n} conv on a {size} map: 1×{n} then {n}×1 has {num(after.params)} "
             f"instead of {num(before.params)} parameters",
             f"factorise into a 1×{n} and an {n}×1 conv of {filters} filters",
-            [node.name], frag.nodes, frag.nodes[-1].name, measurements={"kernel": n})
+            [node.name], frag.nodes, frag.nodes[-1].name, measurements={"kernel": n},
+            costs=(before, after))

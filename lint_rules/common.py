@@ -32,7 +32,8 @@ def saves(before: Cost, after: Cost, params: bool = True, flops: bool = False) -
 def costed_finding(rule: Rule, graph: Graph, node: Node, message: str, suggestion: str,
                    removed: Iterable[str], nodes: Iterable[Node], output: str,
                    preserves_function: bool = False,
-                   measurements: Optional[dict] = None) -> Finding:
+                   measurements: Optional[dict] = None,
+                   costs: Optional[tuple] = None) -> Finding:
     """A finding of ``rule`` at ``node`` carrying its replacement and before/after costs.
 
     Args:
@@ -40,9 +41,11 @@ def costed_finding(rule: Rule, graph: Graph, node: Node, message: str, suggestio
         nodes: the replacement fragment's nodes.
         output: the node (of the fragment, or of the graph when the fix only deletes
             nodes) whose output takes the place of the last removed node's output.
+        costs: ``(before, after)`` when the rule already has them from :func:`costs_of`
+            for the same ``removed`` and ``nodes``.
     """
     removed, nodes = list(removed), list(nodes)
-    before, after = replacement_costs(graph, removed, nodes)
+    before, after = costs if costs is not None else replacement_costs(graph, removed, nodes)
     replacement = Replacement(removed=removed, nodes=nodes, output=output,
                               preserves_function=preserves_function)
     return rule.finding(

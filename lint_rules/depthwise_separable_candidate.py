@@ -94,4 +94,5 @@ class DepthwiseSeparableCandidate(Rule):
             f"{k} conv {a['in_channels']}→{a['filters']}: its depthwise-separable form has "
             f"{num(after.params)} instead of {num(before.params)} parameters",
             f"replace it by a {k} depthwise conv and a 1×1 conv to {a['filters']} channels "
-            f"(SeparableConv)", [node.name], frag.nodes, frag.nodes[-1].name)
+            f"(SeparableConv)", [node.name], frag.nodes, frag.nodes[-1].name,
+            costs=(before, after))

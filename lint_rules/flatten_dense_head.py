@@ -93,7 +93,8 @@ class FlattenDenseHead(Rule):
             f"parameters, {num(after.params)} after global average pooling",
             "global-average-pool the feature map, then apply the Dense layer to its "
             f"{source.channels()} channels", [n.name for n in chain], frag.nodes,
-            frag.nodes[-1].name, measurements={"positions": positions})
+            frag.nodes[-1].name, measurements={"positions": positions},
+            costs=(before, after))
 
 
 def _chain_to_dense(graph: Graph, flat: Node):

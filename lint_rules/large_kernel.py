@@ -100,4 +100,4 @@ class LargeKernel(Rule):
             f"filters (stride on the first); or a dilated 3×3 where only the receptive "
             f"field matters",
             [node.name], frag.nodes, frag.nodes[-1].name,
-            measurements={"kernel": k, "stack_depth": depth})
+            measurements={"kernel": k, "stack_depth": depth}, costs=(before, after))

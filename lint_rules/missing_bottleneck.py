@@ -110,7 +110,8 @@ class MissingBottleneck(Rule):
             f"{k} conv {c_in}→{c_out} without a 1×1 reduction: {num(before.params)} "
             f"parameters, {num(after.params)} as a bottleneck",
             f"insert a bottleneck: {form}", [node.name], frag.nodes, frag.nodes[-1].name,
-            measurements={"form": "reduce" if widening else "bottleneck", "width": mid})
+            measurements={"form": "reduce" if widening else "bottleneck", "width": mid},
+            costs=(before, after))
 
 
 def _reduced_inputs(graph: Graph) -> dict:

@@ -152,9 +152,13 @@ def test_vgg16_head_and_missing_bottlenecks():
     (block5,) = [f for f in report.by_rule("missing-bottleneck") if f.layer == "block5_conv1"]
     assert block5.params_before == model.get_layer("block5_conv1").count_params()
     assert (block5.params_before, block5.params_after) == (2_359_808, 279_296)
-    # the head holds most of VGG16's parameters (seed 003)
+    # seed 003: the head holds most of VGG16's parameters, the first two convs the
+    # largest activations (224·224·64 floats each)
     head_params = sum(model.get_layer(n).count_params() for n in ("fc1", "fc2", "predictions"))
     assert head_params > 0.85 * report.summary.params
+    rows = sorted(report.summary.nodes, key=lambda r: -r.cost.activation_bytes)
+    assert {r.name for r in rows[:2]} == {"block1_conv1", "block1_conv2"}
+    assert rows[0].cost.activation_bytes == 4 * 224 * 224 * 64
 
 
 def test_inceptionv3_large_kernel_on_its_5x5_branches():

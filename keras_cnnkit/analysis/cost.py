@@ -127,10 +127,18 @@ def _prod(values) -> int:
 
 
 def node_params(node: Node) -> Optional[int]:
-    """The parameter count of ``node`` by formula; ``None`` where none exists (opaque)."""
-    a = node.attrs
-    if a.get("shares_weights_with"):
+    """The parameter count of ``node`` by formula; ``None`` where none exists (opaque).
+
+    A later call of a shared layer has 0 (its weights are the first call's).
+    """
+    if node.attrs.get("shares_weights_with"):
         return 0
+    return weight_count(node)
+
+
+def weight_count(node: Node) -> Optional[int]:
+    """The number of weights ``node`` reads (shared or not), by formula."""
+    a = node.attrs
     op = node.op
     if op in _CONVS or op == OpKind.CONV_TRANSPOSE:
         weights = _prod(a["kernel"]) * a["in_channels"] // a.get("groups", 1) * a["filters"]
@@ -220,8 +228,7 @@ def node_cost(node: Node) -> Cost:
     if node.op in _VIEWS:
         moved = 0
     else:
-        weights = node_params(dataclasses.replace(
-            node, attrs={k: v for k, v in node.attrs.items() if k != "shares_weights_with"}))
+        weights = params if not node.attrs.get("shares_weights_with") else weight_count(node)
         moved = width * (sum(in_elems) + out_elems + (weights or 0))
     return Cost(params, macs, flops, act_bytes, moved,
                 known=flops is not None and params is not None)
