@@ -324,3 +324,20 @@ def test_subclassed_model_is_refused():
 
     with pytest.raises(RewriteError, match="cannot be rewritten"):
         apply_findings(Sub(), [])
+
+
+@pytest.mark.parametrize("name", ["VGG16", "ResNet50", "InceptionV3"])
+def test_every_fix_applied_to_keras_applications(name, rng):
+    """All compatible fixes of a keras.applications model at once: the rebuilt model's
+    parameter count is the report's estimate, and it runs with the original's shapes."""
+    model = getattr(keras.applications, name)(weights=None)
+    from keras_cnnkit.lint.api import lint
+    report = lint(model)
+    result = rewrite_model(model, report.findings, graph=report.graph)
+    assert result.applied and all("overlaps" in s.reason or s.reason == "no automatic fix"
+                                  for s in result.skipped)
+    expected = model.count_params() + sum(f.params_after - f.params_before
+                                          for f in result.applied_findings)
+    assert result.model.count_params() == expected < model.count_params()
+    data = rng.standard_normal((1,) + tuple(model.inputs[0].shape[1:])).astype("float32")
+    assert tuple(result.model(data).shape) == (1, 1000)
