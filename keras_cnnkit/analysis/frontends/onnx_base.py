@@ -1,0 +1,328 @@
+"""Internals of the ONNX frontend: tensors, constants, and the helpers op handlers share.
+
+See :mod:`keras_cnnkit.analysis.frontends.onnx_frontend` for what the frontend does.  An
+activation tensor (:class:`Tensor`) knows the IR node holding it and how its physical
+ONNX axes map to the logical (IR) shape; :class:`ConverterBase` holds one conversion's
+state and emits IR nodes.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Optional, Sequence
+
+from keras_cnnkit.analysis.ir import Graph, Node, OpKind
+from keras_cnnkit.analysis.shapes import ShapeError, infer_shape
+
+
+ACTIVATIONS = {
+    "Relu": "relu", "Sigmoid": "sigmoid", "Tanh": "tanh", "Softmax": "softmax",
+    "LogSoftmax": "log_softmax", "Elu": "elu", "Selu": "selu", "HardSigmoid": "hard_sigmoid",
+    "HardSwish": "hard_silu", "Softplus": "softplus", "Softsign": "softsign", "Gelu": "gelu",
+    "Mish": "mish", "LeakyRelu": "leaky_relu", "Exp": "exponential",
+}
+
+MERGES = {"Add": OpKind.ADD, "Sum": OpKind.ADD, "Sub": OpKind.SUBTRACT,
+           "Mul": OpKind.MULTIPLY, "Max": OpKind.MAXIMUM, "Min": OpKind.MINIMUM,
+           "Mean": OpKind.AVERAGE}
+
+WEIGHTED = (OpKind.CONV, OpKind.DEPTHWISE_CONV, OpKind.CONV_TRANSPOSE, OpKind.DENSE)
+
+#: ONNX ops whose layout is fixed: channels on axis 1, spatial axes after.
+NCHW_OPS = ("Conv", "ConvTranspose", "BatchNormalization", "MaxPool", "AveragePool",
+             "GlobalAveragePool", "GlobalMaxPool")
+
+#: Ops whose output keeps the axis positions of their (first) input.
+AXIS_KEEPING = frozenset(set(ACTIVATIONS) | set(MERGES) | {
+    "Identity", "Cast", "Clip", "PRelu", "Dropout", "Div", "Split", "Slice", "Pad",
+    "Concat", "Resize", "Upsample"})
+
+
+@dataclasses.dataclass
+class Tensor:
+    """An activation tensor: the IR node holding it and how its axes read.
+
+    Attributes:
+        node: the IR node whose output this is (possibly through views).
+        shape: the physical ONNX shape, batch included (a symbolic batch reads 1);
+            ``None`` when even the rank is unknown.
+        order: the physical axes that make the logical (IR) shape, in logical order —
+            batch and dummy singleton axes left out.  Views (transposes, singleton
+            reshapes) change ``shape`` and ``order`` but not the logical shape, so a
+            node's input shapes always equal its producers' output shapes.
+        channel: the physical channel axis (``None`` if unknown).
+        fmt: the layout to use where the order cannot tell (one logical axis).
+        sole: this tensor is the only path out of its node (every tensor from the
+            node's output to here has one consumer and none is a graph output).
+    """
+
+    node: str
+    shape: Optional[tuple]
+    order: tuple = ()
+    channel: Optional[int] = None
+    fmt: str = "channels_last"
+    sole: bool = False
+
+    def logical(self) -> Optional[tuple]:
+        """The IR shape: batch-excluded, dummies dropped, in logical order."""
+        if self.shape is None:
+            return None
+        return tuple(self.shape[a] for a in self.order)
+
+    def data_format(self) -> str:
+        """``channels_first`` when the channel axis leads the logical shape."""
+        if self.channel in self.order and len(self.order) > 1:
+            return "channels_first" if self.order[0] == self.channel else "channels_last"
+        return self.fmt
+
+    def channels(self) -> Optional[int]:
+        """The channel count, where the channel axis is known."""
+        if self.shape is None or self.channel is None or self.channel >= len(self.shape):
+            return None
+        return self.shape[self.channel]
+
+    def index(self, axis: int) -> Optional[int]:
+        """The logical position of physical ``axis`` (``None`` for batch or a dummy)."""
+        return self.order.index(axis) if axis in self.order else None
+
+
+def identity_order(shape: Optional[tuple]) -> tuple:
+    """The logical order of a tensor whose physical axes are its logical ones."""
+    return tuple(range(1, len(shape))) if shape else ()
+
+
+class Const:
+    """A constant: an initializer, a ``Constant`` output or a folded value."""
+
+    def __init__(self, dims: Sequence[int], proto=None, value=None):
+        self.dims = tuple(int(d) for d in dims)
+        self._proto = proto
+        self._value = value
+
+    @property
+    def size(self) -> int:
+        """Number of elements."""
+        out = 1
+        for d in self.dims:
+            out *= d
+        return out
+
+    def value(self):
+        """The numpy value (read from the proto on first use)."""
+        if self._value is None and self._proto is not None:
+            from onnx import numpy_helper
+            self._value = numpy_helper.to_array(self._proto)
+        return self._value
+
+
+class Renamed:
+    """A stand-in ONNX node with another name and outputs (one IR node per Split output)."""
+
+    def __init__(self, node, name: str, outputs: list):
+        self.name = name
+        self.op_type = node.op_type
+        self.output = outputs
+        self.input = node.input
+
+
+
+class ConverterBase:
+    """The state of one conversion and the helpers that emit IR nodes."""
+
+
+    def __init__(self, proto, source: str, input_shape: Any):
+        self.proto = proto
+        self.source = source
+        self.graph = Graph(name=proto.graph.name or "onnx_model", source=source,
+                           frontend="onnx")
+        self.consts: dict = {}
+        self.tensors: dict = {}
+        self.uses: dict = {}
+        self.consumers: dict = {}
+        self.outputs = {o.name for o in proto.graph.output}
+        self.inferred: dict = {}
+        self.input_shape = input_shape
+        self.node_index = 0
+        self.given: dict = {}
+
+
+    def _unique(self, name: str, op_type: str = "node") -> str:
+        base = name or f"{op_type}_{self.node_index}"
+        out, k = base, 1
+        while out in self.graph.nodes:
+            k += 1
+            out = f"{base}_{k}"
+        return out
+
+    def _single_use(self, tensor: str) -> bool:
+        return self.uses.get(tensor, 0) == 1 and tensor not in self.outputs
+
+    def _const(self, name: str) -> Optional[Const]:
+        return self.consts.get(name) if name else None
+
+    def _const_value(self, name: str):
+        const = self._const(name)
+        return None if const is None else const.value()
+
+    def _input(self, node, i: int) -> str:
+        return node.input[i] if len(node.input) > i else ""
+
+    def _axes_of(self, node, rank: Optional[int]) -> Optional[list]:
+        """The ``axes`` of a Squeeze/Unsqueeze/Reduce op (attribute or second input)."""
+        axes = attr(node, "axes")
+        if axes is None and self._input(node, 1):
+            value = self._const_value(node.input[1])
+            axes = None if value is None else [int(a) for a in value.reshape(-1)]
+        if axes is None or rank is None:
+            return axes
+        return [a % rank for a in axes]
+
+    def _shape_of(self, name: str) -> Optional[tuple]:
+        shape = self.inferred.get(name)
+        if shape is not None and shape and shape[0] is None:
+            shape = (1,) + shape[1:]
+        return shape
+
+    def _out(self, node, like: Tensor, shape: Optional[tuple] = None, **changes) -> Tensor:
+        """The output tensor of ``node``, laid out like ``like`` unless ``changes`` say."""
+        shape = shape or self._shape_of(node.output[0]) or like.shape
+        return dataclasses.replace(like, node="", shape=shape, sole=False, **changes)
+
+    def _emit(self, onnx_node, op: str, inputs: list, attrs: dict, out: Tensor,
+              params: Optional[int] = None, name: Optional[str] = None) -> Node:
+        """Add an IR node fed by ``inputs`` (tensors) whose output is ``out``."""
+        node_name = self._unique(name or onnx_node.name, onnx_node.op_type)
+        first = inputs[0] if inputs else None
+        fmt = attrs.get("data_format") or (first.data_format() if first else "channels_last")
+        attrs = dict(attrs, data_format=fmt)
+        in_shapes = [t.logical() for t in inputs]
+        out_shape = out.logical()
+        if out_shape is None and op != OpKind.OPAQUE:
+            try:
+                out_shape = infer_shape(op, attrs, in_shapes)
+            except ShapeError:
+                out_shape = None
+        node = Node(name=node_name, op=op, inputs=[t.node for t in inputs],
+                    input_shapes=in_shapes, output_shape=out_shape, attrs=attrs, params=params,
+                    layer=onnx_node.name or node_name, source_class=onnx_node.op_type)
+        self.graph.add(node)
+        out.node = node_name
+        if onnx_node.output:
+            out.sole = self._single_use(onnx_node.output[0])
+            self.tensors[onnx_node.output[0]] = out
+        return node
+
+    def _view(self, onnx_node, tensor: Tensor, shape: Optional[tuple], order: tuple,
+              channel: Optional[int]) -> None:
+        """Map the node's output to ``tensor``'s IR node (no computation)."""
+        out = onnx_node.output[0]
+        self.tensors[out] = dataclasses.replace(
+            tensor, shape=shape, order=tuple(order), channel=channel,
+            fmt=tensor.data_format(), sole=tensor.sole and self._single_use(out))
+
+    def _opaque(self, onnx_node, data: list, reason: str) -> None:
+        params = sum(self.consts[n].size for n in onnx_node.input if n in self.consts)
+        shape = self._shape_of(onnx_node.output[0]) if onnx_node.output else None
+        out = Tensor("", shape, identity_order(shape))
+        self._emit(onnx_node, OpKind.OPAQUE, data,
+                   {"class_name": onnx_node.op_type, "reason": reason,
+                    "data_format": "channels_last"}, out, params=params or None)
+        for extra in onnx_node.output[1:]:
+            extra_shape = self._shape_of(extra)
+            self.tensors[extra] = Tensor(out.node, extra_shape, identity_order(extra_shape))
+
+
+# --- pure helpers ------------------------------------------------------------------------
+
+def attr(node, name: str, default: Any = None) -> Any:
+    """The value of attribute ``name`` of an ONNX node, or ``default``."""
+    from onnx import helper
+    for attribute in node.attribute:
+        if attribute.name == name:
+            return helper.get_attribute_value(attribute)
+    return default
+
+
+def value_shape(value) -> Optional[tuple]:
+    """The shape of a ``ValueInfoProto`` (``None`` for unknown dims), or ``None``."""
+    tensor_type = value.type.tensor_type
+    if not tensor_type.HasField("shape"):
+        return None
+    return tuple(d.dim_value if d.HasField("dim_value") else None
+                 for d in tensor_type.shape.dim)
+
+
+def broadcast_kind(dims: tuple, x: Tensor) -> str:
+    """How a constant of ``dims`` broadcasts against ``x``: ``"scalar"``, ``"channel"``
+    (one value per channel, along the channel axis) or ``"other"``."""
+    size = 1
+    for d in dims:
+        size *= d
+    if size == 1:
+        return "scalar"
+    if x.shape is None or x.channel is None or len(dims) > len(x.shape):
+        return "other"
+    offset = len(x.shape) - len(dims)
+    big = [offset + i for i, d in enumerate(dims) if d != 1]
+    if big == [x.channel] and size == x.channels():
+        return "channel"
+    return "other"
+
+
+def padding_of(auto: str, pads: list, sizes: list, kernel: list, strides: list,
+             dilation: list, transpose: bool):
+    """ONNX padding → ``"same"``, ``"valid"`` or explicit ``((begin, end), ...)``."""
+    if auto in ("SAME_UPPER", "SAME_LOWER"):
+        return "same"
+    if auto == "VALID" or all(p == (0, 0) for p in pads):
+        return "valid"
+    if transpose:
+        return tuple(pads)
+    same = True
+    for (begin, end), n, k, s, d in zip(pads, sizes, kernel, strides, dilation):
+        extent = d * (k - 1) + 1
+        if n is None:
+            total = extent - 1 if s == 1 else None
+        else:
+            total = max((-(-n // s) - 1) * s + extent - n, 0)
+        if total is None or begin + end != total or begin != total // 2:
+            same = False
+    return "same" if same else tuple(pads)
+
+
+def text(value: Any) -> str:
+    """A string attribute (ONNX stores bytes) as ``str``."""
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def product(dims) -> int:
+    """The product of known ``dims``."""
+    out = 1
+    for d in dims:
+        out *= d
+    return out
+
+
+def reshape_target(shape: tuple, target: list, allowzero: bool) -> Optional[tuple]:
+    """ONNX Reshape semantics (0 copies a dimension, -1 is inferred)."""
+    out = []
+    for i, t in enumerate(target):
+        if t == 0 and not allowzero:
+            if i >= len(shape):
+                return None
+            out.append(shape[i])
+        else:
+            out.append(t)
+    total = 1
+    for d in shape:
+        total *= d
+    if out.count(-1) == 1:
+        known = 1
+        for d in out:
+            if d != -1:
+                known *= d
+        if known == 0 or total % known:
+            return None
+        out[out.index(-1)] = total // known
+    elif -1 in out:
+        return None
+    return tuple(out)

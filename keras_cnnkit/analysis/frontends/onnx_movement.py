@@ -1,0 +1,294 @@
+"""ONNX op handlers that move data: concatenation, transposes, reshapes, padding,
+slicing, resizing, and the merge of split group convolutions (see
+:mod:`keras_cnnkit.analysis.frontends.onnx_frontend`)."""
+from __future__ import annotations
+
+import dataclasses
+from typing import Optional
+
+from keras_cnnkit.analysis.frontends.onnx_base import (
+    ConverterBase,
+    Renamed,
+    Tensor,
+    attr,
+    identity_order,
+    product,
+    reshape_target,
+    text,
+)
+from keras_cnnkit.analysis.ir import Graph, Node, OpKind
+
+
+class MovementOps(ConverterBase):
+    """Handlers (``_op_<OnnxOp>``) of the ops that only move or select data."""
+
+    def _op_Concat(self, node, data: list) -> None:  # pylint: disable=invalid-name
+        x = data[0]
+        if len(data) != len([n for n in node.input if n]) or x.shape is None:
+            self._opaque(node, data, "concatenation with a constant or of unknown rank")
+            return
+        axis = x.index(int(attr(node, "axis", 1)) % len(x.shape))
+        if axis is None or any(t.order != x.order for t in data):
+            self._opaque(node, data, "concatenation over the batch or of mixed layouts")
+            return
+        shape = self._shape_of(node.output[0])
+        if shape is None and all(t.shape is not None for t in data):
+            dims = list(x.shape)
+            physical = x.order[axis]
+            dims[physical] = None if any(t.shape[physical] is None for t in data) else sum(
+                t.shape[physical] for t in data)
+            shape = tuple(dims)
+        concat = self._emit(node, OpKind.CONCAT, data, {"axis": axis}, self._out(node, x, shape))
+        merge_split_group_conv(self.graph, concat)
+
+    def _op_Transpose(self, node, data: list) -> None:  # pylint: disable=invalid-name
+        x = data[0]
+        if x.shape is None:
+            self._opaque(node, data, "transpose of a tensor of unknown rank")
+            return
+        rank = len(x.shape)
+        perm = list(attr(node, "perm", list(reversed(range(rank)))))
+        if perm[0] != 0:
+            self._opaque(node, data, "transpose that moves the batch axis")
+            return
+        channel = x.channel
+        if channel is None and rank > 2:
+            if perm == [0] + list(range(2, rank)) + [1]:
+                channel = 1
+            elif perm == [0, rank - 1] + list(range(1, rank - 1)):
+                channel = rank - 1
+        self._view(node, x, tuple(x.shape[p] for p in perm),
+                   tuple(perm.index(a) for a in x.order),
+                   None if channel is None else perm.index(channel))
+
+    def _reshape_like(self, node, x: Tensor, shape: Optional[tuple]) -> None:
+        """Flatten/Reshape/Squeeze: a view when only singleton axes change (and no
+        logical axis is a singleton), else a flatten (to one dimension) or a reshape."""
+        shape = shape or self._shape_of(node.output[0])
+        if shape is None or x.shape is None:
+            self._opaque(node, [x], f"{node.op_type} to an unknown shape")
+            return
+        old_axes = [a for a in range(1, len(x.shape)) if x.shape[a] != 1]
+        new_axes = [a for a in range(1, len(shape)) if shape[a] != 1]
+        logical = x.logical()
+        if ([x.shape[a] for a in old_axes] == [shape[a] for a in new_axes]
+                and None not in logical and 1 not in logical):
+            mapping = dict(zip(old_axes, new_axes))
+            self._view(node, x, shape, tuple(mapping[a] for a in x.order),
+                       mapping.get(x.channel))
+            return
+        target = tuple(shape[1:])
+        channels = x.channels()
+        channel = (len(shape) - 1 if target and target[-1] == channels
+                   else 1 if len(shape) > 2 and target[0] == channels else None)
+        out = Tensor("", shape, identity_order(shape), channel,
+                      "channels_first" if channel == 1 and len(shape) > 2 else "channels_last")
+        if len(target) == 1 and len(logical) > 1:
+            self._emit(node, OpKind.FLATTEN, [x], {}, out)
+        else:
+            self._emit(node, OpKind.RESHAPE, [x], {"target_shape": target}, out)
+
+    def _op_Reshape(self, node, data: list) -> None:  # pylint: disable=invalid-name
+        x = data[0]
+        target = self._const_value(self._input(node, 1))
+        shape = None
+        if target is not None and x.shape is not None and None not in x.shape:
+            shape = reshape_target(x.shape, [int(t) for t in target.reshape(-1)],
+                                    bool(attr(node, "allowzero", 0)))
+        self._reshape_like(node, x, shape)
+
+    def _op_Flatten(self, node, data: list) -> None:  # pylint: disable=invalid-name
+        x = data[0]
+        shape = None
+        if x.shape is not None and None not in x.shape:
+            axis = int(attr(node, "axis", 1)) % (len(x.shape) or 1)
+            shape = (product(x.shape[:axis]), product(x.shape[axis:]))
+        self._reshape_like(node, x, shape)
+
+    def _op_Squeeze(self, node, data: list) -> None:  # pylint: disable=invalid-name
+        x = data[0]
+        shape = None
+        if x.shape is not None:
+            axes = self._axes_of(node, len(x.shape))
+            if axes is None:
+                axes = [i for i, d in enumerate(x.shape) if d == 1 and i > 0]
+            shape = tuple(d for i, d in enumerate(x.shape) if i not in axes)
+        self._reshape_like(node, x, shape)
+
+    def _op_Unsqueeze(self, node, data: list) -> None:  # pylint: disable=invalid-name
+        x = data[0]
+        axes = self._axes_of(node, None)
+        if x.shape is None or axes is None:
+            self._opaque(node, data, "unsqueeze of unknown rank or with computed axes")
+            return
+        new_rank = len(x.shape) + len(axes)
+        inserted = {a % new_rank for a in axes}
+        new_pos = [i for i in range(new_rank) if i not in inserted]   # old axis → new
+        shape = tuple(1 if i in inserted else x.shape[new_pos.index(i)]
+                      for i in range(new_rank))
+        self._view(node, x, shape, tuple(new_pos[a] for a in x.order),
+                   None if x.channel is None else new_pos[x.channel])
+
+    def _op_Pad(self, node, data: list) -> None:  # pylint: disable=invalid-name
+        x = data[0]
+        pads = attr(node, "pads")
+        if self._input(node, 1):
+            value = self._const_value(node.input[1])
+            pads = None if value is None else [int(v) for v in value.reshape(-1)]
+        if pads is None or x.shape is None or len(pads) != 2 * len(x.shape) \
+                or x.channel not in x.order:
+            self._opaque(node, data, "padding with computed pads or of unknown layout")
+            return
+        rank = len(x.shape)
+        padded = [(pads[i], pads[i + rank]) for i in range(rank)]
+        spatial = [a for a in x.order if a != x.channel]
+        if any(padded[a] != (0, 0) for a in range(rank) if a not in spatial):
+            self._opaque(node, data, "padding of the batch, channel or a dummy axis")
+            return
+        self._emit(node, OpKind.PAD, [x], {"padding": tuple(padded[a] for a in spatial),
+                                           "mode": text(attr(node, "mode", "constant"))},
+                   self._out(node, x))
+
+    def _op_Split(self, node, data: list) -> None:  # pylint: disable=invalid-name
+        x = data[0]
+        if x.shape is None:
+            self._opaque(node, data, "split of a tensor of unknown rank")
+            return
+        axis = int(attr(node, "axis", 0)) % len(x.shape)
+        sizes = attr(node, "split")
+        if sizes is None and self._input(node, 1):
+            value = self._const_value(node.input[1])
+            sizes = None if value is None else [int(v) for v in value.reshape(-1)]
+        total = x.shape[axis]
+        if sizes is None and total is not None:
+            parts = len(node.output)
+            sizes = [-(-total // parts)] * (parts - 1)
+            sizes.append(total - sum(sizes))
+        if sizes is None or x.index(axis) is None:
+            self._opaque(node, data, "split with unknown sizes or over the batch")
+            return
+        start = 0
+        for i, (name, size) in enumerate(zip(node.output, sizes)):
+            shape = tuple(size if j == axis else d for j, d in enumerate(x.shape))
+            out = dataclasses.replace(x, node="", shape=shape, sole=False)
+            attrs = {"axis": x.index(axis), "start": start, "stop": start + size}
+            self._emit(Renamed(node, f"{node.name or 'Split'}/{i}", [name]), OpKind.SLICE,
+                       [x], attrs, out)
+            start += size
+
+    def _op_Slice(self, node, data: list) -> None:  # pylint: disable=invalid-name
+        x = data[0]
+        values = [self._const_value(n) for n in list(node.input[1:5])]
+        if x.shape is None or len(values) < 2 or values[0] is None or values[1] is None:
+            self._opaque(node, data, "slice with computed bounds")
+            return
+        rank = len(x.shape)
+        starts = [int(v) for v in values[0].reshape(-1)]
+        ends = [int(v) for v in values[1].reshape(-1)]
+        axes = ([int(v) % rank for v in values[2].reshape(-1)]
+                if len(values) > 2 and values[2] is not None else list(range(len(starts))))
+        steps = ([int(v) for v in values[3].reshape(-1)]
+                 if len(values) > 3 and values[3] is not None else [1] * len(starts))
+        bounds = {}
+        for axis, start, end, step in zip(axes, starts, ends, steps):
+            size = x.shape[axis]
+            if size is None or step != 1:
+                self._opaque(node, data, "strided slice or slice of an unknown dimension")
+                return
+            start = min(max(start + size if start < 0 else start, 0), size)
+            end = min(max(end + size if end < 0 else end, 0), size)
+            if (start, end) != (0, size):
+                bounds[axis] = (start, end)
+        shape = tuple(bounds[i][1] - bounds[i][0] if i in bounds else d
+                      for i, d in enumerate(x.shape))
+        out = self._out(node, x, shape)
+        if not bounds:
+            self._view(node, x, x.shape, x.order, x.channel)
+        elif list(bounds) == [x.channel] and x.index(x.channel) is not None:
+            start, end = bounds[x.channel]
+            self._emit(node, OpKind.SLICE, [x], {"axis": x.index(x.channel), "start": start,
+                                                 "stop": end}, out)
+        elif x.channel in x.order and all(a in x.order and a != x.channel for a in bounds):
+            cropping = tuple((bounds[a][0], x.shape[a] - bounds[a][1]) if a in bounds
+                             else (0, 0) for a in x.order if a != x.channel)
+            self._emit(node, OpKind.CROP, [x], {"cropping": cropping}, out)
+        else:
+            self._opaque(node, data, "slice over several kinds of axes")
+
+    def _op_Resize(self, node, data: list) -> None:  # pylint: disable=invalid-name
+        x = data[0]
+        shape = self._shape_of(node.output[0])
+        mode = text(attr(node, "mode", "nearest"))
+        spatial = [a for a in x.order if a != x.channel]
+        if shape is None or x.shape is None or x.channel not in x.order or any(
+                not x.shape[a] or shape[a] is None or shape[a] % x.shape[a] for a in spatial):
+            self._opaque(node, data, "resize by a non-integer or unknown factor")
+            return
+        self._emit(node, OpKind.UPSAMPLE, [x], {
+            "size": tuple(shape[a] // x.shape[a] for a in spatial),
+            "interpolation": "bilinear" if mode == "linear" else mode},
+            self._out(node, x, shape))
+
+    _op_Upsample = _op_Resize
+
+
+
+# --- graph rewrites ----------------------------------------------------------------------
+
+def merge_split_group_conv(graph: Graph, concat: Node) -> None:
+    """Split → one Conv per part → Concat, over the channels, becomes one grouped conv
+    (named after the Concat), so that rules see the group conv Keras had."""
+    convs = [graph.nodes[n] for n in concat.inputs]
+    if len(convs) < 2 or any(c.op != OpKind.CONV or c.attrs.get("groups", 1) != 1
+                             or c.output_shape is None
+                             or graph.single_consumer(c) is not concat for c in convs):
+        return
+    slices = [graph.nodes[c.inputs[0]] for c in convs]
+    if any(s.op != OpKind.SLICE or graph.single_consumer(s) is None for s in slices):
+        return
+    source = slices[0].inputs[0]
+    first = convs[0]
+    same = ("rank", "kernel", "strides", "dilation", "padding", "use_bias", "filters",
+            "in_channels", "data_format")
+    width = first.attrs["in_channels"]
+    parts_line_up = all(
+        s.inputs[0] == source and s.attrs["start"] == i * width
+        and s.attrs.get("stop") == (i + 1) * width and s.attrs.get("axis") == _channel_index(s)
+        for i, s in enumerate(slices))
+    alike = all(c.attrs.get(k) == first.attrs.get(k) for c in convs for k in same)
+    if not (parts_line_up and alike and concat.attrs.get("axis") == _channel_index(concat)
+            and graph.nodes[source].output_shape is not None):
+        return
+    groups = len(convs)
+    attrs = dict(first.attrs, groups=groups, in_channels=width * groups,
+                 filters=first.attrs["filters"] * groups)
+    params = None if any(c.params is None for c in convs) else sum(c.params for c in convs)
+    in_shape = list(first.input_shapes[0])
+    in_shape[_channel_index(first)] = width * groups
+    merged = Node(name=concat.name, op=OpKind.CONV, inputs=[source],
+                  input_shapes=[tuple(in_shape)],
+                  output_shape=concat.output_shape, attrs=attrs, params=params,
+                  layer=concat.layer, source_class="Conv(split groups)")
+    _replace(graph, [s.name for s in slices] + [c.name for c in convs] + [concat.name],
+             merged)
+
+
+def _channel_index(node: Node) -> Optional[int]:
+    """The channel position in ``node``'s (first) input shape."""
+    shape = node.input_shapes[0] if node.input_shapes else None
+    if not shape:
+        return None
+    return 0 if node.data_format == "channels_first" else len(shape) - 1
+
+
+def _replace(graph: Graph, removed: list, node: Node) -> None:
+    """Put ``node`` (named like the last of ``removed``) in the place of ``removed``."""
+    gone = set(removed)
+    nodes = {}
+    for name, current in graph.nodes.items():
+        if name == node.name:
+            nodes[name] = node
+        elif name not in gone:
+            nodes[name] = current
+    graph.nodes = nodes
+    graph.__post_init__()
