@@ -260,3 +260,35 @@ def test_file_round_trip_and_bad_files(tmp_path):
             assert path.read_bytes() == content        # input untouched
     with pytest.raises(ModelFileError, match="not a file"):
         load_onnx_graph(tmp_path)
+
+
+def _shuffle_net(shuffle: bool):
+    """Two group convs, with PyTorch's channel shuffle between them or not."""
+    nodes = [helper.make_node("Conv", ["x", "w1"], ["c1"], name="gconv1", group=4,
+                              kernel_shape=[1, 1])]
+    inits = [_init("w1", 16, 4, 1, 1), _init("w2", 16, 4, 1, 1)]
+    last = "c1"
+    if shuffle:
+        nodes += [
+            helper.make_node("Reshape", ["c1", "split"], ["r1"], name="view"),
+            helper.make_node("Transpose", ["r1"], ["t1"], name="swap", perm=[0, 2, 1, 3, 4]),
+            helper.make_node("Reshape", ["t1", "merge"], ["r2"], name="view_back"),
+        ]
+        inits += [_ints("split", [-1, 4, 4, 8, 8]), _ints("merge", [-1, 16, 8, 8])]
+        last = "r2"
+    nodes.append(helper.make_node("Conv", [last, "w2"], ["y"], name="gconv2", group=4,
+                                  kernel_shape=[1, 1]))
+    return _model(nodes, inits, ["N", 16, 8, 8], ["N", 16, 8, 8])
+
+
+def test_channel_shuffle_is_recognised():
+    graph = load_onnx_graph(_shuffle_net(True))
+    assert [n.op for n in graph] == [OpKind.INPUT, OpKind.CONV, OpKind.CHANNEL_SHUFFLE,
+                                     OpKind.CONV]
+    shuffle = graph["view"]
+    assert shuffle.attrs["groups"] == 4 and shuffle.output_shape == (16, 8, 8)
+    assert graph["gconv2"].inputs == ["view"]
+    rule = ["group-conv-without-shuffle"]
+    assert lint_graph(graph, select=rule).findings == []
+    unshuffled = lint_graph(load_onnx_graph(_shuffle_net(False)), select=rule).findings
+    assert [f.layer for f in unshuffled] == ["gconv2"]

@@ -107,6 +107,22 @@ def test_mixed_small_model_exact():
     assert ours.params == model.count_params() == 1130
 
 
+def test_shuffle_unit_exact():
+    """Group conv → ChannelShuffle → group conv (ShuffleNet v1): the export's reshape,
+    transpose, reshape reads as a channel shuffle, so no group-conv-without-shuffle."""
+    from keras_cnnkit.layers.shuffle import ChannelShuffle  # pylint: disable=import-outside-toplevel
+    inp = keras.Input((8, 8, 16))
+    x = L.Conv2D(16, 1, groups=4, use_bias=False)(inp)
+    x = ChannelShuffle(4)(x)
+    x = L.Conv2D(16, 3, padding="same", groups=4, use_bias=False)(x)
+    model = keras.Model(inp, x)
+    graph = onnx_graph(model)
+    assert [n.op for n in graph] == ["input", "conv", "channel_shuffle", "conv"]
+    assert [n.attrs["groups"] for n in graph if n.op != "input"] == [4, 4, 4]
+    check_parity(model, graph, exact_flops=True)
+    assert not lint_graph(graph, select=["group-conv-without-shuffle"]).findings
+
+
 def test_char_cnn_conv1d_model_exact():
     """Conv1D (a 1×k 2D conv in the export) reads as rank 1, channels_last, as in Keras."""
     inp = keras.Input((300, 16))

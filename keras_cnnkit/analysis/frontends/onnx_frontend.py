@@ -13,14 +13,20 @@ Shapes
     Ops that only compute shapes or constants become no IR node.
 
 Layouts
-    Every activation tensor carries the position of its channel axis.  ONNX's own ops
-    (Conv, pooling, BatchNormalization) put channels on axis 1; a ``Transpose`` that only
-    moves the channel axis (tf2onnx wraps NHWC convolutions in them) becomes no node and
-    moves the channel position instead, so a ``Flatten`` of an NHWC map reads
-    ``channels_last`` as in Keras.  Each node's ``data_format`` is its input's layout.
-    Singleton axes added by ``Unsqueeze`` (tf2onnx runs ``Conv1D`` as a 1×k 2D conv) and
-    the spatial axes of a global pooling that a later ``Squeeze``/``Flatten`` removes are
-    not part of the logical shape: a 1×k conv over such an axis is a rank-1 conv.
+    Every activation tensor records its physical ONNX shape, its channel axis, and the
+    *logical order* of its axes: the physical axes that make up its IR shape, in IR order.
+    Views — transposes, reshapes that only add or drop singleton axes, Identity, Cast —
+    change the physical shape and the order but not the logical shape, and make no node,
+    so every node's input shapes equal its producers' output shapes.  A graph input's
+    logical order is its own; its channel axis is found by following it to the first op
+    with a fixed layout (ONNX's Conv, pooling and BatchNormalization read channels on
+    axis 1).  Thus a tf2onnx export of an NHWC Keras model, with its transposes around
+    every conv, reads ``channels_last`` throughout as Keras does, and a PyTorch export
+    ``channels_first``.  Singleton axes added by ``Unsqueeze`` (tf2onnx runs ``Conv1D`` as
+    a 1×k 2D conv) and the pooled axes of a global pooling that a later
+    ``Squeeze``/``Flatten`` removes are not logical: a 1×k conv over such an axis is a
+    rank-1 conv, and ``GlobalAveragePool`` + ``Flatten`` is Keras'
+    ``GlobalAveragePooling2D``.
 
 Op mapping (everything else, and any op whose weights are not constants, becomes an
 :data:`~keras_cnnkit.analysis.ir.OpKind.OPAQUE` node: its cost is unknown and listed,
@@ -50,7 +56,10 @@ never counted as 0; its constant inputs count as its parameters)
     axes
     Flatten, Reshape, Squeeze, Unsqueeze      flatten/reshape, or nothing when only
                                               singleton axes change
-    Transpose                                 nothing for a layout change, else transpose
+    Transpose                                 nothing (only the logical axis order
+                                              of the tensor is tracked)
+    Reshape to (g, C/g) + swap + reshape      channel_shuffle (``groups = g``)
+    back
     Concat, Split/Slice on channels           concat, slice (Slice on spatial axes: crop)
     Relu, Clip(0, 6) → relu6, Clip(0, ∞) →    activation
     relu, LeakyRelu, PRelu, Sigmoid, Tanh,

@@ -77,6 +77,8 @@ class MovementOps(ConverterBase):
             self._view(node, x, shape, tuple(mapping[a] for a in x.order),
                        mapping.get(x.channel))
             return
+        if self._shuffle_back(node, x, shape):
+            return
         target = tuple(shape[1:])
         channels = x.channels()
         channel = (len(shape) - 1 if target and target[-1] == channels
@@ -87,6 +89,33 @@ class MovementOps(ConverterBase):
             self._emit(node, OpKind.FLATTEN, [x], {}, out)
         else:
             self._emit(node, OpKind.RESHAPE, [x], {"target_shape": target}, out)
+
+    def _shuffle_back(self, node, x: Tensor, shape: tuple) -> bool:
+        """Reshape splitting the channels into (g, C/g) → swap of those two axes → reshape
+        back: a channel shuffle.  The first reshape's node becomes a channel_shuffle node
+        (``groups = g``) and this reshape's output is its output."""
+        split = self.graph.nodes.get(x.node)
+        if split is None or split.op != OpKind.RESHAPE or not x.sole \
+                or self.graph.consumers(split):
+            return False
+        before, mid = split.input_shapes[0], split.output_shape
+        known = before is not None and mid is not None and None not in before + mid
+        if not known or tuple(shape[1:]) != tuple(before) or len(mid) != len(before) + 1:
+            return False
+        axis = 0 if split.data_format == "channels_first" else len(before) - 1
+        swapped = list(range(1, len(mid) + 1))
+        swapped[axis], swapped[axis + 1] = swapped[axis + 1], swapped[axis]
+        if (tuple(mid[:axis]) + (mid[axis] * mid[axis + 1],) + tuple(mid[axis + 2:])
+                != tuple(before) or tuple(x.order) != tuple(swapped)):
+            return False
+        split.op = OpKind.CHANNEL_SHUFFLE
+        split.attrs = {"groups": mid[axis], "data_format": split.data_format}
+        split.output_shape = tuple(before)
+        split.source_class = "Reshape+Transpose+Reshape"
+        out = node.output[0]
+        self.tensors[out] = Tensor(split.name, shape, identity_order(shape), axis + 1,
+                                   split.data_format, sole=self._single_use(out))
+        return True
 
     def _op_Reshape(self, node, data: list) -> None:  # pylint: disable=invalid-name
         x = data[0]
