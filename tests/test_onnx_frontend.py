@@ -10,7 +10,7 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from keras_cnnkit.analysis.cost import node_cost, summarize
-from keras_cnnkit.analysis.frontends.onnx_frontend import load_onnx_graph
+from keras_cnnkit.analysis.frontends.onnx_frontend import load_onnx_graph, looks_like_onnx
 from keras_cnnkit.analysis.ir import OpKind
 from keras_cnnkit.errors import ModelFileError
 from keras_cnnkit.lint.api import lint_graph
@@ -231,8 +231,11 @@ def test_input_shape_fills_symbolic_dims():
     assert unknown.unknown == ["x", "conv"] and unknown.params == 108
     known = summarize(load_onnx_graph(model, input_shape=(3, 20, 10)))
     assert known.unknown == [] and known.macs == 20 * 10 * 4 * 27
+    # one value per unknown dimension, as cnnkit-lint's --input-shape allows
+    assert summarize(load_onnx_graph(model, input_shape=(20, 10))).macs == known.macs
+    assert summarize(load_onnx_graph(model, input_shape={"x": (3, 20, 10)})).macs == known.macs
     with pytest.raises(ModelFileError, match="does not fit"):
-        load_onnx_graph(model, input_shape=(20, 10))
+        load_onnx_graph(model, input_shape=(20,))
 
 
 def test_file_round_trip_and_bad_files(tmp_path):
@@ -260,6 +263,10 @@ def test_file_round_trip_and_bad_files(tmp_path):
             assert path.read_bytes() == content        # input untouched
     with pytest.raises(ModelFileError, match="not a file"):
         load_onnx_graph(tmp_path)
+    assert looks_like_onnx(data[:16])
+    for content in (b"\x89HDF\r\n\x1a\n", b"PK\x03\x04", b'{"class_name": "x"}', b"",
+                    cases["random.onnx"][:16], cases["text.onnx"][:16]):
+        assert not looks_like_onnx(content), content
 
 
 def _shuffle_net(shuffle: bool):
@@ -292,3 +299,21 @@ def test_channel_shuffle_is_recognised():
     assert lint_graph(graph, select=rule).findings == []
     unshuffled = lint_graph(load_onnx_graph(_shuffle_net(False)), select=rule).findings
     assert [f.layer for f in unshuffled] == ["gconv2"]
+
+
+def test_external_data_is_never_read(tmp_path):
+    """Weights stored as external data: their dimensions suffice, the files they name
+    (here: missing, and one outside the model's folder) are never opened."""
+    model = _torch_style()
+    for init in model.graph.initializer:
+        if init.name in ("w1", "wdil"):
+            init.ClearField("raw_data")
+            init.ClearField("float_data")
+            init.data_location = TensorProto.EXTERNAL
+            entry = init.external_data.add()
+            entry.key, entry.value = "location", ("missing.bin" if init.name == "w1"
+                                                  else "../../../etc/passwd")
+    path = tmp_path / "external.onnx"
+    path.write_bytes(model.SerializeToString())
+    summary = summarize(load_onnx_graph(path))
+    assert summary.params == 6106 and summary.macs == 779_584

@@ -107,10 +107,17 @@ class Const:
         return out
 
     def value(self):
-        """The numpy value (read from the proto on first use)."""
+        """The numpy value (read from the proto on first use); ``None`` when the data is
+        not in the model.  External data is never read: a model file must not make the
+        linter open other files."""
         if self._value is None and self._proto is not None:
-            from onnx import numpy_helper
-            self._value = numpy_helper.to_array(self._proto)
+            from onnx import TensorProto, numpy_helper
+            proto, self._proto = self._proto, None
+            if proto.data_location != TensorProto.EXTERNAL and not proto.external_data:
+                try:
+                    self._value = numpy_helper.to_array(proto)
+                except (ValueError, TypeError):
+                    self._value = None
         return self._value
 
 

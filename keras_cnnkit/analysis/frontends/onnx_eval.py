@@ -16,6 +16,8 @@ def evaluate(node, values: list) -> Optional[list]:
         from onnx import numpy_helper
         for attribute in node.attribute:
             if attribute.name == "value":
+                if attribute.t.external_data:   # never open files a model names
+                    return None
                 return [numpy_helper.to_array(attribute.t)]
             if attribute.name in ("value_int", "value_float"):
                 return [np.array(attr(node, attribute.name))]

@@ -129,6 +129,22 @@ def load_onnx_graph(path_or_model: Any, input_shape: Any = None) -> Graph:
                                      f"{type(exc).__name__}: {exc}") from exc
 
 
+#: Protobuf tags of ``ModelProto`` fields 2-8 and 14 (length-delimited), one of which
+#: follows ``ir_version`` (field 1, tag 0x08) at the start of every serialised model.
+_SECOND_TAGS = frozenset({0x12, 0x1A, 0x22, 0x2A, 0x32, 0x3A, 0x42, 0x72})
+
+
+def looks_like_onnx(head: bytes) -> bool:
+    """True when ``head`` (a file's first bytes) starts like a serialised ONNX model.
+
+    ONNX files have no magic number; every exporter writes ``ir_version`` first (tag
+    0x08, a small varint), then another ``ModelProto`` field.  HDF5, zip and JSON files
+    never start this way.
+    """
+    return (len(head) >= 3 and head[0] == 0x08 and 1 <= head[1] < 0x80
+            and head[2] in _SECOND_TAGS)
+
+
 def _load(path_or_model: Any) -> tuple:
     import onnx
     from google.protobuf.message import DecodeError
@@ -204,7 +220,7 @@ class _Converter(ComputeOps, MovementOps):
             size = 1
             for d in init.dims:
                 size *= d
-            if size <= KEEP_VALUES:
+            if size <= KEEP_VALUES and not init.external_data:
                 graph.initializer.append(init)
             else:
                 graph.initializer.append(onnx.TensorProto(name=init.name, dims=init.dims,
@@ -218,13 +234,7 @@ class _Converter(ComputeOps, MovementOps):
             dims = copy.type.tensor_type.shape.dim
             given = self._given_shape(value.name, len(real_inputs))
             if given is not None:
-                if len(given) + 1 != len(dims):
-                    raise ModelFileError(self.source, f"input_shape {tuple(given)} does not "
-                                         f"fit input {value.name!r} of rank {len(dims)}")
-                for dim, size in zip(list(dims)[1:], given):
-                    if size is not None:
-                        dim.Clear()
-                        dim.dim_value = int(size)
+                self._apply_shape(value.name, list(dims)[1:], given)
             if dims and not dims[0].HasField("dim_value"):
                 dims[0].Clear()
                 dims[0].dim_value = 1
@@ -241,6 +251,22 @@ class _Converter(ComputeOps, MovementOps):
             if shape is not None:
                 shapes[value.name] = shape
         return shapes
+
+    def _apply_shape(self, name: str, dims: list, given: tuple) -> None:
+        """Set the non-batch ``dims`` of input ``name`` from ``given``: the full shape,
+        or one value per unknown dimension."""
+        unknown = [d for d in dims if not d.HasField("dim_value")]
+        if len(given) == len(dims):
+            targets = dims
+        elif len(given) == len(unknown):
+            targets = unknown
+        else:
+            raise ModelFileError(self.source, f"input_shape {tuple(given)} does not fit "
+                                 f"input {name!r} of rank {len(dims) + 1}")
+        for dim, size in zip(targets, given):
+            if size is not None:
+                dim.Clear()
+                dim.dim_value = int(size)
 
     def _given_shape(self, name: str, count: int) -> Optional[tuple]:
         given = self.input_shape
