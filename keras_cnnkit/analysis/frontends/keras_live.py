@@ -33,6 +33,7 @@ from keras_cnnkit.analysis.keras_layers import (
     opaque_node,
 )
 from keras_cnnkit.analysis.shapes import ShapeError
+from keras_cnnkit.errors import CnnkitError
 
 #: Top-level packages whose layer classes are trusted to mean what their names say.
 _TRUSTED_PACKAGES = ("keras", "keras_cnnkit", "tf_keras")
@@ -51,7 +52,7 @@ _OPS_AS_LAYERS = {
 }
 
 
-class UnsupportedModelError(ValueError):
+class UnsupportedModelError(CnnkitError, ValueError):
     """The model has no graph the live frontend can walk (e.g. a subclassed model)."""
 
 
