@@ -374,6 +374,11 @@ def _channel_shuffle(node: Node, common: dict) -> list:
 
 
 def _rescale(node: Node, common: dict) -> list:
+    if node.attr("mode") == "normalization" and node.attr("params"):
+        # an adaptable Normalization: its mean, variance and count are weights
+        axes = [_keras_axis(node, a) for a in node.attr("axes") or (-1,)]
+        return [keras.layers.Normalization(axis=axes if len(axes) > 1 else axes[0],
+                                           **common)]
     return [keras.layers.Rescaling(scale=node.attr("scale", 1.0),
                                    offset=node.attr("offset", 0.0), **common)]
 
