@@ -16,13 +16,12 @@ import h5py
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+import static_model_files as smf
 
 from keras_cnnkit.analysis.frontends import static_file
 from keras_cnnkit.analysis.ir import Graph
 from keras_cnnkit.errors import ModelFileError
 from keras_cnnkit.lint.cli import main
-
-import static_model_files as smf
 
 EXAMPLE = os.path.join(os.path.dirname(__file__), "..", "examples", "models",
                        "inefficient_cnn.h5")
@@ -49,7 +48,8 @@ def _bad_files(tmp_path) -> dict:
     (tmp_path / "random.keras").write_bytes(os.urandom(4096).replace(b"PK", b"pk")
                                             .replace(b"\x89HDF", b"xHDF").lstrip(b"{ \t\r\n"))
     files["random"] = (str(tmp_path / "random.keras"), "not a Keras model file")
-    data = open(EXAMPLE, "rb").read()
+    with open(EXAMPLE, "rb") as fh:
+        data = fh.read()
     (tmp_path / "truncated.h5").write_bytes(data[: len(data) // 2])
     files["truncated h5"] = (str(tmp_path / "truncated.h5"),
                              "damaged or truncated HDF5 file")
@@ -69,6 +69,7 @@ def _bad_files(tmp_path) -> dict:
 
 
 def test_each_bad_file_is_one_line_and_exit_2(tmp_path, capsys):
+    """Each broken file: exit 2 and one stderr line naming file and problem."""
     for name, (path, problem) in _bad_files(tmp_path).items():
         status, out, err = _lint(capsys, path)
         assert status == 2, name
@@ -80,6 +81,7 @@ def test_each_bad_file_is_one_line_and_exit_2(tmp_path, capsys):
 
 
 def test_other_files_are_still_linted(tmp_path, capsys):
+    """Broken files do not stop the good ones from being linted and reported."""
     good = _chain(tmp_path)
     bad = _bad_files(tmp_path)
     status, out, err = _lint(capsys, bad["missing"][0], good, bad["truncated h5"][0],
@@ -127,6 +129,7 @@ def _model(layers, outputs):
      "two layers named 'a'"),
 ])
 def test_inconsistent_graphs(tmp_path, capsys, layers, outputs, problem):
+    """Missing layers, cycles, bad calls, bad configs, duplicate names."""
     path = smf.write_json(tmp_path / "g.json", _model(layers, outputs))
     status, _, err = _lint(capsys, path)
     assert status == 2 and len(err.splitlines()) == 1
@@ -151,6 +154,7 @@ def test_absurd_sizes_do_not_allocate(tmp_path, capsys):
 
 
 def test_deeply_nested_json_and_models(tmp_path, capsys):
+    """Deep JSON nesting and deep model nesting are bounded errors."""
     deep = tmp_path / "deep.json"
     deep.write_text('{"class_name": "Functional", "config": ' + "[" * 200_000
                     + "]" * 200_000 + "}")
@@ -169,6 +173,7 @@ def test_deeply_nested_json_and_models(tmp_path, capsys):
 
 
 def test_external_links_are_not_followed(tmp_path):
+    """An HDF5 external link in the weights is refused, never opened."""
     other = tmp_path / "other.h5"
     with h5py.File(other, "w") as h5:
         h5.create_dataset("kernel", shape=(1, 1, 8, 8), dtype="float32")
@@ -183,6 +188,7 @@ def test_external_links_are_not_followed(tmp_path):
 
 @pytest.mark.parametrize("keras2", [False, True])
 def test_fifty_thousand_layers(tmp_path, capsys, keras2):
+    """A 50,000-layer config is linted in seconds (Keras 3 and Keras 2 spelling)."""
     path = smf.write_json(tmp_path / "big.json", smf.conv_chain_config(50_000, keras2=keras2))
     start = time.perf_counter()
     status, out, err = _lint(capsys, path, "--format", "json", "--select",
@@ -196,7 +202,8 @@ def test_fifty_thousand_layers(tmp_path, capsys, keras2):
 
 
 def test_keyboard_interrupt_is_one_line_and_130(tmp_path, capsys, monkeypatch):
-    import keras_cnnkit.lint.api as api
+    """Ctrl-C: one line, exit 130."""
+    from keras_cnnkit.lint import api
 
     def interrupted(*_args, **_kwargs):
         raise KeyboardInterrupt
@@ -263,6 +270,7 @@ def _load_or_model_error(path, **kwargs):
 @_FUZZ
 @given(data=st.data(), base=st.sampled_from(_BASES))
 def test_mutated_configs(tmp_path, data, base):
+    """Mutated valid configs give a graph or a ModelFileError, nothing else."""
     paths = list(_paths(base))
     config = base
     for _ in range(data.draw(st.integers(1, 3))):
@@ -289,8 +297,11 @@ def _exists(value, path):
 def test_mutated_file_bytes(tmp_path, data):
     """Byte flips and truncations of a .keras archive and of the example .h5."""
     config = json.dumps(_BASE).encode()
-    sources = {"keras": open(smf.write_keras_archive(tmp_path / "base.keras", config), "rb")
-               .read(), "h5": open(EXAMPLE, "rb").read()}
+    sources = {}
+    for kind, path in (("keras", smf.write_keras_archive(tmp_path / "base.keras", config)),
+                       ("h5", EXAMPLE)):
+        with open(path, "rb") as fh:
+            sources[kind] = fh.read()
     kind = data.draw(st.sampled_from(sorted(sources)))
     blob = bytearray(sources[kind])
     for _ in range(data.draw(st.integers(1, 8))):

@@ -12,10 +12,12 @@ import sys
 
 import jsonschema
 import pytest
+import static_model_files as smf
 
 from keras_cnnkit.lint.cli import main
 
-import static_model_files as smf
+# pytest fixtures are parameters named after the fixture functions.
+# pylint: disable=redefined-outer-name
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
 EXAMPLE = os.path.join(ROOT, "examples", "models", "inefficient_cnn.h5")
@@ -41,10 +43,10 @@ ISSUE_SYMBOLS = ["large-kernel", "asymmetric-factorization", "missing-bottleneck
                  "tensor-core-alignment", "opaque-layer"]
 
 
-@pytest.fixture
+@pytest.fixture(autouse=True)
 def cwd(tmp_path, monkeypatch):
-    """Run in an empty directory (no configuration file above it is ours to control,
-    so tests that must not see one pass --no-config)."""
+    """Every test runs in an empty directory (configuration files above it are not
+    ours to control, so tests that must not see one pass --no-config)."""
     monkeypatch.chdir(tmp_path)
     return tmp_path
 
@@ -56,7 +58,8 @@ def lint(capsys, *args):
     return status, captured.out, captured.err
 
 
-def test_text_output(capsys, cwd):
+def test_text_output(capsys):
+    """pylint-like lines with exact savings, then the per-model table and totals."""
     status, out, err = lint(capsys, EXAMPLE, "--no-config")
     assert status == 1 and err == ""
     lines = out.splitlines()
@@ -79,7 +82,8 @@ def test_text_output(capsys, cwd):
         EXAMPLE + ":")]
 
 
-def test_json_output(capsys, cwd):
+def test_json_output(capsys):
+    """JSON: schema version, per-model summary and every Finding field."""
     status, out, _ = lint(capsys, EXAMPLE, "--no-config", "--format", "json")
     assert status == 1
     data = json.loads(out)
@@ -114,6 +118,7 @@ def _sarif(capsys, *paths):
 
 
 def test_sarif_output_is_valid_and_complete(capsys, cwd):
+    """SARIF validates against the 2.1.0 schema and has rules, locations, fingerprints."""
     shutil.copy(EXAMPLE, cwd / "model.h5")
     status, data, _ = _sarif(capsys, "model.h5")
     assert status == 1 and data["version"] == "2.1.0"
@@ -154,7 +159,8 @@ def test_sarif_fingerprints_follow_rule_and_layer(capsys, cwd):
     assert before and all(after[key] == value for key, value in before.items())
 
 
-def test_sarif_reports_unreadable_files(capsys, cwd):
+def test_sarif_reports_unreadable_files(capsys):
+    """An unreadable file is a tool notification in SARIF and one line on stderr."""
     status, data, err = _sarif(capsys, "missing.h5")
     assert status == 2 and err == "cnnkit-lint: error: missing.h5: no such file\n"
     invocation = data["runs"][0]["invocations"][0]
@@ -163,6 +169,7 @@ def test_sarif_reports_unreadable_files(capsys, cwd):
 
 
 def test_github_output(capsys, cwd):
+    """Workflow commands: one per finding, info as notice."""
     shutil.copy(EXAMPLE, cwd / "model.h5")
     status, out, _ = lint(capsys, "model.h5", "--no-config", "--format", "github",
                           "--fail-on", "info")
@@ -182,11 +189,13 @@ def test_github_output(capsys, cwd):
     (("--select", "CNK102", "--fail-on", "info"), 1),   # an info finding fails at info
     (("--select", "CNK102"), 0),                         # ...but not at warning
 ])
-def test_exit_status(capsys, cwd, args, status):
+def test_exit_status(capsys, args, status):
+    """Exit status against --fail-on, --exit-zero and --select."""
     assert lint(capsys, EXAMPLE, "--no-config", *args)[0] == status
 
 
-def test_input_errors_exit_2_even_with_exit_zero(capsys, cwd):
+def test_input_errors_exit_2_even_with_exit_zero(capsys):
+    """--exit-zero silences findings, never input errors."""
     status, _, err = lint(capsys, EXAMPLE, "nope.h5", "--no-config", "--exit-zero")
     assert status == 2 and err == "cnnkit-lint: error: nope.h5: no such file\n"
 
@@ -202,7 +211,8 @@ def _symbols(out):
      {"large-kernel", "flatten-dense-head", "bias-before-batchnorm",
       "dropout-before-batchnorm"}),
 ])
-def test_select_and_ignore(capsys, cwd, args, expected):
+def test_select_and_ignore(capsys, args, expected):
+    """Selectors by code, code prefix and symbol."""
     status, out, _ = lint(capsys, EXAMPLE, "--no-config", "--format", "json", *args)
     assert status == 1 and _symbols(out) == expected
 
@@ -214,13 +224,15 @@ def test_select_and_ignore(capsys, cwd, args, expected):
     (("--input-shape", "224xfoo"), "command line: input-shape '224xfoo'"),
     (("--explain", "CNK999"), "--explain: unknown rule 'CNK999'"),
 ])
-def test_usage_errors_are_one_line(capsys, cwd, args, problem):
+def test_usage_errors_are_one_line(capsys, args, problem):
+    """Bad flags and unknown rules: one line, exit 2, nothing on stdout."""
     status, out, err = lint(capsys, EXAMPLE, "--no-config", *args)
     assert status == 2 and out == ""
     assert err.startswith("cnnkit-lint: error: " + problem) and err.count("\n") == 1
 
 
-def test_argparse_errors_exit_2(capsys, cwd):
+def test_argparse_errors_exit_2(capsys):
+    """argparse's own errors exit 2; --version exits 0."""
     assert main(["--format", "xml", EXAMPLE]) == 2
     assert "cnnkit-lint: error: argument --format: invalid choice" in capsys.readouterr().err
     assert main(["--version"]) == 0
@@ -231,6 +243,7 @@ def test_argparse_errors_exit_2(capsys, cwd):
 
 
 def test_config_file_discovery_and_precedence(capsys, cwd):
+    """pyproject.toml is found upward from the CWD; flags override it."""
     (cwd / "pyproject.toml").write_text(
         '[tool.cnnkit-lint]\nselect = ["missing-bottleneck"]\nfail-on = "error"\n')
     sub = cwd / "a" / "b"
@@ -251,19 +264,22 @@ def test_config_file_discovery_and_precedence(capsys, cwd):
                 "    large-kernel\n"),
 ])
 def test_ini_config_files(capsys, cwd, name, text):
+    """setup.cfg and tox.ini [cnnkit-lint] sections, comma- or newline-separated."""
     (cwd / name).write_text(text)
     status, out, _ = lint(capsys, EXAMPLE, "--format", "json")
     assert status == 1 and _symbols(out) == {"flatten-dense-head", "large-kernel"}
 
 
 def test_pyproject_without_our_table_is_skipped(capsys, cwd):
+    """A pyproject.toml without our table does not hide tox.ini."""
     (cwd / "pyproject.toml").write_text("[tool.black]\nline-length = 100\n")
     (cwd / "tox.ini").write_text("[cnnkit-lint]\nselect = CNK105\n")
     status, out, _ = lint(capsys, EXAMPLE, "--format", "json")
-    assert _symbols(out) == {"flatten-dense-head"}
+    assert status == 1 and _symbols(out) == {"flatten-dense-head"}
 
 
 def test_explicit_config_and_bad_config(capsys, cwd):
+    """--config FILE; an unknown key is a one-line error naming the file."""
     conf = cwd / "lint.toml"
     conf.write_text('[tool.cnnkit-lint]\nignore = ["CNK1"]\n')
     status, out, _ = lint(capsys, EXAMPLE, "--config", conf, "--format", "json")
@@ -275,10 +291,12 @@ def test_explicit_config_and_bad_config(capsys, cwd):
 
 
 def test_per_layer_suppressions(capsys, cwd):
+    """Layer-name globs drop the named rules' findings there, and are counted."""
     (cwd / "pyproject.toml").write_text(
         '[tool.cnnkit-lint.per-layer-ignores]\n'
         '"wide_c*" = ["missing-bottleneck", "CNK104"]\n"stem_*" = ["ALL"]\n')
     status, out, _ = lint(capsys, EXAMPLE, "--format", "json")
+    assert status == 1
     findings = json.loads(out)["models"][0]
     layers = {(f["layer"], f["symbol"]) for f in findings["findings"]}
     assert ("wide_conv", "missing-bottleneck") not in layers
@@ -292,6 +310,7 @@ def test_per_layer_suppressions(capsys, cwd):
 
 
 def test_ini_per_layer_suppressions(capsys, cwd):
+    """The INI spelling of per-layer-ignores."""
     (cwd / "setup.cfg").write_text("[cnnkit-lint]\nper-layer-ignores =\n"
                                    "    wide_conv: missing-bottleneck\n    classifier: CNK105\n")
     _, out, _ = lint(capsys, EXAMPLE, "--format", "json")
@@ -302,6 +321,7 @@ def test_ini_per_layer_suppressions(capsys, cwd):
 
 
 def test_baseline_round_trip(capsys, cwd):
+    """--write-baseline then --baseline: nothing new to report, from any CWD."""
     models = cwd / "models"
     models.mkdir()
     shutil.copy(EXAMPLE, models / "net.h5")
@@ -340,12 +360,14 @@ def test_baseline_matches_by_rule_and_layer_not_position(capsys, cwd):
 
 
 def test_bad_baseline_file(capsys, cwd):
+    """A malformed baseline is a one-line error."""
     (cwd / "b.json").write_text('{"findings": [{"oops": 1}]}')
     status, _, err = lint(capsys, EXAMPLE, "--no-config", "--baseline", "b.json")
     assert status == 2 and "b.json: not a cnnkit-lint baseline" in err
 
 
-def test_list_rules_and_explain(capsys, cwd):
+def test_list_rules_and_explain(capsys):
+    """--list-rules names every rule; --explain prints its docstring sections."""
     status, out, _ = lint(capsys, "--list-rules", "--no-config")
     assert status == 0
     listed = {line.split()[1] for line in out.splitlines()}
@@ -363,6 +385,7 @@ def test_list_rules_and_explain(capsys, cwd):
 
 
 def test_output_file_and_module_entry_point(tmp_path):
+    """python -m keras_cnnkit.lint with --output, and the console script."""
     out = tmp_path / "r.json"
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
     proc = subprocess.run([sys.executable, "-m", "keras_cnnkit.lint", EXAMPLE, "--no-config",
@@ -377,7 +400,8 @@ def test_output_file_and_module_entry_point(tmp_path):
         assert proc.returncode == 0 and proc.stdout.startswith("cnnkit-lint ")
 
 
-def test_ascii_terminal_gets_ascii_arrows(capsys, cwd, monkeypatch):
+def test_ascii_terminal_gets_ascii_arrows(monkeypatch):
+    """A non-UTF-8 stdout gets ASCII arrows and minus signs."""
     buffer = io.BytesIO()
     monkeypatch.setattr(sys, "stdout", io.TextIOWrapper(buffer, encoding="ascii"))
     status = main([EXAMPLE, "--no-config", "-q", "--select", "CNK103"])
@@ -387,6 +411,7 @@ def test_ascii_terminal_gets_ascii_arrows(capsys, cwd, monkeypatch):
 
 
 def test_input_shape_flag(capsys, cwd):
+    """--input-shape fills unknown dims (default 224)."""
     layers = [smf.k3_input("x", [None, None, 3]),
               smf.k3_layer("Conv2D", "c", ["x"], filters=64, kernel_size=[3, 3],
                            padding="same", use_bias=False)]

@@ -13,8 +13,10 @@ import sys
 import textwrap
 
 import pytest
-
 import static_model_files as smf
+
+# pytest fixtures are parameters named after the fixture functions.
+# pylint: disable=redefined-outer-name
 
 HEAVY_MODULES = ("keras", "tensorflow", "tf_keras", "keras_cnnkit.layers", "jax", "torch")
 
@@ -81,6 +83,7 @@ def test_lambda_bytecode_is_real(lambda_files, tmp_path):
 
 
 def test_linting_lambda_files_runs_nothing(lambda_files, tmp_path):
+    """Linting both Lambda files: opaque layer reported, marker absent, no Keras."""
     files, marker = lambda_files
     out = tmp_path / "report.json"
     result, proc = _lint_subprocess(
@@ -128,6 +131,7 @@ def _callable_config(marker: str) -> dict:
 
 
 def test_configs_naming_callables_run_nothing(tmp_path):
+    """os.system, builtins.eval, subprocess.Popen in every container: opaque, never called."""
     marker = tmp_path / "MARKER"
     config = _callable_config(str(marker))
     k2 = smf.to_keras2(config)
@@ -165,6 +169,7 @@ def test_configs_naming_callables_run_nothing(tmp_path):
 
 @pytest.mark.parametrize("suffix", ["h5", "keras", "json"])
 def test_known_layer_models_never_import_keras(tmp_path, suffix):
+    """Linting known-layer models imports no Keras, TensorFlow or keras_cnnkit.layers."""
     config = smf.conv_chain_config(6)
     if suffix == "h5":
         path = smf.write_legacy_h5(tmp_path / "m.h5", config,
@@ -178,6 +183,7 @@ def test_known_layer_models_never_import_keras(tmp_path, suffix):
 
 
 def test_bundled_example_never_imports_keras(tmp_path):
+    """The README's first command imports no Keras or TensorFlow."""
     example = os.path.join(os.path.dirname(__file__), "..", "examples", "models",
                            "inefficient_cnn.h5")
     result, _ = _lint_subprocess([os.path.abspath(example), "-q", "-o", os.devnull], tmp_path)

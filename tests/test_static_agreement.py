@@ -85,12 +85,14 @@ def check_agreement(name, tmp_path):
 
 @pytest.mark.parametrize("name", FAST)
 def test_agreement(name, tmp_path):
+    """Static and live frontends agree on this application (fast set)."""
     check_agreement(name, tmp_path)
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", SLOW)
 def test_agreement_slow(name, tmp_path):
+    """Static and live frontends agree on this application."""
     check_agreement(name, tmp_path)
 
 

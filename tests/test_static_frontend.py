@@ -10,13 +10,15 @@ import zipfile
 
 import h5py
 import pytest
+import static_model_files as smf
 
 from keras_cnnkit.analysis.frontends import static_file
 from keras_cnnkit.analysis.frontends.containers import detect_format, read_model_file
 from keras_cnnkit.analysis.ir import OpKind
 from keras_cnnkit.errors import ModelFileError
 
-import static_model_files as smf
+# pytest fixtures are parameters named after the fixture functions.
+# pylint: disable=redefined-outer-name
 
 #: Hand-counted parameters of the zoo's nested/shared model (conv: k·k·Cin·Cout + Cout).
 NESTED_PARAMS = {"c1": 3 * 3 * 3 * 8 + 8, "bn": 4 * 8, "shared": 3 * 3 * 8 * 8 + 8,
@@ -51,6 +53,7 @@ def zoo(tmp_path_factory):
 
 @pytest.mark.parametrize("name", ["m.keras", "m.h5", "m.json"])
 def test_nested_shared_lambda_model(zoo, name):
+    """Nested Sequential, shared conv, Lambda: names, shapes, stored params."""
     graph = static_file.load_graph(zoo[name])
     assert list(graph.nodes) == NESTED_NODES
     assert graph.inputs == ["img"] and graph.outputs == ["fc"]
@@ -73,6 +76,7 @@ def test_nested_shared_lambda_model(zoo, name):
 
 
 def test_format_is_detected_by_content_not_suffix(zoo, tmp_path):
+    """Each container is read by its magic bytes whatever its suffix."""
     for src, fake, fmt in (("m.h5", "model.json", "h5"), ("m.keras", "model.h5", "keras"),
                            ("m.json", "model.keras", "json")):
         target = tmp_path / fake
@@ -97,6 +101,7 @@ def test_keras2_config_gives_the_same_graph(tmp_path, zoo):
 
 
 def test_keras2_synthetic_chain_matches_keras3(tmp_path):
+    """The same chain in Keras 2 and Keras 3 spelling gives the same graph."""
     k3 = static_file.load_graph(smf.write_json(tmp_path / "a.json", smf.conv_chain_config(6)))
     k2 = static_file.load_graph(smf.write_json(tmp_path / "b.json",
                                                smf.conv_chain_config(6, keras2=True)))
@@ -105,6 +110,7 @@ def test_keras2_synthetic_chain_matches_keras3(tmp_path):
 
 
 def test_sequential_files(zoo):
+    """Keras 3 Sequential in both containers."""
     for name in ("s.keras", "s.h5"):
         graph = static_file.load_graph(zoo[name])
         assert [n.op for n in graph] == ["input", "conv", "flatten", "dense"]
@@ -127,6 +133,7 @@ def test_sequential_with_batch_input_shape_on_first_layer(tmp_path):
 
 
 def test_keras_cnnkit_block_is_expanded(zoo):
+    """A ConvBNAct block becomes its inner ops with their stored params."""
     for name in ("b.keras", "b.h5"):
         graph = static_file.load_graph(zoo[name])
         assert list(graph.nodes) == ["x", "blk/conv", "blk/bn", "blk/act"]
@@ -153,6 +160,7 @@ def test_archive_without_layer_names_uses_the_saver_scheme(zoo, tmp_path):
 
 
 def test_multi_input_multi_output(tmp_path):
+    """Two inputs concatenated, two Dense heads."""
     layers = [smf.k3_input("a", [8, 8, 3]), smf.k3_input("b", [8, 8, 5]),
               smf.k3_layer("Concatenate", "cat", ["a", "b"], axis=-1),
               smf.k3_layer("Conv2D", "conv", ["cat"], filters=16, kernel_size=[3, 3],
@@ -168,6 +176,7 @@ def test_multi_input_multi_output(tmp_path):
 
 
 def test_layers_listed_out_of_order_are_sorted(tmp_path):
+    """Calls are ordered topologically, not by listing."""
     config = smf.conv_chain_config(4)
     config["config"]["layers"].reverse()
     graph = static_file.load_graph(smf.write_json(tmp_path / "rev.json", config))
@@ -180,6 +189,7 @@ def test_layers_listed_out_of_order_are_sorted(tmp_path):
     ((128, 96, 3), (128, 96, 3)),     # the full shape
 ])
 def test_unknown_input_size(tmp_path, requested, expected):
+    """Unknown dims: default 224, or --input-shape as unknown dims or full shape."""
     layers = [smf.k3_input("x", [None, None, 3]),
               smf.k3_layer("Conv2D", "c", ["x"], filters=8, kernel_size=[3, 3],
                            strides=[2, 2], padding="same")]
@@ -195,6 +205,7 @@ def test_unknown_input_size(tmp_path, requested, expected):
     ((1, 2, 3, 4, 5), "does not fit input 'x'"),
 ])
 def test_input_shape_that_does_not_fit(tmp_path, requested, problem):
+    """An --input-shape contradicting the model is an error naming the input."""
     layers = [smf.k3_input("x", [None, None, 3]), smf.k3_layer("ReLU", "r", ["x"])]
     path = smf.write_json(tmp_path / "dyn.json", smf.k3_functional("dyn", layers, ["x"], ["r"]))
     with pytest.raises(ModelFileError, match=problem):
@@ -202,6 +213,7 @@ def test_input_shape_that_does_not_fit(tmp_path, requested, problem):
 
 
 def test_fully_unknown_input_needs_input_shape(tmp_path):
+    """A fully unknown input shape must be given."""
     layers = [smf.k3_input("x", [None, None, None]), smf.k3_layer("ReLU", "r", ["x"])]
     path = smf.write_json(tmp_path / "dyn.json", smf.k3_functional("dyn", layers, ["x"], ["r"]))
     with pytest.raises(ModelFileError, match="pass --input-shape"):
@@ -222,6 +234,7 @@ def test_wrong_input_size_is_caught_by_the_dense_kernel(zoo, tmp_path):
 
 
 def test_untrusted_module_becomes_opaque(tmp_path):
+    """A known class name from a foreign module or registration is opaque."""
     layers = [smf.k3_input("x", [8, 8, 3]),
               smf.k3_layer("Conv2D", "fake", ["x"], module="evil.layers", filters=4,
                            kernel_size=[1, 1]),
@@ -237,6 +250,7 @@ def test_untrusted_module_becomes_opaque(tmp_path):
 
 
 def test_read_model_file_reports_version_and_format(zoo):
+    """read_model_file: format, Keras version, weight shapes by layer path."""
     info = read_model_file(zoo["m.h5"])
     assert info.format == "h5" and info.keras_version.startswith("3.")
     assert info.weight_shapes["subseq/sc"] == [(1, 1, 8, 4), (4,)]
