@@ -157,8 +157,10 @@ def test_never_writes_the_input(model_file):
     assert digest(model_file) == before
 
 
-@pytest.mark.parametrize("where", ["missing_dir/out.keras", "afile/out.keras", "out.txt"])
+@pytest.mark.parametrize("where", ["missing_dir/out.keras", "afile/out.keras", "out.txt",
+                                   "/proc/cnnkit-out.keras"])
 def test_unwritable_output_is_a_clear_error(model_file, tmp_path, where):
+    """Including a directory no one can create files in (even root: /proc)."""
     (tmp_path / "afile").write_text("a file, not a directory")
     before = digest(model_file)
     with pytest.raises(OutputFileError) as info:
