@@ -121,11 +121,14 @@ def _rules() -> list:
                   key=lambda r: r.code)
 
 
-def _find_rule(rules: list, name: str) -> RuleInfo:
-    for rule in rules:
-        if name.strip() in (rule.code, rule.symbol) or name.strip().upper() == rule.code:
-            return rule
-    raise ConfigError("--explain", f"unknown rule {name!r} (see --list-rules)")
+def _find_rule(name: str) -> RuleInfo:
+    """The rule ``--explain`` names, by code or symbol."""
+    from keras_cnnkit.lint import registry
+
+    try:
+        return RuleInfo.from_rule(registry.get_rule(name))
+    except ConfigError:
+        raise ConfigError("--explain", f"unknown rule {name!r} (see --list-rules)") from None
 
 
 def explain_text(rule: RuleInfo) -> str:
@@ -149,13 +152,18 @@ def list_rules_text(rules: list, fmt: str) -> str:
                    f"{'fix' if r.fixable else '   '}  {r.summary}\n" for r in rules)
 
 
-def _resolve(selectors: Optional[list], rules: list, source: str) -> Optional[list]:
-    """Selectors → the exact codes they name (``None`` stays ``None``: the default set)."""
-    if selectors is None:
-        return None
-    lint_config.check_selectors(selectors, [(r.code, r.symbol) for r in rules], source)
-    return [r.code for r in rules
-            if any(lint_config.selector_matches(s, r.code, r.symbol) for s in selectors)]
+def _check_selection(settings: lint_config.Settings, rules: list) -> None:
+    """Fail early, once, on a selector that names no rule (not once per file)."""
+    from keras_cnnkit.lint import registry
+
+    try:
+        registry.select_rules(settings.select, settings.ignore)
+    except ConfigError as exc:
+        raise ConfigError(settings.source or f"--{exc.source}",
+                          f"{exc.problem} (see --list-rules)") from None
+    known = [(r.code, r.symbol) for r in rules]
+    for _, selectors in settings.per_layer_ignores:
+        lint_config.check_selectors(selectors, known, settings.source or "per-layer-ignores")
 
 
 def _settings(args) -> lint_config.Settings:
@@ -183,13 +191,14 @@ def _suppressed(finding, per_layer: list) -> bool:
                for glob, selectors in per_layer)
 
 
-def lint_path(path: str, settings: lint_config.Settings, select: Optional[list],
-              ignore: list, baseline: Optional[Baseline]) -> FileResult:
+def lint_path(path: str, settings: lint_config.Settings,
+              baseline: Optional[Baseline]) -> FileResult:
     """Lint one file; an input error becomes ``FileResult.error``."""
     from keras_cnnkit.lint.api import lint
 
     try:
-        report = lint(path, select=select, ignore=ignore, input_shape=settings.input_shape)
+        report = lint(path, select=settings.select, ignore=settings.ignore or None,
+                      input_shape=settings.input_shape)
     except CnnkitError as exc:
         return FileResult(path, error=getattr(exc, "problem", str(exc)))
     except RecursionError:
@@ -245,20 +254,17 @@ def run(argv: Optional[Sequence[str]] = None) -> int:
         _write(list_rules_text(rules, settings.format), args.output)
         return EXIT_OK
     if args.explain:
-        _write(explain_text(_find_rule(rules, args.explain)), args.output)
+        _write(explain_text(_find_rule(args.explain)), args.output)
         return EXIT_OK
     if not args.paths:
         parser.error("no model files given (try --help)")
-    select = _resolve(settings.select, rules, settings.source or "--select")
-    ignore = _resolve(settings.ignore, rules, settings.source or "--ignore") or []
-    for _, selectors in settings.per_layer_ignores:
-        _resolve(selectors, rules, settings.source or "per-layer-ignores")
+    _check_selection(settings, rules)
     baseline = None
     if settings.baseline and not args.write_baseline:
         baseline = Baseline.load(settings.baseline)
     results = []
     for path in args.paths:
-        result = lint_path(path, settings, select, ignore, baseline)
+        result = lint_path(path, settings, baseline)
         if result.error is not None:
             _error(f"{path}: {result.error}")
         results.append(result)
