@@ -33,7 +33,7 @@ _SUFFIX_RE = re.compile(r"_\d+$")
 
 
 class TraceError(CnnkitError, ValueError):
-    """A model cannot be traced (no input shape given)."""
+    """A model cannot be traced (no input shape given, not the TensorFlow backend)."""
 
 
 def graph_from_subclassed(model, input_shape: Sequence) -> Graph:
@@ -47,12 +47,17 @@ def graph_from_subclassed(model, input_shape: Sequence) -> Graph:
             list of shapes for several inputs.
 
     Raises:
-        TraceError: no input shape was given.
+        TraceError: no input shape was given, or Keras runs on another backend.
         keras_cnnkit.export.ExportError: the model cannot be traced or converted.
     """
     if input_shape is None:
         raise TraceError(f"model {getattr(model, 'name', model)!r} is subclassed: tracing "
                          "it needs input_shape (without the batch dimension)")
+    import keras
+
+    if keras.backend.backend() != "tensorflow":
+        raise TraceError(f"tracing a subclassed model needs the TensorFlow backend "
+                         f"(tf2onnx), not {keras.backend.backend()!r}")
     from keras_cnnkit.export import to_onnx
 
     proto, _ = to_onnx(model, input_shape=input_shape)
