@@ -174,6 +174,8 @@ def _bad_input_cases(tmp_path, saved_model):
         ([str(saved_model), "-o", str(plain_file / "e.onnx")], "does not exist"),
         ([str(saved_model), "-o", str(tmp_path / "nodir" / "f.onnx")], "does not exist"),
         ([str(saved_model), "-o", str(tmp_path)], "is a directory"),
+        # /proc takes no new files, even from root: found only when writing.
+        ([str(saved_model), "-o", "/proc/cnnkit_export_test.onnx"], "cannot write"),
     ]
 
 
