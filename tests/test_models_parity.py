@@ -22,14 +22,14 @@ MOBILENET_ALPHAS = (0.25, 0.5, 0.75, 1.0)
 CASES = [
     *[(f"mobilenet_v2-{a}", models.build_mobilenet_v2, A.MobileNetV2, {"alpha": a},
        (96, 128), False) for a in MOBILENET_V2_ALPHAS],
-    *[(f"mobilenet-{a}", models.build_mobilenet, A.MobileNet, {"alpha": a}, (96, 128), False)
-      for a in MOBILENET_ALPHAS],
+    *[(f"mobilenet-{a}", models.build_mobilenet, A.MobileNet, {"alpha": a}, (96, 128),
+       a != 1.0) for a in MOBILENET_ALPHAS],
     ("mobilenet-1.0-dm2", models.build_mobilenet, A.MobileNet,
-     {"alpha": 1.0, "depth_multiplier": 2}, (96, 128), False),
+     {"alpha": 1.0, "depth_multiplier": 2}, (96, 128), True),
     ("densenet121", models.build_densenet121, A.DenseNet121, {}, (32, 64), False),
     ("densenet169", models.build_densenet169, A.DenseNet169, {}, (32, 64), True),
     ("densenet201", models.build_densenet201, A.DenseNet201, {}, (32, 64), True),
-    ("resnet50", models.build_resnet50, A.ResNet50, {}, (32, 64), False),
+    ("resnet50", models.build_resnet50, A.ResNet50, {}, (32, 64), True),
     ("resnet50_v2", models.build_resnet50_v2, A.ResNet50V2, {}, (32, 64), True),
     ("resnet50-version2", functools.partial(models.build_resnet50, version=2), A.ResNet50V2,
      {}, (32, 48), True),
