@@ -17,7 +17,9 @@ class FlattenDenseHead(Rule):
     ## What it does
     Finds a ``Flatten`` (or a ``Reshape`` to one dimension) of a feature map with more
     than one position that feeds a ``Dense`` layer (dropout in between is allowed), and
-    proposes global average pooling, then the same Dense on the C pooled channels.
+    proposes global average pooling, then the same Dense on the C pooled channels.  A
+    ``Concatenate`` of several flattened maps feeding one Dense (seed 000's Char-CNN
+    head) is the same pattern: each map is pooled, then the pooled vectors concatenated.
 
     ## Why is this bad?
     The Dense layer gets one weight per position, channel and unit: VGG16's fc1 has
@@ -63,22 +65,48 @@ class FlattenDenseHead(Rule):
                 continue
             chain = _chain_to_dense(graph, node)
             if chain is not None:
-                finding = self._check_head(graph, source, chain, positions)
+                finding = self._check_head(graph, [source], chain, positions)
                 if finding is not None:
                     yield finding
+        yield from self._check_concat_heads(graph)
 
-    def _check_head(self, graph: Graph, source: Node, chain: list, positions: int):
+    def _check_concat_heads(self, graph: Graph) -> Iterable[Finding]:
+        """Dense over ``Concatenate([Flatten(map1), Flatten(map2), ...])``."""
+        for concat in graph:
+            if concat.op != OpKind.CONCAT or len(concat.inputs) < 2:
+                continue
+            flats = graph.producers(concat)
+            if not all(_flattens_a_map(graph, flat) for flat in flats):
+                continue
+            if any(graph.single_consumer(flat) is not concat for flat in flats):
+                continue
+            rest = _chain_to_dense(graph, concat)
+            if rest is None:
+                continue
+            sources = [graph[flat.inputs[0]] for flat in flats]
+            positions = sum(_positions(src) for src in sources)
+            finding = self._check_head(graph, sources, flats + rest, positions)
+            if finding is not None:
+                yield finding
+
+    def _check_head(self, graph: Graph, sources: list, chain: list, positions: int):
+        """``chain``: the flatten(s), [concat], pass-through ops and the Dense."""
         dense = chain[-1]
-        rank = len(source.output_shape) - 1
+        channels = sum(src.channels() for src in sources)
 
         def build():
             frag = FragmentBuilder(graph, dense.name)
-            last = frag.add("gap", OpKind.GLOBAL_POOL, [source.name], {
-                "pool_type": "avg", "rank": rank, "keepdims": False,
-                "data_format": source.data_format}, f"GlobalAveragePooling{rank}D").name
-            for middle in chain[1:-1]:
-                last = frag.copy(middle, [last], suffix=middle.name.replace("/", "_")).name
-            frag.copy(dense, [last], in_features=source.channels())
+            pooled = []
+            for src in sources:
+                rank = len(src.output_shape) - 1
+                pooled.append(frag.add("gap", OpKind.GLOBAL_POOL, [src.name], {
+                    "pool_type": "avg", "rank": rank, "keepdims": False,
+                    "data_format": src.data_format}, f"GlobalAveragePooling{rank}D").name)
+            last = pooled[0]
+            for middle in chain[len(sources):-1]:
+                ins = pooled if middle.op == OpKind.CONCAT else [last]
+                last = frag.copy(middle, ins, suffix=middle.name.replace("/", "_")).name
+            frag.copy(dense, [last], in_features=channels)
             return frag
 
         frag = try_build(build)
@@ -92,9 +120,27 @@ class FlattenDenseHead(Rule):
             f"Dense over a flattened {positions}-position map: {num(before.params)} "
             f"parameters, {num(after.params)} after global average pooling",
             "global-average-pool the feature map, then apply the Dense layer to its "
-            f"{source.channels()} channels", [n.name for n in chain], frag.nodes,
+            f"{channels} channels", [n.name for n in chain], frag.nodes,
             frag.nodes[-1].name, measurements={"positions": positions},
             costs=(before, after))
+
+
+def _positions(node: Node):
+    """Number of spatial positions of ``node``'s output (``None`` if unknown)."""
+    positions = 1
+    for d in node.spatial():
+        positions = None if d is None or positions is None else positions * d
+    return positions
+
+
+def _flattens_a_map(graph: Graph, node: Node) -> bool:
+    """True for a Flatten of a known feature map with more than one position."""
+    if node.op != OpKind.FLATTEN or not node.input_shapes or node.input_shapes[0] is None:
+        return False
+    if len(node.input_shapes[0]) < 2:
+        return False
+    positions = _positions(graph[node.inputs[0]])
+    return positions is not None and positions > 1
 
 
 def _chain_to_dense(graph: Graph, flat: Node):

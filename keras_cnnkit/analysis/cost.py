@@ -10,7 +10,8 @@ Parameters
     (``Node.params``) is only compared against it (:attr:`ModelSummary.param_mismatches`),
     and used where no formula exists (opaque layers).  Conv: ``∏k · C_in/groups · C_out``
     (+ ``C_out`` bias); dense: ``in · units`` (+ ``units``); batch norm: ``C · (2 +
-    center + scale)`` (moving mean and variance included, as Keras counts them); layer /
+    center + scale)`` (moving mean and variance included, as Keras counts them);
+    embedding: ``input_dim · output_dim``; layer /
     group norm: ``size · (center + scale)``; PReLU: its alpha; ``Normalization``: mean,
     variance and count.  A later call of a shared layer (``attrs["shares_weights_with"]``)
     has 0 parameters of its own.
@@ -39,8 +40,8 @@ transcendental; inference mode)
     * pooling: ``∏pool_size`` per output element; global pooling: 1 per input element;
     * ``Rescaling`` / ``Normalization``: 2 per element (scale and shift);
     * bilinear up-sampling: 7 per output element (4 multiplies, 3 adds); nearest: 0;
-    * data movement (concat, reshape, flatten, transpose, slice, pad, crop, channel
-      shuffle, identity, dropout at inference): 0.
+    * data movement (embedding look-up, concat, reshape, flatten, transpose, slice, pad,
+      crop, channel shuffle, identity, dropout at inference): 0.
 
     These are the counts TensorFlow's profiler makes for conv, matmul, bias add, the
     multiply and add of batch norm, element-wise ops, pooling and mean (softmax: 5);
@@ -79,7 +80,7 @@ _CONVS = (OpKind.CONV, OpKind.DEPTHWISE_CONV, OpKind.DEFORM_CONV)
 _MERGES = (OpKind.ADD, OpKind.SUBTRACT, OpKind.MULTIPLY, OpKind.MAXIMUM, OpKind.MINIMUM)
 _ZERO_FLOP = (OpKind.INPUT, OpKind.CONCAT, OpKind.FLATTEN, OpKind.RESHAPE, OpKind.TRANSPOSE,
               OpKind.SLICE, OpKind.PAD, OpKind.CROP, OpKind.CHANNEL_SHUFFLE, OpKind.IDENTITY,
-              OpKind.DROPOUT)
+              OpKind.DROPOUT, OpKind.EMBEDDING)
 _VIEWS = (OpKind.INPUT, OpKind.FLATTEN, OpKind.RESHAPE, OpKind.IDENTITY, OpKind.DROPOUT)
 
 
@@ -145,6 +146,8 @@ def weight_count(node: Node) -> Optional[int]:
         return weights + (a["filters"] if a.get("use_bias") else 0)
     if op == OpKind.DENSE:
         return a["in_features"] * a["units"] + (a["units"] if a.get("use_bias") else 0)
+    if op == OpKind.EMBEDDING:
+        return a["input_dim"] * a["output_dim"]
     if op == OpKind.BATCHNORM:
         return None if a["channels"] is None else a["channels"] * (
             2 + bool(a.get("center", True)) + bool(a.get("scale", True)))

@@ -34,6 +34,7 @@ class OpKind:
     DEPTHWISE_CONV = "depthwise_conv"  # + depth_multiplier
     CONV_TRANSPOSE = "conv_transpose"
     DEFORM_CONV = "deform_conv"        # + modulated (bool); offset conv is its own node
+    EMBEDDING = "embedding"            # input_dim, output_dim (a table look-up: 0 MACs)
     DENSE = "dense"                    # in_features, units, use_bias, activation
     BATCHNORM = "batchnorm"            # channels, center, scale
     NORM = "norm"                      # other normalisations (LayerNorm, GroupNorm)

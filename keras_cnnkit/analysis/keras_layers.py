@@ -256,6 +256,13 @@ def _dense(config: dict, shapes: list) -> list:
     }, None)]
 
 
+def _embedding(config: dict, shapes: list) -> list:
+    return [("", OpKind.EMBEDDING, {
+        "input_dim": _positive(config.get("input_dim"), "input_dim"),
+        "output_dim": _positive(config.get("output_dim"), "output_dim"),
+    }, None)]
+
+
 def _batchnorm(config: dict, shapes: list) -> list:
     rank = len(shapes[0])
     axis = _axis(_get(config, "axis", -1), rank)
@@ -527,6 +534,7 @@ def _table() -> dict:
     table["Deconvolution3D"] = table["Conv3DTranspose"]
     table.update({
         "Dense": _dense,
+        "Embedding": _embedding,
         "BatchNormalization": _batchnorm,
         "LayerNormalization": _layer_norm,
         "GroupNormalization": _group_norm,

@@ -249,6 +249,10 @@ def _input(attrs: dict, _shapes: list) -> Shape:
     return tuple(attrs["shape"])
 
 
+def _embedding(attrs: dict, shapes: list) -> Shape:
+    return tuple(shapes[0]) + (attrs["output_dim"],)
+
+
 _RULES: dict[str, Callable[[dict, list], Shape]] = {
     OpKind.INPUT: _input,
     OpKind.CONV: _conv,
@@ -256,6 +260,7 @@ _RULES: dict[str, Callable[[dict, list], Shape]] = {
     OpKind.DEFORM_CONV: _conv,
     OpKind.CONV_TRANSPOSE: _conv_transpose,
     OpKind.DENSE: _dense,
+    OpKind.EMBEDDING: _embedding,
     OpKind.BATCHNORM: _same,
     OpKind.NORM: _same,
     OpKind.ACTIVATION: _same,
