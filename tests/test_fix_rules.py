@@ -179,3 +179,23 @@ def test_fix_inside_a_keras_cnnkit_block_is_exact(tmp_path, rng):
     data = rng.standard_normal((2, 8, 8, 3)).astype("float32")
     np.testing.assert_allclose(fixed(data, training=False), model(data, training=False),
                                atol=1e-5)
+
+
+def test_fix_on_a_separable_conv_splits_it_exactly(tmp_path, rng):
+    """SeparableConv2D(use_bias=True) → BN: the IR's pointwise node loses its bias, so
+    the layer is split into DepthwiseConv2D + 1×1 Conv2D with its weights."""
+    x = keras.Input((8, 8, 4))
+    y = L.SeparableConv2D(12, 3, padding="same", name="sep")(x)
+    y = L.BatchNormalization(name="bn")(y)
+    model = keras.Model(x, L.ReLU(name="r")(y))
+    randomise(model, rng)
+    src, out = tmp_path / "in.keras", tmp_path / "out.keras"
+    model.save(src)
+    result = fix_file(src, out, select=["bias-before-batchnorm"])
+    assert [f.layer for f in result.applied] == ["sep"]
+    fixed = keras.models.load_model(out, compile=False)
+    assert [type(l).__name__ for l in fixed.layers[1:3]] == ["DepthwiseConv2D", "Conv2D"]
+    assert fixed.count_params() == model.count_params() - 12
+    data = rng.standard_normal((2, 8, 8, 4)).astype("float32")
+    np.testing.assert_allclose(fixed(data, training=False), model(data, training=False),
+                               atol=1e-5)

@@ -5,7 +5,8 @@ order.  Each layer is cloned from its config and keeps its weights, except the l
 replacement removes: when the last of them is reached, the replacement's layers are
 called instead.  Layers inside ``keras_cnnkit`` blocks (IR names ``block/op``) and nested
 models (``outer/layer``) are reachable too: a block or nested model a replacement touches
-is flattened into plain layers (``block_op``), with their weights.  A Sequential model
+is flattened into plain layers (``block_op``), with their weights; so is a separable
+conv (``sep/depthwise`` + ``sep``: a ``DepthwiseConv`` and a 1×1 conv).  A Sequential model
 stays Sequential when every replacement is a chain.
 
 Weights: a fragment node that re-creates a removed node (the same name, else the next
@@ -328,6 +329,10 @@ class _Rebuilder:
             return self._expand_model(layer, args, kwargs, ir_name + "/")
         if ir_name in self.expand and _is_block(layer):
             return self._expand_block(layer, args[0], ir_name + "/")
+        if ir_name in self.expand and _is_separable(layer):
+            depthwise, pointwise = split_separable(layer, tuple(args[0].shape))
+            mid = self.call(depthwise, args[0], prefix=ir_name + "/")
+            return self.call(pointwise, mid, prefix=prefix)
         rename = self.name_for(ir_name) if prefix else None
         out = self.visit(ir_name, layer, lambda: _clone_layer(layer, rename), args, kwargs)
         for alias in _output_aliases(layer, args, ir_name):
@@ -394,6 +399,32 @@ class _Rebuilder:
             call_fn=lambda layer, *a, **k: self.call(layer, *a, prefix=prefix, **k))
         self.tensors[prefix.rstrip("/")] = out
         return out
+
+
+def _is_separable(layer) -> bool:
+    return type(layer).__name__ in ("SeparableConv1D", "SeparableConv2D")
+
+
+def split_separable(layer, input_shape: tuple) -> tuple:
+    """A built ``SeparableConvND`` as two built layers with its weights: a depthwise conv
+    named ``depthwise`` (no bias) and the 1×1 pointwise conv (bias, activation) under the
+    layer's own name — the two IR nodes ``name/depthwise`` and ``name``."""
+    rank = 1 if type(layer).__name__.endswith("1D") else 2
+    config = layer.get_config()
+    common = {"data_format": config["data_format"], "dtype": layer.dtype_policy}
+    depthwise = getattr(keras.layers, f"DepthwiseConv{rank}D")(
+        kernel_size=config["kernel_size"], strides=config["strides"],
+        padding=config["padding"], depth_multiplier=config["depth_multiplier"],
+        dilation_rate=config["dilation_rate"], use_bias=False, name="depthwise", **common)
+    pointwise = getattr(keras.layers, f"Conv{rank}D")(
+        filters=config["filters"], kernel_size=1, use_bias=config["use_bias"],
+        activation=config["activation"], name=layer.name, **common)
+    depthwise.build(input_shape)
+    pointwise.build(depthwise.compute_output_shape(input_shape))
+    weights = layer.get_weights()
+    depthwise.set_weights(weights[:1])
+    pointwise.set_weights(weights[1:])
+    return depthwise, pointwise
 
 
 def _is_block(layer) -> bool:
