@@ -84,7 +84,7 @@ def test_measure_batches_fast_calls_into_samples():
 def test_random_inputs_are_random_and_shaped():
     x = keras.Input((4, 5, 3))
     model = keras.Model(x, keras.layers.Identity()(x))
-    (data,) = random_inputs(model, 2)
+    data = random_inputs(model, 2)[0]
     assert data.shape == (2, 4, 5, 3) and data.dtype == np.float32
     assert np.count_nonzero(data) == data.size and data.std() > 0.5
     y = keras.Input((None, None, 3))
@@ -94,13 +94,13 @@ def test_random_inputs_are_random_and_shaped():
 
 def test_progress_is_silent_off_a_terminal():
     stream = io.StringIO()
-    with Progress(3, stream=stream) as bar:
-        bar.step("a")
+    with Progress(3, stream=stream) as progress:
+        progress.step("a")
     assert stream.getvalue() == ""
     stream = io.StringIO()
-    with Progress(2, stream=stream, enabled=True) as bar:
-        bar.step("first")
-        bar.step("second")
+    with Progress(2, stream=stream, enabled=True) as progress:
+        progress.step("first")
+        progress.step("second")
     text = stream.getvalue()
     assert "\r[" in text and "2/2 second" in text and text.endswith("\n")
 

@@ -62,8 +62,8 @@ def test_run_all_runs_every_script(tmp_path):
     """run_all in a copy of benchmarks/ with two stand-in scripts, one failing."""
     bench_dir = tmp_path / "benchmarks"
     bench_dir.mkdir()
-    (bench_dir / "run_all.py").write_text(
-        (open(os.path.join(ROOT, "benchmarks", "run_all.py"), encoding="utf-8").read()))
+    with open(os.path.join(ROOT, "benchmarks", "run_all.py"), encoding="utf-8") as fh:
+        (bench_dir / "run_all.py").write_text(fh.read())
     (bench_dir / "bench_ok.py").write_text(
         'import sys\nprint("ok", sys.argv[1:])  # accepts "--quick"\n')
     (bench_dir / "bench_bad.py").write_text("raise SystemExit(3)\n")

@@ -1,27 +1,24 @@
 """``keras_cnnkit.bench``: measured savings of lint fixes on the best device present.
 
-* :func:`benchmark`: lint a model (or take a report) and time every fix.
+* :func:`benchmark`: lint a model (or a model file, read statically) and time every fix.
+* :func:`benchmark_report`: time the fixes of a lint report already made.
 * :func:`benchmark_findings`: time given findings' replacements on a graph.
 * :func:`detect` / :func:`gpu_available`: backend and device detection.
-* :func:`measure` / :func:`time_model`: the timing primitives.
+* :func:`measure` / :func:`measure_interleaved` / :func:`time_model`: timing primitives.
+
+Importing it imports Keras.
 """
-import importlib
+from keras_cnnkit.bench.api import benchmark, benchmark_report
+from keras_cnnkit.bench.device import DeviceInfo, detect, gpu_available
+from keras_cnnkit.bench.harness import (DEFAULT_BATCHES, DTYPES, BenchResult, Comparison,
+                                        benchmark_findings, finding_label, order_findings)
+from keras_cnnkit.bench.progress import Progress
+from keras_cnnkit.bench.timing import (Timing, measure, measure_interleaved, time_model,
+                                       time_models)
 
-_EXPORTS = {
-    "benchmark": "api", "benchmark_report": "api",
-    "benchmark_findings": "harness", "BenchResult": "harness", "Comparison": "harness",
-    "order_findings": "harness", "finding_label": "harness", "DTYPES": "harness",
-    "DEFAULT_BATCHES": "harness",
-    "detect": "device", "gpu_available": "device", "DeviceInfo": "device",
-    "measure": "timing", "time_model": "timing", "Timing": "timing",
-    "Progress": "progress",
-}
-
-__all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name):
-    """Import the submodule defining ``name`` on first use."""
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__all__ = [
+    "DEFAULT_BATCHES", "DTYPES", "BenchResult", "Comparison", "DeviceInfo", "Progress",
+    "Timing", "benchmark", "benchmark_findings", "benchmark_report", "detect",
+    "finding_label", "gpu_available", "measure", "measure_interleaved", "order_findings",
+    "time_model", "time_models",
+]

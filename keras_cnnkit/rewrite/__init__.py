@@ -1,7 +1,7 @@
 """Rewrite: graph-IR fragments back into Keras layers, and replacements applied to models.
 
 Shared by ``cnnkit-lint --fix`` (:mod:`keras_cnnkit.lint.fix`) and the benchmark
-harness (:mod:`keras_cnnkit.bench`).
+harness (:mod:`keras_cnnkit.bench`).  Importing it imports Keras.
 
 * :func:`keras_layers_for` / :func:`node_layers`: IR nodes → stock Keras layers.
 * :func:`replacement_models`, :func:`model_from_graph`: Keras models built from IR
@@ -9,24 +9,20 @@ harness (:mod:`keras_cnnkit.bench`).
 * :func:`apply_findings` / :func:`rewrite_model`: a live model rebuilt with the findings'
   replacements, weights of untouched layers copied, function-preserving fixes exact.
 * :func:`fold_batchnorm`: the opt-in inference transform folding BN into convs.
+* :func:`select_findings` / :func:`apply_to_graph`: conflict-free choice of fixes, and
+  the same replacements applied to the IR (pure Python, :mod:`.plan`).
 """
-import importlib
+from keras_cnnkit.rewrite.apply import (RewriteError, RewriteResult, Substitution,
+                                        apply_findings, fold_batchnorm, rewrite_model)
+from keras_cnnkit.rewrite.build import (model_from_graph, model_from_nodes,
+                                        replacement_models, unbuildable_nodes)
+from keras_cnnkit.rewrite.codegen import (UnsupportedNodeError, keras_layers_for,
+                                          node_layers, supported_ops)
+from keras_cnnkit.rewrite.plan import Skipped, apply_to_graph, select_findings
 
-_EXPORTS = {
-    "UnsupportedNodeError": "codegen", "keras_layers_for": "codegen",
-    "node_layers": "codegen", "supported_ops": "codegen",
-    "model_from_graph": "build", "model_from_nodes": "build",
-    "replacement_models": "build", "unbuildable_nodes": "build",
-    "apply_findings": "apply", "rewrite_model": "apply", "fold_batchnorm": "apply",
-    "RewriteError": "apply", "RewriteResult": "apply", "Substitution": "apply",
-    "select_findings": "plan", "apply_to_graph": "plan", "Skipped": "plan",
-}
-
-__all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name):
-    """Import the submodule defining ``name`` on first use (keeps Keras out until needed)."""
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__all__ = [
+    "RewriteError", "RewriteResult", "Skipped", "Substitution", "UnsupportedNodeError",
+    "apply_findings", "apply_to_graph", "fold_batchnorm", "keras_layers_for",
+    "model_from_graph", "model_from_nodes", "node_layers", "replacement_models",
+    "rewrite_model", "select_findings", "supported_ops", "unbuildable_nodes",
+]
