@@ -10,7 +10,7 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 from keras_cnnkit import models  # noqa: E402
-from onnx_utils import assert_onnx_matches  # noqa: E402
+from onnx_utils import assert_onnx_matches  # noqa: E402  pylint: disable=wrong-import-order
 
 pytestmark = pytest.mark.skipif(keras.backend.backend() != "tensorflow",
                                 reason="tf2onnx and these checks need the TensorFlow backend")

@@ -1,0 +1,143 @@
+"""The required builders against their keras.applications twins: build time and CPU
+forward latency (batch 1 and 32), measured side by side in one run, as ratios.
+
+For each pair (``build_inception_v3`` / ``InceptionV3``, ``build_densenet121/169/201`` /
+``DenseNet121/169/201``, ``build_mobilenet_v2`` / ``MobileNetV2``), at the default
+ImageNet input size, ``weights=None``:
+
+* **build**: wall time of one builder call (input to compiled-free ``Model``), the
+  minimum over ``--repeats`` calls, ours and keras' alternating;
+* **latency**: ``model.predict_on_batch`` on a fixed random batch of 1 and of 32, after
+  a warm-up call, the minimum over ``--repeats`` (batch 1: ``--repeats`` x 5) calls,
+  alternating.
+
+The minimum is the figure least disturbed by other processes on a shared machine.  The
+ratio is ours / keras' (target: <= 1.05).  Writes ``benchmarks/results_builders.md``
+(``--output`` to change) and prints the table.
+
+Usage::
+
+    python benchmarks/bench_builders.py
+    python benchmarks/bench_builders.py --quick            # fewer repeats
+    python benchmarks/bench_builders.py --models mobilenet_v2 densenet121
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import sys
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.dirname(HERE))
+
+# pylint: disable=wrong-import-position
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+
+from keras_cnnkit import models  # noqa: E402
+
+PAIRS = {
+    "inception_v3": (models.build_inception_v3, keras.applications.InceptionV3, 299),
+    "densenet121": (models.build_densenet121, keras.applications.DenseNet121, 224),
+    "densenet169": (models.build_densenet169, keras.applications.DenseNet169, 224),
+    "densenet201": (models.build_densenet201, keras.applications.DenseNet201, 224),
+    "mobilenet_v2": (models.build_mobilenet_v2, keras.applications.MobileNetV2, 224),
+}
+
+
+def _timed(fn):
+    start = time.perf_counter()
+    result = fn()
+    return time.perf_counter() - start, result
+
+
+def side_by_side(ours, theirs, repeats: int) -> tuple:
+    """Minimum times of ``ours()`` and ``theirs()``, called alternately."""
+    best_ours = best_theirs = float("inf")
+    for i in range(repeats):
+        order = ((ours, True), (theirs, False)) if i % 2 == 0 else ((theirs, False),
+                                                                     (ours, True))
+        for fn, is_ours in order:
+            seconds, _ = _timed(fn)
+            if is_ours:
+                best_ours = min(best_ours, seconds)
+            else:
+                best_theirs = min(best_theirs, seconds)
+    return best_ours, best_theirs
+
+
+def bench_pair(name: str, repeats: int) -> list:
+    """Rows ``(name, measure, ours, keras, ratio)`` for one builder pair."""
+    ours_fn, keras_fn, size = PAIRS[name]
+    build_ours, build_theirs = side_by_side(lambda: ours_fn(weights=None),
+                                            lambda: keras_fn(weights=None), repeats)
+    rows = [(name, "build (s)", build_ours, build_theirs)]
+    mine, theirs = ours_fn(weights=None), keras_fn(weights=None)
+    rng = np.random.default_rng(0)
+    for batch, n in ((1, repeats * 5), (32, repeats)):
+        x = rng.uniform(-1, 1, (batch, size, size, 3)).astype("float32")
+        mine.predict_on_batch(x)
+        theirs.predict_on_batch(x)
+        t_ours, t_theirs = side_by_side(lambda m=mine, x=x: m.predict_on_batch(x),
+                                        lambda m=theirs, x=x: m.predict_on_batch(x), n)
+        rows.append((name, f"latency batch {batch} (ms)", t_ours * 1e3, t_theirs * 1e3))
+    return [(*row, row[2] / row[3]) for row in rows]
+
+
+def machine() -> str:
+    """The CPU, core count and software versions, in one line."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as fh:
+            names = [line.split(":", 1)[1].strip() for line in fh
+                     if line.startswith("model name")]
+        cpu = names[0] if names else cpu
+    except OSError:
+        pass
+    return (f"{cpu}, {os.cpu_count()} logical CPUs; Python {platform.python_version()}, "
+            f"Keras {keras.__version__} ({keras.backend.backend()} backend)")
+
+
+def to_markdown(rows: list, repeats: int) -> str:
+    """The results as a markdown section."""
+    lines = [
+        "# Builders vs keras.applications: build time and CPU latency",
+        "",
+        f"Machine: {machine()}.",
+        f"Command: `python benchmarks/bench_builders.py` (repeats={repeats}); minimum "
+        "over alternating runs, `weights=None`, default ImageNet input size; latency is "
+        "`predict_on_batch`.  Ratio = ours / keras (target <= 1.05).",
+        "",
+        "| model | measure | keras-cnnkit | keras.applications | ratio |",
+        "|---|---|---:|---:|---:|",
+    ]
+    for name, measure, ours, theirs, ratio in rows:
+        lines.append(f"| {name} | {measure} | {ours:.3f} | {theirs:.3f} | {ratio:.3f} |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None) -> int:
+    """Run the benchmark, print and write the table."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n", maxsplit=1)[0])
+    parser.add_argument("--models", nargs="+", choices=sorted(PAIRS), default=list(PAIRS))
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--quick", action="store_true", help="one repeat (noisier)")
+    parser.add_argument("--output", default=os.path.join(HERE, "results_builders.md"))
+    args = parser.parse_args(argv)
+    repeats = 1 if args.quick else args.repeats
+    rows = []
+    for name in args.models:
+        rows.extend(bench_pair(name, repeats))
+        print(f"{name}: done", flush=True)
+    text = to_markdown(rows, repeats)
+    print(text)
+    with open(args.output, "w", encoding="utf-8") as fh:
+        fh.write(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
