@@ -11,6 +11,8 @@ from keras_cnnkit.bench import (BenchResult, Progress, benchmark_findings, detec
 from keras_cnnkit.bench.timing import measure_interleaved, random_inputs
 from keras_cnnkit.lint.findings import Finding, Replacement, Severity
 
+pytestmark = pytest.mark.backend_agnostic
+
 FAST = {"warmup": 1, "repeats": 3, "min_sample_s": 0.001, "budget_s": 1.0}
 
 

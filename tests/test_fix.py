@@ -21,6 +21,8 @@ from keras_cnnkit.lint.fix import OutputFileError, fix_file
 
 L = keras.layers
 
+pytestmark = pytest.mark.backend_agnostic
+
 
 def stand_in_lint(model):
     """bias → BN (exact fix) and 5×5 conv → two 3×3 (architectural), on the IR."""

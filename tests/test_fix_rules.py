@@ -14,6 +14,8 @@ from keras_cnnkit.lint.fix import fix_file
 
 L = keras.layers
 
+pytestmark = pytest.mark.backend_agnostic
+
 
 def _gap(x, y):
     return keras.Model(x, L.GlobalAveragePooling2D(name="gap")(y))

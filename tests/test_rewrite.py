@@ -18,7 +18,8 @@ from keras_cnnkit.rewrite import (RewriteError, UnsupportedNodeError, apply_find
 
 L = keras.layers
 
-pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
+pytestmark = [pytest.mark.filterwarnings("ignore::UserWarning"),
+              pytest.mark.backend_agnostic]
 
 
 def randomise_batchnorms(model, rng):
