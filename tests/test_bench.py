@@ -184,6 +184,15 @@ def touches_label(finding):
     return f"{finding.code} {finding.symbol} @ {finding.layer}"
 
 
+def test_measurement_text_for_the_text_formatter():
+    from keras_cnnkit.bench import measurement_text
+    f = Finding("C1", "a", Severity.INFO, "l", "m")
+    assert measurement_text(f) == ""
+    f.measurements.update(latency_before_ms=3.587, latency_after_ms=0.623, speedup=5.757,
+                          batch=32)
+    assert measurement_text(f) == "3.59 → 0.623 ms (5.76×, b32)"
+
+
 def test_order_findings_falls_back_to_estimated_flops():
     a = Finding("C1", "a", Severity.INFO, "l", "m", flops_before=10, flops_after=9)
     b = Finding("C2", "b", Severity.INFO, "l", "m", flops_before=10, flops_after=1)

@@ -304,6 +304,16 @@ def _saves_something(finding: Finding) -> bool:
     return params > 0 or flops > 0
 
 
+def measurement_text(finding: Finding) -> str:
+    """The text-output cell of a measured finding: ``"3.59 → 0.62 ms (5.76×, b32)"``;
+    empty when the finding was not measured."""
+    m = finding.measurements
+    if "latency_before_ms" not in m:
+        return ""
+    return (f"{m['latency_before_ms']:.3g} → {m['latency_after_ms']:.3g} ms "
+            f"({m['speedup']:.2f}×, b{m['batch']})")
+
+
 def order_findings(findings: Iterable[Finding]) -> list:
     """Findings ordered by measured saving (ms at the largest batch), then estimated FLOPs.
 
