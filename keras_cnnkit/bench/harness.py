@@ -305,7 +305,7 @@ def _saves_something(finding: Finding) -> bool:
 
 
 def measurement_text(finding: Finding) -> str:
-    """The text-output cell of a measured finding: ``"3.59 → 0.62 ms (5.76×, b32)"``;
+    """The text-output cell of a measured finding: ``"3.59 → 0.623 ms (5.76×, b32)"``;
     empty when the finding was not measured."""
     m = finding.measurements
     if "latency_before_ms" not in m:
