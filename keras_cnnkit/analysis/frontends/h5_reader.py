@@ -78,12 +78,42 @@ def _owner_path(layer_name: str, owner: str) -> str:
 
     Weight names start at the layer (``"subseq/sc"``), at the enclosing Sequential
     (Keras 3: ``"seq/c"`` under ``c``), or inside the layer (tf.keras nested models:
-    ``"sc"`` under ``subseq``).
+    ``"sc"`` under ``subseq``).  Layer names may hold slashes (``"conv1/bn"``).
     """
     parts = owner.split("/") if owner else []
-    if layer_name in parts:
-        return "/".join(parts[parts.index(layer_name):])
-    return "/".join([layer_name, *parts])
+    name = layer_name.split("/")
+    for i in range(len(parts) - len(name) + 1):
+        if parts[i:i + len(name)] == name:
+            return "/".join(parts[i:])
+    return "/".join([*name, *parts])
+
+
+def _hard_get(group: h5py.Group, path: str):
+    """``group[path]`` through hard links only; ``None`` if missing or linked otherwise."""
+    obj = group
+    for part in path.split("/"):
+        if not isinstance(obj, h5py.Group) or not part:
+            return None
+        if not isinstance(obj.get(part, getlink=True), h5py.HardLink):
+            return None
+        obj = obj[part]
+    return obj
+
+
+def _layer_groups(root: h5py.Group) -> Iterator[tuple]:
+    """``(layer name, group)`` of a legacy ``model_weights`` group.
+
+    The ``layer_names`` attribute lists them, as Keras' loader reads them (a name with a
+    slash is a nested group); without it, the hard-linked children.
+    """
+    if "layer_names" not in root.attrs:
+        yield from _hard_children(root)
+        return
+    for raw in root.attrs["layer_names"]:
+        name = _text(raw)
+        group = _hard_get(root, name)
+        if group is not None:
+            yield name, group
 
 
 def legacy_weight_shapes(h5: h5py.File) -> Optional[dict]:
@@ -99,18 +129,17 @@ def legacy_weight_shapes(h5: h5py.File) -> Optional[dict]:
     if not isinstance(root, h5py.Group):
         raise H5FormatError("'model_weights' is not a group")
     shapes: dict = {}
-    for count, (layer_name, group) in enumerate(_hard_children(root)):
+    for count, (layer_name, group) in enumerate(_layer_groups(root)):
         if count > MAX_GROUPS:
             raise H5FormatError(f"more than {MAX_GROUPS:,} weight groups")
         if not isinstance(group, h5py.Group) or "weight_names" not in group.attrs:
             continue
         for raw in group.attrs["weight_names"]:
             weight_name = _text(raw)
-            link = group.get(weight_name, getlink=True)
-            if not isinstance(link, h5py.HardLink):
+            dataset = _hard_get(group, weight_name)
+            if dataset is None:
                 raise H5FormatError(
                     f"weight {weight_name!r} of layer {layer_name!r} is missing")
-            dataset = group[weight_name]
             if not isinstance(dataset, h5py.Dataset):
                 raise H5FormatError(f"weight {weight_name!r} is not a dataset")
             owner = _owner_path(layer_name, _strip_var(weight_name)[0])
