@@ -33,6 +33,8 @@ import time
 from typing import Callable, Optional
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+if os.path.dirname(HERE) not in sys.path:  # run from a checkout without installing
+    sys.path.insert(0, os.path.dirname(HERE))
 
 #: Full grid: (channels, map) pairs of realistic CNN stages (C·S between 1792 and 7168).
 FULL_PAIRS = tuple((c, s) for c in (32, 64, 128, 256, 512, 1024) for s in (7, 14, 28, 56, 112)
