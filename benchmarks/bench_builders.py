@@ -5,8 +5,8 @@ For each pair (``build_inception_v3`` / ``InceptionV3``, ``build_densenet121/169
 ``DenseNet121/169/201``, ``build_mobilenet_v2`` / ``MobileNetV2``), at the default
 ImageNet input size, ``weights=None``:
 
-* **build**: wall time of one builder call (input to compiled-free ``Model``), the
-  minimum over ``--repeats`` calls, ours and keras' alternating;
+* **build**: wall time of one builder call (input to uncompiled ``Model``), after one
+  warm-up build each, the minimum over ``--repeats`` calls, ours and keras' alternating;
 * **latency**: ``model.predict_on_batch`` on a fixed random batch of 1 and of 32, after
   a warm-up call, the minimum over ``--repeats`` (batch 1: ``--repeats`` x 5) calls,
   alternating.
@@ -72,10 +72,10 @@ def side_by_side(ours, theirs, repeats: int) -> tuple:
 def bench_pair(name: str, repeats: int) -> list:
     """Rows ``(name, measure, ours, keras, ratio)`` for one builder pair."""
     ours_fn, keras_fn, size = PAIRS[name]
+    mine, theirs = ours_fn(weights=None), keras_fn(weights=None)  # warm-up builds
     build_ours, build_theirs = side_by_side(lambda: ours_fn(weights=None),
                                             lambda: keras_fn(weights=None), repeats)
     rows = [(name, "build (s)", build_ours, build_theirs)]
-    mine, theirs = ours_fn(weights=None), keras_fn(weights=None)
     rng = np.random.default_rng(0)
     for batch, n in ((1, repeats * 5), (32, repeats)):
         x = rng.uniform(-1, 1, (batch, size, size, 3)).astype("float32")
