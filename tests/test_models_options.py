@@ -339,3 +339,17 @@ def test_bad_arguments_raise_value_error_saying_what_is_allowed(call, message):
     """Bad input is refused before anything is built, saying what is allowed."""
     with pytest.raises(ValueError, match=message):
         call()
+
+
+def test_input_tensor_and_keras_file_round_trip(tmp_path):
+    """An input tensor is used as keras.applications uses it, and a built model (with
+    this package's layers) saves to .keras and loads back with the same outputs."""
+    inputs = keras.Input((64, 64, 3))
+    model = models.build_shufflenet_v2(input_tensor=inputs, width_multiplier=0.5,
+                                       classes=10)
+    assert model.inputs[0] is inputs
+    path = str(tmp_path / "m.keras")
+    model.save(path)
+    loaded = keras.saving.load_model(path)
+    x = np.random.default_rng(0).uniform(-1, 1, (1, 64, 64, 3)).astype("float32")
+    np.testing.assert_allclose(np.asarray(loaded(x)), np.asarray(model(x)), rtol=1e-6)
