@@ -422,3 +422,20 @@ def test_input_shape_flag(capsys, cwd):
             args += ["--input-shape", flag]
         _, out, _ = lint(capsys, *args)
         assert json.loads(out)["models"][0]["summary"]["macs"] == side * side * 64 * 27
+
+
+def test_bundled_example_is_small_and_regenerates(tmp_path):
+    """The committed example is < 1 MB and is what make_models.py writes (same graph)."""
+    from keras_cnnkit.analysis.frontends.static_file import load_graph
+
+    assert os.path.getsize(EXAMPLE) < 1_000_000
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    proc = subprocess.run([sys.executable, os.path.join(ROOT, "examples", "models",
+                                                        "make_models.py"), str(tmp_path)],
+                          capture_output=True, text=True, env=env, timeout=300, check=False)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    fresh = load_graph(tmp_path / "inefficient_cnn.h5")
+    committed = load_graph(EXAMPLE)
+    assert [(n.name, n.op, n.output_shape, n.params, n.attrs) for n in fresh] == \
+        [(n.name, n.op, n.output_shape, n.params, n.attrs) for n in committed]
+    assert {n.layer: n.params for n in committed if n.params} == EXAMPLE_PARAMS
