@@ -6,14 +6,13 @@ For each pair (``build_inception_v3`` / ``InceptionV3``, ``build_densenet121/169
 ImageNet input size, ``weights=None``:
 
 * **build**: wall time of one builder call (input to uncompiled ``Model``), after one
-  warm-up build each, the minimum over ``--repeats`` calls, ours and keras' alternating;
+  warm-up build each, over ``--repeats`` calls, ours and keras' alternating;
 * **latency**: ``model.predict_on_batch`` on a fixed random batch of 1 and of 32, after
-  a warm-up call, the minimum over ``--repeats`` (batch 1: ``--repeats`` x 5) calls,
-  alternating.
+  a warm-up call, over ``--repeats`` (batch 1: ``--repeats`` x 5) calls, alternating.
 
-The minimum is the figure least disturbed by other processes on a shared machine.  The
-ratio is ours / keras' (target: <= 1.05).  Writes ``benchmarks/results_builders.md``
-(``--output`` to change) and prints the table.
+Times are medians.  The ratio (ours / keras', target <= 1.05) is the median of the
+ratios of adjacent runs, which share whatever load the machine has at that moment.
+Writes ``benchmarks/results_builders.md`` (``--output`` to change) and prints the table.
 
 Usage::
 
@@ -26,6 +25,7 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import statistics
 import sys
 import time
 
@@ -55,36 +55,38 @@ def _timed(fn):
 
 
 def side_by_side(ours, theirs, repeats: int) -> tuple:
-    """Minimum times of ``ours()`` and ``theirs()``, called alternately."""
-    best_ours = best_theirs = float("inf")
+    """Median times of ``ours()`` and ``theirs()`` called alternately, and the median of
+    the per-pair ratios (adjacent runs share the machine's load of the moment)."""
+    times_ours, times_theirs = [], []
     for i in range(repeats):
-        order = ((ours, True), (theirs, False)) if i % 2 == 0 else ((theirs, False),
-                                                                     (ours, True))
-        for fn, is_ours in order:
-            seconds, _ = _timed(fn)
-            if is_ours:
-                best_ours = min(best_ours, seconds)
-            else:
-                best_theirs = min(best_theirs, seconds)
-    return best_ours, best_theirs
+        if i % 2 == 0:
+            times_ours.append(_timed(ours)[0])
+            times_theirs.append(_timed(theirs)[0])
+        else:
+            times_theirs.append(_timed(theirs)[0])
+            times_ours.append(_timed(ours)[0])
+    ratios = [a / b for a, b in zip(times_ours, times_theirs)]
+    return (statistics.median(times_ours), statistics.median(times_theirs),
+            statistics.median(ratios))
 
 
 def bench_pair(name: str, repeats: int) -> list:
     """Rows ``(name, measure, ours, keras, ratio)`` for one builder pair."""
     ours_fn, keras_fn, size = PAIRS[name]
     mine, theirs = ours_fn(weights=None), keras_fn(weights=None)  # warm-up builds
-    build_ours, build_theirs = side_by_side(lambda: ours_fn(weights=None),
-                                            lambda: keras_fn(weights=None), repeats)
-    rows = [(name, "build (s)", build_ours, build_theirs)]
+    rows = [(name, "build (s)", *side_by_side(lambda: ours_fn(weights=None),
+                                               lambda: keras_fn(weights=None), repeats))]
     rng = np.random.default_rng(0)
     for batch, n in ((1, repeats * 5), (32, repeats)):
         x = rng.uniform(-1, 1, (batch, size, size, 3)).astype("float32")
         mine.predict_on_batch(x)
         theirs.predict_on_batch(x)
-        t_ours, t_theirs = side_by_side(lambda m=mine, x=x: m.predict_on_batch(x),
-                                        lambda m=theirs, x=x: m.predict_on_batch(x), n)
-        rows.append((name, f"latency batch {batch} (ms)", t_ours * 1e3, t_theirs * 1e3))
-    return [(*row, row[2] / row[3]) for row in rows]
+        t_ours, t_theirs, ratio = side_by_side(lambda m=mine, x=x: m.predict_on_batch(x),
+                                               lambda m=theirs, x=x: m.predict_on_batch(x),
+                                               n)
+        rows.append((name, f"latency batch {batch} (ms)", t_ours * 1e3, t_theirs * 1e3,
+                     ratio))
+    return rows
 
 
 def machine() -> str:
@@ -107,9 +109,10 @@ def to_markdown(rows: list, repeats: int) -> str:
         "# Builders vs keras.applications: build time and CPU latency",
         "",
         f"Machine: {machine()}.",
-        f"Command: `python benchmarks/bench_builders.py` (repeats={repeats}); minimum "
-        "over alternating runs, `weights=None`, default ImageNet input size; latency is "
-        "`predict_on_batch`.  Ratio = ours / keras (target <= 1.05).",
+        f"Command: `python benchmarks/bench_builders.py` (repeats={repeats}); medians of "
+        "alternating runs, `weights=None`, default ImageNet input size; latency is "
+        "`predict_on_batch`.  Ratio = median of adjacent-run ratios ours / keras "
+        "(target <= 1.05).",
         "",
         "| model | measure | keras-cnnkit | keras.applications | ratio |",
         "|---|---|---:|---:|---:|",
