@@ -256,3 +256,25 @@ def test_read_model_file_reports_version_and_format(zoo):
     assert info.weight_shapes["subseq/sc"] == [(1, 1, 8, 4), (4,)]
     assert read_model_file(zoo["m.keras"]).format == "keras"
     assert read_model_file(zoo["m.json"]).weight_shapes is None
+
+
+def test_shared_nested_functional_matches_live(tmp_path):
+    """A Functional sub-model called twice: ``sub/...`` then ``sub@1/...``, as live."""
+    import keras
+    from keras_cnnkit.analysis.frontends.keras_live import graph_from_keras
+
+    inner_in = keras.Input((8, 8, 4), name="inner_in")
+    inner = keras.Model(inner_in, keras.layers.Conv2D(4, 3, padding="same", name="conv")(
+        keras.layers.ReLU(name="relu")(inner_in)), name="sub")
+    inp = keras.Input((8, 8, 4), name="x")
+    y = keras.layers.Add(name="sum")([inner(inp), inner(inner(inp))])
+    model = keras.Model(inp, y, name="outer")
+    live = {n.name: (n.op, n.inputs, n.output_shape, n.params, n.attrs) for n in
+            graph_from_keras(model)}
+    assert "sub@2/conv" in live and live["sub@1/conv"][4]["shares_weights_with"] == "sub/conv"
+    for suffix in ("keras", "h5"):
+        path = smf.save_quietly(model, tmp_path / f"nested.{suffix}")
+        static = {n.name: (n.op, n.inputs, n.output_shape, n.params, n.attrs)
+                  for n in static_file.load_graph(path)}
+        assert static == live, suffix
+        assert static["sub/conv"][3] == 3 * 3 * 4 * 4 + 4
