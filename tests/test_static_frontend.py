@@ -278,3 +278,15 @@ def test_shared_nested_functional_matches_live(tmp_path):
                   for n in static_file.load_graph(path)}
         assert static == live, suffix
         assert static["sub/conv"][3] == 3 * 3 * 4 * 4 + 4
+
+
+def test_keras2_lambda_with_declared_output_shape(tmp_path):
+    """A Keras 2 Lambda declaring ``output_shape`` keeps the rest of the graph analysable."""
+    config = json.loads(json.dumps(smf.KERAS2_NESTED_CONFIG))
+    lam = next(e for e in config["config"]["layers"] if e["name"] == "lam")
+    lam["config"].update(output_shape=[30, 30, 4], output_shape_type="raw")
+    graph = static_file.load_graph(smf.write_legacy_h5(tmp_path / "k2.h5", config,
+                                                       smf.KERAS2_NESTED_WEIGHTS))
+    assert graph["lam"].op == OpKind.OPAQUE and graph["lam"].output_shape == (30, 30, 4)
+    assert graph["gap"].output_shape == (4,)
+    assert graph["fc"].op == OpKind.DENSE and graph["fc"].params == 4 * 10 + 10

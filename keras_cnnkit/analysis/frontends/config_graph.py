@@ -356,10 +356,15 @@ def _recorded_output_shapes(spec: ModelSpec) -> dict:
 
 def _observed_output(layer: LayerSpec, call_idx: int, shapes: list, recorded: dict
                      ) -> Optional[tuple]:
-    """The output shape Keras recorded for this call, if recorded for the same inputs."""
+    """The output shape Keras recorded for this call, if recorded for the same inputs.
+
+    Keras 2 files record no shapes; a Lambda declaring a fixed ``output_shape``
+    (batch excluded) gives its own.
+    """
     out = recorded.get((layer.name, call_idx, 0))
     if out is None:
-        return None
+        declared = layer.config.get("output_shape") if layer.class_name == "Lambda" else None
+        return _batchless([None, *declared]) if isinstance(declared, list) else None
     call = layer.calls[call_idx]
     recorded_in = [_batchless(s) for s in call.shapes]
     if len(layer.calls) == 1 and len(shapes) == 1 and recorded_in in ([], [None]):
