@@ -47,7 +47,7 @@ def _bad_files(tmp_path) -> dict:
     files["empty"] = (str(tmp_path / "empty.h5"), "empty file")
     (tmp_path / "random.keras").write_bytes(os.urandom(4096).replace(b"PK", b"pk")
                                             .replace(b"\x89HDF", b"xHDF").lstrip(b"{ \t\r\n"))
-    files["random"] = (str(tmp_path / "random.keras"), "not a Keras model file")
+    files["random"] = (str(tmp_path / "random.keras"), "not a model file")
     with open(EXAMPLE, "rb") as fh:
         data = fh.read()
     (tmp_path / "truncated.h5").write_bytes(data[: len(data) // 2])

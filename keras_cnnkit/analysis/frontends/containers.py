@@ -37,6 +37,7 @@ MAX_JSON_BYTES = 512 * 1024 * 1024
 FORMAT_KERAS = "keras"
 FORMAT_H5 = "h5"
 FORMAT_JSON = "json"
+FORMAT_ONNX = "onnx"
 
 
 @dataclasses.dataclass
@@ -62,7 +63,7 @@ class ModelFile:
 
 
 def detect_format(path: str) -> str:
-    """``"keras"``, ``"h5"`` or ``"json"`` from the first bytes of ``path``.
+    """``"keras"``, ``"h5"``, ``"json"`` or ``"onnx"`` from the first bytes of ``path``.
 
     Raises:
         ModelFileError: missing path, a directory, an empty or unrecognised file.
@@ -92,8 +93,11 @@ def detect_format(path: str) -> str:
         return FORMAT_KERAS
     if head.lstrip(b"\xef\xbb\xbf \t\r\n").startswith(b"{"):
         return FORMAT_JSON
-    raise ModelFileError(path, "not a Keras model file (expected a .keras zip archive, "
-                               "an HDF5 .h5 file or a JSON model config)")
+    from keras_cnnkit.analysis.frontends.onnx_frontend import looks_like_onnx
+    if looks_like_onnx(head):
+        return FORMAT_ONNX
+    raise ModelFileError(path, "not a model file (expected a .keras zip archive, an HDF5 "
+                               ".h5 file, a JSON model config or an ONNX model)")
 
 
 def parse_config(path: str, text, where: str = "") -> dict:
@@ -262,6 +266,9 @@ def read_model_file(path) -> ModelFile:
     """
     path = os.fspath(path)
     fmt = detect_format(path)
+    if fmt == FORMAT_ONNX:
+        raise ModelFileError(path, "an ONNX model, not a Keras file (static_file.load_graph "
+                                   "reads both)")
     reader = {FORMAT_KERAS: _read_keras_archive, FORMAT_H5: _read_h5_file,
               FORMAT_JSON: _read_json_file}[fmt]
     try:

@@ -34,7 +34,9 @@ from keras_cnnkit.analysis.frontends.config_graph import (
 )
 from keras_cnnkit.analysis.frontends.containers import (
     FORMAT_KERAS,
+    FORMAT_ONNX,
     ModelFile,
+    detect_format,
     read_model_file,
 )
 from keras_cnnkit.analysis.frontends.keras_config import (
@@ -111,12 +113,24 @@ def _model_spec(model_file: ModelFile) -> ModelSpec:
         raise ModelFileError(model_file.path, "config nested too deeply") from None
 
 
+def _load_onnx(path: str, input_shape: Optional[Sequence[int]]) -> Graph:
+    """An ONNX file, through the ONNX frontend (needs the ``onnx`` package)."""
+    try:
+        import onnx  # noqa: F401  pylint: disable=unused-import,import-outside-toplevel
+    except ImportError:
+        raise ModelFileError(path, "an ONNX model: linting it needs the 'onnx' package "
+                                   "(pip install 'keras-cnnkit[export]')") from None
+    from keras_cnnkit.analysis.frontends.onnx_frontend import load_onnx_graph
+    return load_onnx_graph(path, input_shape=input_shape)
+
+
 def load_graph(path, input_shape: Optional[Sequence[int]] = None) -> Graph:
     """Read a model file statically and return its graph IR.
 
     Args:
-        path: a ``.keras`` archive, a legacy ``.h5``/``.hdf5`` model file, or a JSON
-            model config, whatever its suffix.
+        path: a ``.keras`` archive, a legacy ``.h5``/``.hdf5`` model file, a JSON
+            model config, or an ONNX model (read by the ONNX frontend), whatever its
+            suffix.
         input_shape: batch-excluded dims for inputs the model leaves unknown: either the
             full shape (``(299, 299, 3)``) or one value per unknown dim (``(299, 299)``).
             Default: each unknown dim is :data:`DEFAULT_SPATIAL`.
@@ -126,6 +140,8 @@ def load_graph(path, input_shape: Optional[Sequence[int]] = None) -> Graph:
             config is inconsistent (the message names the problem in one line).
     """
     path = os.fspath(path)
+    if detect_format(path) == FORMAT_ONNX:
+        return _load_onnx(path, input_shape)
     model_file = read_model_file(path)
     spec = _model_spec(model_file)
     weights = model_file.weight_shapes
