@@ -13,6 +13,20 @@ from keras_cnnkit.lint.findings import Finding, Replacement, Severity
 
 pytestmark = pytest.mark.backend_agnostic
 
+
+@pytest.fixture(autouse=True, scope="module")
+def _single_thread_torch_cpu():
+    """PyTorch's CPU thread pool waits for scheduler ticks on a busy 2-core machine,
+    which makes sub-millisecond timings erratic; one thread keeps them stable."""
+    if keras.backend.backend() == "torch" and not detect().is_gpu:
+        import torch  # pylint: disable=import-error
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        yield
+        torch.set_num_threads(threads)
+    else:
+        yield
+
 FAST = {"warmup": 1, "repeats": 3, "min_sample_s": 0.001, "budget_s": 1.0}
 
 
