@@ -170,6 +170,9 @@ def run(args) -> dict:
     from keras_cnnkit.bench.device import detect
     from keras_cnnkit.bench.progress import Progress
 
+    if args.cpu_threads:
+        from keras_cnnkit.bench.device import set_cpu_threads
+        set_cpu_threads(args.cpu_threads)
     device = detect()
     patterns = _patterns()
     symbols = [s for s in patterns if not args.rules or s in args.rules]
@@ -211,7 +214,7 @@ def run(args) -> dict:
                 else:
                     named.append({"case": a, "rule": symbol, "layer": b, **row})
     record = {"device": device.to_dict(), "backend": device.backend, "dtype": args.dtype,
-              "load_at_start": _load_average(),
+              "load_at_start": _load_average(), "cpu_threads": args.cpu_threads,
               "keras": keras.__version__, "grid": None if args.named_only else args.grid,
               "date": time.strftime("%Y-%m-%d"), "cases": cases, "named": named,
               "failures": failures, "seconds": round(time.perf_counter() - started, 1)}
@@ -316,7 +319,9 @@ def render_markdown(records: list) -> str:
         out += [f"## {dev['label']} — backend {record['backend']}, {record['dtype']}, "
                 f"compile {_compile_of(record)}", "",
                 f"Keras {record.get('keras', '?')}, grid `{record.get('grid', '?')}`, "
-                f"run {record.get('date', '?')}; 1-minute load average at the start of the "
+                f"run {record.get('date', '?')}; CPU threads: "
+                f"{record.get('cpu_threads') or 'backend default'}; 1-minute load average at "
+                "the start of the "
                 f"last run {record.get('load_at_start', '?')} (on a shared machine, a load "
                 "above the core count inflates times and the noise figure).", ""]
         out += _summary_table(record) + [""]
@@ -439,6 +444,8 @@ def parse_args(argv=None):
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--budget", type=float, default=3.0,
                         help="rough seconds per measurement")
+    parser.add_argument("--cpu-threads", type=int,
+                        help="limit CPU threads (1 gives steadier timings on a shared machine)")
     parser.add_argument("--out-dir", default=HERE,
                         help="where results_rules.md, rules_ratio.png and results/ go")
     parser.add_argument("--render-only", action="store_true",

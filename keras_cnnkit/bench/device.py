@@ -104,6 +104,35 @@ def detect(backend: Optional[str] = None) -> DeviceInfo:
     return DeviceInfo(backend, kind, name, count)
 
 
+def set_cpu_threads(threads: int, backend: Optional[str] = None) -> None:
+    """Limit the threads the backend computes with on the CPU; call before any work.
+
+    On a shared machine, one thread per process gives far steadier timings than a
+    thread pool that waits for the scheduler.  TensorFlow: intra/inter-op pools and
+    XLA's Eigen pool; JAX: XLA's flags (read when JAX starts, so only before that);
+    PyTorch: ``torch.set_num_threads``.
+
+    Raises:
+        RuntimeError: the backend has already started and can no longer be limited.
+    """
+    if backend is None:
+        import keras
+        backend = keras.backend.backend()
+    if backend in ("tensorflow", "jax") and threads == 1:
+        flags = os.environ.get("XLA_FLAGS", "")
+        if "xla_cpu_multi_thread_eigen" not in flags:
+            os.environ["XLA_FLAGS"] = (flags + " --xla_cpu_multi_thread_eigen=false").strip()
+    if backend == "tensorflow":
+        import tensorflow as tf
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(threads)
+    elif backend == "torch":
+        import torch  # pylint: disable=import-error  # optional backend
+        torch.set_num_threads(threads)
+    elif backend == "jax" and threads != 1:
+        raise RuntimeError("on JAX only one CPU thread (XLA flags) can be requested")
+
+
 def gpu_available(backend: Optional[str] = None) -> tuple:
     """``(True, device name)`` when the backend sees a GPU, else ``(False, reason)``."""
     try:
