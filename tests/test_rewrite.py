@@ -359,3 +359,24 @@ def test_model_from_graph_rebuilds_keras_applications(name, rng):
     assert rebuilt.count_params() == model.count_params()
     data = rng.standard_normal((1,) + tuple(model.inputs[0].shape[1:])).astype("float32")
     assert tuple(rebuilt(data).shape) == (1, 1000)
+
+
+def test_shared_layers_are_left_alone(rng):
+    """A conv called twice (shared weights): neither folded nor replaced."""
+    conv = L.Conv2D(4, 3, padding="same", name="shared")
+    x = keras.Input((6, 6, 4))
+    a = L.BatchNormalization(name="bn_a")(conv(x))
+    b = L.BatchNormalization(name="bn_b")(conv(a))
+    model = keras.Model(x, b)
+    randomise_batchnorms(model, rng)
+    graph = graph_from_keras(model)
+    assert [n.name for n in graph if n.op == OpKind.CONV] == ["shared", "shared@1"]
+    folded = fold_batchnorm(model, graph)
+    assert not folded.applied
+    assert folded.model.count_params() == model.count_params()   # still one shared conv
+    rep = Replacement(["shared"], [conv_node("shared_fixed", graph.inputs[0], (6, 6, 4), 4)],
+                      "shared_fixed")
+    result = rewrite_model(model, [finding("x", rep)], graph=graph)
+    assert not result.applied and "shared layer" in result.skipped[0].reason
+    data = rng.standard_normal((1, 6, 6, 4)).astype("float32")
+    np.testing.assert_allclose(infer(result.model, data), infer(model, data), atol=1e-6)

@@ -238,13 +238,17 @@ def fold_batchnorm(model: keras.Model, graph: Optional[Graph] = None) -> Rewrite
 def batchnorm_fold_substitutions(graph: Graph) -> list:
     """The :class:`Substitution` of every foldable (conv/dense → BN) pair of ``graph``."""
     subs = []
+    shared = {n.attrs["shares_weights_with"] for n in graph if "shares_weights_with" in n.attrs}
     for node in graph:
         if node.op not in (OpKind.CONV, OpKind.DEPTHWISE_CONV, OpKind.DENSE):
             continue
+        if node.name in shared or "shares_weights_with" in node.attrs:
+            continue  # a shared conv feeds other calls too
         if (node.attr("activation") or "linear") != "linear" or node.name in graph.outputs:
             continue
         bn = graph.single_consumer(node)
-        if bn is None or bn.op != OpKind.BATCHNORM or len(bn.inputs) != 1:
+        if bn is None or bn.op != OpKind.BATCHNORM or len(bn.inputs) != 1 or (
+                bn.name in shared or "shares_weights_with" in bn.attrs):
             continue
         rank = len(bn.output_shape)
         axis = bn.attr("axis", rank - 1) % rank  # IR axes exclude the batch
@@ -303,9 +307,12 @@ class _Rebuilder:
         touched |= {src for sub in subs for _, _, ins in sub.entries for src in ins}
         self.expand = {"/".join(name.split("/")[:i]) for name in touched
                        for i in range(1, name.count("/") + 1)}
-        self.removed_names = {name for sub in subs for name in sub.removed}
-        self.taken = {layer_name(layer.name) for layer in model.layers}
+        # Names of the layers that stay; a removed layer's name is free for its successor.
+        self.taken = {layer_name(layer.name) for layer in model.layers} - {
+            layer_name(name) for sub in subs for name in sub.removed if "/" not in name}
         self.tensors: dict = {}
+        self.calls: dict = {}
+        self.clones: dict = {}
         self.originals: dict = {}
         self.new: dict = {}
         self.copies: list = []
@@ -316,7 +323,7 @@ class _Rebuilder:
         """A Keras name for a new layer, unique in the rebuilt model."""
         base = layer_name(ir_name)
         name, i = base, 1
-        while name in self.taken and ir_name not in self.removed_names:
+        while name in self.taken:
             i += 1
             name = f"{base}_fix{i if i > 2 else ''}"
         self.taken.add(name)
@@ -324,7 +331,7 @@ class _Rebuilder:
 
     def call(self, layer, *args, prefix: str = "", **kwargs):
         """One call of an original layer (the ``call_fn`` of the graph walk)."""
-        ir_name = prefix + layer.name
+        ir_name = self._call_name(prefix + layer.name)
         if ir_name in self.expand and _is_model(layer):
             return self._expand_model(layer, args, kwargs, ir_name + "/")
         if ir_name in self.expand and _is_block(layer):
@@ -333,11 +340,25 @@ class _Rebuilder:
             depthwise, pointwise = split_separable(layer, tuple(args[0].shape))
             mid = self.call(depthwise, args[0], prefix=ir_name + "/")
             return self.call(pointwise, mid, prefix=prefix)
-        rename = self.name_for(ir_name) if prefix else None
-        out = self.visit(ir_name, layer, lambda: _clone_layer(layer, rename), args, kwargs)
+        out = self.visit(ir_name, layer, lambda: self._clone_once(layer, ir_name, prefix),
+                         args, kwargs)
         for alias in _output_aliases(layer, args, ir_name):
             self.tensors[alias] = out
         return out
+
+    def _call_name(self, name: str) -> str:
+        """The IR name of this call: ``name``, then ``name@1``... for a shared layer's
+        later calls (the live frontend's naming)."""
+        k = self.calls.get(name, 0)
+        self.calls[name] = k + 1
+        return name if k == 0 else f"{name}@{k}"
+
+    def _clone_once(self, layer, ir_name: str, prefix: str):
+        """The new layer for ``layer``: one clone per original, shared by all its calls."""
+        if id(layer) not in self.clones:
+            rename = self.name_for(ir_name) if prefix else None
+            self.clones[id(layer)] = _clone_layer(layer, rename)
+        return self.clones[id(layer)]
 
     def visit(self, ir_name: str, original, make_new: Callable, args, kwargs):
         """Emit one IR node: clone it, skip it (removed), or emit its replacement."""

@@ -101,6 +101,10 @@ def dangling_reason(graph: Graph, rep: Replacement) -> Optional[str]:
     if missing:
         return "removes nodes not in the graph: " + ", ".join(missing)
     removed = set(rep.removed)
+    shared = {n.attrs["shares_weights_with"] for n in graph if "shares_weights_with" in n.attrs}
+    for name in rep.removed:
+        if name in shared or "shares_weights_with" in graph[name].attrs:
+            return f"{name!r} is a shared layer (called more than once)"
     for name in rep.removed[:-1]:
         outside = [c.name for c in graph.consumers(graph[name]) if c.name not in removed]
         if outside or name in graph.outputs:
