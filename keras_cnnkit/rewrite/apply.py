@@ -339,7 +339,8 @@ class _Rebuilder:
         if ir_name in self.expand and _is_separable(layer):
             depthwise, pointwise = split_separable(layer, tuple(args[0].shape))
             mid = self.call(depthwise, args[0], prefix=ir_name + "/")
-            return self.call(pointwise, mid, prefix=prefix)
+            return self.visit(ir_name, pointwise,
+                              lambda: self._clone_once(pointwise, ir_name, prefix), (mid,), {})
         out = self.visit(ir_name, layer, lambda: self._clone_once(layer, ir_name, prefix),
                          args, kwargs)
         for alias in _output_aliases(layer, args, ir_name):
