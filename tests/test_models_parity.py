@@ -50,6 +50,20 @@ def weight_shapes(model) -> list:
     return [tuple(w.shape) for layer in model.layers for w in layer.weights]
 
 
+def layer_signature(model) -> list:
+    """Each layer's class and configuration without its name, negative axes made
+    positive: two models with equal signatures run the same ops in the same order."""
+    signature = []
+    for layer in model.layers:
+        config = layer.get_config()
+        config.pop("name", None)
+        axis = config.get("axis")
+        if isinstance(axis, int) and axis < 0:
+            config["axis"] = axis + len(keras.tree.flatten(layer.input)[0].shape)
+        signature.append((type(layer).__name__, repr(sorted(config.items()))))
+    return signature
+
+
 def randomise(model, seed: int = 0) -> None:
     """Give batch norms and biases non-trivial values so that a mis-ordered load shows."""
     rng = np.random.default_rng(seed)
@@ -63,7 +77,8 @@ def randomise(model, seed: int = 0) -> None:
 
 @pytest.mark.parametrize("ours,ref,kwargs,sizes", [_params(c) for c in CASES])
 def test_param_count_and_weight_order(ours, ref, kwargs, sizes):
-    """Same count_params() and weight shapes in layer order, with and without the top."""
+    """Same count_params() and weight shapes in layer order, with and without the top;
+    the same layer classes and configurations, so the same computation."""
     for size in sizes:
         for include_top in (True, False):
             args = {"input_shape": (size, size, 3), "classes": 10, "include_top": include_top,
@@ -72,6 +87,8 @@ def test_param_count_and_weight_order(ours, ref, kwargs, sizes):
             assert mine.count_params() == theirs.count_params(), (size, include_top)
             assert weight_shapes(mine) == weight_shapes(theirs), (size, include_top)
             assert mine.output_shape == theirs.output_shape
+            if ours is not models.build_vgg16:  # VGG's ReLU is a layer of its own here
+                assert layer_signature(mine) == layer_signature(theirs), (size, include_top)
 
 
 @pytest.mark.parametrize("ours,ref,kwargs,sizes", [_params(c) for c in CASES])
@@ -117,6 +134,8 @@ def test_channels_first_param_counts_match_keras():
             mine, theirs = ours(**args), ref(weights=None, **args)
             assert mine.count_params() == theirs.count_params()
             assert mine.output_shape == theirs.output_shape
+            if ours is not models.build_vgg16:  # VGG's ReLU is a layer of its own here
+                assert layer_signature(mine) == layer_signature(theirs), (size, include_top)
             assert weight_shapes(mine) == weight_shapes(theirs)
     finally:
         keras.config.set_image_data_format(previous)

@@ -59,8 +59,8 @@ def mobilenet_v2_body(x, ctx, alpha: float, stages=MOBILENET_V2_STAGES):
                           stride=stride if i == 0 else 1, residual=i > 0)
             block_id += 1
     last = make_divisible(1280 * alpha, 8) if alpha > 1.0 else 1280
-    return ctx.block("ConvBNAct", {"filters": last, "kernel_size": 1, "activation": "relu6",
-                                   **_BN}, x,
+    return ctx.block("ConvBNAct", {"filters": last, "kernel_size": 1, "padding": "valid",
+                                   "activation": "relu6", **_BN}, x,
                      names={"conv": "Conv_1", "bn": "Conv_1_bn", "act": "out_relu"})
 
 
