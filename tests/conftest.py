@@ -27,3 +27,57 @@ def rng():
     import numpy as np
 
     return np.random.default_rng(0)
+
+
+# --- Test modules whose imports are missing in this environment -------------------------
+# The tox matrix runs the suite in environments without TensorFlow (the jax, torch and
+# notf envs).  A test module that imports a package at its top that is not installed is
+# left out of collection, and the header says which modules and why.
+import ast  # noqa: E402  pylint: disable=wrong-import-position
+import importlib.util  # noqa: E402  pylint: disable=wrong-import-position
+
+_HERE = os.path.dirname(os.path.abspath(__file__))
+_LOCAL = {name[:-3] for name in os.listdir(_HERE) if name.endswith(".py")}
+
+
+def _missing_top_level_imports(path: str) -> list:
+    """Top-level imported distributions of ``path`` that cannot be found here."""
+    with open(path, encoding="utf-8") as fh:
+        tree = ast.parse(fh.read(), path)
+    names = set()
+    for node in tree.body:
+        if isinstance(node, ast.Import):
+            names.update(alias.name.split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            names.add(node.module.split(".")[0])
+    names -= _LOCAL | {"keras_cnnkit", "lint_rules"}
+    return sorted(n for n in names if importlib.util.find_spec(n) is None)
+
+
+def _keras_importable() -> bool:
+    """Keras imports only when its backend package is installed."""
+    backend = os.environ.get("KERAS_BACKEND", "tensorflow")
+    return importlib.util.find_spec("keras") is not None and \
+        importlib.util.find_spec(backend) is not None
+
+
+_SKIPPED = {}
+for _name in sorted(os.listdir(_HERE)):
+    if _name.startswith("test_") and _name.endswith(".py"):
+        _missing = _missing_top_level_imports(os.path.join(_HERE, _name))
+        if "keras" not in _missing and not _keras_importable():
+            with open(os.path.join(_HERE, _name), encoding="utf-8") as _fh:
+                if "\nimport keras" in _fh.read():
+                    _missing.append("keras backend")
+        if _missing:
+            _SKIPPED[_name] = _missing
+
+collect_ignore = sorted(_SKIPPED)
+
+
+def pytest_report_header(config):  # pylint: disable=unused-argument
+    """Name the test modules left out for missing packages."""
+    if not _SKIPPED:
+        return None
+    return ["left out (packages missing here): " + "; ".join(
+        f"{name} ({', '.join(missing)})" for name, missing in _SKIPPED.items())]
