@@ -8,9 +8,10 @@ ImageNet input size, ``weights=None``:
 * **build**: wall time of one builder call (input to uncompiled ``Model``), after one
   warm-up build each, over ``--repeats`` calls, ours and keras' alternating;
 * **latency**: ``model.predict_on_batch`` on a fixed random batch of 1 and of 32, after
-  a warm-up call, over ``--repeats`` (batch 1: ``--repeats`` x 5) calls, alternating.
+  a warm-up call, over ``--repeats`` x 5 (batch 1) or ``--repeats`` - 1 (batch 32, at
+  least 2) calls each, alternating.
 
-Times are medians.  The ratio (ours / keras', target <= 1.05) is the median of the
+Times are medians, the garbage collector paused while timing.  The ratio (ours / keras', target <= 1.05) is the median of the
 ratios of adjacent runs, which share whatever load the machine has at that moment.
 Writes ``benchmarks/results_builders.md`` (``--output`` to change) and prints the table.
 
@@ -23,6 +24,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import gc
 import os
 import platform
 import statistics
@@ -49,9 +51,15 @@ PAIRS = {
 
 
 def _timed(fn):
-    start = time.perf_counter()
-    result = fn()
-    return time.perf_counter() - start, result
+    """Wall time of ``fn()``, with the garbage collector paused (as ``timeit`` does)."""
+    gc.collect()
+    gc.disable()
+    try:
+        start = time.perf_counter()
+        result = fn()
+        return time.perf_counter() - start, result
+    finally:
+        gc.enable()
 
 
 def side_by_side(ours, theirs, repeats: int) -> tuple:
@@ -77,7 +85,7 @@ def bench_pair(name: str, repeats: int) -> list:
     rows = [(name, "build (s)", *side_by_side(lambda: ours_fn(weights=None),
                                                lambda: keras_fn(weights=None), repeats))]
     rng = np.random.default_rng(0)
-    for batch, n in ((1, repeats * 5), (32, repeats)):
+    for batch, n in ((1, repeats * 5), (32, max(2, repeats - 1))):
         x = rng.uniform(-1, 1, (batch, size, size, 3)).astype("float32")
         mine.predict_on_batch(x)
         theirs.predict_on_batch(x)
