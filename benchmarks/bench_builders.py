@@ -11,8 +11,9 @@ ImageNet input size, ``weights=None``:
   a warm-up call, over ``--repeats`` x 5 (batch 1) or ``--repeats`` - 1 (batch 32, at
   least 2) calls each, alternating.
 
-Times are medians, the garbage collector paused while timing.  The ratio (ours / keras', target <= 1.05) is the median of the
-ratios of adjacent runs, which share whatever load the machine has at that moment.
+Times are medians, the garbage collector paused while timing.  The ratio (ours /
+keras', target <= 1.05) is the median of the ratios of adjacent runs, which share
+whatever load the machine has at that moment.
 Writes ``benchmarks/results_builders.md`` (``--output`` to change) and prints the table.
 
 Usage::
