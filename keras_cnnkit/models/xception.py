@@ -8,8 +8,6 @@ flow (blocks 2-4), the middle flow (blocks 5-12), the exit flow (blocks 13-14), 
 from __future__ import annotations
 
 
-# Importing the spec module registers the ``XceptionBlock`` spec.
-from keras_cnnkit.blockspec.specs import xception as _xception_spec  # noqa: F401  pylint: disable=unused-import
 from keras_cnnkit.models.assembly import Family, assemble
 from keras_cnnkit.models.registry import register_model
 from keras_cnnkit.models.weights import keras_apps_file
