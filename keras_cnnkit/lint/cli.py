@@ -3,11 +3,32 @@
 Usage::
 
     cnnkit-lint [options] PATH...
+    cnnkit-lint --benchmark [--train] [--dtype DTYPE] PATH... [--batch N [N ...]]
+    cnnkit-lint --fix [--fix-select RULES] [--force] [--fold-bn] PATH -o FIXED
     cnnkit-lint --list-rules
     cnnkit-lint --explain CODE
 
 Model files (``.keras``, ``.h5``/``.hdf5``, JSON configs; recognised by content) are read
 statically: neither TensorFlow nor Keras is imported and nothing in the file is executed.
+
+Two modes import Keras:
+
+``--benchmark``
+    times each finding's fix (its original subgraph against the replacement, built from
+    the statically read graph with random weights: nothing in the file runs) and the
+    whole model with all fixes against the original, on the best device present
+    (:mod:`keras_cnnkit.bench`).  Findings are then ordered by measured saving; what
+    could not be built (opaque layers) is named as skipped.  A progress bar goes to
+    stderr when it is a terminal.  Exit status as for linting.
+``--fix``
+    loads the one model file safely (a ``Lambda`` is refused, never run), applies the
+    fixes of the findings it would report (after ``--select``/``--ignore``, per-layer
+    ignores and the baseline; ``--fix-select`` narrows them) and writes the fixed model
+    atomically to ``-o`` (here the model file, not the report), never over the input
+    and over an existing file only with ``--force``.  It prints each fix, whether the
+    model needs retraining, and the whole model's params and FLOPs before and after
+    (JSON with ``--format json``; the other formats print text).  Exit status 0 once
+    written, 2 on any error.
 
 Exit status:
 
@@ -33,7 +54,7 @@ import os
 import sys
 from typing import Optional, Sequence
 
-from keras_cnnkit.errors import CnnkitError, ConfigError
+from keras_cnnkit.errors import CnnkitError, ConfigError, ModelFileError
 from keras_cnnkit.lint import config as lint_config
 from keras_cnnkit.lint.baseline import Baseline, write_baseline
 from keras_cnnkit.lint.findings import Severity
@@ -41,10 +62,17 @@ from keras_cnnkit.lint.formatters import FORMATTERS, FileResult, RuleInfo
 
 PROG = "cnnkit-lint"
 EXIT_OK, EXIT_FINDINGS, EXIT_ERROR, EXIT_INTERRUPTED = 0, 1, 2, 130
+#: ``--dtype`` choices: :data:`keras_cnnkit.bench.harness.DTYPES`, repeated here because
+#: importing the harness imports Keras (a test checks that they agree).
+BENCH_DTYPES = ("float32", "mixed_float16", "bfloat16")
 
 _EPILOG = f"""\
 exit status: 0 no finding at or above --fail-on; 1 findings; 2 usage, config or input
 error (other files are still linted); 130 interrupted.
+
+--fix and --benchmark import Keras; plain linting never does.  With --fix, -o names
+the fixed model file (required), not the report; --fix exits 0 once the model is
+written, 2 on any error.  Put PATH before --batch (or use --).
 
 Unknown input dimensions default to {lint_config.DEFAULT_SPATIAL} (e.g. (None, None, 3) is
 linted as (224, 224, 3)); --input-shape overrides.  Settings: pyproject.toml
@@ -64,6 +92,13 @@ def _csv(text: str) -> list:
     return [p.strip() for p in text.split(",") if p.strip()]
 
 
+def _positive_int(text: str) -> int:
+    value = int(text) if text.strip().isdigit() else 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"not a positive integer: {text!r}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The command-line parser."""
     from keras_cnnkit import __version__
@@ -78,7 +113,9 @@ def build_parser() -> argparse.ArgumentParser:
     out.add_argument("--format", choices=lint_config.FORMATS, default=None,
                      help="output format (default: text)")
     out.add_argument("-o", "--output", metavar="FILE",
-                     help="write the report to FILE instead of standard output")
+                     help="write the report to FILE instead of standard output; with "
+                          "--fix, FILE is the fixed model (.keras or .h5, required) and "
+                          "the fix summary goes to standard output")
     out.add_argument("-q", "--quiet", action="store_true",
                      help="text format: findings only, no summary table")
     sel = parser.add_argument_group("rule selection")
@@ -97,6 +134,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="dims for inputs of unknown size, batch excluded: the full "
                             "shape (299,299,3) or the unknown dims (299x299); default "
                             f"{lint_config.DEFAULT_SPATIAL} for each unknown dim")
+    _add_mode_arguments(parser)
     base = parser.add_argument_group("configuration and baseline")
     base.add_argument("--config", metavar="FILE",
                       help="read settings from FILE (pyproject.toml, setup.cfg, tox.ini)")
@@ -111,6 +149,54 @@ def build_parser() -> argparse.ArgumentParser:
     info.add_argument("--explain", metavar="RULE", help="print a rule's documentation")
     info.add_argument("--version", action="version", version=f"{PROG} {__version__}")
     return parser
+
+
+def _add_mode_arguments(parser: argparse.ArgumentParser) -> None:
+    """The ``--fix`` and ``--benchmark`` groups (both import Keras)."""
+    fix = parser.add_argument_group("fixing (imports Keras)")
+    fix.add_argument("--fix", action="store_true",
+                     help="rebuild the one model file PATH with its findings' fixes and "
+                          "write it to -o FILE; the input is never modified")
+    fix.add_argument("--fix-select", type=_csv, metavar="RULES",
+                     help="--fix: fix only these comma-separated codes, code prefixes or "
+                          "symbols (default: every reported finding that has a fix)")
+    fix.add_argument("--force", action="store_true",
+                     help="--fix: replace -o FILE if it exists")
+    fix.add_argument("--fold-bn", action="store_true",
+                     help="--fix: also fold batch norms into the preceding convs "
+                          "(exact in inference; the model is then for inference only)")
+    bench = parser.add_argument_group("benchmarking (imports Keras)")
+    bench.add_argument("--benchmark", action="store_true",
+                       help="time each fix and the whole fixed model against the "
+                            "original on the best device present (a GPU if any); "
+                            "findings are ordered by measured saving")
+    bench.add_argument("--train", action="store_true",
+                       help="--benchmark: time a training step too")
+    bench.add_argument("--batch", type=_positive_int, nargs="+", metavar="N",
+                       help="--benchmark: batch sizes (default: 1 32)")
+    bench.add_argument("--dtype", choices=BENCH_DTYPES,
+                       help="--benchmark: dtype policy (default: float32)")
+
+
+def _check_modes(parser: argparse.ArgumentParser, args) -> None:
+    """Usage errors of the ``--fix`` and ``--benchmark`` flags."""
+    given = {"--fix-select": args.fix_select is not None, "--force": args.force,
+             "--fold-bn": args.fold_bn, "--train": args.train,
+             "--batch": args.batch is not None, "--dtype": args.dtype is not None}
+    for flag, needs in (("--fix-select", "--fix"), ("--force", "--fix"),
+                        ("--fold-bn", "--fix"), ("--train", "--benchmark"),
+                        ("--batch", "--benchmark"), ("--dtype", "--benchmark")):
+        if given[flag] and not getattr(args, needs[2:]):
+            parser.error(f"{flag} needs {needs}")
+    if args.fix and args.benchmark:
+        parser.error("--fix and --benchmark cannot be combined (benchmark, then fix)")
+    if (args.fix or args.benchmark) and args.write_baseline:
+        parser.error(f"{'--fix' if args.fix else '--benchmark'} and --write-baseline "
+                     "cannot be combined")
+    if args.fix and len(args.paths) != 1:
+        parser.error(f"--fix takes exactly one model file, got {len(args.paths)}")
+    if args.fix and not args.output:
+        parser.error("--fix needs -o FILE, where the fixed model goes (.keras or .h5)")
 
 
 def _rules() -> list:
@@ -191,33 +277,134 @@ def _suppressed(finding, per_layer: list) -> bool:
                for glob, selectors in per_layer)
 
 
-def lint_path(path: str, settings: lint_config.Settings,
-              baseline: Optional[Baseline]) -> FileResult:
-    """Lint one file; an input error becomes ``FileResult.error``."""
+def _reported(path: str, findings: list, settings: lint_config.Settings,
+              baseline: Optional[Baseline]) -> tuple:
+    """``(kept, suppressed, baselined)``: the findings left after the per-layer ignores
+    and the baseline, and how many each dropped."""
+    kept = [f for f in findings if not _suppressed(f, settings.per_layer_ignores)]
+    suppressed = len(findings) - len(kept)
+    baselined = 0
+    if baseline is not None:
+        kept, accepted = baseline.filter(path, kept)
+        baselined = len(accepted)
+    return kept, suppressed, baselined
+
+
+def _lint_report(path: str, settings: lint_config.Settings):
+    """The lint report of one file, or the one-line problem (a string) on error."""
     from keras_cnnkit.lint.api import lint
 
     try:
-        report = lint(path, select=settings.select, ignore=settings.ignore or None,
-                      input_shape=settings.input_shape)
+        return lint(path, select=settings.select, ignore=settings.ignore or None,
+                    input_shape=settings.input_shape)
     except CnnkitError as exc:
-        return FileResult(path, error=getattr(exc, "problem", str(exc)))
+        return getattr(exc, "problem", str(exc))
     except RecursionError:
-        return FileResult(path, error="model nested too deeply to analyse")
+        return "model nested too deeply to analyse"
     except MemoryError:
-        return FileResult(path, error="out of memory while analysing the model")
+        return "out of memory while analysing the model"
     except Exception as exc:  # pylint: disable=broad-exception-caught
         # A bug of ours (or of a third-party rule) must not hide the other files'
         # results behind a traceback; it is reported as an error of this file.
-        return FileResult(path, error=f"internal error while linting ({type(exc).__name__}: "
-                                      f"{exc}); please report it")
-    findings = list(report.findings)
-    kept = [f for f in findings if not _suppressed(f, settings.per_layer_ignores)]
-    result = FileResult(path, summary=report.summary, suppressed=len(findings) - len(kept))
-    if baseline is not None:
-        kept, accepted = baseline.filter(path, kept)
-        result.baselined = len(accepted)
-    result.findings = kept
+        return f"internal error while linting ({type(exc).__name__}: {exc}); please report it"
+
+
+def lint_path(path: str, settings: lint_config.Settings, baseline: Optional[Baseline],
+              bench: Optional[dict] = None) -> FileResult:
+    """Lint one file; an input error becomes ``FileResult.error``.
+
+    ``bench``: keyword arguments of :func:`keras_cnnkit.bench.benchmark_report`
+    (``--benchmark``): the reported findings' fixes are timed, and the findings come
+    back with measurements, ordered by measured saving.
+    """
+    report = _lint_report(path, settings)
+    if isinstance(report, str):
+        return FileResult(path, error=report)
+    kept, suppressed, baselined = _reported(path, list(report.findings), settings, baseline)
+    result = FileResult(path, summary=report.summary, findings=kept, suppressed=suppressed,
+                        baselined=baselined)
+    if bench is not None:
+        from keras_cnnkit.bench import benchmark_report
+
+        report.findings = kept
+        try:
+            result.benchmark = benchmark_report(report, **bench)
+        except Exception as exc:  # pylint: disable=broad-exception-caught
+            # As for linting: one file's failure is an error of that file.
+            return FileResult(path, error=f"internal error while benchmarking "
+                                          f"({type(exc).__name__}: {exc}); please report it")
+        result.findings = list(report.findings)
     return result
+
+
+def _quiet_tensorflow() -> None:
+    """Keep TensorFlow's C++ info and warning logs off stderr (unless the user set
+    ``TF_CPP_MIN_LOG_LEVEL``); called before a mode that imports Keras."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def _bench_options(args) -> dict:
+    """``benchmark_report`` keyword arguments from the flags; checks Keras imports."""
+    _quiet_tensorflow()
+    try:
+        import keras_cnnkit.bench  # noqa: F401  pylint: disable=unused-import
+    except ImportError as exc:
+        raise ConfigError("--benchmark", f"needs Keras with an installed backend ({exc})") \
+            from None
+    options = {"train": args.train}
+    if args.batch is not None:
+        options["batches"] = tuple(args.batch)
+    if args.dtype is not None:
+        options["dtype"] = args.dtype
+    return options
+
+
+def fix_model(path: str, args, settings: lint_config.Settings,
+              baseline: Optional[Baseline]) -> str:
+    """``--fix``: fix ``path`` into ``args.output``; returns the summary to print.
+
+    The findings fixed are those ``cnnkit-lint`` would report for the file (rule
+    selection, per-layer ignores, baseline), narrowed by ``--fix-select``.
+
+    Raises:
+        CnnkitError: the input cannot be loaded safely, the output cannot be written,
+            ``--fix-select`` names no rule, or fixing failed.
+    """
+    from keras_cnnkit.lint import registry
+    from keras_cnnkit.lint.api import lint
+    from keras_cnnkit.lint.fix import check_output_path, fix_file
+
+    # Bad paths fail here, before Keras is imported; fix_file checks again.
+    if not os.path.isfile(path):
+        raise ModelFileError(path, "no such file")
+    check_output_path(path, args.output, force=args.force)
+    if args.fix_select:
+        try:
+            registry.select_rules(args.fix_select, None)
+        except ConfigError as exc:
+            raise ConfigError("--fix-select", f"{exc.problem} (see --list-rules)") from None
+
+    def reported(model):
+        report = lint(model, select=settings.select, ignore=settings.ignore or None,
+                      input_shape=settings.input_shape)
+        report.findings = _reported(path, list(report.findings), settings, baseline)[0]
+        return report
+
+    _quiet_tensorflow()
+    try:
+        result = fix_file(path, args.output, select=args.fix_select or None,
+                          force=args.force, fold_bn=args.fold_bn, lint=reported)
+    except CnnkitError:
+        raise
+    except ImportError as exc:
+        raise ConfigError("--fix", f"needs Keras with an installed backend ({exc})") from None
+    except Exception as exc:  # pylint: disable=broad-exception-caught
+        raise ModelFileError(path, f"internal error while fixing ({type(exc).__name__}: "
+                                   f"{exc}); please report it") from None
+    if settings.format == "json":
+        import json
+        return json.dumps(result.to_dict(), indent=2, ensure_ascii=False) + "\n"
+    return result.format_text() + "\n"
 
 
 def _write(text: str, output: Optional[str]) -> None:
@@ -227,7 +414,7 @@ def _write(text: str, output: Optional[str]) -> None:
         try:
             text.encode(encoding)
         except UnicodeEncodeError:
-            text = (text.replace("→", "->").replace("−", "-")
+            text = (text.replace("→", "->").replace("−", "-").replace("×", "x")
                     .encode(encoding, "replace").decode(encoding))
         stream.write(text)
         stream.flush()
@@ -258,13 +445,18 @@ def run(argv: Optional[Sequence[str]] = None) -> int:
         return EXIT_OK
     if not args.paths:
         parser.error("no model files given (try --help)")
+    _check_modes(parser, args)
     _check_selection(settings, rules)
     baseline = None
     if settings.baseline and not args.write_baseline:
         baseline = Baseline.load(settings.baseline)
+    if args.fix:
+        _write(fix_model(args.paths[0], args, settings, baseline), None)
+        return EXIT_OK
+    bench = _bench_options(args) if args.benchmark else None
     results = []
     for path in args.paths:
-        result = lint_path(path, settings, baseline)
+        result = lint_path(path, settings, baseline, bench)
         if result.error is not None:
             _error(f"{path}: {result.error}")
         results.append(result)

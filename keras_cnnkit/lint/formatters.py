@@ -12,11 +12,18 @@ model or re-runs an analysis.
         279,296 (−88%), FLOPs 231,211,008 → 27,371,520 (−88%)]
 
     then a table with one row per model (layers, params, MACs, FLOPs, opaque layers,
-    findings) and a one-line total.
+    findings) and a one-line total.  With ``--benchmark`` a measured finding's line ends
+    in ``[measured 3.59 → 0.623 ms (5.76×, b32)]`` (forward pass before → after, speed-up,
+    batch), and each model's benchmark table (device, every run, the whole-model A/B,
+    what was skipped and why) follows the findings.
 ``json``
     ``{"schema_version": 1, "tool": ..., "models": [{"file", "summary", "findings",
     "suppressed", "baselined"}], "errors": [{"file", "problem"}], "totals": ...}``.
-    A finding carries every :class:`~keras_cnnkit.lint.findings.Finding` field.
+    A finding carries every :class:`~keras_cnnkit.lint.findings.Finding` field.  With
+    ``--benchmark`` a measured finding also has ``latency_before_ms``,
+    ``latency_after_ms``, ``speedup`` and ``device`` at its top level (every run under
+    ``measurements``), and each model a ``"benchmark"`` entry
+    (:meth:`~keras_cnnkit.bench.harness.BenchResult.to_dict`).
 ``sarif``
     SARIF 2.1.0: one run; the driver lists every rule (id, name, short and full
     description, help, default level); each result has the model file as location,
@@ -34,10 +41,10 @@ import hashlib
 import json
 import os
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional
 
 from keras_cnnkit.lint.findings import Finding, Severity
-from keras_cnnkit.lint.report import finding_dict
+from keras_cnnkit.lint.report import finding_dict, measured_fields
 
 JSON_SCHEMA_VERSION = 1
 TOOL_NAME = "cnnkit-lint"
@@ -78,6 +85,8 @@ class FileResult:
         error: the one-line problem when the file could not be linted.
         suppressed: findings dropped by per-layer ignores.
         baselined: findings dropped because the baseline holds them.
+        benchmark: the :class:`~keras_cnnkit.bench.harness.BenchResult` of
+            ``--benchmark`` (its measurements are in ``findings``), else ``None``.
     """
 
     path: str
@@ -86,6 +95,7 @@ class FileResult:
     error: Optional[str] = None
     suppressed: int = 0
     baselined: int = 0
+    benchmark: object = None
 
 
 # --- helpers -------------------------------------------------------------------------
@@ -112,6 +122,25 @@ def savings_text(finding: Finding) -> str:
     if finding.flops_before is not None or finding.flops_after is not None:
         parts.append(f"FLOPs {_change(finding.flops_before, finding.flops_after)}")
     return ", ".join(parts)
+
+
+def _measured_text(results: list) -> Callable[[Finding], str]:
+    """``finding → " [measured ...]"`` (empty when unmeasured).  The benchmark module,
+    which imports Keras, is imported only when a result was benchmarked."""
+    if all(r.benchmark is None for r in results):
+        return lambda finding: ""
+    from keras_cnnkit.bench import measurement_text
+
+    def suffix(finding: Finding) -> str:
+        text = measurement_text(finding)
+        return f" [measured {text}]" if text else ""
+    return suffix
+
+
+def _finding_text(finding: Finding, measured) -> str:
+    """``"<message> [<savings>] [measured <times>]"``."""
+    savings = savings_text(finding)
+    return finding.message + (f" [{savings}]" if savings else "") + measured(finding)
 
 
 def _opaque(summary) -> list:
@@ -143,14 +172,17 @@ def _plural(n: int, word: str) -> str:
 def format_text(results: list, rules: list, show_summary: bool = True) -> str:
     """pylint-like lines, then a per-model table and totals (see the module docstring)."""
     del rules  # the text format names rules by code and symbol only
+    measured = _measured_text(results)
     lines = []
     for result in results:
         if result.error is not None:
             continue
         for f in result.findings:
-            savings = savings_text(f)
-            line = f"{result.path}:{f.layer}: {f.code} {f.symbol}: {f.message}"
-            lines.append(line + (f" [{savings}]" if savings else ""))
+            lines.append(f"{result.path}:{f.layer}: {f.code} {f.symbol}: "
+                         f"{_finding_text(f, measured)}")
+    for result in results:
+        if result.benchmark is not None:
+            lines += ["", f"{result.path}: {result.benchmark.format_text()}"]
     if not show_summary:
         return "\n".join(lines) + ("\n" if lines else "")
     if lines:
@@ -213,9 +245,12 @@ def format_json(results: list, rules: list) -> str:
         if result.error is not None:
             errors.append({"file": result.path, "problem": result.error})
             continue
-        models.append({"file": result.path, "summary": summary_dict(result.summary),
-                       "findings": [finding_dict(f) for f in result.findings],
-                       "suppressed": result.suppressed, "baselined": result.baselined})
+        model = {"file": result.path, "summary": summary_dict(result.summary),
+                 "findings": [finding_dict(f) for f in result.findings],
+                 "suppressed": result.suppressed, "baselined": result.baselined}
+        if result.benchmark is not None:
+            model["benchmark"] = result.benchmark.to_dict()
+        models.append(model)
     findings = [f for r in results for f in r.findings]
     data = {
         "schema_version": JSON_SCHEMA_VERSION,
@@ -268,6 +303,7 @@ def format_sarif(results: list, rules: list, base: Optional[Path] = None) -> str
 
     base = Path(os.path.abspath(base or os.getcwd()))
     index = {r.code: i for i, r in enumerate(rules)}
+    measured = _measured_text(results)
     sarif_results, notifications = [], []
     for result in results:
         uri = _uri(result.path, base)
@@ -277,8 +313,7 @@ def format_sarif(results: list, rules: list, base: Optional[Path] = None) -> str
                                   "locations": [location]})
             continue
         for f in result.findings:
-            savings = savings_text(f)
-            text = f"{f.layer}: {f.message}" + (f" [{savings}]" if savings else "")
+            text = f"{f.layer}: {_finding_text(f, measured)}"
             entry = {
                 "ruleId": f.code,
                 "level": _SARIF_LEVELS[Severity(f.severity)],
@@ -288,9 +323,10 @@ def format_sarif(results: list, rules: list, base: Optional[Path] = None) -> str
                      "kind": "object"}]}],
                 "partialFingerprints": {"cnnkitRuleLayer/v1": _fingerprint(f.symbol, uri,
                                                                            f.layer)},
-                "properties": {k: getattr(f, k) for k in (
+                "properties": {**{k: getattr(f, k) for k in (
                     "symbol", "params_before", "params_after", "macs_before", "macs_after",
                     "flops_before", "flops_after") if getattr(f, k) is not None},
+                    **measured_fields(f)},
             }
             if f.suggestion:
                 entry["properties"]["suggestion"] = f.suggestion
@@ -322,6 +358,7 @@ def _gh_property(text: str) -> str:
 def format_github(results: list, rules: list) -> str:
     """GitHub Actions workflow commands, one per finding and per unreadable file."""
     del rules
+    measured = _measured_text(results)
     lines = []
     for result in results:
         path = _gh_property(result.path)
@@ -329,8 +366,7 @@ def format_github(results: list, rules: list) -> str:
             lines.append(f"::error file={path},title=cnnkit-lint::{_gh_data(result.error)}")
             continue
         for f in result.findings:
-            savings = savings_text(f)
-            message = f"{f.layer}: {f.message}" + (f" [{savings}]" if savings else "")
+            message = f"{f.layer}: {_finding_text(f, measured)}"
             level = _GITHUB_LEVELS[Severity(f.severity)]
             title = _gh_property(f"{f.code} {f.symbol}")
             lines.append(f"::{level} file={path},title={title}::{_gh_data(message)}")

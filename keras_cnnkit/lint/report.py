@@ -64,9 +64,23 @@ FINDING_FIELDS = ("code", "symbol", "severity", "layer", "node", "message", "sug
                   "flops_before", "flops_after")
 
 
+#: The measured figures of a benchmarked finding (``cnnkit-lint --benchmark``) that
+#: :func:`finding_dict` lifts out of ``measurements`` to the finding's top level: the
+#: median forward-pass times at the largest batch measured, their ratio, the device.
+MEASUREMENT_FIELDS = ("latency_before_ms", "latency_after_ms", "speedup", "device")
+
+
+def measured_fields(finding: Finding) -> dict:
+    """The :data:`MEASUREMENT_FIELDS` the finding's measurements hold (empty if unmeasured)."""
+    return {name: _json(finding.measurements[name]) for name in MEASUREMENT_FIELDS
+            if name in finding.measurements}
+
+
 def finding_dict(finding: Finding) -> dict:
-    """Every field of a finding, JSON-ready."""
+    """Every field of a finding, JSON-ready; a measured finding also carries the
+    :data:`MEASUREMENT_FIELDS` at top level (every run stays under ``measurements``)."""
     out = {name: _json(getattr(finding, name)) for name in FINDING_FIELDS}
+    out.update(measured_fields(finding))
     out["needs_retraining"] = finding.needs_retraining
     out["measurements"] = _json(finding.measurements)
     out["replacement"] = replacement_dict(finding.replacement)
