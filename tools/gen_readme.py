@@ -1,7 +1,9 @@
-"""Regenerate the README sections that are derived from code (the rule table).
+"""Regenerate the README sections that are derived from code.
 
-Run ``python tools/gen_readme.py`` after changing a rule's docstring; ``--check`` exits 1
-when README.md is out of date (the test suite runs that check).
+``python tools/gen_readme.py`` rewrites the rule table (from the rules' docstrings);
+``--check`` exits 1 when it is out of date (the test suite runs that check).
+``--builders`` also rebuilds the builders table: it builds every model (TensorFlow needed,
+about a minute) and takes params and MACs from the linter's cost model.
 """
 from __future__ import annotations
 
@@ -13,6 +15,25 @@ import sys
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 README = os.path.join(ROOT, "README.md")
 START, END = "<!-- rules:start -->", "<!-- rules:end -->"
+BUILDERS = ("<!-- builders:start -->", "<!-- builders:end -->")
+
+#: builder → (keyword arguments, what it is checked against in tests/test_models_*.py).
+BUILDER_ROWS = {
+    "inception_v3": ({}, "= `keras.applications.InceptionV3`; its weights files load"),
+    "densenet121": ({}, "= `DenseNet121`"),
+    "densenet169": ({}, "= `DenseNet169`"),
+    "densenet201": ({}, "= `DenseNet201`"),
+    "mobilenet_v2": ({}, "= `MobileNetV2`, every alpha"),
+    "mobilenet": ({}, "= `MobileNet`, every alpha"),
+    "resnet50": ({}, "= `ResNet50`"),
+    "resnet50_v2": ({}, "= `ResNet50V2`"),
+    "vgg16": ({}, "= `VGG16`"),
+    "xception": ({}, "= `Xception`"),
+    "googlenet": ({}, "torchvision `googlenet` count, within 0.5%"),
+    "shufflenet_v2_x1_0": ({}, "torchvision counts for 0.5×–2.0×, within 0.5%"),
+    "se_resnet50": ({}, "SENet paper / timm `seresnet50` count, within 0.5%"),
+    "alexnet": ({}, "torchvision `alexnet` count, within 0.5%"),
+}
 
 
 def first_reference(section: str) -> str:
@@ -41,22 +62,44 @@ def rule_table() -> str:
     return "\n".join(lines)
 
 
-def render(text: str) -> str:
-    """``text`` with the rule table between the markers replaced."""
-    pattern = re.compile(re.escape(START) + ".*?" + re.escape(END), re.DOTALL)
+def builders_table() -> str:
+    """The builders table: params (top, 1000 classes) and MACs at the default size."""
+    from keras_cnnkit import lint
+    from keras_cnnkit.models import create_model
+
+    lines = ["| builder | params | MACs (input) | checked against |", "|---|---:|---:|---|"]
+    for name, (kwargs, parity) in BUILDER_ROWS.items():
+        model = create_model(name, weights=None, **kwargs)
+        summary = lint(model, select=[]).summary
+        size = model.inputs[0].shape[1]
+        lines.append(f"| `{name}` | {model.count_params():,} | {summary.macs / 1e9:.3f} G "
+                     f"({size}²) | {parity} |")
+    return "\n".join(lines)
+
+
+def _replace(text: str, markers: tuple, body: str) -> str:
+    start, end = markers
+    pattern = re.compile(re.escape(start) + ".*?" + re.escape(end), re.DOTALL)
     if not pattern.search(text):
-        raise SystemExit(f"README.md has no {START} ... {END} section")
-    return pattern.sub(lambda _: f"{START}\n{rule_table()}\n{END}", text)
+        raise SystemExit(f"README.md has no {start} ... {end} section")
+    return pattern.sub(lambda _: f"{start}\n{body}\n{end}", text)
+
+
+def render(text: str, builders: bool = False) -> str:
+    """``text`` with the generated sections replaced (the builders table if asked)."""
+    text = _replace(text, (START, END), rule_table())
+    return _replace(text, BUILDERS, builders_table()) if builders else text
 
 
 def main(argv=None) -> int:
     """Rewrite README.md, or with ``--check`` report whether it is current."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--check", action="store_true")
+    parser.add_argument("--builders", action="store_true", help="rebuild the builders table")
     args = parser.parse_args(argv)
     with open(README, encoding="utf-8") as fh:
         text = fh.read()
-    new = render(text)
+    new = render(text, builders=args.builders)
     if args.check:
         if new != text:
             print("README.md is out of date: run python tools/gen_readme.py", file=sys.stderr)
