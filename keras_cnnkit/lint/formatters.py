@@ -48,7 +48,6 @@ from keras_cnnkit.lint.report import finding_dict, measured_fields
 
 JSON_SCHEMA_VERSION = 1
 TOOL_NAME = "cnnkit-lint"
-TOOL_URI = "https://github.com/keras-cnnkit/keras-cnnkit"
 SARIF_SCHEMA = "https://json.schemastore.org/sarif-2.1.0.json"
 
 _SARIF_LEVELS = {Severity.INFO: "note", Severity.WARNING: "warning", Severity.ERROR: "error"}
@@ -335,7 +334,6 @@ def format_sarif(results: list, rules: list, base: Optional[Path] = None) -> str
             sarif_results.append(entry)
     run = {
         "tool": {"driver": {"name": TOOL_NAME, "version": __version__,
-                            "informationUri": TOOL_URI,
                             "rules": [_rule_descriptor(r) for r in rules]}},
         "invocations": [{"executionSuccessful": not notifications,
                          "toolExecutionNotifications": notifications}],
