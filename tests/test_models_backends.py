@@ -3,6 +3,8 @@
 Marked ``backend_agnostic``: the tox matrix runs this module under the jax and torch
 Keras backends (without TensorFlow installed); the default run covers TensorFlow.
 """
+import gc
+
 import pytest
 
 keras = pytest.importorskip("keras")
@@ -13,6 +15,14 @@ import numpy as np  # noqa: E402
 from keras_cnnkit import models  # noqa: E402
 
 pytestmark = pytest.mark.backend_agnostic
+
+
+@pytest.fixture(autouse=True)
+def _fresh_keras_session():
+    """Free each test's models and traced functions (many big models run here)."""
+    yield
+    keras.backend.clear_session()
+    gc.collect()
 
 
 @pytest.mark.parametrize("builder,kwargs,size", [

@@ -6,6 +6,7 @@ keras.applications fetches them (and a clear error offline), the registry, and t
 ``ValueError`` messages for bad input.  Parameter counts of the builders keras lacks are
 checked against published figures (sources cited per test).
 """
+import gc
 import math
 
 import keras
@@ -16,6 +17,14 @@ from keras_cnnkit import models
 from keras_cnnkit.models import WeightsUnavailableError
 
 A = keras.applications
+
+
+@pytest.fixture(autouse=True)
+def _fresh_keras_session():
+    """Free each test's models and traced functions (many big models run here)."""
+    yield
+    keras.backend.clear_session()
+    gc.collect()
 
 
 def trainable_params(model) -> int:

@@ -413,7 +413,7 @@ def assemble(family: Family, body: Callable, *, include_top: bool = True, weight
         weights_lib.transfer_weights(twin, model)
         return model
 
-    img_input = _input_layer(input_tensor, shape, family)
+    img_input = _input_layer(input_tensor, shape, family, data_format)
     ctx = BuildContext(data_format, opts, num_residual_blocks)
     x = body(img_input, ctx)
     if opts.features_only:
@@ -438,14 +438,16 @@ def assemble(family: Family, body: Callable, *, include_top: bool = True, weight
     return model
 
 
-def _input_layer(input_tensor, shape: tuple, family: Family):
+def _input_layer(input_tensor, shape: tuple, family: Family, data_format: str):
     import keras
 
     if input_tensor is None:
         return keras.Input(shape=shape)
     if not keras.backend.is_keras_tensor(input_tensor):
         return keras.Input(tensor=input_tensor, shape=shape)
-    check_size(family, tuple(input_tensor.shape[1:3]), input_tensor.shape)
+    spatial = input_tensor.shape[1:3] if data_format == "channels_last" else \
+        input_tensor.shape[2:4]
+    check_size(family, tuple(spatial), input_tensor.shape)
     return input_tensor
 
 
