@@ -21,7 +21,8 @@ from keras_cnnkit.lint.cli import main
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
 EXAMPLE = os.path.join(ROOT, "examples", "models", "inefficient_cnn.h5")
-SARIF_SCHEMA = os.path.join(ROOT, "..", "shared", "ref", "sarif-schema-2.1.0.json")
+# The official SARIF 2.1.0 JSON schema (OASIS), vendored so the tests are self-contained.
+SARIF_SCHEMA = os.path.join(ROOT, "tests", "data", "sarif-schema-2.1.0.json")
 
 #: Parameters of the example, layer by layer: conv k·k·Cin·Cout + Cout, BN 4·C,
 #: dense in·out + out (flatten: 8·8·256 = 16,384 inputs).
