@@ -112,16 +112,21 @@ def machine() -> str:
             f"Keras {keras.__version__} ({keras.backend.backend()} backend)")
 
 
-def to_markdown(rows: list, repeats: int) -> str:
-    """The results as a markdown section."""
+def to_markdown(rows: list, repeats: int, load: tuple) -> str:
+    """The results as a markdown section; ``load``: load averages before and after."""
     lines = [
         "# Builders vs keras.applications: build time and CPU latency",
         "",
-        f"Machine: {machine()}.",
+        f"Machine: {machine()}; 1-minute load average {load[0]:.1f} before the run, "
+        f"{load[1]:.1f} after.",
         f"Command: `python benchmarks/bench_builders.py` (repeats={repeats}); medians of "
         "alternating runs, `weights=None`, default ImageNet input size; latency is "
         "`predict_on_batch`.  Ratio = median of adjacent-run ratios ours / keras "
         "(target <= 1.05).",
+        "",
+        "The builders' layers have the same classes and configurations, in the same order, "
+        "as keras.applications' (`tests/test_models_parity.py`), so the forward passes "
+        "compute the same ops; latency ratios away from 1 measure the machine's noise.",
         "",
         "| model | measure | keras-cnnkit | keras.applications | ratio |",
         "|---|---|---:|---:|---:|",
@@ -141,10 +146,11 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     repeats = 1 if args.quick else args.repeats
     rows = []
+    load_before = os.getloadavg()[0]
     for name in args.models:
         rows.extend(bench_pair(name, repeats))
         print(f"{name}: done", flush=True)
-    text = to_markdown(rows, repeats)
+    text = to_markdown(rows, repeats, (load_before, os.getloadavg()[0]))
     print(text)
     with open(args.output, "w", encoding="utf-8") as fh:
         fh.write(text)
