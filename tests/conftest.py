@@ -95,3 +95,16 @@ def pytest_report_header(config):  # pylint: disable=unused-argument
         return None
     return ["left out (packages missing here): " + "; ".join(
         f"{name} ({', '.join(missing)})" for name, missing in _SKIPPED.items())]
+
+
+@pytest.fixture
+def fresh_keras_session():
+    """Free a test's models and traced functions afterwards (for modules that build many
+    big models: without it the slow builder set grew past 20 GB in one process)."""
+    yield
+    import gc
+
+    import keras
+
+    keras.backend.clear_session()
+    gc.collect()

@@ -3,7 +3,6 @@
 Marked ``backend_agnostic``: the tox matrix runs this module under the jax and torch
 Keras backends (without TensorFlow installed); the default run covers TensorFlow.
 """
-import gc
 
 import pytest
 
@@ -14,15 +13,7 @@ import numpy as np  # noqa: E402
 
 from keras_cnnkit import models  # noqa: E402
 
-pytestmark = pytest.mark.backend_agnostic
-
-
-@pytest.fixture(autouse=True)
-def _fresh_keras_session():
-    """Free each test's models and traced functions (many big models run here)."""
-    yield
-    keras.backend.clear_session()
-    gc.collect()
+pytestmark = [pytest.mark.backend_agnostic, pytest.mark.usefixtures("fresh_keras_session")]
 
 
 @pytest.mark.parametrize("builder,kwargs,size", [

@@ -6,7 +6,6 @@ keras.applications fetches them (and a clear error offline), the registry, and t
 ``ValueError`` messages for bad input.  Parameter counts of the builders keras lacks are
 checked against published figures (sources cited per test).
 """
-import gc
 import math
 
 import keras
@@ -18,13 +17,7 @@ from keras_cnnkit.models import WeightsUnavailableError
 
 A = keras.applications
 
-
-@pytest.fixture(autouse=True)
-def _fresh_keras_session():
-    """Free each test's models and traced functions (many big models run here)."""
-    yield
-    keras.backend.clear_session()
-    gc.collect()
+pytestmark = pytest.mark.usefixtures("fresh_keras_session")
 
 
 def trainable_params(model) -> int:

@@ -6,7 +6,6 @@ alpha); the same list of weight shapes in layer order; a weights file saved from
 keras.applications model (legacy ``.h5``, ``model.save``) loads into ours, after which
 the outputs on random input agree to 1e-5.
 """
-import gc
 import functools
 
 import keras
@@ -17,13 +16,9 @@ from keras_cnnkit import models
 
 A = keras.applications
 
+pytestmark = pytest.mark.usefixtures("fresh_keras_session")
 
-@pytest.fixture(autouse=True)
-def _fresh_keras_session():
-    """Free each test's models and traced functions (many big models run here)."""
-    yield
-    keras.backend.clear_session()
-    gc.collect()
+
 MOBILENET_V2_ALPHAS = (0.35, 0.5, 0.75, 1.0, 1.3, 1.4)
 MOBILENET_ALPHAS = (0.25, 0.5, 0.75, 1.0)
 

@@ -1,7 +1,5 @@
 """Every builder runs a forward pass and a training step on TensorFlow, and exports to
 ONNX through tf2onnx with onnxruntime matching Keras to 1e-4 (relative)."""
-import gc
-
 import pytest
 
 tf = pytest.importorskip("tensorflow")
@@ -14,16 +12,12 @@ import numpy as np  # noqa: E402
 from keras_cnnkit import models  # noqa: E402
 from onnx_utils import assert_onnx_matches  # noqa: E402  pylint: disable=wrong-import-order
 
-pytestmark = pytest.mark.skipif(keras.backend.backend() != "tensorflow",
-                                reason="tf2onnx and these checks need the TensorFlow backend")
+pytestmark = [
+    pytest.mark.skipif(keras.backend.backend() != "tensorflow",
+                       reason="tf2onnx and these checks need the TensorFlow backend"),
+    pytest.mark.usefixtures("fresh_keras_session"),
+]
 
-
-@pytest.fixture(autouse=True)
-def _fresh_keras_session():
-    """Free each test's models and traced functions (many big models run here)."""
-    yield
-    keras.backend.clear_session()
-    gc.collect()
 
 # (id, builder, kwargs, input size, slow).  The three required builders run their
 # forward pass and training step in test_models_backends.py on every backend.
