@@ -283,11 +283,24 @@ def to_onnx(model, opset: int = DEFAULT_OPSET, input_shape=None) -> tuple:
                                                  opset=opset)
     except Exception as exc:  # tf2onnx raises many types; all mean "cannot convert"
         raise ExportError(f"tf2onnx cannot convert the model: {_one_line(exc)}") from exc
+    _keep_output_order(proto, out_names)
     return proto, ExportResult(
         path=None, opset=opset, max_abs_diff=None, tolerance=DEFAULT_TOLERANCE,
         input_names=tuple(i.name for i in proto.graph.input),
         output_names=tuple(o.name for o in proto.graph.output),
         split_group_convs=split, size_bytes=proto.ByteSize())
+
+
+def _keep_output_order(proto, names: list) -> None:
+    """Put the graph's outputs in the Keras model's order.
+
+    tf2onnx writes the outputs of a function returning a dict in sorted key order; a
+    multi-output model (GoogLeNet with auxiliary heads) must keep its own order.
+    """
+    rank = {name: i for i, name in enumerate(names)}
+    outputs = sorted(proto.graph.output, key=lambda o: rank.get(o.name, len(rank)))
+    del proto.graph.output[:]
+    proto.graph.output.extend(outputs)
 
 
 def _quiet_tf2onnx() -> None:

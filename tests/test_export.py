@@ -91,6 +91,19 @@ def test_functional_two_inputs_two_outputs(tmp_path, rng):
         np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
 
 
+def test_outputs_keep_the_keras_order(tmp_path, rng):
+    """Outputs named out of alphabetical order ("zeta", then "alpha") stay in Keras' order in
+    the ONNX graph (tf2onnx sorts a dict's keys); GoogLeNet's auxiliary heads need this."""
+    inp = keras.Input((6,), name="x")
+    model = _randomize(keras.Model(inp, [L.Dense(3, name="zeta")(inp),
+                                         L.Dense(1, name="alpha")(inp)]))
+    result = export_onnx(model, tmp_path / "order.onnx")
+    assert result.output_names == ("zeta", "alpha")
+    x = rng.normal(size=(2, 6)).astype("float32")
+    for got, want in zip(_onnx_outputs(tmp_path / "order.onnx", x), model(x)):
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
+
+
 def test_verification_failure_writes_nothing(tmp_path):
     """A tolerance no float computation meets: an error, and no file."""
     path = tmp_path / "strict.onnx"
