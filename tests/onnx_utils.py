@@ -1,9 +1,7 @@
-"""Export a Keras 3 model to ONNX with tf2onnx and run it with onnxruntime (test helper).
+"""Export a Keras 3 model to ONNX and run it with onnxruntime (test helper).
 
-``tf2onnx.convert.from_keras`` accepts Keras 3 functional models on TensorFlow 2.21 with
-an explicit ``input_signature``; where it does not (older tf2onnx/Keras pairs), the
-route that always works is a ``tf.function`` of the model called in inference mode,
-converted with ``tf2onnx.convert.from_function``.  Both are tried, in that order.
+The export is :func:`keras_cnnkit.export.to_onnx` (tf2onnx through a ``tf.function`` with an
+explicit input signature), so the builder tests exercise the exporter users run.
 """
 from __future__ import annotations
 
@@ -11,18 +9,10 @@ import numpy as np
 
 
 def to_onnx(model, opset: int = 17):
-    """The ``onnx.ModelProto`` of a single-input Keras model (TensorFlow backend)."""
-    import tensorflow as tf
-    import tf2onnx
+    """The ``onnx.ModelProto`` of a Keras model, through the package's own exporter."""
+    from keras_cnnkit.export import to_onnx as export_to_onnx
 
-    shape = (None, *model.input_shape[1:])
-    signature = [tf.TensorSpec(shape, tf.float32, name="input")]
-    try:
-        proto, _ = tf2onnx.convert.from_keras(model, input_signature=signature, opset=opset)
-    except Exception:  # pylint: disable=broad-exception-caught
-        fn = tf.function(lambda x: model(x, training=False), input_signature=signature)
-        proto, _ = tf2onnx.convert.from_function(fn, input_signature=signature, opset=opset)
-    return proto
+    return export_to_onnx(model, opset=opset)[0]
 
 
 def run_onnx(proto, x: np.ndarray) -> list:
