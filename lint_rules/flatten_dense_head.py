@@ -5,6 +5,7 @@ from typing import Iterable
 
 from keras_cnnkit.analysis.fragments import FragmentBuilder, try_build
 from keras_cnnkit.analysis.ir import Graph, Node, OpKind
+from keras_cnnkit.analysis.patterns import spatial_size
 from keras_cnnkit.lint.findings import Finding, Rule, Severity
 from lint_rules.common import costed_finding, costs_of, num, saves
 
@@ -58,9 +59,7 @@ class FlattenDenseHead(Rule):
             if not flat or node.input_shapes[0] is None or len(node.input_shapes[0]) < 2:
                 continue
             source = graph[node.inputs[0]]
-            positions = 1
-            for d in source.spatial():
-                positions = None if d is None or positions is None else positions * d
+            positions = spatial_size(source)
             if positions is None or positions <= 1:
                 continue
             chain = _chain_to_dense(graph, node)
@@ -84,7 +83,7 @@ class FlattenDenseHead(Rule):
             if rest is None:
                 continue
             sources = [graph[flat.inputs[0]] for flat in flats]
-            positions = sum(_positions(src) for src in sources)
+            positions = sum(spatial_size(src) for src in sources)
             finding = self._check_head(graph, sources, flats + rest, positions)
             if finding is not None:
                 yield finding
@@ -125,21 +124,13 @@ class FlattenDenseHead(Rule):
             costs=(before, after))
 
 
-def _positions(node: Node):
-    """Number of spatial positions of ``node``'s output (``None`` if unknown)."""
-    positions = 1
-    for d in node.spatial():
-        positions = None if d is None or positions is None else positions * d
-    return positions
-
-
 def _flattens_a_map(graph: Graph, node: Node) -> bool:
     """True for a Flatten of a known feature map with more than one position."""
     if node.op != OpKind.FLATTEN or not node.input_shapes or node.input_shapes[0] is None:
         return False
     if len(node.input_shapes[0]) < 2:
         return False
-    positions = _positions(graph[node.inputs[0]])
+    positions = spatial_size(graph[node.inputs[0]])
     return positions is not None and positions > 1
 
 

@@ -62,6 +62,20 @@ class OpKind:
     OPAQUE = "opaque"                  # cannot be analysed (Lambda, unknown class)
 
 
+def call_name(name: str, taken) -> str:
+    """``name``, or ``name@k`` with the smallest ``k`` not in ``taken``.
+
+    The name of a later call of a shared layer (or of a repeated nested-model prefix);
+    every frontend names calls this way, so their graphs agree node for node.
+    """
+    if name not in taken:
+        return name
+    k = 1
+    while f"{name}@{k}" in taken:
+        k += 1
+    return f"{name}@{k}"
+
+
 @dataclasses.dataclass
 class Node:
     """One op of the graph.

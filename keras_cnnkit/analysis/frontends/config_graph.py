@@ -25,7 +25,7 @@ from typing import Optional
 
 from keras_cnnkit.analysis.frontends.keras_config import LayerSpec, ModelSpec
 from keras_cnnkit.analysis.frontends.keras_live import _OPS_AS_LAYERS as OPS_AS_LAYERS
-from keras_cnnkit.analysis.ir import Graph, OpKind
+from keras_cnnkit.analysis.ir import Graph, OpKind, call_name
 from keras_cnnkit.analysis.keras_layers import (
     LayerConfigError,
     convert_layer,
@@ -136,15 +136,8 @@ class _Builder:
         self.prefixes: set = set()  # name prefixes of nested-model calls so far
 
     def unique(self, name: str, taken=None) -> str:
-        """``name``, or ``name@k`` with the smallest free ``k`` among ``taken`` (default:
-        the nodes), as the live frontend names calls."""
-        taken = self.graph.nodes if taken is None else taken
-        if name not in taken:
-            return name
-        k = 1
-        while f"{name}@{k}" in taken:
-            k += 1
-        return f"{name}@{k}"
+        """:func:`~keras_cnnkit.analysis.ir.call_name` among ``taken`` (default: the nodes)."""
+        return call_name(name, self.graph.nodes if taken is None else taken)
 
     def observed_params(self, path: str) -> Optional[int]:
         """Weights the file stores for layer ``path``; ``None`` if it stores no weights."""

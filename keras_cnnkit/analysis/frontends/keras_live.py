@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from typing import Optional
 
-from keras_cnnkit.analysis.ir import Graph, OpKind
+from keras_cnnkit.analysis.ir import Graph, OpKind, call_name
 from keras_cnnkit.analysis.keras_layers import (
     Expansion,
     LayerConfigError,
@@ -80,14 +80,8 @@ class _Walker:
         self.prefixes: set = set()    # name prefixes of nested-model calls so far
 
     def unique(self, name: str, taken=None) -> str:
-        """``name``, or ``name@k`` with the smallest free ``k`` (default: among nodes)."""
-        taken = self.graph.nodes if taken is None else taken
-        if name not in taken:
-            return name
-        k = 1
-        while f"{name}@{k}" in taken:
-            k += 1
-        return f"{name}@{k}"
+        """:func:`~keras_cnnkit.analysis.ir.call_name` among ``taken`` (default: the nodes)."""
+        return call_name(name, self.graph.nodes if taken is None else taken)
 
     def walk(self, functional, tensor_names: dict, prefix: str) -> None:
         """Add the nodes of ``functional``; ``tensor_names`` maps id(KerasTensor) → node."""
