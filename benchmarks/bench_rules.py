@@ -123,28 +123,40 @@ def finding_for(model, symbol: str):
 
 
 def _timing_kwargs(args) -> dict:
-    return {"warmup": 2, "repeats": args.repeats, "min_sample_s": 0.02,
+    return {"warmup": 2, "repeats": args.repeats, "min_sample_s": args.min_sample,
+            "max_rel_iqr": args.max_spread or None, "retries": 2,
             "budget_s": args.budget}
 
 
 def time_pair(graph, finding, batches, args, noise: bool) -> list:
-    """Rows for one finding: before/after medians per batch (and a second 'before' run)."""
-    from keras_cnnkit.bench.timing import time_model, time_models
+    """Rows for one finding: before/after medians per batch (and a second 'before' run).
+
+    Each side is compiled once per batch.  The noise run repeats the same interleaved
+    before/after measurement straight after the first (a solo rerun of 'before' is not
+    the same benchmark: on a CPU, the 'after' model's traffic between the interleaved
+    samples evicts the 'before' weights from the cache, which a solo run never sees).
+    """
+    from keras_cnnkit.bench.timing import measure_interleaved, random_inputs, runner
     from keras_cnnkit.rewrite.build import replacement_models
     before, after = replacement_models(graph, finding.replacement, dtype=args.dtype,
                                        name=finding.symbol)
     rows = []
     for batch in batches:
-        (t_before, t_after), mode = time_models([before, after], batch,
-                                                **_timing_kwargs(args))
-        again = time_model(before, batch, **_timing_kwargs(args))[0] if noise else None
+        runs, mode = [], None
+        for model in (before, after):
+            run_fn, sync, mode = runner(model, random_inputs(model, batch))
+            runs.append((run_fn, sync))
+        t_before, t_after = measure_interleaved(runs, **_timing_kwargs(args))
+        again = measure_interleaved(runs, **_timing_kwargs(args)) if noise else None
         rows.append({
             "batch": batch, "compile": mode,
             "flops_before": finding.flops_before, "flops_after": finding.flops_after,
             "params_before": finding.params_before, "params_after": finding.params_after,
             "before_ms": t_before.median_ms, "before_iqr_ms": t_before.iqr_ms,
             "after_ms": t_after.median_ms, "after_iqr_ms": t_after.iqr_ms,
-            "before_rerun_ms": again.median_ms if again is not None else None,
+            "attempts": max(t.attempts for t in (t_before, t_after)),
+            "before_rerun_ms": again[0].median_ms if again is not None else None,
+            "after_rerun_ms": again[1].median_ms if again is not None else None,
         })
     return rows
 
@@ -163,8 +175,13 @@ def named_cases() -> list:
              vgg16, "block5_conv2")]
 
 
-def run(args) -> dict:
-    """Measure every selected case; returns the device record (also merged to JSON)."""
+def run(args, results_dir: Optional[str] = None) -> dict:
+    """Measure every selected case; returns the device record.
+
+    With ``results_dir`` the record is merged into the device's JSON file after every
+    case, so a run cut short (``--max-minutes``, a killed job) keeps what it measured,
+    and ``--resume`` skips the cases already on file.
+    """
     import keras
 
     from keras_cnnkit.bench.device import detect
@@ -188,11 +205,25 @@ def run(args) -> dict:
         jobs += [("named", symbol, label, layer, build)
                  for label, symbol, build, layer in named_cases()]
     cases, named, failures = [], [], []
+    record = {"device": device.to_dict(), "backend": device.backend, "dtype": args.dtype,
+              "load_at_start": _load_average(), "cpu_threads": args.cpu_threads,
+              "keras": keras.__version__, "grid": None if args.named_only else args.grid,
+              "max_spread": args.max_spread or None, "repeats": args.repeats,
+              "min_sample_s": args.min_sample,
+              "date": time.strftime("%Y-%m-%d"), "cases": cases, "named": named,
+              "failures": failures, "seconds": 0.0}
+    done = _done_jobs(results_dir, record, args.batches) if args.resume and results_dir else set()
+    jobs = [job for job in jobs if _job_key(job) not in done]
     models: dict = {}
     progress = Progress(len(jobs))
     started = time.perf_counter()
     with progress:
-        for kind, symbol, a, b, build in jobs:
+        for index, (kind, symbol, a, b, build) in enumerate(jobs):
+            if args.max_minutes is not None and \
+                    time.perf_counter() - started >= 60 * args.max_minutes:
+                failures.append(f"{len(jobs) - index} case(s) left for a later --resume run "
+                                f"(--max-minutes {args.max_minutes:g})")
+                break
             progress.step(f"{symbol} {a} {b}")
             try:
                 if kind == "grid":
@@ -213,12 +244,33 @@ def run(args) -> dict:
                     cases.append({"rule": symbol, "channels": a, "map": b, **row})
                 else:
                     named.append({"case": a, "rule": symbol, "layer": b, **row})
-    record = {"device": device.to_dict(), "backend": device.backend, "dtype": args.dtype,
-              "load_at_start": _load_average(), "cpu_threads": args.cpu_threads,
-              "keras": keras.__version__, "grid": None if args.named_only else args.grid,
-              "date": time.strftime("%Y-%m-%d"), "cases": cases, "named": named,
-              "failures": failures, "seconds": round(time.perf_counter() - started, 1)}
+            record["seconds"] = round(time.perf_counter() - started, 1)
+            if results_dir:
+                merge_record(results_dir, record)
+    record["seconds"] = round(time.perf_counter() - started, 1)
     return record
+
+
+def _job_key(job: tuple) -> tuple:
+    kind, symbol, a, b, _ = job
+    return (kind, symbol, a, b)
+
+
+def _done_jobs(results_dir: str, record: dict, batches) -> set:
+    """Jobs whose rows, at every requested batch, are already in the device's JSON."""
+    path = os.path.join(results_dir, f"rules_{_device_key(record)}.json")
+    if not os.path.exists(path):
+        return set()
+    with open(path, encoding="utf-8") as fh:
+        old = json.load(fh)
+    seen: dict = {}
+    for row in old.get("cases", []):
+        seen.setdefault(("grid", row["rule"], row["channels"], row["map"]), set()).add(
+            row["batch"])
+    for row in old.get("named", []):
+        seen.setdefault(("named", row["rule"], row["case"], row["layer"]), set()).add(
+            row["batch"])
+    return {key for key, got in seen.items() if set(batches) <= got}
 
 
 def _load_average() -> Optional[float]:
@@ -242,8 +294,14 @@ def _named_finding(model, symbol: str, layer: str):
 
 
 def _device_key(record: dict) -> str:
+    """``<backend>-<kind>[-<gpu model>]-<dtype>``: one file per backend, device and dtype
+    (GPU models are told apart; the CPU key is the machine's own)."""
     dev = record["device"]
-    return f"{record['backend']}-{dev['kind']}-{record['dtype']}"
+    parts = [record["backend"], dev["kind"]]
+    if dev["kind"] == "gpu":
+        slug = "".join(ch if ch.isalnum() else "-" for ch in dev["name"].lower())
+        parts.append("-".join(p for p in slug.split("-") if p))
+    return "-".join(parts + [record["dtype"]])
 
 
 def merge_record(results_dir: str, record: dict) -> str:
@@ -292,14 +350,37 @@ def ratio(row: dict, key_after: str, key_before: str) -> Optional[float]:
     return a / b if a is not None and b else None
 
 
-def noise_stats(record: dict) -> dict:
-    """Relative difference of the two consecutive 'before' runs, cases over 1 ms."""
+def noise_pairs(record: dict, min_ms: float = NOISE_MIN_MS) -> list:
+    """Relative differences of the two consecutive runs (before, and after where it was
+    rerun) of every case whose two medians are both over ``min_ms``."""
     diffs = []
     for row in record["cases"] + record["named"]:
-        first, second = row["before_ms"], row.get("before_rerun_ms")
-        if second is None or min(first, second) <= NOISE_MIN_MS:
+        for which in ("before", "after"):
+            first, second = row.get(f"{which}_ms"), row.get(f"{which}_rerun_ms")
+            if first is None or second is None or min(first, second) <= min_ms:
+                continue
+            diffs.append(abs(first - second) / min(first, second))
+    return diffs
+
+
+def ratio_noise(record: dict, min_ms: float = NOISE_MIN_MS) -> list:
+    """Relative differences of the time ratio (after / before) between the two runs, for
+    cases rerun on both sides with every median over ``min_ms``: what the tool reports
+    (a speed-up) is a ratio, and a machine-wide slow phase moves both sides together."""
+    diffs = []
+    for row in record["cases"] + record["named"]:
+        values = [row.get(k) for k in ("before_ms", "after_ms", "before_rerun_ms",
+                                       "after_rerun_ms")]
+        if any(v is None for v in values) or min(values) <= min_ms:
             continue
+        first, second = values[1] / values[0], values[3] / values[2]
         diffs.append(abs(first - second) / min(first, second))
+    return diffs
+
+
+def noise_stats(record: dict, min_ms: float = NOISE_MIN_MS) -> dict:
+    """The noise figure: how far two consecutive runs of the same case are apart."""
+    diffs = noise_pairs(record, min_ms)
     return {"n": len(diffs), "median": statistics.median(diffs) if diffs else None,
             "max": max(diffs) if diffs else None,
             "within": sum(d <= NOISE_LIMIT for d in diffs)}
@@ -338,10 +419,33 @@ def render_markdown(records: list) -> str:
         if noise["n"]:
             verdict = "all within" if noise["within"] == noise["n"] else \
                 f"{noise['n'] - noise['within']} outside"
+            reruns = "before and after" if any(
+                r.get("after_rerun_ms") for r in record["cases"] + record["named"]) \
+                else "before only (solo rerun)"
             out += ["### Harness noise", "",
                     f"Two consecutive runs of the same case (cases over {NOISE_MIN_MS:g} ms, "
-                    f"n = {noise['n']}): median difference {100 * noise['median']:.1f}%, "
-                    f"largest {100 * noise['max']:.1f}%; {verdict} "
+                    f"n = {noise['n']}, rerun: {reruns}): median difference "
+                    f"{100 * noise['median']:.1f}%, largest {100 * noise['max']:.1f}%; "
+                    f"{verdict} {100 * NOISE_LIMIT:.0f}%.", ""]
+        ratios = ratio_noise(record)
+        if ratios:
+            out += [f"The time ratio (after / before) of the same cases, first run against "
+                    f"second (n = {len(ratios)}): median difference "
+                    f"{100 * statistics.median(ratios):.1f}%, largest "
+                    f"{100 * max(ratios):.1f}%; "
+                    f"{sum(d <= NOISE_LIMIT for d in ratios)} within "
+                    f"{100 * NOISE_LIMIT:.0f}%.", ""]
+        retaken = sum((r.get("attempts") or 1) > 1 for r in record["cases"] + record["named"])
+        if retaken:
+            out += [f"{retaken} of {len(record['cases']) + len(record['named'])} cases were "
+                    "retaken at least once because a side's IQR exceeded "
+                    f"{100 * (record.get('max_spread') or NOISE_LIMIT):.0f}% of its median "
+                    "(`--max-spread`).", ""]
+        short = noise_stats(record, 0.0)
+        if short["n"] > noise["n"]:
+            out += [f"All cases, sub-millisecond ones included (n = {short['n']}): median "
+                    f"difference {100 * short['median']:.1f}%, largest "
+                    f"{100 * short['max']:.1f}%; {short['within']} within "
                     f"{100 * NOISE_LIMIT:.0f}%.", ""]
         if record.get("failures"):
             out += ["Not measured: " + "; ".join(record["failures"]), ""]
@@ -401,9 +505,14 @@ def render_plot(records: list, path: str) -> Optional[str]:
     records = [r for r in records if r["cases"]]
     if not records:
         return None
-    fig, axes = plt.subplots(1, len(records), figsize=(6.5 * len(records), 5.5), squeeze=False)
+    cols = min(2, len(records))
+    rows = -(-len(records) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(6.5 * cols, 5.0 * rows), squeeze=False,
+                             sharex=True, sharey=True)
+    for ax in axes.flat[len(records):]:
+        ax.set_visible(False)
     markers = "os^vD<>Pp*hX"
-    for ax, record in zip(axes[0], records):
+    for ax, record in zip(axes.flat, records):
         rules = sorted({r["rule"] for r in record["cases"]})
         for i, rule in enumerate(rules):
             pts = [(ratio(r, "flops_after", "flops_before"), ratio(r, "after_ms", "before_ms"))
@@ -411,7 +520,7 @@ def render_plot(records: list, path: str) -> Optional[str]:
             pts = [(x, y) for x, y in pts if x and y]
             if pts:
                 ax.scatter(*zip(*pts), label=rule, marker=markers[i % len(markers)], alpha=0.75)
-        ax.axline((1, 1), slope=1, color="grey", lw=1, ls="--", label="time ratio = FLOP ratio")
+        ax.axline((1, 1), (0.1, 0.1), color="grey", lw=1, ls="--", label="time ratio = FLOP ratio")
         ax.axhline(1, color="black", lw=0.6)
         ax.set_xscale("log")
         ax.set_yscale("log")
@@ -441,13 +550,25 @@ def parse_args(argv=None):
     parser.add_argument("--named-only", action="store_true")
     parser.add_argument("--no-noise", action="store_true",
                         help="skip the second run of each case")
-    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--repeats", type=int, default=7,
+                        help="samples per measurement (median and IQR over them)")
+    parser.add_argument("--max-spread", type=float, default=0.10,
+                        help="retake a measurement (twice at most) whose IQR exceeds this "
+                             "fraction of its median; 0 never retakes")
+    parser.add_argument("--min-sample", type=float, default=0.02,
+                        help="seconds each sample lasts at least (calls averaged into it); "
+                             "longer samples average out a shared machine's bursts")
     parser.add_argument("--budget", type=float, default=3.0,
                         help="rough seconds per measurement")
     parser.add_argument("--cpu-threads", type=int,
                         help="limit CPU threads (1 gives steadier timings on a shared machine)")
     parser.add_argument("--out-dir", default=HERE,
                         help="where results_rules.md, rules_ratio.png and results/ go")
+    parser.add_argument("--resume", action="store_true",
+                        help="skip cases already in this device's results file")
+    parser.add_argument("--max-minutes", type=float,
+                        help="stop starting new cases after this long (what was measured "
+                             "is kept; finish later with --resume)")
     parser.add_argument("--render-only", action="store_true",
                         help="only re-render the markdown and plot from results/")
     args = parser.parse_args(argv)
@@ -460,7 +581,7 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     results_dir = os.path.join(args.out_dir, "results")
     if not args.render_only:
-        record = run(args)
+        record = run(args, results_dir)
         path = merge_record(results_dir, record)
         noise = noise_stats(record)
         print(f"{len(record['cases'])} grid rows, {len(record['named'])} named rows on "

@@ -284,3 +284,28 @@ def test_measure_interleaved_alternates_samples():
                                warmup=1, repeats=3, min_sample_s=0.0, clock=lambda: now[0])
     assert order == ["a", "a", "b", "b"] + ["a", "b"] * 3   # warm-up + calibration, then ABAB
     assert a.median_ms == pytest.approx(2.0) and b.median_ms == pytest.approx(4.0)
+
+
+def test_measure_interleaved_retakes_a_measurement_with_a_wide_spread():
+    """A burst during the first attempt (one side's samples all over the place): the
+    measurement is taken again and the steady attempt is kept."""
+    now = [0.0]
+    durations = iter([0.001] * 4                      # warm-up + calibration of a and b
+                     + [0.001, 0.001] + [0.001, 0.004] + [0.001, 0.001]   # attempt 1: b bursts
+                     + [0.001] * 6                      # attempt 2: steady
+                     + [0.001] * 100)
+
+    def run():
+        now[0] += next(durations)
+
+    a, b = measure_interleaved([(run, lambda _: None), (run, lambda _: None)],
+                               warmup=1, repeats=3, min_sample_s=0.0, clock=lambda: now[0],
+                               max_rel_iqr=0.1)
+    assert a.attempts == b.attempts == 2
+    assert b.median_ms == pytest.approx(1.0) and b.iqr_ms == pytest.approx(0.0)
+    # without the option the burst stays in the figures
+    now[0] = 0.0
+    durations = iter([0.001] * 4 + [0.001, 0.001, 0.001, 0.004, 0.001, 0.001] + [0.001] * 10)
+    _, b = measure_interleaved([(run, lambda _: None), (run, lambda _: None)], warmup=1,
+                               repeats=3, min_sample_s=0.0, clock=lambda: now[0])
+    assert b.attempts == 1 and b.iqr_ms == pytest.approx(1.5)

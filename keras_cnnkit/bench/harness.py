@@ -205,10 +205,14 @@ def benchmark_findings(graph: Graph, findings: Iterable[Finding],
         compile_mode: see :data:`keras_cnnkit.bench.timing.COMPILE_MODES`.
         progress: a :class:`Progress` (default: one on stderr, silent off a terminal).
         annotate: fill ``finding.measurements`` and note slower fixes in messages.
-        **measure_kwargs: ``warmup``, ``repeats``, ``min_sample_s``, ``budget_s`` of
-            :func:`keras_cnnkit.bench.timing.measure`.
+        **measure_kwargs: ``warmup``, ``repeats``, ``min_sample_s``, ``budget_s``,
+            ``max_rel_iqr`` and ``retries`` of
+            :func:`keras_cnnkit.bench.timing.measure_interleaved`.  A measurement whose
+            IQR exceeds 10% of its median is retaken (twice at most) unless
+            ``max_rel_iqr`` says otherwise (``None``: never).
     """
     batches = _check_args(dtype, batches)
+    measure_kwargs.setdefault("max_rel_iqr", 0.10)
     findings = list(findings)
     candidates = [f for f in findings if f.replacement is not None]
     result = BenchResult(detect(), dtype, "", batches, train)
