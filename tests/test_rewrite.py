@@ -342,7 +342,7 @@ def test_every_fix_applied_to_keras_applications(name, rng):
     report = lint(model)
     result = rewrite_model(model, report.findings, graph=report.graph)
     assert result.applied and all("overlaps" in s.reason or s.reason == "no automatic fix"
-                                  for s in result.skipped)
+                                  or s.merged_into is not None for s in result.skipped)
     expected = model.count_params() + sum(f.params_after - f.params_before
                                           for f in result.applied_findings)
     assert result.model.count_params() == expected < model.count_params()
@@ -380,3 +380,29 @@ def test_shared_layers_are_left_alone(rng):
     assert not result.applied and "shared layer" in result.skipped[0].reason
     data = rng.standard_normal((1, 6, 6, 4)).astype("float32")
     np.testing.assert_allclose(infer(result.model, data), infer(model, data), atol=1e-6)
+
+
+def test_bias_drop_is_merged_into_the_architectural_fix_of_the_same_conv():
+    """A 5×5 conv with a bias feeding a batch norm: large-kernel and bias-before-batchnorm
+    both want the conv.  The bias drop joins the large-kernel fix (its second 3×3 conv has
+    no bias), so the fixed model lints clean of both; the report's findings are untouched."""
+    from keras_cnnkit.lint.api import lint
+    x = keras.Input((16, 16, 16))
+    y = L.Conv2D(16, 5, padding="same", name="conv5")(x)
+    y = L.BatchNormalization(name="bn")(y)
+    model = keras.Model(x, L.ReLU(name="relu")(y))
+    report = lint(model, select=["large-kernel", "bias-before-batchnorm"])
+    assert sorted(f.symbol for f in report.findings) == ["bias-before-batchnorm",
+                                                         "large-kernel"]
+    chosen, skipped = select_findings(report.findings, graph=report.graph)
+    assert [f.symbol for f in chosen] == ["large-kernel"]
+    (skip,) = skipped
+    assert skip.finding.symbol == "bias-before-batchnorm" and skip.merged_into is chosen[0]
+    # by hand: two 3×3 16→16 convs, the second without its 16 biases
+    assert chosen[0].params_after == (9 * 16 * 16 + 16) + 9 * 16 * 16
+    original = next(f for f in report.findings if f.symbol == "large-kernel")
+    assert original.params_after == 2 * (9 * 16 * 16 + 16)   # the report is not changed
+    fixed = rewrite_model(model, report.findings, graph=report.graph).model
+    assert fixed.count_params() == (9 * 16 * 16 + 16) + 9 * 16 * 16 + 4 * 16
+    again = lint(fixed, select=["large-kernel", "bias-before-batchnorm"])
+    assert not again.findings

@@ -77,7 +77,9 @@ class FixResult:
             "folded_batchnorms": self.folded_batchnorms,
             "applied": [brief(f) for f in self.applied],
             "skipped": [dict(brief(s.finding), reason=s.reason) for s in self.skipped
-                        if s.finding.replacement is not None],
+                        if s.finding.replacement is not None and s.merged_into is None],
+            "merged": [dict(brief(s.finding), into=brief(s.merged_into), reason=s.reason)
+                       for s in self.skipped if s.merged_into is not None],
             "remaining": [brief(f) for f in self.remaining],
             "needs_retraining": bool(self.needs_retraining),
         }
@@ -89,7 +91,10 @@ class FixResult:
             tag = "needs retraining" if finding.needs_retraining else "exact, weights kept"
             lines.append(f"fixed {finding.code} {finding.symbol} at {finding.layer} ({tag})")
         for skip in self.skipped:
-            if skip.finding.replacement is not None:
+            if skip.merged_into is not None:
+                lines.append(f"fixed {skip.finding.code} {skip.finding.symbol} at "
+                             f"{skip.finding.layer} ({skip.reason})")
+            elif skip.finding.replacement is not None:
                 lines.append(f"not fixed {skip.finding.code} {skip.finding.symbol} at "
                              f"{skip.finding.layer}: {skip.reason}")
         if self.folded_batchnorms:

@@ -6,6 +6,12 @@ Two findings conflict when their replacements remove a common node, or when one'
 fragment reads a node that the other removes without replacing (an intermediate node
 of its removed chain).  :func:`select_findings` keeps a conflict-free subset, the
 biggest estimated FLOP saving first.
+
+One overlap is resolved rather than skipped: a fix that only drops a bias (the batch
+norm after the layer cancels it) on a node that a chosen architectural fix replaces is
+merged into that fix, whose last layer is then built without the bias.  Otherwise the
+fixed model would carry the same wasted bias on its new layer, and a re-lint would
+report it again.
 """
 from __future__ import annotations
 
@@ -19,10 +25,15 @@ from keras_cnnkit.lint.findings import Finding, Replacement
 
 @dataclasses.dataclass
 class Skipped:
-    """A finding that was not applied, and why."""
+    """A finding that was not applied on its own, and why.
+
+    ``merged_into`` is set when the finding's fix was folded into another chosen fix
+    (see the module docstring): its effect is in the fixed model all the same.
+    """
 
     finding: Finding
     reason: str
+    merged_into: Optional[Finding] = None
 
 
 def _saving(finding: Finding) -> tuple:
@@ -71,6 +82,13 @@ def select_findings(findings: Iterable[Finding], select: Optional[Iterable[str]]
         reads = fragment_reads(rep)
         reason = None
         if removed & removed_all:
+            index = _bias_merge_target(finding, chosen)
+            if index is not None:
+                chosen[index] = _merge_bias_drop(chosen[index], finding)
+                skipped.append(Skipped(
+                    finding, f"merged into the {chosen[index].code} {chosen[index].symbol} "
+                    "fix, whose last layer is built without the bias", chosen[index]))
+                continue
             reason = "overlaps a fix already chosen: " + ", ".join(sorted(removed & removed_all))
         elif reads & intermediate_all or intermediate & read_all:
             reason = "reads or removes a node another chosen fix needs"
@@ -84,6 +102,44 @@ def select_findings(findings: Iterable[Finding], select: Optional[Iterable[str]]
         intermediate_all |= intermediate
         read_all |= reads
     return chosen, skipped
+
+
+def _drops_only_bias(finding: Finding) -> bool:
+    """True for an exact fix that replaces one node by its copy without the bias."""
+    rep = finding.replacement
+    if not rep.preserves_function or len(rep.removed) != 1 or len(rep.nodes) != 1:
+        return False
+    node = rep.nodes[0]
+    return node.name == rep.output and node.attrs.get("use_bias") is False
+
+
+def _bias_merge_target(finding: Finding, chosen: list) -> Optional[int]:
+    """Index of the chosen architectural fix that ``finding``'s bias drop can join."""
+    if not _drops_only_bias(finding):
+        return None
+    target = finding.replacement.removed[0]
+    for index, other in enumerate(chosen):
+        rep = other.replacement
+        if rep.preserves_function or rep.removed[-1] != target:
+            continue
+        out = next((n for n in rep.nodes if n.name == rep.output), None)
+        if (out is not None and out.attrs.get("use_bias") and out.attrs.get("activation") is None
+                and out.output_shape == finding.replacement.nodes[0].output_shape):
+            return index
+    return None
+
+
+def _merge_bias_drop(chosen: Finding, bias: Finding) -> Finding:
+    """A copy of ``chosen`` whose output layer has no bias, with ``bias``'s saving added."""
+    rep = copy.deepcopy(chosen.replacement)
+    for node in rep.nodes:
+        if node.name == rep.output:
+            node.attrs["use_bias"] = False
+    params, flops = _saving(bias)[1], _saving(bias)[0]
+    return dataclasses.replace(
+        chosen, replacement=rep,
+        params_after=None if chosen.params_after is None else chosen.params_after - params,
+        flops_after=None if chosen.flops_after is None else chosen.flops_after - flops)
 
 
 def fragment_reads(rep: Replacement) -> set:
