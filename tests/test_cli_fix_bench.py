@@ -25,9 +25,10 @@ TINY_PARAMS = {"conv": 9 * 3 * 8 + 8, "bn": 4 * 8, "fc": 8 * 8 * 8 * 4 + 4}
 #: After bias-before-batchnorm and flatten-dense-head: the conv loses its 8 biases, the
 #: Dense sees the 8 pooled channels.
 FIXED_BIAS_HEAD = (9 * 3 * 8) + 4 * 8 + (8 * 4 + 4)
-#: After every fix (the depthwise-separable form of the conv wins over dropping its bias:
-#: it saves more): depthwise 3·3·3 + 3, pointwise 3·8 + 8, BN, pooled Dense.
-FIXED_ALL = (9 * 3 + 3) + (3 * 8 + 8) + 4 * 8 + (8 * 4 + 4)
+#: After every fix: the depthwise-separable form of the conv (it saves more than dropping
+#: the bias), with the bias drop merged into it, so its pointwise conv has no bias:
+#: depthwise 3·3·3 + 3, pointwise 3·8, BN, pooled Dense.
+FIXED_ALL = (9 * 3 + 3) + (3 * 8) + 4 * 8 + (8 * 4 + 4)
 MEASURED = ("latency_before_ms", "latency_after_ms", "speedup")
 
 
@@ -130,6 +131,8 @@ def test_fix_json_applies_every_reported_fix(capsys, files, tmp_path):
     assert {a["symbol"] for a in data["applied"]} == {"depthwise-separable-candidate",
                                                       "flatten-dense-head"}
     assert data["needs_retraining"] is True and data["remaining"] == []
+    assert [(m["symbol"], m["into"]["symbol"]) for m in data["merged"]] == \
+        [("bias-before-batchnorm", "depthwise-separable-candidate")]
     assert load(out).count_params() == FIXED_ALL
 
 
