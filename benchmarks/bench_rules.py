@@ -258,7 +258,7 @@ def _job_key(job: tuple) -> tuple:
 
 def _done_jobs(results_dir: str, record: dict, batches) -> set:
     """Jobs whose rows, at every requested batch, are already in the device's JSON."""
-    path = os.path.join(results_dir, f"rules_{_device_key(record)}.json")
+    path = _results_path(results_dir, record)
     if not os.path.exists(path):
         return set()
     with open(path, encoding="utf-8") as fh:
@@ -304,10 +304,15 @@ def _device_key(record: dict) -> str:
     return "-".join(parts + [record["dtype"]])
 
 
+def _results_path(results_dir: str, record: dict) -> str:
+    """The device's results file: ``rules_<device key>.json`` in ``results_dir``."""
+    return os.path.join(results_dir, f"rules_{_device_key(record)}.json")
+
+
 def merge_record(results_dir: str, record: dict) -> str:
     """Merge ``record`` into its device's JSON file (case by case); returns the path."""
     os.makedirs(results_dir, exist_ok=True)
-    path = os.path.join(results_dir, f"rules_{_device_key(record)}.json")
+    path = _results_path(results_dir, record)
     old = {}
     if os.path.exists(path):
         with open(path, encoding="utf-8") as fh:

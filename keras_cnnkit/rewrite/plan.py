@@ -135,7 +135,7 @@ def _merge_bias_drop(chosen: Finding, bias: Finding) -> Finding:
     for node in rep.nodes:
         if node.name == rep.output:
             node.attrs["use_bias"] = False
-    params, flops = _saving(bias)[1], _saving(bias)[0]
+    flops, params = _saving(bias)
     return dataclasses.replace(
         chosen, replacement=rep,
         params_after=None if chosen.params_after is None else chosen.params_after - params,
