@@ -34,6 +34,8 @@ import dataclasses
 from typing import Any, Callable, Optional, Sequence
 
 from keras_cnnkit.analysis.ir import Node, OpKind, Shape
+from keras_cnnkit.analysis.ops import AttrsError
+from keras_cnnkit.analysis.ops.activation_table import canonical_name
 from keras_cnnkit.analysis.shapes import ShapeError, infer_shape
 
 
@@ -51,30 +53,17 @@ class Expansion:
 
 # --- config helpers --------------------------------------------------------------
 
-_ACTIVATION_ALIASES = {"swish": "silu", "hard_swish": "hard_silu", "linear": None,
-                       "identity": None}
-
-
 def activation_name(value: Any) -> Optional[str]:
     """A Keras ``activation`` config value → canonical name (``None`` when linear).
 
     Accepts a name, a serialized dict (``{"class_name": ..., "config": ...}``) and the
-    Keras 3 ``"silu"``/Keras 2 ``"swish"`` spellings (both → ``"silu"``).
+    Keras 3 ``"silu"``/Keras 2 ``"swish"`` spellings (both → ``"silu"``); the spellings
+    are the activation table's (:mod:`keras_cnnkit.analysis.ops.activation_table`).
     """
-    if value is None:
-        return None
-    if isinstance(value, dict):
-        inner = value.get("config")
-        if isinstance(inner, dict) and isinstance(inner.get("name"), str):
-            value = inner["name"]
-        elif isinstance(inner, str):
-            value = inner
-        else:
-            value = value.get("class_name", "unknown")
-    if not isinstance(value, str):
-        raise LayerConfigError(f"activation must be a name, got {value!r}")
-    value = value.strip().lower()
-    return _ACTIVATION_ALIASES.get(value, value)
+    try:
+        return canonical_name(value)
+    except TypeError as exc:
+        raise LayerConfigError(str(exc)) from None
 
 
 def _ints(value: Any, rank: int, key: str) -> tuple:
@@ -727,8 +716,11 @@ def _materialise(name: str, class_name: str, parts: list, inputs: Sequence, shap
             out = infer_shape(op, attrs, node_shapes)
         except ShapeError as exc:
             raise ShapeError(f"layer {name!r} ({class_name}): {exc}") from None
-        node = Node(name=node_name, op=op, inputs=node_inputs, input_shapes=node_shapes,
-                    output_shape=out, attrs=attrs, layer=layer, source_class=class_name)
+        try:
+            node = Node(name=node_name, op=op, inputs=node_inputs, input_shapes=node_shapes,
+                        output_shape=out, attrs=attrs, layer=layer, source_class=class_name)
+        except AttrsError as exc:
+            raise LayerConfigError(f"layer {name!r} ({class_name}): {exc}") from None
         nodes.append(node)
         by_suffix[suffix] = node
     return Expansion(nodes, by_suffix[""].name)

@@ -11,28 +11,23 @@ import dataclasses
 from typing import Any, Optional, Sequence
 
 from keras_cnnkit.analysis.ir import Graph, Node, OpKind
+from keras_cnnkit.analysis.ops.activation_table import onnx_activations
 from keras_cnnkit.analysis.shapes import ShapeError, infer_shape
 
+#: ONNX activation op → canonical activation name (from the activation table).
+ACTIVATIONS = onnx_activations()
 
-ACTIVATIONS = {
-    "Relu": "relu", "Sigmoid": "sigmoid", "Tanh": "tanh", "Softmax": "softmax",
-    "LogSoftmax": "log_softmax", "Elu": "elu", "Selu": "selu", "HardSigmoid": "hard_sigmoid",
-    "HardSwish": "hard_silu", "Softplus": "softplus", "Softsign": "softsign", "Gelu": "gelu",
-    "Mish": "mish", "LeakyRelu": "leaky_relu", "Exp": "exponential",
-}
-
-MERGES = {"Add": OpKind.ADD, "Sum": OpKind.ADD, "Sub": OpKind.SUBTRACT,
-           "Mul": OpKind.MULTIPLY, "Max": OpKind.MAXIMUM, "Min": OpKind.MINIMUM,
-           "Mean": OpKind.AVERAGE}
-
-WEIGHTED = (OpKind.CONV, OpKind.DEPTHWISE_CONV, OpKind.CONV_TRANSPOSE, OpKind.DENSE)
+#: ONNX element-wise op of several tensors → IR kind.
+ELEMENTWISE_OPS = {"Add": OpKind.ADD, "Sum": OpKind.ADD, "Sub": OpKind.SUBTRACT,
+                   "Mul": OpKind.MULTIPLY, "Max": OpKind.MAXIMUM, "Min": OpKind.MINIMUM,
+                   "Mean": OpKind.AVERAGE}
 
 #: ONNX ops whose layout is fixed: channels on axis 1, spatial axes after.
 NCHW_OPS = ("Conv", "ConvTranspose", "BatchNormalization", "MaxPool", "AveragePool",
              "GlobalAveragePool", "GlobalMaxPool")
 
 #: Ops whose output keeps the axis positions of their (first) input.
-AXIS_KEEPING = frozenset(set(ACTIVATIONS) | set(MERGES) | {
+AXIS_KEEPING = frozenset(set(ACTIVATIONS) | set(ELEMENTWISE_OPS) | {
     "Identity", "Cast", "Clip", "PRelu", "Dropout", "Div", "Split", "Slice", "Pad",
     "Concat", "Resize", "Upsample"})
 

@@ -85,7 +85,7 @@ from typing import Any, Optional
 from keras_cnnkit.analysis.frontends.onnx_base import (
     ACTIVATIONS,
     AXIS_KEEPING,
-    MERGES,
+    ELEMENTWISE_OPS,
     NCHW_OPS,
     Const,
     Tensor,
@@ -349,7 +349,7 @@ class _Converter(ComputeOps, MovementOps):
         if handler is None:
             if node.op_type in ACTIVATIONS:
                 handler = self._activation
-            elif node.op_type in MERGES:
+            elif node.op_type in ELEMENTWISE_OPS:
                 handler = self._merge
             else:
                 self._opaque(node, data, "unknown ONNX op")

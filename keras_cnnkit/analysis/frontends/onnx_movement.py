@@ -17,6 +17,7 @@ from keras_cnnkit.analysis.frontends.onnx_base import (
     text,
 )
 from keras_cnnkit.analysis.ir import Graph, Node, OpKind
+from keras_cnnkit.analysis.ops import check_attrs
 
 
 class MovementOps(ConverterBase):
@@ -110,6 +111,7 @@ class MovementOps(ConverterBase):
             return False
         split.op = OpKind.CHANNEL_SHUFFLE
         split.attrs = {"groups": mid[axis], "data_format": split.data_format}
+        check_attrs(split.op, split.attrs)
         split.output_shape = tuple(before)
         split.source_class = "Reshape+Transpose+Reshape"
         out = node.output[0]
