@@ -36,6 +36,7 @@ from typing import Any, Callable, Optional, Sequence
 from keras_cnnkit.analysis.ir import Node, OpKind, Shape
 from keras_cnnkit.analysis.ops import AttrsError
 from keras_cnnkit.analysis.ops.activation_table import canonical_name
+from keras_cnnkit.analysis.ops.layer_scale import LAYER_SCALE
 from keras_cnnkit.analysis.shapes import ShapeError, infer_shape
 
 
@@ -496,6 +497,16 @@ def _deformable(config: dict, shapes: list) -> list:
             ("", OpKind.DEFORM_CONV, main, (None, "offset"))]
 
 
+def _layer_scale(config: dict, shapes: list) -> list:
+    """ConvNeXt's ``LayerScale(init_values, projection_dim)``: ``x · γ`` over the last
+    axis."""
+    init = config.get("init_values")
+    return [("", LAYER_SCALE, {
+        "channels": _positive(config.get("projection_dim"), "projection_dim"),
+        "init_values": None if init is None else float(init),
+        "data_format": "channels_last"}, None)]
+
+
 def _table() -> dict:
     table: dict[str, Handler] = {}
     for rank in (1, 2, 3):
@@ -561,6 +572,7 @@ def _table() -> dict:
         "GroupConv": _group_conv,
         "GroupConv2D": _group_conv,
         "DeformableConv2D": _deformable,
+        "LayerScale": _layer_scale,
     })
     return table
 
