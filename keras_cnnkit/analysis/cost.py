@@ -14,7 +14,8 @@ Parameters
     (+ ``C_out`` bias); dense: ``in · units`` (+ ``units``); batch norm: ``C · (2 +
     center + scale)`` (moving mean and variance included, as Keras counts them);
     embedding: ``input_dim · output_dim``; layer / group norm: ``size · (center +
-    scale)``; PReLU: its alpha; ``Normalization``: mean, variance and count.  A later call of a shared layer (``attrs["shares_weights_with"]``) has 0
+    scale)``; PReLU: its alpha; ``Normalization``: mean, variance and count; layer scale:
+    ``C``.  A later call of a shared layer (``attrs["shares_weights_with"]``) has 0
     parameters of its own.
 
 MACs
@@ -37,6 +38,7 @@ transcendental; inference mode)
       softplus, softsign 3; tanh, exponential 1; linear 0 (the activation table,
       :mod:`keras_cnnkit.analysis.ops.activation_table`).  An activation not in this
       table has unknown cost;
+    * layer scale (ConvNeXt's per-channel ``x · γ``): 1 per element;
     * element-wise merges (add, subtract, multiply, maximum, minimum): ``n_inputs − 1``
       per output element; average: ``n_inputs``;
     * pooling: ``∏pool_size`` per output element; global pooling: 1 per input element;
