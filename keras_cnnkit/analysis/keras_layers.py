@@ -36,6 +36,7 @@ from typing import Any, Callable, Optional, Sequence
 from keras_cnnkit.analysis.ir import Node, OpKind, Shape
 from keras_cnnkit.analysis.ops import AttrsError
 from keras_cnnkit.analysis.ops.activation_table import canonical_name
+from keras_cnnkit.analysis.ops.geometry import prod
 from keras_cnnkit.analysis.ops.layer_scale import LAYER_SCALE
 from keras_cnnkit.analysis.shapes import ShapeError, infer_shape
 
@@ -265,12 +266,7 @@ def _batchnorm(config: dict, shapes: list) -> list:
 
 
 def _norm_size(shape: Shape, axes: tuple) -> Optional[int]:
-    size = 1
-    for a in axes:
-        if shape[a] is None:
-            return None
-        size *= shape[a]
-    return size
+    return prod(shape[a] for a in axes)
 
 
 def _layer_norm(config: dict, shapes: list) -> list:
@@ -337,11 +333,9 @@ def _prelu(config: dict, shapes: list) -> list:
     if isinstance(shared, int):
         shared = (shared,)
     alpha_shape = [1 if i + 1 in shared else d for i, d in enumerate(shapes[0])]
-    size = 1
-    for d in alpha_shape:
-        if d is None:
-            raise ShapeError("PReLU needs known dimensions on its non-shared axes")
-        size *= d
+    size = prod(alpha_shape)
+    if size is None:
+        raise ShapeError("PReLU needs known dimensions on its non-shared axes")
     return [("", OpKind.ACTIVATION, {"activation": "prelu", "alpha_size": size}, None)]
 
 

@@ -16,6 +16,7 @@ from typing import Iterator, Optional
 from keras_cnnkit.analysis.ir import Graph, Node, OpKind
 from keras_cnnkit.analysis.ops import Trait, kinds_with
 from keras_cnnkit.analysis.ops.activation_table import rectifiers
+from keras_cnnkit.analysis.ops.geometry import prod
 
 #: Unary ops that act per element or per channel (they never mix channels or positions).
 TRANSPARENT = kinds_with(Trait.TRANSPARENT)
@@ -32,10 +33,7 @@ RECTIFIERS = rectifiers()
 
 def kernel_size(node: Node) -> int:
     """Number of taps of a conv kernel (1 for a pointwise conv)."""
-    out = 1
-    for k in node.attrs.get("kernel", ()):
-        out *= k
-    return out
+    return prod(node.attrs.get("kernel", ()))
 
 
 def is_standard_conv(node: Node) -> bool:
@@ -75,13 +73,7 @@ def fused_activation(node: Node) -> Optional[str]:
 
 def spatial_size(node: Node, shape=None) -> Optional[int]:
     """Positions of ``shape`` (default: the output), ``None`` if unknown."""
-    dims = node.spatial(shape)
-    out = 1
-    for d in dims:
-        if d is None:
-            return None
-        out *= d
-    return out
+    return prod(node.spatial(shape))
 
 
 def walk_back(graph: Graph, node: Node, through=TRANSPARENT) -> Optional[Node]:

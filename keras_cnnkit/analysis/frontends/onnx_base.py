@@ -12,6 +12,7 @@ from typing import Any, Optional, Sequence
 
 from keras_cnnkit.analysis.ir import Graph, Node, OpKind
 from keras_cnnkit.analysis.ops.activation_table import onnx_activations
+from keras_cnnkit.analysis.ops.geometry import prod
 from keras_cnnkit.analysis.shapes import ShapeError, infer_shape
 
 #: ONNX activation op → canonical activation name (from the activation table).
@@ -96,10 +97,7 @@ class Const:
     @property
     def size(self) -> int:
         """Number of elements."""
-        out = 1
-        for d in self.dims:
-            out *= d
-        return out
+        return prod(self.dims)
 
     def value(self):
         """The numpy value (read from the proto on first use); ``None`` when the data is
@@ -256,9 +254,7 @@ def value_shape(value) -> Optional[tuple]:
 def broadcast_kind(dims: tuple, x: Tensor) -> str:
     """How a constant of ``dims`` broadcasts against ``x``: ``"scalar"``, ``"channel"``
     (one value per channel, along the channel axis) or ``"other"``."""
-    size = 1
-    for d in dims:
-        size *= d
+    size = prod(dims)
     if size == 1:
         return "scalar"
     if x.shape is None or x.channel is None or len(dims) > len(x.shape):
@@ -296,14 +292,6 @@ def text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
-def product(dims) -> int:
-    """The product of known ``dims``."""
-    out = 1
-    for d in dims:
-        out *= d
-    return out
-
-
 def reshape_target(shape: tuple, target: list, allowzero: bool) -> Optional[tuple]:
     """ONNX Reshape semantics (0 copies a dimension, -1 is inferred)."""
     out = []
@@ -314,14 +302,9 @@ def reshape_target(shape: tuple, target: list, allowzero: bool) -> Optional[tupl
             out.append(shape[i])
         else:
             out.append(t)
-    total = 1
-    for d in shape:
-        total *= d
+    total = prod(shape)
     if out.count(-1) == 1:
-        known = 1
-        for d in out:
-            if d != -1:
-                known *= d
+        known = prod(d for d in out if d != -1)
         if known == 0 or total % known:
             return None
         out[out.index(-1)] = total // known

@@ -91,6 +91,6 @@ __all__ = [
     "ENTRY_POINT_GROUP", "AttrsError", "LatencyClass", "OpAttrs", "OpDef",
     "OpDefinitionError", "ShapeError", "Sizes", "Trait", "TraitSet", "UnknownOpError",
     "UnsupportedNodeError", "all_kinds", "check_attrs", "choice", "find", "has_trait",
-    "kinds_with", "latency_class_of", "load_plugins", "missing_pieces", "op_def", "register", "typed_attrs",
-    "unregister",
+    "kinds_with", "latency_class_of", "load_plugins", "missing_pieces", "op_def", "register",
+    "typed_attrs", "unregister",
 ]

@@ -19,6 +19,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import numbers
+import types
 import typing
 from typing import Any, Mapping, Optional, Union
 
@@ -35,7 +36,9 @@ Ints = tuple[int, ...]
 def choice(default: Any, *others: Any) -> Any:
     """A dataclass field defaulting to ``default`` whose value must be one of
     ``(default, *others)``."""
-    return dataclasses.field(default=default, metadata={"choices": (default, *others)})
+    # A field() made here is used as a default inside the attrs dataclasses.
+    return dataclasses.field(  # pylint: disable=invalid-field-call
+        default=default, metadata={"choices": (default, *others)})
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -82,7 +85,7 @@ def conforms(value: Any, hint: Any) -> bool:
     origin = typing.get_origin(hint)
     if origin is Union:
         return any(conforms(value, h) for h in typing.get_args(hint))
-    if hint is type(None):
+    if hint is types.NoneType:
         return value is None
     if origin is tuple or hint is tuple:
         if not isinstance(value, (tuple, list)):
@@ -93,7 +96,7 @@ def conforms(value: Any, hint: Any) -> bool:
         return not args or (len(args) == len(value)
                             and all(conforms(v, h) for v, h in zip(value, args)))
     if hint is bool:
-        return isinstance(value, bool) or type(value).__name__ == "bool_"
+        return isinstance(value, bool) or value.__class__.__name__ == "bool_"
     if hint is int:
         return isinstance(value, numbers.Integral) and not isinstance(value, bool)
     if hint is float:

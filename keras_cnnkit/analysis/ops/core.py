@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, ClassVar, Mapping, Optional, Sequence
 
 from keras_cnnkit.analysis.ops import attrs as attrs_mod
 from keras_cnnkit.analysis.ops.attrs import OpAttrs
+from keras_cnnkit.analysis.ops.errors import ShapeError, UnsupportedNodeError
 
 if TYPE_CHECKING:  # pragma: no cover
     from keras_cnnkit.analysis.ir import Node
@@ -162,9 +163,10 @@ class OpDef:
     def infer_shape(self, a: OpAttrs, shapes: list) -> Optional[tuple]:
         """The output shape (batch excluded) from the input shapes, all known.
 
-        Raises ``ShapeError`` when the attributes contradict the shapes.
+        Raises ``ShapeError`` when the attributes contradict the shapes (this base: always,
+        a kind must override it).
         """
-        raise NotImplementedError(f"op {self.kind!r} has no shape rule")
+        raise ShapeError(f"no shape rule for op kind {self.kind!r}")
 
     # -- cost --------------------------------------------------------------------------
 
@@ -180,8 +182,8 @@ class OpDef:
 
     def flops(self, node: "Node", a: OpAttrs, sizes: Sizes, macs: int) -> Optional[int]:
         """FLOPs of one sample (``None`` where unknown, e.g. an activation outside the
-        table)."""
-        raise NotImplementedError(f"op {self.kind!r} has no FLOP formula")
+        table; this base: always, a kind must override it)."""
+        del node, a, sizes, macs
 
     def bytes_moved(self, node: "Node", a: OpAttrs, sizes: Sizes,
                     weights: Optional[int]) -> int:
@@ -205,9 +207,10 @@ class OpDef:
 
         ``common`` holds the keyword arguments every layer takes (``name``, maybe
         ``dtype``).  Raises ``UnsupportedNodeError`` for attributes without a Keras
-        equivalent.
+        equivalent (this base: always; a rebuildable kind must override it).
         """
-        raise NotImplementedError(f"op {self.kind!r} has no Keras codegen")
+        del a, common
+        raise UnsupportedNodeError(node.name, f"op {self.kind!r} has no Keras codegen")
 
 
 #: The methods every definition must provide, with what they are.

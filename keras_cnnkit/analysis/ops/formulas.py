@@ -1,4 +1,7 @@
-"""Cost formulas the weighted op definitions share (conventions: :mod:`keras_cnnkit.analysis.cost`)."""
+"""Cost formulas the weighted op definitions share.
+
+The conventions are stated in :mod:`keras_cnnkit.analysis.cost`.
+"""
 from __future__ import annotations
 
 from typing import Optional

@@ -37,13 +37,13 @@ def register(cls: type) -> type:
     if not isinstance(kind, str) or not kind:
         raise OpDefinitionError(f"{cls.__module__}.{cls.__name__} has no kind name")
     current = _REGISTRY.get(kind)
-    if current is not None and type(current) is not cls:
-        if _same_class(type(current), cls):
+    if current is not None and current.__class__ is not cls:
+        if _same_class(current.__class__, cls):
             _REGISTRY[kind] = cls()  # the module was imported again (reload)
             return cls
         raise OpDefinitionError(f"op kind {kind!r} of {cls.__module__}.{cls.__name__} is "
-                                f"taken by {type(current).__module__}."
-                                f"{type(current).__name__}")
+                                f"taken by {current.__class__.__module__}."
+                                f"{current.__class__.__name__}")
     if current is None:
         _REGISTRY[kind] = cls()
     return cls
