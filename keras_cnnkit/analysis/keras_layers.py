@@ -1,5 +1,11 @@
 """Keras layers → IR nodes: the table both Keras frontends share.
 
+This is the Keras frontend's mapping only: each handler reads a layer's config and names
+the op kind(s) and attributes it becomes.  What a kind means (its typed attributes,
+shape rule, costs, codegen) is its definition in :mod:`keras_cnnkit.analysis.ops`, and
+activation spellings are the activation table's.  Adding a kind is its op module plus a
+handler here (``LayerScale`` → ``layer_scale`` is the example).
+
 Pure Python.  The live frontend (:mod:`keras_cnnkit.analysis.frontends.keras_live`) feeds
 it ``layer.get_config()``; the static file frontend feeds it the ``config`` dicts it
 reads from ``.keras``/``.h5`` files without importing Keras.  Keras 3 configs are the
