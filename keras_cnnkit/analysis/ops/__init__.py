@@ -58,16 +58,19 @@ def check_attrs(kind: str, attrs: Mapping) -> None:
         AttrsError: an unknown kind, an undeclared key, a missing required attribute or
             a value of the wrong type.
     """
-    typed_attrs(kind, attrs)
+    _definition(kind).check(attrs)
 
 
 def typed_attrs(kind: str, attrs: Mapping) -> OpAttrs:
     """The typed attributes of op ``kind`` read from ``attrs`` (checked, ``AttrsError``)."""
+    return _definition(kind).parse(attrs)
+
+
+def _definition(kind: str) -> OpDef:
     try:
-        definition = op_def(kind)
+        return op_def(kind)
     except UnknownOpError:
         raise AttrsError(f"unknown op kind {kind!r}") from None
-    return definition.parse(attrs)
 
 
 def latency_class_of(node) -> str:

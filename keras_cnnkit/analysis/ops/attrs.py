@@ -9,7 +9,7 @@ type.  Op definitions read attributes through the typed instance
 (``a.kernel``, ``a.groups``), whose defaults are the one place a missing key's meaning is
 written.
 
-Field types are checked with :func:`conforms`, which understands ``int``, ``float``,
+Field types are checked with :func:`checker`, which understands ``int``, ``float``,
 ``bool``, ``str``, ``tuple``, ``tuple[X, ...]``, ``Optional``/``Union`` and ``Any``
 (numpy scalars count as the matching Python type).  A field may restrict its values with
 ``field(..., metadata={"choices": (...)})`` (see :func:`choice`).
@@ -63,13 +63,14 @@ class OpAttrs:
 
 @functools.lru_cache(maxsize=None)
 def _fields(cls: type) -> dict:
-    """Field name → (type hint, choices or None, required) of an attrs class."""
+    """Field name → (type hint, value check, choices or None, required) of an attrs class."""
     hints = typing.get_type_hints(cls)
     out = {}
     for f in dataclasses.fields(cls):
         required = (f.default is dataclasses.MISSING
                     and f.default_factory is dataclasses.MISSING)
-        out[f.name] = (hints[f.name], f.metadata.get("choices"), required)
+        out[f.name] = (hints[f.name], checker(hints[f.name]), f.metadata.get("choices"),
+                       required)
     return out
 
 
@@ -78,55 +79,82 @@ def field_names(cls: type) -> frozenset:
     return frozenset(_fields(cls))
 
 
-def conforms(value: Any, hint: Any) -> bool:
-    """Whether ``value`` is of the (typing) type ``hint`` (see the module docstring)."""
-    if hint is Any:
-        return True
+def _is_int(value: Any) -> bool:
+    return type(value) is int or (  # pylint: disable=unidiomatic-typecheck
+        isinstance(value, numbers.Integral) and not isinstance(value, bool))
+
+
+def _is_float(value: Any) -> bool:
+    return type(value) in (float, int) or (  # pylint: disable=unidiomatic-typecheck
+        isinstance(value, numbers.Real) and not isinstance(value, bool))
+
+
+def _is_bool(value: Any) -> bool:
+    return value is True or value is False or value.__class__.__name__ == "bool_"
+
+
+_SIMPLE = {int: _is_int, float: _is_float, bool: _is_bool, Any: lambda value: True,
+           types.NoneType: lambda value: value is None}
+
+
+def checker(hint: Any):
+    """A function telling whether a value is of the (typing) type ``hint``: ``int``,
+    ``float``, ``bool``, ``str``, ``tuple``, ``tuple[X, ...]``, ``Optional``/``Union``,
+    ``Any`` or a class (numpy scalars count as the matching Python type)."""
+    if hint in _SIMPLE:
+        return _SIMPLE[hint]
     origin = typing.get_origin(hint)
     if origin is Union:
-        return any(conforms(value, h) for h in typing.get_args(hint))
-    if hint is types.NoneType:
-        return value is None
+        options = [checker(h) for h in typing.get_args(hint)]
+        return lambda value: any(check(value) for check in options)
     if origin is tuple or hint is tuple:
-        if not isinstance(value, (tuple, list)):
-            return False
         args = typing.get_args(hint)
         if len(args) == 2 and args[1] is Ellipsis:
-            return all(conforms(v, args[0]) for v in value)
-        return not args or (len(args) == len(value)
-                            and all(conforms(v, h) for v, h in zip(value, args)))
-    if hint is bool:
-        return isinstance(value, bool) or value.__class__.__name__ == "bool_"
-    if hint is int:
-        return isinstance(value, numbers.Integral) and not isinstance(value, bool)
-    if hint is float:
-        return isinstance(value, numbers.Real) and not isinstance(value, bool)
-    return isinstance(value, hint)
+            item = checker(args[0])
+            return lambda value: (isinstance(value, (tuple, list))
+                                  and all(item(v) for v in value))
+        items = [checker(h) for h in args]
+        return lambda value: isinstance(value, (tuple, list)) and (not items or (
+            len(items) == len(value) and all(c(v) for c, v in zip(items, value))))
+    return lambda value: isinstance(value, hint)
 
 
-def parse(cls: type, attrs: Mapping, kind: str) -> OpAttrs:
-    """The typed attributes of an op ``kind`` from a node's ``attrs`` mapping.
+def conforms(value: Any, hint: Any) -> bool:
+    """Whether ``value`` is of the (typing) type ``hint`` (see :func:`checker`)."""
+    return checker(hint)(value)
+
+
+def check(cls: type, attrs: Mapping, kind: str) -> None:
+    """Check a node's ``attrs`` mapping against the attrs class of op ``kind``.
 
     Raises:
         AttrsError: an undeclared key, a missing required field, a value of the wrong
             type or outside the field's choices.
     """
     fields = _fields(cls)
-    unknown = sorted(k for k in attrs if k not in fields)
-    if unknown:
-        raise AttrsError(f"op {kind!r} has no attribute(s) {', '.join(map(repr, unknown))} "
-                         f"(it declares: {', '.join(sorted(fields))})")
-    missing = sorted(k for k, (_, _, required) in fields.items() if required and k not in attrs)
-    if missing:
-        raise AttrsError(f"op {kind!r} needs the attribute(s) {', '.join(map(repr, missing))}")
     for key, value in attrs.items():
-        hint, choices, _ = fields[key]
-        if not conforms(value, hint):
+        spec = fields.get(key)
+        if spec is None:
+            unknown = sorted(k for k in attrs if k not in fields)
+            raise AttrsError(f"op {kind!r} has no attribute(s) "
+                             f"{', '.join(map(repr, unknown))} (it declares: "
+                             f"{', '.join(sorted(fields))})")
+        hint, is_valid, choices, _ = spec
+        if not is_valid(value):
             raise AttrsError(f"op {kind!r}: attribute {key!r} must be {_describe(hint)}, "
                              f"got {value!r}")
         if choices is not None and value not in choices:
             raise AttrsError(f"op {kind!r}: attribute {key!r} must be one of "
                              f"{', '.join(map(repr, choices))}, got {value!r}")
+    missing = sorted(k for k, spec in fields.items() if spec[3] and k not in attrs)
+    if missing:
+        raise AttrsError(f"op {kind!r} needs the attribute(s) {', '.join(map(repr, missing))}")
+
+
+def parse(cls: type, attrs: Mapping, kind: str) -> OpAttrs:
+    """The typed attributes of an op ``kind`` from a node's ``attrs`` mapping, checked
+    (:func:`check`)."""
+    check(cls, attrs, kind)
     return view(cls, attrs)
 
 

@@ -150,6 +150,10 @@ class OpDef:
 
     # -- attributes --------------------------------------------------------------------
 
+    def check(self, attrs: Mapping) -> None:
+        """Check a node's ``attrs`` against the typed attributes (``AttrsError``)."""
+        attrs_mod.check(self.attrs, attrs, self.kind)
+
     def parse(self, attrs: Mapping) -> OpAttrs:
         """The typed attributes of a node's ``attrs``, checked (``AttrsError``)."""
         return attrs_mod.parse(self.attrs, attrs, self.kind)
