@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Optional
 
+from keras_cnnkit.analysis.ops.activation_table import LINEAR
 from keras_cnnkit.analysis.ops.errors import UnsupportedNodeError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -58,7 +59,7 @@ def keras_axis(node: "Node", axis: Any) -> int:
 
 def activation_arg(value: Any) -> Optional[str]:
     """A fused activation as Keras' ``activation=`` argument (``None`` when linear)."""
-    if value in (None, "", "linear", "identity"):
+    if value in (None, "") or value in LINEAR:
         return None
     return str(value)
 
