@@ -11,6 +11,12 @@ know is ``None``; an output shape it cannot know at all (after an opaque op) is 
 A layer called several times (a shared layer) gives one node per call; every call after
 the first carries ``attrs["shares_weights_with"]`` naming the first call's node, so its
 weights are counted once (as Keras' ``count_params()`` does).
+
+What an op kind means — its typed attributes, shape rule, cost formulas, traits and Keras
+codegen — is defined once, in :mod:`keras_cnnkit.analysis.ops`.  ``Node.attrs`` is a
+plain ``dict``, checked against the kind's typed attributes when the node is made
+(:class:`~keras_cnnkit.analysis.ops.AttrsError` for an undeclared key, a missing
+required one or a value of the wrong type).
 """
 from __future__ import annotations
 
@@ -21,7 +27,13 @@ Shape = tuple  # tuple of Optional[int], batch dimension excluded
 
 
 class OpKind:
-    """Canonical op kinds.  Attribute names per kind are listed beside each.
+    """Names of the op kinds built into the IR (the values of ``Node.op``).
+
+    Each is defined — typed attributes, shape, costs, traits, codegen — by the module of
+    :mod:`keras_cnnkit.analysis.ops` named after it; the attribute names beside each are
+    a reminder, the definition's attrs dataclass is the reference.  Kinds added later
+    (``layer_scale``, third-party kinds) are named by their op module's constant and
+    listed by :func:`keras_cnnkit.analysis.ops.all_kinds`.
 
     Convolutions share: ``rank`` (1/2/3), ``kernel`` (tuple), ``strides``, ``dilation``,
     ``padding`` ("same"/"valid" or explicit pads tuple), ``groups``, ``in_channels``,
@@ -87,7 +99,9 @@ class Node:
         inputs: names of the producing nodes, in argument order.
         input_shapes: one shape per input (batch excluded).
         output_shape: the shape of the output (batch excluded).
-        attrs: op attributes, see :class:`OpKind`.
+        attrs: op attributes: a ``dict`` whose keys and value types are those of the
+            kind's typed attributes (``op_def(op).attrs``), checked when the node is
+            made.
         params: parameter count read from the model's weights, or ``None`` where the
             frontend does not know it (the cost model then uses its formula).
         layer: the user-facing name findings report (Keras layer name, ONNX node name).
@@ -103,6 +117,10 @@ class Node:
     params: Optional[int] = None
     layer: str = ""
     source_class: str = ""
+
+    def __post_init__(self):
+        from keras_cnnkit.analysis.ops import check_attrs
+        check_attrs(self.op, self.attrs)
 
     @property
     def data_format(self) -> str:

@@ -1,5 +1,11 @@
 """Keras layers → IR nodes: the table both Keras frontends share.
 
+This is the Keras frontend's mapping only: each handler reads a layer's config and names
+the op kind(s) and attributes it becomes.  What a kind means (its typed attributes,
+shape rule, costs, codegen) is its definition in :mod:`keras_cnnkit.analysis.ops`, and
+activation spellings are the activation table's.  Adding a kind is its op module plus a
+handler here (``LayerScale`` → ``layer_scale`` is the example).
+
 Pure Python.  The live frontend (:mod:`keras_cnnkit.analysis.frontends.keras_live`) feeds
 it ``layer.get_config()``; the static file frontend feeds it the ``config`` dicts it
 reads from ``.keras``/``.h5`` files without importing Keras.  Keras 3 configs are the
@@ -34,6 +40,10 @@ import dataclasses
 from typing import Any, Callable, Optional, Sequence
 
 from keras_cnnkit.analysis.ir import Node, OpKind, Shape
+from keras_cnnkit.analysis.ops import AttrsError
+from keras_cnnkit.analysis.ops.activation_table import canonical_name
+from keras_cnnkit.analysis.ops.geometry import prod
+from keras_cnnkit.analysis.ops.layer_scale import LAYER_SCALE
 from keras_cnnkit.analysis.shapes import ShapeError, infer_shape
 
 
@@ -51,30 +61,17 @@ class Expansion:
 
 # --- config helpers --------------------------------------------------------------
 
-_ACTIVATION_ALIASES = {"swish": "silu", "hard_swish": "hard_silu", "linear": None,
-                       "identity": None}
-
-
 def activation_name(value: Any) -> Optional[str]:
     """A Keras ``activation`` config value → canonical name (``None`` when linear).
 
     Accepts a name, a serialized dict (``{"class_name": ..., "config": ...}``) and the
-    Keras 3 ``"silu"``/Keras 2 ``"swish"`` spellings (both → ``"silu"``).
+    Keras 3 ``"silu"``/Keras 2 ``"swish"`` spellings (both → ``"silu"``); the spellings
+    are the activation table's (:mod:`keras_cnnkit.analysis.ops.activation_table`).
     """
-    if value is None:
-        return None
-    if isinstance(value, dict):
-        inner = value.get("config")
-        if isinstance(inner, dict) and isinstance(inner.get("name"), str):
-            value = inner["name"]
-        elif isinstance(inner, str):
-            value = inner
-        else:
-            value = value.get("class_name", "unknown")
-    if not isinstance(value, str):
-        raise LayerConfigError(f"activation must be a name, got {value!r}")
-    value = value.strip().lower()
-    return _ACTIVATION_ALIASES.get(value, value)
+    try:
+        return canonical_name(value)
+    except TypeError as exc:
+        raise LayerConfigError(str(exc)) from None
 
 
 def _ints(value: Any, rank: int, key: str) -> tuple:
@@ -275,12 +272,7 @@ def _batchnorm(config: dict, shapes: list) -> list:
 
 
 def _norm_size(shape: Shape, axes: tuple) -> Optional[int]:
-    size = 1
-    for a in axes:
-        if shape[a] is None:
-            return None
-        size *= shape[a]
-    return size
+    return prod(shape[a] for a in axes)
 
 
 def _layer_norm(config: dict, shapes: list) -> list:
@@ -347,11 +339,9 @@ def _prelu(config: dict, shapes: list) -> list:
     if isinstance(shared, int):
         shared = (shared,)
     alpha_shape = [1 if i + 1 in shared else d for i, d in enumerate(shapes[0])]
-    size = 1
-    for d in alpha_shape:
-        if d is None:
-            raise ShapeError("PReLU needs known dimensions on its non-shared axes")
-        size *= d
+    size = prod(alpha_shape)
+    if size is None:
+        raise ShapeError("PReLU needs known dimensions on its non-shared axes")
     return [("", OpKind.ACTIVATION, {"activation": "prelu", "alpha_size": size}, None)]
 
 
@@ -507,6 +497,16 @@ def _deformable(config: dict, shapes: list) -> list:
             ("", OpKind.DEFORM_CONV, main, (None, "offset"))]
 
 
+def _layer_scale(config: dict, shapes: list) -> list:
+    """ConvNeXt's ``LayerScale(init_values, projection_dim)``: ``x · γ`` over the last
+    axis."""
+    init = config.get("init_values")
+    return [("", LAYER_SCALE, {
+        "channels": _positive(config.get("projection_dim"), "projection_dim"),
+        "init_values": None if init is None else float(init),
+        "data_format": "channels_last"}, None)]
+
+
 def _table() -> dict:
     table: dict[str, Handler] = {}
     for rank in (1, 2, 3):
@@ -572,6 +572,7 @@ def _table() -> dict:
         "GroupConv": _group_conv,
         "GroupConv2D": _group_conv,
         "DeformableConv2D": _deformable,
+        "LayerScale": _layer_scale,
     })
     return table
 
@@ -727,8 +728,11 @@ def _materialise(name: str, class_name: str, parts: list, inputs: Sequence, shap
             out = infer_shape(op, attrs, node_shapes)
         except ShapeError as exc:
             raise ShapeError(f"layer {name!r} ({class_name}): {exc}") from None
-        node = Node(name=node_name, op=op, inputs=node_inputs, input_shapes=node_shapes,
-                    output_shape=out, attrs=attrs, layer=layer, source_class=class_name)
+        try:
+            node = Node(name=node_name, op=op, inputs=node_inputs, input_shapes=node_shapes,
+                        output_shape=out, attrs=attrs, layer=layer, source_class=class_name)
+        except AttrsError as exc:
+            raise LayerConfigError(f"layer {name!r} ({class_name}): {exc}") from None
         nodes.append(node)
         by_suffix[suffix] = node
     return Expansion(nodes, by_suffix[""].name)

@@ -3,37 +3,37 @@
 Pure analyses over the IR (no rule logic): classifying convolutions (standard, pointwise,
 group, depthwise), reading a node's channel and spatial sizes, and following producers or
 consumers through ops that keep a tensor's channels and positions apart
-(:data:`TRANSPARENT`: batch norm, activations, dropout, identity).
+(:data:`TRANSPARENT`: batch norm, activations, dropout, identity, layer scale).
+
+The named groupings are the op registry's traits (:class:`~keras_cnnkit.analysis.ops.Trait`),
+read live from :mod:`keras_cnnkit.analysis.ops`: one definition of each, and a kind a
+plugin registers with a trait joins its set.
 """
 from __future__ import annotations
 
 from typing import Iterator, Optional
 
 from keras_cnnkit.analysis.ir import Graph, Node, OpKind
+from keras_cnnkit.analysis.ops import Trait, kinds_with
+from keras_cnnkit.analysis.ops.activation_table import rectifiers
+from keras_cnnkit.analysis.ops.geometry import prod
 
 #: Unary ops that act per element or per channel (they never mix channels or positions).
-TRANSPARENT = frozenset({OpKind.BATCHNORM, OpKind.ACTIVATION, OpKind.DROPOUT,
-                         OpKind.IDENTITY})
+TRANSPARENT = kinds_with(Trait.TRANSPARENT)
 
 #: Ops with weights that multiply-accumulate (the "layers" of a plain stack).
-WEIGHTED = frozenset({OpKind.CONV, OpKind.DEPTHWISE_CONV, OpKind.CONV_TRANSPOSE,
-                      OpKind.DEFORM_CONV, OpKind.DENSE})
+WEIGHTED = kinds_with(Trait.WEIGHTED)
 
 #: Element-wise merges and concatenation: where skip connections and branches join.
-MERGES = frozenset({OpKind.ADD, OpKind.SUBTRACT, OpKind.MULTIPLY, OpKind.AVERAGE,
-                    OpKind.MAXIMUM, OpKind.MINIMUM, OpKind.CONCAT})
+MERGES = kinds_with(Trait.MERGE)
 
 #: Activations that zero or clip part of their input (ReLU and relatives).
-RECTIFIERS = frozenset({"relu", "relu6", "leaky_relu", "prelu", "elu", "selu", "silu",
-                        "hard_silu", "gelu", "mish"})
+RECTIFIERS = rectifiers()
 
 
 def kernel_size(node: Node) -> int:
     """Number of taps of a conv kernel (1 for a pointwise conv)."""
-    out = 1
-    for k in node.attrs.get("kernel", ()):
-        out *= k
-    return out
+    return prod(node.attrs.get("kernel", ()))
 
 
 def is_standard_conv(node: Node) -> bool:
@@ -73,13 +73,7 @@ def fused_activation(node: Node) -> Optional[str]:
 
 def spatial_size(node: Node, shape=None) -> Optional[int]:
     """Positions of ``shape`` (default: the output), ``None`` if unknown."""
-    dims = node.spatial(shape)
-    out = 1
-    for d in dims:
-        if d is None:
-            return None
-        out *= d
-    return out
+    return prod(node.spatial(shape))
 
 
 def walk_back(graph: Graph, node: Node, through=TRANSPARENT) -> Optional[Node]:

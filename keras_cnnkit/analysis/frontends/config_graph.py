@@ -34,6 +34,7 @@ from keras_cnnkit.analysis.keras_layers import (
     is_known,
     opaque_node,
 )
+from keras_cnnkit.analysis.ops.geometry import prod
 from keras_cnnkit.analysis.shapes import ShapeError
 
 #: Spatial size given to input dimensions the model leaves unknown (``None``).
@@ -115,13 +116,7 @@ def _fmt(shape) -> str:
 
 
 def _weight_count(shapes: list) -> int:
-    total = 0
-    for shape in shapes:
-        size = 1
-        for d in shape:
-            size *= d
-        total += size
-    return total
+    return sum(prod(shape) for shape in shapes)
 
 
 class _Builder:

@@ -32,23 +32,20 @@ from keras_cnnkit.analysis.keras_layers import (
     is_known,
     opaque_node,
 )
+from keras_cnnkit.analysis.ops.activation_table import keras_op_activations
 from keras_cnnkit.analysis.shapes import ShapeError
 from keras_cnnkit.errors import CnnkitError
 
 #: Top-level packages whose layer classes are trusted to mean what their names say.
 _TRUSTED_PACKAGES = ("keras", "keras_cnnkit", "tf_keras")
 
-#: ``keras.ops`` operations that can appear in a functional graph, as layer classes.
+#: ``keras.ops`` operations that can appear in a functional graph, as layer classes (the
+#: activations' from the activation table).
 _OPS_AS_LAYERS = {
     "Add": ("Add", {}), "Subtract": ("Subtract", {}), "Multiply": ("Multiply", {}),
     "Maximum": ("Maximum", {}), "Minimum": ("Minimum", {}),
-    "Relu": ("Activation", {"activation": "relu"}),
-    "Relu6": ("Activation", {"activation": "relu6"}),
-    "Sigmoid": ("Activation", {"activation": "sigmoid"}),
-    "Silu": ("Activation", {"activation": "silu"}),
-    "Tanh": ("Activation", {"activation": "tanh"}),
-    "HardSigmoid": ("Activation", {"activation": "hard_sigmoid"}),
-    "HardSilu": ("Activation", {"activation": "hard_silu"}),
+    **{op: ("Activation", {"activation": name})
+       for op, name in keras_op_activations().items()},
 }
 
 

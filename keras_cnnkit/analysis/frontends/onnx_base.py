@@ -11,28 +11,24 @@ import dataclasses
 from typing import Any, Optional, Sequence
 
 from keras_cnnkit.analysis.ir import Graph, Node, OpKind
+from keras_cnnkit.analysis.ops.activation_table import onnx_activations
+from keras_cnnkit.analysis.ops.geometry import prod
 from keras_cnnkit.analysis.shapes import ShapeError, infer_shape
 
+#: ONNX activation op → canonical activation name (from the activation table).
+ACTIVATIONS = onnx_activations()
 
-ACTIVATIONS = {
-    "Relu": "relu", "Sigmoid": "sigmoid", "Tanh": "tanh", "Softmax": "softmax",
-    "LogSoftmax": "log_softmax", "Elu": "elu", "Selu": "selu", "HardSigmoid": "hard_sigmoid",
-    "HardSwish": "hard_silu", "Softplus": "softplus", "Softsign": "softsign", "Gelu": "gelu",
-    "Mish": "mish", "LeakyRelu": "leaky_relu", "Exp": "exponential",
-}
-
-MERGES = {"Add": OpKind.ADD, "Sum": OpKind.ADD, "Sub": OpKind.SUBTRACT,
-           "Mul": OpKind.MULTIPLY, "Max": OpKind.MAXIMUM, "Min": OpKind.MINIMUM,
-           "Mean": OpKind.AVERAGE}
-
-WEIGHTED = (OpKind.CONV, OpKind.DEPTHWISE_CONV, OpKind.CONV_TRANSPOSE, OpKind.DENSE)
+#: ONNX element-wise op of several tensors → IR kind.
+ELEMENTWISE_OPS = {"Add": OpKind.ADD, "Sum": OpKind.ADD, "Sub": OpKind.SUBTRACT,
+                   "Mul": OpKind.MULTIPLY, "Max": OpKind.MAXIMUM, "Min": OpKind.MINIMUM,
+                   "Mean": OpKind.AVERAGE}
 
 #: ONNX ops whose layout is fixed: channels on axis 1, spatial axes after.
 NCHW_OPS = ("Conv", "ConvTranspose", "BatchNormalization", "MaxPool", "AveragePool",
              "GlobalAveragePool", "GlobalMaxPool")
 
 #: Ops whose output keeps the axis positions of their (first) input.
-AXIS_KEEPING = frozenset(set(ACTIVATIONS) | set(MERGES) | {
+AXIS_KEEPING = frozenset(set(ACTIVATIONS) | set(ELEMENTWISE_OPS) | {
     "Identity", "Cast", "Clip", "PRelu", "Dropout", "Div", "Split", "Slice", "Pad",
     "Concat", "Resize", "Upsample"})
 
@@ -101,10 +97,7 @@ class Const:
     @property
     def size(self) -> int:
         """Number of elements."""
-        out = 1
-        for d in self.dims:
-            out *= d
-        return out
+        return prod(self.dims)
 
     def value(self):
         """The numpy value (read from the proto on first use); ``None`` when the data is
@@ -261,9 +254,7 @@ def value_shape(value) -> Optional[tuple]:
 def broadcast_kind(dims: tuple, x: Tensor) -> str:
     """How a constant of ``dims`` broadcasts against ``x``: ``"scalar"``, ``"channel"``
     (one value per channel, along the channel axis) or ``"other"``."""
-    size = 1
-    for d in dims:
-        size *= d
+    size = prod(dims)
     if size == 1:
         return "scalar"
     if x.shape is None or x.channel is None or len(dims) > len(x.shape):
@@ -301,14 +292,6 @@ def text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
-def product(dims) -> int:
-    """The product of known ``dims``."""
-    out = 1
-    for d in dims:
-        out *= d
-    return out
-
-
 def reshape_target(shape: tuple, target: list, allowzero: bool) -> Optional[tuple]:
     """ONNX Reshape semantics (0 copies a dimension, -1 is inferred)."""
     out = []
@@ -319,14 +302,9 @@ def reshape_target(shape: tuple, target: list, allowzero: bool) -> Optional[tupl
             out.append(shape[i])
         else:
             out.append(t)
-    total = 1
-    for d in shape:
-        total *= d
+    total = prod(shape)
     if out.count(-1) == 1:
-        known = 1
-        for d in out:
-            if d != -1:
-                known *= d
+        known = prod(d for d in out if d != -1)
         if known == 0 or total % known:
             return None
         out[out.index(-1)] = total // known

@@ -85,7 +85,7 @@ from typing import Any, Optional
 from keras_cnnkit.analysis.frontends.onnx_base import (
     ACTIVATIONS,
     AXIS_KEEPING,
-    MERGES,
+    ELEMENTWISE_OPS,
     NCHW_OPS,
     Const,
     Tensor,
@@ -97,6 +97,7 @@ from keras_cnnkit.analysis.frontends.onnx_eval import evaluate
 from keras_cnnkit.analysis.frontends.onnx_movement import MovementOps
 from keras_cnnkit.analysis.frontends.onnx_ops import ComputeOps
 from keras_cnnkit.analysis.ir import Graph, Node, OpKind
+from keras_cnnkit.analysis.ops.geometry import prod
 from keras_cnnkit.errors import ModelFileError
 
 #: Initializers with more elements than this are stripped to their dimensions before
@@ -217,9 +218,7 @@ class _Converter(ComputeOps, MovementOps):
         graph.output.extend(self.proto.graph.output)
         graph.value_info.extend(self.proto.graph.value_info)
         for init in self.proto.graph.initializer:
-            size = 1
-            for d in init.dims:
-                size *= d
+            size = prod(init.dims)
             if size <= KEEP_VALUES and not init.external_data:
                 graph.initializer.append(init)
             else:
@@ -349,7 +348,7 @@ class _Converter(ComputeOps, MovementOps):
         if handler is None:
             if node.op_type in ACTIVATIONS:
                 handler = self._activation
-            elif node.op_type in MERGES:
+            elif node.op_type in ELEMENTWISE_OPS:
                 handler = self._merge
             else:
                 self._opaque(node, data, "unknown ONNX op")

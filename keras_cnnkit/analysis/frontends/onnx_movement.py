@@ -12,11 +12,12 @@ from keras_cnnkit.analysis.frontends.onnx_base import (
     Tensor,
     attr,
     identity_order,
-    product,
     reshape_target,
     text,
 )
 from keras_cnnkit.analysis.ir import Graph, Node, OpKind
+from keras_cnnkit.analysis.ops import check_attrs
+from keras_cnnkit.analysis.ops.geometry import prod
 
 
 class MovementOps(ConverterBase):
@@ -110,6 +111,7 @@ class MovementOps(ConverterBase):
             return False
         split.op = OpKind.CHANNEL_SHUFFLE
         split.attrs = {"groups": mid[axis], "data_format": split.data_format}
+        check_attrs(split.op, split.attrs)
         split.output_shape = tuple(before)
         split.source_class = "Reshape+Transpose+Reshape"
         out = node.output[0]
@@ -131,7 +133,7 @@ class MovementOps(ConverterBase):
         shape = None
         if x.shape is not None and None not in x.shape:
             axis = int(attr(node, "axis", 1)) % (len(x.shape) or 1)
-            shape = (product(x.shape[:axis]), product(x.shape[axis:]))
+            shape = (prod(x.shape[:axis]), prod(x.shape[axis:]))
         self._reshape_like(node, x, shape)
 
     def _op_Squeeze(self, node, data: list) -> None:  # pylint: disable=invalid-name

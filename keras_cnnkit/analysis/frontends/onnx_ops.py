@@ -7,8 +7,7 @@ from typing import Optional
 
 from keras_cnnkit.analysis.frontends.onnx_base import (
     ACTIVATIONS,
-    MERGES,
-    WEIGHTED,
+    ELEMENTWISE_OPS,
     Const,
     ConverterBase,
     Renamed,
@@ -19,6 +18,7 @@ from keras_cnnkit.analysis.frontends.onnx_base import (
     text,
 )
 from keras_cnnkit.analysis.ir import OpKind
+from keras_cnnkit.analysis.ops import Trait, has_trait
 
 
 class ComputeOps(ConverterBase):
@@ -308,7 +308,7 @@ class ComputeOps(ConverterBase):
         if node.op_type == "Mul" and self._fuse_silu(node, data):
             return
         x = max(data, key=lambda t: len(t.order))
-        self._emit(node, MERGES[node.op_type], data, {}, self._out(node, x))
+        self._emit(node, ELEMENTWISE_OPS[node.op_type], data, {}, self._out(node, x))
 
     def _op_Div(self, node, data: list) -> None:  # pylint: disable=invalid-name
         if len(data) == 1:
@@ -344,7 +344,8 @@ class ComputeOps(ConverterBase):
         producer = self.graph.nodes.get(x.node)
         if kind == "channel" and x.sole and producer is not None:
             width = producer.attrs.get("units" if producer.op == OpKind.DENSE else "filters")
-            bias_free = producer.op in WEIGHTED and not producer.attrs.get("use_bias")
+            bias_free = (has_trait(producer.op, Trait.WEIGHTED)
+                         and not producer.attrs.get("use_bias"))
             if shift and bias_free and const.size == width \
                     and not self.graph.consumers(producer):
                 producer.attrs["use_bias"] = True

@@ -1,0 +1,47 @@
+"""``opaque``: an op that cannot be analysed (``Lambda``, a class nobody knows, an ONNX
+op without a mapping or with computed weights).
+
+No shape rule applies (its output shape is what the frontend observed, else ``None``),
+its parameters are the frontend's observed count, and its costs are unknown: listed by
+the summary, never counted as 0.
+"""
+from __future__ import annotations
+
+import dataclasses
+
+from keras_cnnkit.analysis.ir import OpKind
+from keras_cnnkit.analysis.ops.attrs import OpAttrs
+from keras_cnnkit.analysis.ops.core import LatencyClass, OpDef, Sizes, Trait
+from keras_cnnkit.analysis.ops.registry import register
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class OpaqueAttrs(OpAttrs):
+    """``class_name``: the layer class or ONNX op; ``reason``: why it is opaque."""
+
+    class_name: str = ""
+    reason: str = ""
+
+
+@register
+class Opaque(OpDef):
+    """An op nobody analyses."""
+
+    kind = OpKind.OPAQUE
+    attrs = OpaqueAttrs
+    traits = frozenset({Trait.OPAQUE})
+    latency = LatencyClass.UNKNOWN
+    rebuildable = False
+    not_rebuildable = "what an opaque op computes is unknown"
+
+    def infer_shape(self, a: OpaqueAttrs, shapes: list) -> None:
+        """Unknown."""
+        return None
+
+    def weights(self, node, a: OpaqueAttrs) -> None:
+        """No formula (the frontend's observed count is used)."""
+        return None
+
+    def flops(self, node, a: OpaqueAttrs, sizes: Sizes, macs: int) -> None:
+        """Unknown."""
+        return None
