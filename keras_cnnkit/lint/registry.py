@@ -16,6 +16,7 @@ from typing import Iterable, Optional
 
 from keras_cnnkit.errors import CnnkitError, ConfigError
 from keras_cnnkit.lint.findings import DOC_SECTIONS, Rule
+from keras_cnnkit.lint.selectors import any_matches, selector_matches
 
 ENTRY_POINT_GROUP = "keras_cnnkit.lint_rules"
 
@@ -102,13 +103,6 @@ def all_rules() -> tuple:
     return tuple(sorted(set(rules.values()), key=lambda r: r.code))
 
 
-def selector_matches(selector: str, rule: type) -> bool:
-    """Whether ``selector`` (a code, a code prefix like ``CNK1``, a symbol or ``ALL``)
-    names ``rule``."""
-    from keras_cnnkit.lint.config import selector_matches as matches
-    return matches(selector, rule.code, rule.symbol)
-
-
 def get_rule(selector: str) -> type:
     """The rule named by a code or a symbol; :class:`ConfigError` if none is."""
     for rule in all_rules():
@@ -135,12 +129,12 @@ def select_rules(select: Optional[Iterable[str]] = None,
             continue
         selectors = _as_list(selectors)
         for sel in selectors:
-            if not any(selector_matches(sel, r) for r in rules):
+            if not any(selector_matches(sel, r.code, r.symbol) for r in rules):
                 raise ConfigError(source, f"unknown rule {sel!r}")
         if source == "select":
-            chosen = [r for r in rules if any(selector_matches(s, r) for s in selectors)]
+            chosen = [r for r in rules if any_matches(selectors, r.code, r.symbol)]
         else:
-            chosen = [r for r in chosen if not any(selector_matches(s, r) for s in selectors)]
+            chosen = [r for r in chosen if not any_matches(selectors, r.code, r.symbol)]
     return chosen
 
 
