@@ -222,6 +222,16 @@ def apply_findings(model: keras.Model, findings: Iterable[Finding], select=None,
     return rewrite_model(model, findings, select=select, graph=graph).model
 
 
+def apply_report(model: keras.Model, report, select=None) -> keras.Model:
+    """``model`` rebuilt with the fixes of ``report``, its lint report (the Python twin of
+    ``cnnkit-lint --fix``).
+
+    ``model`` is not modified.  ``select`` (codes, code prefixes, symbols or ``ALL``)
+    picks the findings to apply; conflicting fixes keep the bigger FLOP saving.
+    """
+    return apply_findings(model, report.findings, select=select, graph=report.graph)
+
+
 def fold_batchnorm(model: keras.Model, graph: Optional[Graph] = None) -> RewriteResult:
     """Inference transform: fold each batch norm into the conv/dense feeding it.
 
