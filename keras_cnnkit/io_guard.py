@@ -166,12 +166,12 @@ def check_output_path(path: PathLike, inputs: Iterable[PathLike] = (), force: bo
             missing or not writable.
     """
     out = os.fspath(path)
-    if suffixes and not out.endswith(tuple(suffixes)):
-        raise OutputFileError(out, f"the output must end in {' or '.join(suffixes)}")
     for source in inputs:
         if same_file(out, source):
             raise OutputFileError(out, f"is the input file {os.fspath(source)}; no command "
                                        "ever writes over its input")
+    if suffixes and not out.endswith(tuple(suffixes)):
+        raise OutputFileError(out, f"the output must end in {' or '.join(suffixes)}")
     mode = _existing_kind(out)
     if mode is not None:
         if stat.S_ISDIR(mode):
