@@ -10,6 +10,11 @@ from keras_cnnkit.lint.findings import Finding, Rule, Severity
 from lint_rules.common import costed_finding, costs_of, kernel_text, num, saves
 
 
+def stack_depth(kernel: int) -> int:
+    """How many stacked 3-wide convs see a ``kernel``-wide window: ⌈(k − 1)/2⌉."""
+    return -(-(kernel - 1) // 2)
+
+
 class LargeKernel(Rule):
     """A large-kernel convolution that stacked 3×3 convolutions would make cheaper.
 
@@ -52,8 +57,10 @@ class LargeKernel(Rule):
     symbol = "large-kernel"
     severity = Severity.WARNING
     fixable = True
+    #: The smallest square kernel the rule considers (also the pylint plugin's default).
+    MIN_KERNEL = 5
 
-    def __init__(self, min_kernel: int = 5):
+    def __init__(self, min_kernel: int = MIN_KERNEL):
         self.min_kernel = min_kernel
 
     def check(self, graph: Graph) -> Iterable[Finding]:
@@ -73,7 +80,7 @@ class LargeKernel(Rule):
 
     def _check_conv(self, graph: Graph, node: Node):
         k, rank = node.attrs["kernel"][0], node.attrs["rank"]
-        depth = -(-(k - 1) // 2)
+        depth = stack_depth(k)
         filters = node.attrs["filters"]
 
         def build():
