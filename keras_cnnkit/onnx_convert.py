@@ -403,5 +403,3 @@ def export_onnx(model, path, opset: int = DEFAULT_OPSET, verify: bool = True,
         raise ExportError(str(exc)) from None
     return dataclasses.replace(result, path=written, max_abs_diff=diff, tolerance=tolerance,
                                size_bytes=len(data))
-
-

@@ -7,10 +7,11 @@ current directory or, failing that, its nearest parent that has one:
 2. ``setup.cfg``, section ``[cnnkit-lint]``;
 3. ``tox.ini``, section ``[cnnkit-lint]``.
 
-A file without the table or section is skipped.  Only regular files are read, and at
-most :data:`~keras_cnnkit.io_guard.MAX_TEXT_BYTES` of them (:mod:`keras_cnnkit.io_guard`).  ``--config FILE`` names the file
-instead (any of the three kinds, by suffix: ``.toml`` is TOML, anything else INI);
-``--no-config`` reads none.  Flags given on the command line override the file.
+A file without the table or section is skipped.  Only regular files are read, and at most
+:data:`~keras_cnnkit.io_guard.MAX_TEXT_BYTES` of them (:mod:`keras_cnnkit.io_guard`).
+``--config FILE`` names the file instead (any of the three kinds, by suffix: ``.toml`` is
+TOML, anything else INI); ``--no-config`` reads none.  Flags given on the command line
+override the file.
 
 Keys (TOML spelling; in INI, lists are comma- or newline-separated)::
 

@@ -5,8 +5,8 @@ Each entry point names a :class:`~keras_cnnkit.lint.findings.Rule` subclass
 by declaring entry points in the same group.  The built-in rules are always available:
 they are the rule modules of :mod:`lint_rules` (:func:`lint_rules.builtin_rules`, the one
 table, from which ``setup.cfg``'s entry points are generated), so missing or stale
-distribution metadata (a source checkout, a zipapp) loses none of them.  A third-party rule that fails to load is
-an error naming the entry point, never skipped in silence.
+distribution metadata (a source checkout, a zipapp) loses none of them.  A third-party
+rule that fails to load is an error naming the entry point, never skipped in silence.
 """
 from __future__ import annotations
 

@@ -48,7 +48,8 @@ def select_findings(findings: Iterable[Finding], select: Optional[Iterable[str]]
     """Split ``findings`` into ``(chosen, skipped)``.
 
     Findings without a replacement, not matched by ``select`` (codes, code prefixes,
-    kebab-case symbols or ``ALL``, as :mod:`keras_cnnkit.lint.selectors` matches them), or conflicting with a finding already chosen are skipped;
+    kebab-case symbols or ``ALL``, as :mod:`keras_cnnkit.lint.selectors` matches them), or
+    conflicting with a finding already chosen are skipped;
     candidates are taken in order of decreasing estimated FLOP (then parameter)
     saving.  With ``graph``, a replacement whose intermediate removed nodes feed nodes
     outside it (it would leave them dangling) is skipped too.

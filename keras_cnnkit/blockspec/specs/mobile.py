@@ -78,7 +78,8 @@ def _resolve_dws(config: dict) -> dict:
     return cfg
 
 
-@register_spec("DepthwiseSeparableConv", resolve=_resolve_dws, defaults=DEPTHWISE_SEPARABLE_DEFAULTS)
+@register_spec("DepthwiseSeparableConv", resolve=_resolve_dws,
+               defaults=DEPTHWISE_SEPARABLE_DEFAULTS)
 def depthwise_separable_conv(config: dict, input_shape: tuple) -> BlockGraph:
     """k×k depthwise → BN → act → 1×1 pointwise → BN → act (keras MobileNet V1 block).
 
