@@ -41,7 +41,11 @@ Exit status:
 ===  =====================================================================================
 
 Each input error is one line on stderr, ``cnnkit-lint: error: <file>: <problem>``; no
-traceback is ever shown for bad input.
+traceback is ever shown for bad input.  Every file is read and written through
+:mod:`keras_cnnkit.io_guard`: inputs must be regular files; ``-o``, ``--write-baseline``
+and ``--fix -o`` never resolve to an input (model, configuration, baseline), whatever
+the flags; writes are atomic, with the umask's permissions; no baseline is written when a
+model failed to lint.
 
 Settings come from ``pyproject.toml`` ``[tool.cnnkit-lint]``, ``setup.cfg`` or
 ``tox.ini`` ``[cnnkit-lint]`` (see :mod:`keras_cnnkit.lint.config`); flags override them.
