@@ -3,8 +3,8 @@
 The model collects the habits the seeds warn about: a 5×5 conv where two 3×3 would do, a
 wide 3×3 conv with no 1×1 bottleneck, conv biases in front of batch norm, Dropout feeding
 BatchNormalization, and a Flatten + Dense head.  The script prints the findings with their
-estimated savings, applies the seeds' fixes (``Report.apply``; where two fixes touch the
-same layer, the bigger FLOP saving wins), re-lints the fixed model, trains both models briefly
+estimated savings, applies the seeds' fixes (``keras_cnnkit.rewrite.apply_report``; where
+two fixes touch the same layer, the bigger FLOP saving wins), re-lints the fixed model, trains both models briefly
 on the same synthetic data and times their forward passes side by side on this machine.
 
 Run: ``python examples/lint_a_model.py [--quick]``.
@@ -22,6 +22,7 @@ import numpy as np  # noqa: E402  pylint: disable=wrong-import-position
 from keras_cnnkit import lint  # noqa: E402  pylint: disable=wrong-import-position
 from keras_cnnkit.bench import detect  # noqa: E402  pylint: disable=wrong-import-position
 from keras_cnnkit.bench.timing import time_models  # noqa: E402  pylint: disable=wrong-import-position
+from keras_cnnkit.rewrite import apply_report  # noqa: E402  pylint: disable=wrong-import-position
 
 
 #: The fixes applied: the seeds' techniques.  (Depthwise-separable and asymmetric forms are
@@ -71,7 +72,7 @@ def main(argv=None) -> dict:
             f"  params {f.params_before:,} → {f.params_after:,}")
         print(f"  {f.layer}: {f.code} {f.symbol}{saving}")
 
-    fixed = report.apply(model, select=FIXES)
+    fixed = apply_report(model, report, select=FIXES)
     fixed_report = lint(fixed)
     applied = {f.symbol for f in report.findings} - {f.symbol for f in fixed_report.findings}
     print(f"\nfixed model: rules no longer reported: {', '.join(sorted(applied))}")

@@ -18,6 +18,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 from keras_cnnkit import lint  # noqa: E402  pylint: disable=wrong-import-position
 from keras_cnnkit.models import build_vgg16  # noqa: E402  pylint: disable=wrong-import-position
+from keras_cnnkit.rewrite import apply_report  # noqa: E402  pylint: disable=wrong-import-position
 
 #: Seed 003's rows: (our layer name, seed label, activation elements, weight formula).
 SEED_TABLE = [
@@ -90,7 +91,7 @@ def main(argv=None) -> dict:
         if f.params_before is not None and f.replacement is not None:
             print(f"{f.code + ' ' + f.symbol:<46} {f.layer:<13} | "
                   f"{f.params_before:>11,} → {f.params_after:>11,}")
-    fixed = report.apply(model, select=["flatten-dense-head", "missing-bottleneck"])
+    fixed = apply_report(model, report, select=["flatten-dense-head", "missing-bottleneck"])
     after = lint(fixed).summary
     print(f"\nwhole model with flatten-dense-head and missing-bottleneck fixes applied: "
           f"params {summary.params:,} → {after.params:,}, "

@@ -3,11 +3,10 @@ from __future__ import annotations
 
 from typing import Iterable
 
-from keras_cnnkit.analysis.fragments import FragmentBuilder, try_build
 from keras_cnnkit.analysis.ir import Graph, Node
 from keras_cnnkit.analysis.patterns import has_op, is_depthwise, is_spatial_conv
 from keras_cnnkit.lint.findings import Finding, Rule, Severity
-from lint_rules.common import costed_finding, costs_of, kernel_text, num, saves
+from lint_rules.common import conv_replacement, kernel_text, num, saves
 
 
 class DepthwiseSeparableCandidate(Rule):
@@ -70,29 +69,23 @@ class DepthwiseSeparableCandidate(Rule):
     def _check_conv(self, graph: Graph, node: Node):
         a = node.attrs
 
-        def build():
-            frag = FragmentBuilder(graph, node.name)
+        def build(frag):
             dw = frag.conv("depthwise", node.inputs[0], node, a["in_channels"], a["kernel"],
                            strides=a["strides"], dilation=a["dilation"], depthwise=True,
                            activation=None)
             frag.conv("pointwise", dw.name, node, a["filters"], (1,) * a["rank"],
                       padding="valid")
-            return frag
 
-        frag = try_build(build)
-        if frag is None or not frag.matches(node, frag.nodes[-1]):
-            return None
-        before, after = costs_of(graph, [node.name], frag.nodes)
-        if not saves(before, after, params=True, flops=True):
-            return None
-        if (after.params > (1 - self.min_saving) * before.params
-                or after.flops > (1 - self.min_saving) * before.flops):
-            return None
+        def accept(before, after) -> bool:
+            return (saves(before, after, params=True, flops=True)
+                    and after.params <= (1 - self.min_saving) * before.params
+                    and after.flops <= (1 - self.min_saving) * before.flops)
+
         k = kernel_text(a["kernel"])
-        return costed_finding(
-            self, graph, node,
-            f"{k} conv {a['in_channels']}→{a['filters']}: its depthwise-separable form has "
-            f"{num(after.params)} instead of {num(before.params)} parameters",
-            f"replace it by a {k} depthwise conv and a 1×1 conv to {a['filters']} channels "
-            f"(SeparableConv)", [node.name], frag.nodes, frag.nodes[-1].name,
-            costs=(before, after))
+        return conv_replacement(
+            self, graph, node, build, lambda before, after: (
+                f"{k} conv {a['in_channels']}→{a['filters']}: its depthwise-separable form "
+                f"has {num(after.params)} instead of {num(before.params)} parameters",
+                f"replace it by a {k} depthwise conv and a 1×1 conv to {a['filters']} "
+                f"channels (SeparableConv)"),
+            accept=accept)

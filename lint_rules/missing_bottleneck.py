@@ -3,7 +3,6 @@ from __future__ import annotations
 
 from typing import Iterable
 
-from keras_cnnkit.analysis.fragments import FragmentBuilder, try_build
 from keras_cnnkit.analysis.ir import Graph, Node, OpKind
 from keras_cnnkit.analysis.patterns import (
     TRANSPARENT,
@@ -11,7 +10,7 @@ from keras_cnnkit.analysis.patterns import (
     is_spatial_conv,
 )
 from keras_cnnkit.lint.findings import Finding, Rule, Severity
-from lint_rules.common import costed_finding, costs_of, kernel_text, num, saves
+from lint_rules.common import conv_replacement, kernel_text, num
 
 
 class MissingBottleneck(Rule):
@@ -86,32 +85,23 @@ class MissingBottleneck(Rule):
         rank = node.attrs["rank"]
         ones = (1,) * rank
 
-        def build():
-            frag = FragmentBuilder(graph, node.name)
+        def build(frag):
             reduce = frag.conv("reduce", node.inputs[0], node, mid, ones, padding="valid")
             conv = frag.conv("conv", reduce.name, node, c_out if widening else mid,
                              node.attrs["kernel"], strides=node.attrs["strides"],
                              dilation=node.attrs["dilation"])
             if not widening:
                 frag.conv("expand", conv.name, node, c_out, ones, padding="valid")
-            return frag
 
-        frag = try_build(build)
-        if frag is None or not frag.matches(node, frag.nodes[-1]):
-            return None
-        before, after = costs_of(graph, [node.name], frag.nodes)
-        if not saves(before, after):
-            return None
         k = kernel_text(node.attrs["kernel"])
         form = (f"1×1 reduce to {mid}, {k} to {c_out}" if widening
                 else f"1×1 reduce to {mid}, {k} at {mid}, 1×1 expand to {c_out}")
-        return costed_finding(
-            self, graph, node,
-            f"{k} conv {c_in}→{c_out} without a 1×1 reduction: {num(before.params)} "
-            f"parameters, {num(after.params)} as a bottleneck",
-            f"insert a bottleneck: {form}", [node.name], frag.nodes, frag.nodes[-1].name,
-            measurements={"form": "reduce" if widening else "bottleneck", "width": mid},
-            costs=(before, after))
+        return conv_replacement(
+            self, graph, node, build, lambda before, after: (
+                f"{k} conv {c_in}→{c_out} without a 1×1 reduction: {num(before.params)} "
+                f"parameters, {num(after.params)} as a bottleneck",
+                f"insert a bottleneck: {form}"),
+            measurements={"form": "reduce" if widening else "bottleneck", "width": mid})
 
 
 def _reduced_inputs(graph: Graph) -> dict:

@@ -154,10 +154,11 @@ def test_fix_per_rule(symbol, tmp_path, rng):
 
 
 def test_report_apply_rebuilds_a_live_model(rng):
-    """``Report.apply``: the Python twin of ``--fix``, on a live model."""
+    """``apply_report``: the Python twin of ``--fix``, on a live model."""
+    from keras_cnnkit.rewrite import apply_report
     model = gap_head()
     report = lint(model)
-    fixed = report.apply(model, select=["flatten-dense-head"])
+    fixed = apply_report(model, report, select=["flatten-dense-head"])
     assert fixed.count_params() == (64 * 128 + 128) + (128 * 10 + 10)
     assert model.count_params() == (7 * 7 * 64 * 128 + 128) + (128 * 10 + 10)  # untouched
     np.testing.assert_array_equal(fixed.get_layer("fc2").get_weights()[0],

@@ -1,7 +1,9 @@
-"""Regenerate the README sections that are derived from code.
+"""Regenerate the README sections and the setup.cfg lines that are derived from code.
 
-``python tools/gen_readme.py`` rewrites the rule table (from the rules' docstrings);
-``--check`` exits 1 when it is out of date (the test suite runs that check).
+``python tools/gen_readme.py`` rewrites the README's rule table (from the rules'
+docstrings) and setup.cfg's ``keras_cnnkit.lint_rules`` entry points (from the rule
+modules, :func:`lint_rules.builtin_rules`); ``--check`` exits 1 when either is out of
+date (the test suite runs that check).
 ``--builders`` also rebuilds the builders table: it builds every model (TensorFlow needed,
 about a minute) and takes params and MACs from the linter's cost model.
 """
@@ -14,6 +16,9 @@ import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 README = os.path.join(ROOT, "README.md")
+SETUP_CFG = os.path.join(ROOT, "setup.cfg")
+ENTRY_POINTS = ("# rules:start  generated from lint_rules/ by tools/gen_readme.py: do not edit",
+                "# rules:end")
 START, END = "<!-- rules:start -->", "<!-- rules:end -->"
 BUILDERS = ("<!-- builders:start -->", "<!-- builders:end -->")
 
@@ -81,7 +86,7 @@ def _replace(text: str, markers: tuple, body: str) -> str:
     start, end = markers
     pattern = re.compile(re.escape(start) + ".*?" + re.escape(end), re.DOTALL)
     if not pattern.search(text):
-        raise SystemExit(f"README.md has no {start} ... {end} section")
+        raise SystemExit(f"no {start} ... {end} section")
     return pattern.sub(lambda _: f"{start}\n{body}\n{end}", text)
 
 
@@ -92,21 +97,31 @@ def render(text: str, builders: bool = False) -> str:
 
 
 def main(argv=None) -> int:
-    """Rewrite README.md, or with ``--check`` report whether it is current."""
+    """Rewrite README.md and setup.cfg, or with ``--check`` report whether they are current."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--check", action="store_true")
     parser.add_argument("--builders", action="store_true", help="rebuild the builders table")
     args = parser.parse_args(argv)
-    with open(README, encoding="utf-8") as fh:
-        text = fh.read()
-    new = render(text, builders=args.builders)
-    if args.check:
-        if new != text:
-            print("README.md is out of date: run python tools/gen_readme.py", file=sys.stderr)
-            return 1
-        return 0
-    with open(README, "w", encoding="utf-8") as fh:
-        fh.write(new)
+    sys.path.insert(0, ROOT)
+    from lint_rules import entry_points_text
+
+    stale = []
+    for path, make in ((README, lambda text: render(text, builders=args.builders)),
+                       (SETUP_CFG, lambda text: _replace(text, ENTRY_POINTS,
+                                                         entry_points_text()))):
+        with open(path, encoding="utf-8") as fh:
+            text = fh.read()
+        new = make(text)
+        if new == text:
+            continue
+        stale.append(os.path.basename(path))
+        if not args.check:
+            with open(path, "w", encoding="utf-8") as fh:
+                fh.write(new)
+    if args.check and stale:
+        print(f"{' and '.join(stale)} out of date: run python tools/gen_readme.py",
+              file=sys.stderr)
+        return 1
     return 0
 
 

@@ -2,8 +2,9 @@
 
 ``benchmark(model_or_path)`` lints (for a path, with the static file frontend: nothing in
 the file is imported or run), then times every fix; ``benchmark_report(report)`` times the
-fixes of a report already made, fills each finding's ``measurements`` and re-orders the
-report's findings by measured saving.
+fixes of a report already made and attaches the result to it
+(:meth:`~keras_cnnkit.lint.report.Report.attach_benchmark`: the report re-orders its
+findings by measured saving and shows the figures; the findings are not edited).
 """
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from keras_cnnkit.bench.harness import BenchResult, benchmark_findings
 
 
 def benchmark_report(report, model: Any = None, **kwargs: Any) -> BenchResult:
-    """Benchmark the fixes of a lint ``report``; its findings are re-ordered in place.
+    """Benchmark the fixes of a lint ``report`` and attach the result to it.
 
     Args:
         report: a :class:`~keras_cnnkit.lint.report.Report` (it carries the graph).
@@ -25,7 +26,7 @@ def benchmark_report(report, model: Any = None, **kwargs: Any) -> BenchResult:
     if getattr(report, "graph", None) is None:
         raise ValueError("the report carries no graph to benchmark")
     result = benchmark_findings(report.graph, report.findings, model=model, **kwargs)
-    report.findings = list(result.findings)
+    report.attach_benchmark(result, order=result.findings)
     return result
 
 
@@ -33,7 +34,7 @@ def benchmark(target: Any, select: Optional[Iterable[str]] = None,
               ignore: Optional[Iterable[str]] = None, **kwargs: Any) -> tuple:
     """Lint ``target`` (a Keras model, a model file path or a graph) and time its fixes.
 
-    Returns ``(report, result)``: the lint report, with measurements filled in and
+    Returns ``(report, result)``: the lint report, with the result attached and its
     findings ordered by measured saving, and the :class:`BenchResult`.
     """
     from keras_cnnkit.lint.api import lint

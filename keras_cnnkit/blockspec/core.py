@@ -10,6 +10,7 @@ BLOCK_INPUT = "input"
 
 _SPECS: dict[str, Callable[[dict, tuple], "BlockGraph"]] = {}
 _RESOLVERS: dict[str, Callable[[dict], dict]] = {}
+_DEFAULTS: dict[str, dict] = {}
 
 
 class _Required:
@@ -65,20 +66,32 @@ class BlockGraph:
             raise ValueError(f"block output {self.output!r} is not an op")
 
 
-def register_spec(class_name: str, resolve: Callable[[dict], dict] | None = None):
+def register_spec(class_name: str, resolve: Callable[[dict], dict] | None = None,
+                  defaults: dict | None = None):
     """Register ``fn(config, input_shape) -> BlockGraph`` as the spec of a block class.
 
     ``resolve(config) -> config`` (optional) fills in defaults and raises ``ValueError``
     for bad arguments without needing an input shape; :func:`resolve_config` runs it.
+    ``defaults``: every argument of the block and its default (:data:`REQUIRED` where it
+    has none), the one statement of them; the layer's signature reads them
+    (:func:`spec_defaults`).
     """
 
     def decorator(fn):
         _SPECS[class_name] = fn
         if resolve is not None:
             _RESOLVERS[class_name] = resolve
+        if defaults is not None:
+            _DEFAULTS[class_name] = defaults
         return fn
 
     return decorator
+
+
+def spec_defaults(class_name: str) -> dict:
+    """Every argument of block ``class_name`` and its default (:data:`REQUIRED`: none)."""
+    _ensure_loaded()
+    return dict(_DEFAULTS[class_name])
 
 
 def resolve_config(class_name: str, config: dict) -> dict:
@@ -88,12 +101,22 @@ def resolve_config(class_name: str, config: dict) -> dict:
     return resolve(dict(config)) if resolve is not None else dict(config)
 
 
+#: What a ``data_format`` of ``None`` (Keras' default) means where Keras is not asked:
+#: Keras' own default.  A layer resolves ``None`` with ``keras.config`` first.
+DEFAULT_DATA_FORMAT = "channels_last"
+
+
 def with_defaults(block: str, config: dict, defaults: dict) -> dict:
-    """Merge ``config`` over ``defaults``; reject unknown and missing arguments."""
+    """Merge ``config`` over ``defaults``; reject unknown and missing arguments.
+
+    A ``data_format`` of ``None`` becomes :data:`DEFAULT_DATA_FORMAT`.
+    """
     unknown = sorted(set(config) - set(defaults))
     if unknown:
         raise ValueError(f"{block} got unknown argument(s): {', '.join(unknown)}")
     merged = {**defaults, **config}
+    if "data_format" in merged and merged["data_format"] is None:
+        merged["data_format"] = DEFAULT_DATA_FORMAT
     for key, value in merged.items():
         if value is REQUIRED:
             raise ValueError(f"{block} needs the argument `{key}`")

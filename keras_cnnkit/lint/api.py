@@ -14,7 +14,7 @@ from typing import Iterable, Optional, Sequence
 
 from keras_cnnkit.analysis.cost import summarize
 from keras_cnnkit.analysis.ir import Graph
-from keras_cnnkit.errors import CnnkitError
+from keras_cnnkit.errors import CnnkitError, ModelFileError
 from keras_cnnkit.lint import registry
 from keras_cnnkit.lint.report import Report
 
@@ -39,7 +39,8 @@ def graph_of(model_or_path, input_shape: Optional[Sequence[int]] = None) -> Grap
         except ImportError as exc:
             raise CnnkitError(f"{os.fspath(model_or_path)}: linting model files needs the "
                               f"static file frontend, which cannot be imported ({exc})") from exc
-        return static_file.load_graph(model_or_path, input_shape=input_shape)
+        return _checked_sizes(static_file.load_graph(model_or_path, input_shape=input_shape),
+                              os.fspath(model_or_path))
     if hasattr(model_or_path, "layers") and hasattr(model_or_path, "count_params"):
         from keras_cnnkit.analysis.frontends.keras_live import (
             UnsupportedModelError,
@@ -53,6 +54,28 @@ def graph_of(model_or_path, input_shape: Optional[Sequence[int]] = None) -> Grap
             return graph_from_subclassed(model_or_path, input_shape)
     raise TypeError(f"lint() takes a Keras model, a model file path or a Graph, got "
                     f"{type(model_or_path).__name__}")
+
+
+#: Largest size (a dimension, a parameter count) a model file may give a layer: what a
+#: signed 64-bit integer holds.  Beyond it the file is not a real model, and its costs
+#: would not even print (Python's int-to-str digit limit).
+MAX_SIZE = 2 ** 63 - 1
+
+
+def _checked_sizes(graph: Graph, path: str) -> Graph:
+    """``graph``, after checking that no node's shape or parameter count is absurd."""
+    for node in graph:
+        dims = [d for shape in (node.output_shape, *node.input_shapes) if shape
+                for d in shape if isinstance(d, int)]
+        if node.params is not None:
+            dims.append(node.params)
+        big = max((abs(d) for d in dims), default=0)
+        if big > MAX_SIZE:
+            digits = int(big.bit_length() * 0.30103) + 1
+            raise ModelFileError(path, f"layer {node.layer or node.name!r} has a size of "
+                                       f"about {digits} digits (more than a 64-bit integer "
+                                       "holds); not a real model")
+    return graph
 
 
 def lint_graph(graph: Graph, select: Optional[Iterable[str]] = None,

@@ -41,7 +41,11 @@ Exit status:
 ===  =====================================================================================
 
 Each input error is one line on stderr, ``cnnkit-lint: error: <file>: <problem>``; no
-traceback is ever shown for bad input.
+traceback is ever shown for bad input.  Every file is read and written through
+:mod:`keras_cnnkit.io_guard`: inputs must be regular files; ``-o``, ``--write-baseline``
+and ``--fix -o`` never resolve to an input (model, configuration, baseline), whatever
+the flags; writes are atomic, with the umask's permissions; no baseline is written when a
+model failed to lint.
 
 Settings come from ``pyproject.toml`` ``[tool.cnnkit-lint]``, ``setup.cfg`` or
 ``tox.ini`` ``[cnnkit-lint]`` (see :mod:`keras_cnnkit.lint.config`); flags override them.
@@ -55,10 +59,12 @@ import sys
 from typing import Optional, Sequence
 
 from keras_cnnkit.errors import CnnkitError, ConfigError, ModelFileError
+from keras_cnnkit.io_guard import check_output_path, require_regular_file, write_atomic
 from keras_cnnkit.lint import config as lint_config
 from keras_cnnkit.lint.baseline import Baseline, write_baseline
 from keras_cnnkit.lint.findings import Severity
 from keras_cnnkit.lint.formatters import FORMATTERS, FileResult, RuleInfo
+from keras_cnnkit.lint.selectors import any_matches
 
 PROG = "cnnkit-lint"
 EXIT_OK, EXIT_FINDINGS, EXIT_ERROR, EXIT_INTERRUPTED = 0, 1, 2, 130
@@ -272,8 +278,7 @@ def _settings(args) -> lint_config.Settings:
 
 def _suppressed(finding, per_layer: list) -> bool:
     return any(fnmatch.fnmatchcase(finding.layer, glob)
-               and any(lint_config.selector_matches(s, finding.code, finding.symbol)
-                       for s in selectors)
+               and any_matches(selectors, finding.code, finding.symbol)
                for glob, selectors in per_layer)
 
 
@@ -372,12 +377,12 @@ def fix_model(path: str, args, settings: lint_config.Settings,
     """
     from keras_cnnkit.lint import registry
     from keras_cnnkit.lint.api import lint
-    from keras_cnnkit.lint.fix import check_output_path, fix_file
+    from keras_cnnkit.lint.fix import SAVE_SUFFIXES, fix_file
 
     # Bad paths fail here, before Keras is imported; fix_file checks again.
-    if not os.path.isfile(path):
-        raise ModelFileError(path, "no such file")
-    check_output_path(path, args.output, force=args.force)
+    require_regular_file(path)
+    inputs = run_inputs(args, settings)
+    check_output_path(args.output, inputs, force=args.force, suffixes=SAVE_SUFFIXES)
     if args.fix_select:
         try:
             registry.select_rules(args.fix_select, None)
@@ -393,7 +398,8 @@ def fix_model(path: str, args, settings: lint_config.Settings,
     _quiet_tensorflow()
     try:
         result = fix_file(path, args.output, select=args.fix_select or None,
-                          force=args.force, fold_bn=args.fold_bn, lint=reported)
+                          force=args.force, fold_bn=args.fold_bn, lint=reported,
+                          inputs=inputs)
     except CnnkitError:
         raise
     except ImportError as exc:
@@ -407,23 +413,31 @@ def fix_model(path: str, args, settings: lint_config.Settings,
     return result.format_text() + "\n"
 
 
-def _write(text: str, output: Optional[str]) -> None:
-    if output is None:
-        stream = sys.stdout
-        encoding = stream.encoding or "utf-8"
-        try:
-            text.encode(encoding)
-        except UnicodeEncodeError:
-            text = (text.replace("→", "->").replace("−", "-").replace("×", "x")
-                    .encode(encoding, "replace").decode(encoding))
-        stream.write(text)
-        stream.flush()
+def run_inputs(args, settings: lint_config.Settings) -> list:
+    """Every file the run reads: the model files, the configuration file and the baseline
+    (unless ``--write-baseline`` replaces it).  No output may be one of them."""
+    inputs = list(getattr(args, "paths", None) or [])
+    if settings.source:
+        inputs.append(settings.source)
+    if settings.baseline and not getattr(args, "write_baseline", None):
+        inputs.append(settings.baseline)
+    return inputs
+
+
+def _write(text: str, output: Optional[str], inputs: Sequence[str] = ()) -> None:
+    """Print ``text``, or write it atomically to ``output`` (never over an input)."""
+    if output is not None:
+        write_atomic(output, text, inputs, force=True)
         return
+    stream = sys.stdout
+    encoding = stream.encoding or "utf-8"
     try:
-        with open(output, "w", encoding="utf-8") as fh:
-            fh.write(text)
-    except OSError as exc:
-        raise ConfigError(output, f"cannot write output: {exc.strerror or exc}") from None
+        text.encode(encoding)
+    except UnicodeEncodeError:
+        text = (text.replace("→", "->").replace("−", "-").replace("×", "x")
+                .encode(encoding, "replace").decode(encoding))
+    stream.write(text)
+    stream.flush()
 
 
 def _error(message: str) -> None:
@@ -437,11 +451,12 @@ def run(argv: Optional[Sequence[str]] = None) -> int:
     args = parser.parse_args(argv)
     settings = _settings(args)
     rules = _rules()
+    inputs = run_inputs(args, settings)
     if args.list_rules:
-        _write(list_rules_text(rules, settings.format), args.output)
+        _write(list_rules_text(rules, settings.format), args.output, inputs)
         return EXIT_OK
     if args.explain:
-        _write(explain_text(_find_rule(args.explain)), args.output)
+        _write(explain_text(_find_rule(args.explain)), args.output, inputs)
         return EXIT_OK
     if not args.paths:
         parser.error("no model files given (try --help)")
@@ -453,6 +468,9 @@ def run(argv: Optional[Sequence[str]] = None) -> int:
     if args.fix:
         _write(fix_model(args.paths[0], args, settings, baseline), None)
         return EXIT_OK
+    for output in (args.output, args.write_baseline):
+        if output is not None:   # fail before linting, not after
+            check_output_path(output, inputs, force=True)
     bench = _bench_options(args) if args.benchmark else None
     results = []
     for path in args.paths:
@@ -460,18 +478,24 @@ def run(argv: Optional[Sequence[str]] = None) -> int:
         if result.error is not None:
             _error(f"{path}: {result.error}")
         results.append(result)
+    failed = [r.path for r in results if r.error is not None]
     if args.write_baseline:
-        count = write_baseline(args.write_baseline,
-                               [(r.path, r.findings) for r in results if r.error is None])
+        if failed:
+            # A baseline of a partial run would silently accept too little.
+            _error(f"{args.write_baseline}: not written: {len(failed)} model file(s) "
+                   "could not be linted")
+            return EXIT_ERROR
+        count = write_baseline(args.write_baseline, [(r.path, r.findings) for r in results],
+                               inputs)
         sys.stderr.write(f"{PROG}: wrote {count} finding(s) to {args.write_baseline}\n")
-        return EXIT_ERROR if any(r.error is not None for r in results) else EXIT_OK
+        return EXIT_OK
     formatter = FORMATTERS[settings.format]
     if settings.format == "text":
         text = formatter(results, rules, show_summary=not args.quiet)
     else:
         text = formatter(results, rules)
-    _write(text, args.output)
-    if any(r.error is not None for r in results):
+    _write(text, args.output, inputs)
+    if failed:
         return EXIT_ERROR
     failing = any(Severity(f.severity) >= settings.fail_on
                   for r in results for f in r.findings)

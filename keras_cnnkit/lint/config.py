@@ -7,9 +7,11 @@ current directory or, failing that, its nearest parent that has one:
 2. ``setup.cfg``, section ``[cnnkit-lint]``;
 3. ``tox.ini``, section ``[cnnkit-lint]``.
 
-A file without the table or section is skipped.  ``--config FILE`` names the file
-instead (any of the three kinds, by suffix: ``.toml`` is TOML, anything else INI);
-``--no-config`` reads none.  Flags given on the command line override the file.
+A file without the table or section is skipped.  Only regular files are read, and at most
+:data:`~keras_cnnkit.io_guard.MAX_TEXT_BYTES` of them (:mod:`keras_cnnkit.io_guard`).
+``--config FILE`` names the file instead (any of the three kinds, by suffix: ``.toml`` is
+TOML, anything else INI); ``--no-config`` reads none.  Flags given on the command line
+override the file.
 
 Keys (TOML spelling; in INI, lists are comma- or newline-separated)::
 
@@ -36,7 +38,9 @@ from pathlib import Path
 from typing import Any, Iterable, Optional
 
 from keras_cnnkit.errors import ConfigError
+from keras_cnnkit.io_guard import MAX_TEXT_BYTES, read_text_file, require_regular_file
 from keras_cnnkit.lint.findings import Severity
+from keras_cnnkit.lint.selectors import ALL, selector_matches
 
 TOOL_NAME = "cnnkit-lint"
 #: Spatial size assumed for inputs whose height/width (etc.) the model leaves open.
@@ -44,9 +48,6 @@ DEFAULT_SPATIAL = 224
 FORMATS = ("text", "json", "sarif", "github")
 #: Severity at or above which findings make the exit status 1.
 DEFAULT_FAIL_ON = Severity.WARNING
-#: Selector meaning every rule.
-ALL = "ALL"
-
 _KEYS = ("select", "ignore", "extend-select", "extend-ignore", "fail-on", "format",
          "input-shape", "baseline", "per-layer-ignores")
 
@@ -170,14 +171,21 @@ def parse_format(value: Any, source: str = "command line") -> str:
     return str(value)
 
 
+def _config_text(path: Path) -> str:
+    """The text of a configuration file: a regular file, read up to the size cap."""
+    return read_text_file(path, MAX_TEXT_BYTES, "configuration file", ConfigError)
+
+
 def _read_toml(path: Path) -> Optional[dict]:
     import tomllib
 
+    text = _config_text(path)
     try:
-        with open(path, "rb") as fh:
-            data = tomllib.load(fh)
-    except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
         raise ConfigError(str(path), f"cannot read TOML: {exc}") from None
+    except RecursionError:
+        raise ConfigError(str(path), "cannot read TOML: nested too deeply") from None
     table = data.get("tool", {}).get(TOOL_NAME)
     if table is not None and not isinstance(table, dict):
         raise ConfigError(str(path), f"[tool.{TOOL_NAME}] must be a table")
@@ -186,10 +194,10 @@ def _read_toml(path: Path) -> Optional[dict]:
 
 def _read_ini(path: Path) -> Optional[dict]:
     parser = configparser.ConfigParser(interpolation=None)
+    text = _config_text(path)
     try:
-        with open(path, encoding="utf-8") as fh:
-            parser.read_file(fh)
-    except (OSError, configparser.Error, UnicodeDecodeError) as exc:
+        parser.read_string(text, source=str(path))
+    except configparser.Error as exc:
         raise ConfigError(str(path), f"cannot read INI: {' '.join(str(exc).split())}") \
             from None
     if not parser.has_section(TOOL_NAME):
@@ -222,8 +230,7 @@ def load_settings(config_path=None, isolated: bool = False) -> Settings:
     if isolated:
         return Settings()
     if config_path is not None:
-        if not Path(config_path).is_file():
-            raise ConfigError(str(config_path), "no such configuration file")
+        require_regular_file(config_path, "configuration file", ConfigError)
         settings = read_config_file(config_path)
         if settings is None:
             raise ConfigError(str(config_path), f"no [tool.{TOOL_NAME}] table or "
@@ -231,18 +238,6 @@ def load_settings(config_path=None, isolated: bool = False) -> Settings:
         return settings
     found = find_config_file()
     return read_config_file(found) if found else Settings()
-
-
-def selector_matches(selector: str, code: str, symbol: str) -> bool:
-    """Whether a selector (code, code prefix, symbol or ``ALL``) names a rule."""
-    sel = selector.strip()
-    if sel.upper() == ALL or sel == symbol:
-        return True
-    return _is_code_like(sel) and code.upper().startswith(sel.upper())
-
-
-def _is_code_like(selector: str) -> bool:
-    return re.fullmatch(r"[A-Za-z]+\d*", selector) is not None
 
 
 def check_selectors(selectors: Iterable[str], rules: Iterable[tuple], source: str) -> None:

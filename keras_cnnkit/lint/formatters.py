@@ -41,10 +41,11 @@ import hashlib
 import json
 import os
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Optional
 
 from keras_cnnkit.lint.findings import Finding, Severity
-from keras_cnnkit.lint.report import finding_dict, measured_fields
+from keras_cnnkit.lint.report import (finding_dict, finding_message, measured_fields,
+                                      measurement_text, merged_measurements)
 
 JSON_SCHEMA_VERSION = 1
 TOOL_NAME = "cnnkit-lint"
@@ -85,7 +86,8 @@ class FileResult:
         suppressed: findings dropped by per-layer ignores.
         baselined: findings dropped because the baseline holds them.
         benchmark: the :class:`~keras_cnnkit.bench.harness.BenchResult` of
-            ``--benchmark`` (its measurements are in ``findings``), else ``None``.
+            ``--benchmark``, else ``None``: the formatters attach its figures to the
+            findings they print (see :class:`~keras_cnnkit.lint.report.Measurements`).
     """
 
     path: str
@@ -123,23 +125,12 @@ def savings_text(finding: Finding) -> str:
     return ", ".join(parts)
 
 
-def _measured_text(results: list) -> Callable[[Finding], str]:
-    """``finding → " [measured ...]"`` (empty when unmeasured).  The benchmark module,
-    which imports Keras, is imported only when a result was benchmarked."""
-    if all(r.benchmark is None for r in results):
-        return lambda finding: ""
-    from keras_cnnkit.bench import measurement_text
-
-    def suffix(finding: Finding) -> str:
-        text = measurement_text(finding)
-        return f" [measured {text}]" if text else ""
-    return suffix
-
-
-def _finding_text(finding: Finding, measured) -> str:
-    """``"<message> [<savings>] [measured <times>]"``."""
+def _finding_text(finding: Finding, bench=None) -> str:
+    """``"<message> [<savings>] [measured <times>]"``; ``bench``: the file's benchmark."""
     savings = savings_text(finding)
-    return finding.message + (f" [{savings}]" if savings else "") + measured(finding)
+    measured = measurement_text(merged_measurements(finding, bench)) if bench else ""
+    return (finding_message(finding, bench) + (f" [{savings}]" if savings else "")
+            + (f" [measured {measured}]" if measured else ""))
 
 
 def _opaque(summary) -> list:
@@ -171,14 +162,13 @@ def _plural(n: int, word: str) -> str:
 def format_text(results: list, rules: list, show_summary: bool = True) -> str:
     """pylint-like lines, then a per-model table and totals (see the module docstring)."""
     del rules  # the text format names rules by code and symbol only
-    measured = _measured_text(results)
     lines = []
     for result in results:
         if result.error is not None:
             continue
         for f in result.findings:
             lines.append(f"{result.path}:{f.layer}: {f.code} {f.symbol}: "
-                         f"{_finding_text(f, measured)}")
+                         f"{_finding_text(f, result.benchmark)}")
     for result in results:
         if result.benchmark is not None:
             lines += ["", f"{result.path}: {result.benchmark.format_text()}"]
@@ -245,7 +235,7 @@ def format_json(results: list, rules: list) -> str:
             errors.append({"file": result.path, "problem": result.error})
             continue
         model = {"file": result.path, "summary": summary_dict(result.summary),
-                 "findings": [finding_dict(f) for f in result.findings],
+                 "findings": [finding_dict(f, result.benchmark) for f in result.findings],
                  "suppressed": result.suppressed, "baselined": result.baselined}
         if result.benchmark is not None:
             model["benchmark"] = result.benchmark.to_dict()
@@ -302,7 +292,6 @@ def format_sarif(results: list, rules: list, base: Optional[Path] = None) -> str
 
     base = Path(os.path.abspath(base or os.getcwd()))
     index = {r.code: i for i, r in enumerate(rules)}
-    measured = _measured_text(results)
     sarif_results, notifications = [], []
     for result in results:
         uri = _uri(result.path, base)
@@ -312,7 +301,7 @@ def format_sarif(results: list, rules: list, base: Optional[Path] = None) -> str
                                   "locations": [location]})
             continue
         for f in result.findings:
-            text = f"{f.layer}: {_finding_text(f, measured)}"
+            text = f"{f.layer}: {_finding_text(f, result.benchmark)}"
             entry = {
                 "ruleId": f.code,
                 "level": _SARIF_LEVELS[Severity(f.severity)],
@@ -325,7 +314,7 @@ def format_sarif(results: list, rules: list, base: Optional[Path] = None) -> str
                 "properties": {**{k: getattr(f, k) for k in (
                     "symbol", "params_before", "params_after", "macs_before", "macs_after",
                     "flops_before", "flops_after") if getattr(f, k) is not None},
-                    **measured_fields(f)},
+                    **measured_fields(f, result.benchmark)},
             }
             if f.suggestion:
                 entry["properties"]["suggestion"] = f.suggestion
@@ -356,7 +345,6 @@ def _gh_property(text: str) -> str:
 def format_github(results: list, rules: list) -> str:
     """GitHub Actions workflow commands, one per finding and per unreadable file."""
     del rules
-    measured = _measured_text(results)
     lines = []
     for result in results:
         path = _gh_property(result.path)
@@ -364,7 +352,7 @@ def format_github(results: list, rules: list) -> str:
             lines.append(f"::error file={path},title=cnnkit-lint::{_gh_data(result.error)}")
             continue
         for f in result.findings:
-            message = f"{f.layer}: {_finding_text(f, measured)}"
+            message = f"{f.layer}: {_finding_text(f, result.benchmark)}"
             level = _GITHUB_LEVELS[Severity(f.severity)]
             title = _gh_property(f"{f.code} {f.symbol}")
             lines.append(f"::{level} file={path},title={title}::{_gh_data(message)}")

@@ -7,7 +7,7 @@ which carry no figures, last), then by code and layer, so that a report reads
 from __future__ import annotations
 
 import dataclasses
-from typing import Optional
+from typing import Mapping, Optional, Protocol
 
 from keras_cnnkit.analysis.cost import ModelSummary
 from keras_cnnkit.analysis.ir import Graph, Node
@@ -70,19 +70,65 @@ FINDING_FIELDS = ("code", "symbol", "severity", "layer", "node", "message", "sug
 MEASUREMENT_FIELDS = ("latency_before_ms", "latency_after_ms", "speedup", "device")
 
 
-def measured_fields(finding: Finding) -> dict:
+class Measurements(Protocol):
+    """A benchmark's figures per finding, as the report layer attaches them.
+
+    :class:`keras_cnnkit.bench.BenchResult` is one.  A benchmark never edits a
+    :class:`Finding`: the report layer merges these figures into the finding's
+    ``measurements`` and appends the note to its message when it renders the finding.
+    """
+
+    def fields_of(self, finding: Finding) -> dict:
+        """The measured figures of ``finding`` (empty when it was not measured)."""
+
+    def note_of(self, finding: Finding) -> str:
+        """A sentence to append to the finding's message (empty for none)."""
+
+
+def finding_label(finding: Finding) -> str:
+    """``"CODE symbol @ layer"``: how a finding is named in benchmark tables and results."""
+    return f"{finding.code} {finding.symbol} @ {finding.layer}"
+
+
+def merged_measurements(finding: Finding, bench: Optional[Measurements] = None) -> dict:
+    """The finding's own ``measurements`` (the rule's), then the benchmark's figures."""
+    if bench is None:
+        return dict(finding.measurements)
+    return {**finding.measurements, **bench.fields_of(finding)}
+
+
+def finding_message(finding: Finding, bench: Optional[Measurements] = None) -> str:
+    """The finding's message, with the benchmark's note (``Measured slower ...``) if any."""
+    note = bench.note_of(finding) if bench is not None else ""
+    if not note or note.strip() in finding.message:
+        return finding.message
+    return finding.message.rstrip() + note
+
+
+def measured_fields(finding: Finding, bench: Optional[Measurements] = None) -> dict:
     """The :data:`MEASUREMENT_FIELDS` the finding's measurements hold (empty if unmeasured)."""
-    return {name: _json(finding.measurements[name]) for name in MEASUREMENT_FIELDS
-            if name in finding.measurements}
+    merged = merged_measurements(finding, bench)
+    return {name: _json(merged[name]) for name in MEASUREMENT_FIELDS if name in merged}
 
 
-def finding_dict(finding: Finding) -> dict:
+def measurement_text(measurements: Mapping) -> str:
+    """The text-output cell of a measured finding: ``"3.59 → 0.623 ms (5.76×, b32)"``;
+    empty when ``measurements`` hold no timing."""
+    m = measurements
+    if "latency_before_ms" not in m:
+        return ""
+    return (f"{m['latency_before_ms']:.3g} → {m['latency_after_ms']:.3g} ms "
+            f"({m['speedup']:.2f}×, b{m['batch']})")
+
+
+def finding_dict(finding: Finding, bench: Optional[Measurements] = None) -> dict:
     """Every field of a finding, JSON-ready; a measured finding also carries the
     :data:`MEASUREMENT_FIELDS` at top level (every run stays under ``measurements``)."""
     out = {name: _json(getattr(finding, name)) for name in FINDING_FIELDS}
-    out.update(measured_fields(finding))
+    out["message"] = finding_message(finding, bench)
+    out.update(measured_fields(finding, bench))
     out["needs_retraining"] = finding.needs_retraining
-    out["measurements"] = _json(finding.measurements)
+    out["measurements"] = _json(merged_measurements(finding, bench))
     out["replacement"] = replacement_dict(finding.replacement)
     return out
 
@@ -98,6 +144,7 @@ class Report:
         findings: the findings, largest FLOP saving first (see :func:`sort_findings`).
         rules: the codes of the rules that ran.
         graph: the IR the rules saw (what fixes rewrite).
+        benchmark: the measured figures attached by :meth:`attach_benchmark`, or None.
     """
 
     model: str
@@ -106,6 +153,7 @@ class Report:
     findings: list
     rules: list
     graph: Graph = dataclasses.field(repr=False, default=None)
+    benchmark: Optional[Measurements] = dataclasses.field(repr=False, default=None)
 
     def __post_init__(self):
         self.findings = sort_findings(self.findings)
@@ -121,18 +169,19 @@ class Report:
         """The findings reported at ``layer``."""
         return [f for f in self.findings if f.layer == layer]
 
-    def apply(self, model, select=None):
-        """``model`` rebuilt with this report's fixes (see :mod:`keras_cnnkit.rewrite`).
+    def attach_benchmark(self, bench: Measurements, order: Optional[list] = None) -> None:
+        """Attach a benchmark's figures (``bench``); ``order``: the findings re-ordered
+        by measured saving.  The findings themselves are not changed."""
+        self.benchmark = bench
+        if order is not None:
+            self.findings = list(order)
 
-        ``model`` is the live model this report was made from; it is not modified.
-        ``select`` (codes, code prefixes or symbols) picks the findings to apply;
-        conflicting fixes keep the bigger FLOP saving.
-        """
-        from keras_cnnkit.rewrite.apply import apply_findings
-        return apply_findings(model, self.findings, select=select, graph=self.graph)
+    def measurements_of(self, finding: Finding) -> dict:
+        """The finding's measurements: the rule's, then the attached benchmark's."""
+        return merged_measurements(finding, self.benchmark)
 
     def to_dict(self, per_node: bool = False) -> dict:
         """JSON-ready report (``per_node`` adds the summary's per-node rows)."""
         return {"model": self.model, "source": self.source, "rules": list(self.rules),
                 "summary": self.summary.to_dict(per_node=per_node),
-                "findings": [finding_dict(f) for f in self.findings]}
+                "findings": [finding_dict(f, self.benchmark) for f in self.findings]}

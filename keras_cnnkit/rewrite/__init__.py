@@ -6,14 +6,16 @@ harness (:mod:`keras_cnnkit.bench`).  Importing it imports Keras.
 * :func:`keras_layers_for` / :func:`node_layers`: IR nodes → stock Keras layers.
 * :func:`replacement_models`, :func:`model_from_graph`: Keras models built from IR
   alone (random weights), never from a model file's code.
-* :func:`apply_findings` / :func:`rewrite_model`: a live model rebuilt with the findings'
-  replacements, weights of untouched layers copied, function-preserving fixes exact.
+* :func:`apply_findings` / :func:`apply_report` / :func:`rewrite_model`: a live model
+  rebuilt with the findings' replacements (a lint report's), weights of untouched layers
+  copied, function-preserving fixes exact.
 * :func:`fold_batchnorm`: the opt-in inference transform folding BN into convs.
 * :func:`select_findings` / :func:`apply_to_graph`: conflict-free choice of fixes, and
   the same replacements applied to the IR (pure Python, :mod:`.plan`).
 """
 from keras_cnnkit.rewrite.apply import (RewriteError, RewriteResult, Substitution,
-                                        apply_findings, fold_batchnorm, rewrite_model)
+                                        apply_findings, apply_report, fold_batchnorm,
+                                        rewrite_model)
 from keras_cnnkit.rewrite.build import (model_from_graph, model_from_nodes,
                                         replacement_models, unbuildable_nodes)
 from keras_cnnkit.rewrite.codegen import (UnsupportedNodeError, keras_layers_for,
@@ -22,7 +24,7 @@ from keras_cnnkit.rewrite.plan import Skipped, apply_to_graph, select_findings
 
 __all__ = [
     "RewriteError", "RewriteResult", "Skipped", "Substitution", "UnsupportedNodeError",
-    "apply_findings", "apply_to_graph", "fold_batchnorm", "keras_layers_for",
+    "apply_findings", "apply_report", "apply_to_graph", "fold_batchnorm", "keras_layers_for",
     "model_from_graph", "model_from_nodes", "node_layers", "replacement_models",
     "rewrite_model", "select_findings", "supported_ops", "unbuildable_nodes",
 ]

@@ -21,6 +21,7 @@ from typing import Iterable, Optional
 
 from keras_cnnkit.analysis.ir import Graph
 from keras_cnnkit.lint.findings import Finding, Replacement
+from keras_cnnkit.lint.selectors import finding_selected
 
 
 @dataclasses.dataclass
@@ -42,23 +43,13 @@ def _saving(finding: Finding) -> tuple:
     return (flops, params)
 
 
-def matches(finding: Finding, select: Optional[Iterable[str]]) -> bool:
-    """True when ``select`` is None or names the finding's code, symbol or code prefix."""
-    if select is None:
-        return True
-    for item in select:
-        item = item.strip()
-        if item and (item == finding.symbol or finding.code.startswith(item)):
-            return True
-    return False
-
-
 def select_findings(findings: Iterable[Finding], select: Optional[Iterable[str]] = None,
                     graph: Optional[Graph] = None) -> tuple:
     """Split ``findings`` into ``(chosen, skipped)``.
 
-    Findings without a replacement, not matched by ``select`` (codes, code prefixes
-    or kebab-case symbols), or conflicting with a finding already chosen are skipped;
+    Findings without a replacement, not matched by ``select`` (codes, code prefixes,
+    kebab-case symbols or ``ALL``, as :mod:`keras_cnnkit.lint.selectors` matches them), or
+    conflicting with a finding already chosen are skipped;
     candidates are taken in order of decreasing estimated FLOP (then parameter)
     saving.  With ``graph``, a replacement whose intermediate removed nodes feed nodes
     outside it (it would leave them dangling) is skipped too.
@@ -70,7 +61,7 @@ def select_findings(findings: Iterable[Finding], select: Optional[Iterable[str]]
     for finding in findings:
         if finding.replacement is None:
             skipped.append(Skipped(finding, "no automatic fix"))
-        elif not matches(finding, select):
+        elif not finding_selected(finding, select):
             skipped.append(Skipped(finding, "not selected"))
         else:
             candidates.append(finding)
