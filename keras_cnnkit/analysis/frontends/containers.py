@@ -23,11 +23,11 @@ import io
 import json
 import os
 import re
-import stat
 import zipfile
 from typing import Optional
 
 from keras_cnnkit.errors import ModelFileError
+from keras_cnnkit.io_guard import require_regular_file
 
 HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
 ZIP_MAGICS = (b"PK\x03\x04", b"PK\x05\x06")
@@ -68,18 +68,11 @@ def detect_format(path: str) -> str:
     Raises:
         ModelFileError: missing path, a directory, an empty or unrecognised file.
     """
-    try:
-        info = os.stat(path)
-    except FileNotFoundError:
-        raise ModelFileError(path, "no such file") from None
-    except OSError as exc:
-        raise ModelFileError(path, f"cannot access: {exc.strerror or exc}") from None
-    if stat.S_ISDIR(info.st_mode):
+    if os.path.isdir(path):
         raise ModelFileError(path, "is a directory, not a model file (TensorFlow "
                                    "SavedModel directories are not supported; save as "
                                    ".keras or .h5)")
-    if not stat.S_ISREG(info.st_mode):
-        raise ModelFileError(path, "not a regular file")
+    info = require_regular_file(path)
     if info.st_size == 0:
         raise ModelFileError(path, "empty file")
     try:

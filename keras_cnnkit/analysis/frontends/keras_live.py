@@ -35,6 +35,7 @@ from keras_cnnkit.analysis.keras_layers import (
 from keras_cnnkit.analysis.ops.activation_table import keras_op_activations
 from keras_cnnkit.analysis.shapes import ShapeError
 from keras_cnnkit.errors import CnnkitError
+from keras_cnnkit.io_guard import functional_graph
 
 #: Top-level packages whose layer classes are trusted to mean what their names say.
 _TRUSTED_PACKAGES = ("keras", "keras_cnnkit", "tf_keras")
@@ -51,16 +52,6 @@ _OPS_AS_LAYERS = {
 
 class UnsupportedModelError(CnnkitError, ValueError):
     """The model has no graph the live frontend can walk (e.g. a subclassed model)."""
-
-
-def _functional_of(model):
-    """The Functional graph behind ``model`` (itself, or a Sequential's), or ``None``."""
-    if hasattr(model, "_nodes_by_depth") and getattr(model, "inputs", None) is not None:
-        return model
-    inner = getattr(model, "_functional", None)
-    if inner is not None and hasattr(inner, "_nodes_by_depth"):
-        return inner
-    return None
 
 
 def _is_model(operation) -> bool:
@@ -88,14 +79,14 @@ class _Walker:
                 if operation is None or knode.is_input:
                     continue
                 inputs = [tensor_names[id(t)] for t in knode.input_tensors]
-                if _is_model(operation) and _functional_of(operation) is not None:
+                if _is_model(operation) and functional_graph(operation) is not None:
                     self.nested(operation, knode, inputs, tensor_names, prefix)
                 else:
                     self.layer_call(operation, knode, inputs, tensor_names, prefix)
 
     def nested(self, model, knode, inputs: list, tensor_names: dict, prefix: str) -> None:
         """Flatten a call of a nested model."""
-        inner = _functional_of(model)
+        inner = functional_graph(model)
         call_prefix = self.unique(prefix + model.name, self.prefixes)
         self.prefixes.add(call_prefix)
         call_prefix += "/"
@@ -195,7 +186,7 @@ def graph_from_keras(model, input_shape: Optional[tuple] = None) -> Graph:
     Raises:
         UnsupportedModelError: a subclassed model or an unbuilt Sequential.
     """
-    functional = _functional_of(model)
+    functional = functional_graph(model)
     if functional is None:
         raise UnsupportedModelError(
             f"model {getattr(model, 'name', model)!r} has no functional graph: build a "
