@@ -94,7 +94,7 @@ HUB = {
         depthwise_residual=False, last_layer_filter=288, squeeze_and_excite=0.5),
         "class docstring example (+ the arguments it omits)"),
     "efficientnet_b0": ("EfficientNetBackbone", dict(
-        stackwise_width_coefficients=None, stackwise_depth_coefficients=None,
+        stackwise_width_coefficients=[1.0] * 7, stackwise_depth_coefficients=[1.0] * 7,
         stackwise_kernel_sizes=[3, 3, 5, 3, 5, 5, 3], stackwise_num_repeats=[1, 2, 2, 3, 3, 4, 1],
         stackwise_input_filters=[32, 16, 24, 40, 80, 112, 192],
         stackwise_output_filters=[16, 24, 40, 80, 112, 192, 320],
@@ -102,6 +102,7 @@ HUB = {
         stackwise_strides=[1, 2, 2, 2, 1, 2, 1], stackwise_block_types=["v1"] * 7,
         input_shape=IMG), "EfficientNet-B0 (Tan & Le 2019, Table 1)"),
     "efficientnetv2_b0": ("EfficientNetBackbone", dict(
+        stackwise_width_coefficients=[1.0] * 6, stackwise_depth_coefficients=[1.0] * 6,
         stackwise_kernel_sizes=[3, 3, 3, 3, 3, 3], stackwise_num_repeats=[1, 2, 2, 3, 5, 8],
         stackwise_input_filters=[32, 16, 32, 48, 96, 112], stackwise_output_filters=[16, 32, 48, 96, 112, 192],
         stackwise_expansion_ratios=[1, 4, 4, 4, 6, 6], stackwise_squeeze_and_excite_ratios=[0, 0, 0, 0.25, 0.25, 0.25],
