@@ -51,7 +51,7 @@ from common import corpus_dir, load_all_manifests  # noqa: E402
 KERNEL_RULES = {"CNK101", "CNK102", "CNK103", "CNK104"}
 LINEAR_PASS = {"batchnorm", "identity", "dropout", "pad", "rescale"}
 BENIGN_OPAQUE = re.compile(
-    r"TFOpLambda|LayerScale|StochasticDepth|SlicingOpLambda|Rescaling|Normalization|"
+    r"TFOpLambda|LayerScale|CustomScaleLayer|StochasticDepth|SlicingOpLambda|Rescaling|Normalization|"
     r"ReLU|Activation|Multiply|Add|TrueDivide|Sigmoid|HardSwish|HardSigmoid", re.I)
 
 
@@ -209,9 +209,13 @@ def classify(mv: ModelView):
             cin, cout = mv.in_ch(n), mv.out_ch(n)
             sp = mv.in_spatial(n)
             g = mv.groups(n)
+            st = tuple((n.get("attrs") or {}).get("strides") or ())
+            bw = bottleneck_width(f)
             if code in KERNEL_RULES and cin is not None and cin <= 4:
                 cls, why = "fp-stem", f"conv over {cin} input channels"
-            elif code != "CNK001" and sp and all(d == 1 for d in sp if d is not None) and code != "CNK105":
+            elif code in KERNEL_RULES and len(k) == 2 and k == st and k[0] > 1:
+                cls, why = "fp-patchify", f"{k[0]}x{k[1]} stride-{st[0]} patch / downsampling conv"
+            elif code not in ("CNK001", "CNK110") and sp and all(d == 1 for d in sp if d is not None) and code != "CNK105":
                 cls, why = "fp-1x1-map", f"input map {sp}"
             elif code in KERNEL_RULES and len(k) == 2 and 1 in k and k[0] != k[1]:
                 cls, why = "fp-asymmetric", f"{k[0]}x{k[1]} conv"
@@ -220,6 +224,8 @@ def classify(mv: ModelView):
             elif (code in {"CNK102", "CNK103", "CNK104"} and "efficientnet" in fam and "v2" in fam
                   and n["op"] == "conv" and k == (3, 3) and cout and cin and cout > cin):
                 cls, why = "fp-fused-mbconv", f"3x3 {cin}->{cout} expansion"
+            elif code == "CNK103" and bw is not None and bw < 32:
+                cls, why = "fp-narrow", f"{cin}->{cout}: the suggested bottleneck is {bw} channels wide"
             elif code in {"CNK103", "CNK104", "CNK106"} and cin and cout and min(cin, cout) < 32:
                 cls, why = "fp-narrow", f"{cin}->{cout} channels"
             elif code == "CNK106":
@@ -276,6 +282,15 @@ def classify(mv: ModelView):
     return out
 
 
+def bottleneck_width(f):
+    """The inner width of a missing-bottleneck replacement (its first 1x1 conv's filters)."""
+    rep = f.get("replacement") or {}
+    for rn in rep.get("nodes") or []:
+        if rn.get("op") == "conv":
+            return (rn.get("attrs") or {}).get("filters")
+    return None
+
+
 def saving(f):
     sf = (f.get("flops_before") or 0) - (f.get("flops_after") or 0)
     sp = (f.get("params_before") or 0) - (f.get("params_after") or 0)
@@ -289,7 +304,9 @@ def find_misses(mv: ModelView):
     for n in mv.nodes.values():
         if n["op"] == "conv":
             k, sp = mv.kernel(n), mv.in_spatial(n)
+            osp = tuple(n["output_shape"][1:] if mv.cf(n) else n["output_shape"][:-1]) if n.get("output_shape") else ()
             if (len(k) == 2 and len(sp) == 2 and None not in sp and k == tuple(sp) and k[0] > 1
+                    and mv.groups(n) == 1 and osp and all(d == 1 for d in osp)
                     and n["name"] not in flagged105):
                 misses.append({"kind": "fullmap-conv-head", "layer": n.get("layer") or n["name"],
                                "detail": f"{k[0]}x{k[1]} conv over a {sp[0]}x{sp[1]} map, "

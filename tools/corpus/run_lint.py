@@ -48,6 +48,18 @@ def worker(path: str, out: str) -> int:
     except ValueError:
         rec["report"] = None
         rec["stdout_tail"] = stdout.getvalue()[-2000:]
+    # Dynamic-shape files: also with an explicit input size, to see what the default loses.
+    if ".dynamic." in os.path.basename(path):
+        so, se = io.StringIO(), io.StringIO()
+        with contextlib.redirect_stdout(so), contextlib.redirect_stderr(se):
+            rc2 = cli.main([path, "--format", "json", "--select", "ALL", "--no-config",
+                            "--input-shape", "224x224"])
+        try:
+            m = json.loads(so.getvalue())["models"][0]
+            rec["with_input_shape_224"] = {"rc": rc2, "summary": m["summary"],
+                                           "findings": [[f["code"], f["layer"]] for f in m["findings"]]}
+        except (ValueError, KeyError, IndexError):
+            rec["with_input_shape_224"] = {"rc": rc2, "stderr": se.getvalue()[-2000:]}
     # The graph IR, for the review's classifications (same frontend as the CLI).
     if rc in (0, 1):
         try:
