@@ -90,6 +90,8 @@ def status_of(rec):
 def normalise_error(msg: str) -> str:
     msg = re.sub(r"cnnkit-lint: error: \S+: ", "", msg)
     msg = re.sub(r"'[^']*(/|\\)[^']*'", "'<path>'", msg)
+    msg = re.sub(r"(top-level class|layer) '[^']*'", r"\1 '…'", msg)
+    msg = re.sub(r"malformed tensor reference \S+", "malformed tensor reference …", msg)
     msg = re.sub(r"\d{3,}", "N", msg)
     return msg[:300]
 
@@ -469,6 +471,28 @@ def main(argv=None) -> int:
         w("|---|---|")
         md.extend(incons)
     w("")
+
+    # ---------------------------------------------------------------- dynamic ONNX
+    dyn = [(f, mv) for f, mv in views.items() if ".dynamic." in f]
+    if dyn:
+        w("### Dynamic-shape ONNX: default vs `--input-shape 224x224`\n")
+        w("| model | MACs (default) | unknown-cost nodes | findings (default) | MACs at 224 | findings at 224 | "
+          "224 findings = static's |")
+        w("|---|---:|---:|---:|---:|---:|---|")
+        same_n = 0
+        for f, mv in sorted(dyn):
+            w224 = mv.rec.get("with_input_shape_224") or {}
+            s224 = w224.get("summary") or {}
+            static = views.get(f.replace(".dynamic.", ".static."))
+            same = None
+            if static is not None and "findings" in w224:
+                same = ({(c, l) for c, l in w224["findings"]} ==
+                        {(x["code"], x["layer"]) for x in static.findings})
+                same_n += bool(same)
+            w(f"| {os.path.basename(f).split('.')[0]} | {mv.summary.get('macs') or 0:,} | "
+              f"{len(mv.summary.get('unknown_cost_layers') or [])} | {len(mv.findings)} | "
+              f"{s224.get('macs') or 0:,} | {len(w224.get('findings') or [])} | {same} |")
+        w(f"\n{same_n} of {len(dyn)} dynamic files give the static file's findings once the size is given.\n")
 
     # ---------------------------------------------------------------- classification
     classified = []
