@@ -23,6 +23,8 @@ each finding gets one class, first match wins:
   fp-dense-connect   110 on a chain whose layers reach each other through concatenation
   opaque-reader-gap  001 on a layer whose computation is public and known (TFOpLambda of a
                      tf op, LayerScale, StochasticDepth...): the reader could model it
+  opaque-downstream  001 on a known Keras layer made opaque only because an opaque layer
+                     upstream left its input shape unknown (a reader gap)
   opaque-custom      001 on a genuinely custom class (correct)
   double             a second/third kernel rule (101-104) on a conv already flagged by a
                      rule with a bigger FLOP saving: its saving must not be added
@@ -52,7 +54,7 @@ KERNEL_RULES = {"CNK101", "CNK102", "CNK103", "CNK104"}
 LINEAR_PASS = {"batchnorm", "identity", "dropout", "pad", "rescale"}
 BENIGN_OPAQUE = re.compile(
     r"TFOpLambda|LayerScale|CustomScaleLayer|StochasticDepth|SlicingOpLambda|Rescaling|Normalization|"
-    r"ReLU|Activation|Multiply|Add|TrueDivide|Sigmoid|HardSwish|HardSigmoid", re.I)
+    r"TrueDivide|HardSwish|HardSigmoid", re.I)
 
 
 def pct(a, b):
@@ -244,7 +246,10 @@ def classify(mv: ModelView):
         if cls is None and code == "CNK001":
             layer_cls = (n or {}).get("source_class", "") if n else ""
             text = f"{layer_cls} {f.get('message', '')}"
-            if BENIGN_OPAQUE.search(text):
+            if "input shape unknown" in f.get("message", ""):
+                cls, why = "opaque-downstream", f"{layer_cls}: known layer after an opaque one"
+            elif (BENIGN_OPAQUE.search(text) or layer_cls.startswith("keras.ops.")
+                  or (layer_cls and "." not in layer_cls and ">" not in layer_cls and layer_cls != "Lambda")):
                 cls, why = "opaque-reader-gap", layer_cls or f["message"][:60]
             else:
                 cls, why = "opaque-custom", layer_cls or f["message"][:60]
