@@ -20,6 +20,7 @@ each finding gets one class, first match wins:
                      the block output / residual stream that MobileNetV2's argument is about
   fp-class-head      111 on the classifier (channels = class count)
   fp-depthwise       111 on a depthwise conv (no tensor-core GEMM)
+  fp-plain-by-design 110 on MobileNetV1 / PP-LCNet, plain on purpose (BN trains them fine)
   fp-dense-connect   110 on a chain whose layers reach each other through concatenation
   opaque-reader-gap  001 on a layer whose computation is public and known (TFOpLambda of a
                      tf op, LayerScale, StochasticDepth...): the reader could model it
@@ -248,6 +249,10 @@ def classify(mv: ModelView):
             text = f"{layer_cls} {f.get('message', '')}"
             if "input shape unknown" in f.get("message", ""):
                 cls, why = "opaque-downstream", f"{layer_cls}: known layer after an opaque one"
+            elif layer_cls.startswith(("kimm.", "keras_hub.")) or layer_cls == "Lambda":
+                cls, why = "opaque-custom", layer_cls
+            elif False:
+                cls, why = "opaque-downstream", f"{layer_cls}: known layer after an opaque one"
             elif (BENIGN_OPAQUE.search(text) or layer_cls.startswith("keras.ops.")
                   or (layer_cls and "." not in layer_cls and ">" not in layer_cls and layer_cls != "Lambda")):
                 cls, why = "opaque-reader-gap", layer_cls or f["message"][:60]
@@ -257,6 +262,8 @@ def classify(mv: ModelView):
             # a chain whose members are joined by concat (DenseNet) is not plain
             if "densenet" in fam:
                 cls, why = "fp-dense-connect", "dense connectivity (concat)"
+            elif fam in ("mobilenet", "lcnet100", "lcnet_100"):
+                cls, why = "fp-plain-by-design", "a deliberately plain mobile network (MobileNetV1, PP-LCNet)"
         out.append([f, cls, why, n])
     # double counting among the kernel rules on one node
     per_node = defaultdict(list)
@@ -322,8 +329,20 @@ def find_misses(mv: ModelView):
                                "params": (n.get("cost") or {}).get("params"),
                                "flagged_by_other_rules": n["name"] in flagged_any})
         if n["op"] == "add" and len(n["inputs"]) >= 2:
+            # an add fed by another add that feeds nothing else is one n-way sum
+            if len(mv.consumers.get(n["name"], [])) == 1 and \
+                    mv.nodes.get(mv.consumers[n["name"]][0], {}).get("op") == "add":
+                continue
+            leaves, stack = [], list(n["inputs"])
+            while stack:
+                i = stack.pop()
+                src_n = mv.nodes.get(i)
+                if src_n is not None and src_n["op"] == "add" and len(mv.consumers.get(i, [])) == 1:
+                    stack.extend(src_n["inputs"])
+                else:
+                    leaves.append(i)
             branches = []
-            for i in n["inputs"]:
+            for i in leaves:
                 src = mv.nodes.get(i)
                 path = []
                 while src is not None and src["op"] in ("batchnorm", "identity", "pad"):
@@ -548,6 +567,23 @@ def main(argv=None) -> int:
                                                  f"({c['why'] or c['message'][:70]})" for c in picks))
     w("")
 
+    # overstated totals: the findings' savings added up, per model
+    tot_sav = defaultdict(int)
+    dedup_sav = defaultdict(dict)
+    mflops = {}
+    for c in classified:
+        tot_sav[c["file"]] += max(0, c["saving_flops"])
+        mflops[c["file"]] = c["model_flops"] or 0
+        key = c["layer"]
+        dedup_sav[c["file"]][key] = max(dedup_sav[c["file"]].get(key, 0), max(0, c["saving_flops"]))
+    over = sorted(((100 * tot_sav[f] / mflops[f], 100 * sum(dedup_sav[f].values()) / mflops[f], f)
+                   for f in tot_sav if mflops.get(f)), reverse=True)
+    w("Adding up every finding's FLOP saving, as a report total would: "
+      f"{sum(1 for o in over if o[0] > 100)} models 'save' more than 100% of their FLOPs, "
+      f"{sum(1 for o in over if o[0] > 50)} more than 50%; counting each layer once (its best "
+      f"finding) these become {sum(1 for o in over if o[1] > 100)} and {sum(1 for o in over if o[1] > 50)}. "
+      "Largest: " + ", ".join(f"`{os.path.basename(f)}` {a:.0f}% ({b:.0f}% per layer)" for a, b, f in over[:6]) + ".\n")
+
     # per source
     w("| source | tp | noise | double | fp-* | opaque-* | findings | files |")
     w("|---|---:|---:|---:|---:|---:|---:|---:|")
@@ -571,6 +607,14 @@ def main(argv=None) -> int:
         archs = sorted({m["file"] for m in misses if m["kind"] == k})
         w(f"| {k} | {v} | {', '.join(os.path.basename(a) for a in archs[:12])}{' …' if len(archs) > 12 else ''} |")
     w("")
+    par = defaultdict(int)
+    for m in misses:
+        if m["kind"] == "parallel-linear-branches":
+            par[m["file"]] += m.get("macs_saved") or 0
+    if par:
+        w("Exact merge of the parallel branches (RepVGG/MobileOne-style re-parameterisation), per model: " +
+          ", ".join(f"`{os.path.basename(f)}` {v / 1e6:,.0f} M MACs "
+                    f"({100 * v / max(1, views[f].summary.get('macs') or 1):.1f}% of the model)" for f, v in sorted(par.items())) + ".\n")
     for k in mk:
         ex = [m for m in misses if m["kind"] == k][:4]
         for m in ex:
