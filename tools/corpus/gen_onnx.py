@@ -109,6 +109,15 @@ def conv_linear_macs(model, x):
         return cl, sum(by_op.values()), by_op, f"torch.utils.flop_counter (fvcore failed: {type(e).__name__})"
 
 
+def export(model, x, tmp, kw):
+    import torch
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(model, (x,), str(tmp), opset_version=17,
+                          input_names=["input"], output_names=["output"],
+                          dynamo=False, do_constant_folding=True, **kw)
+
+
 def onnx_initializer_elements(path) -> int:
     import onnx
     import numpy as np
@@ -158,6 +167,7 @@ def main(argv=None) -> int:
             n_buffers = sum(b.numel() for n, b in model.named_buffers() if "num_batches" not in n)
             with torch.no_grad():
                 cl, total, by_op, method = conv_linear_macs(model, x)
+            notes_extra = {}
             for variant, rel in rels.items():
                 path = corpus_dir() / rel
                 if not path.exists():
@@ -166,22 +176,30 @@ def main(argv=None) -> int:
                     if variant == "dynamic":
                         kw["dynamic_axes"] = {"input": {0: "batch", 2: "height", 3: "width"},
                                               "output": {0: "batch"}}
-                    with warnings.catch_warnings(), torch.no_grad():
-                        warnings.simplefilter("ignore")
-                        torch.onnx.export(model, (x,), str(tmp), opset_version=17,
-                                          input_names=["input"], output_names=["output"],
-                                          dynamo=False, do_constant_folding=True, **kw)
+                    try:
+                        export(model, x, tmp, kw)
+                    except Exception as exc:  # noqa: BLE001
+                        if variant != "dynamic":
+                            raise
+                        # adaptive_avg_pool2d to a fixed size (VGG, AlexNet) does not export
+                        # with dynamic height/width: keep the batch dynamic only.
+                        kw["dynamic_axes"] = {"input": {0: "batch"}, "output": {0: "batch"}}
+                        notes_extra[rel] = (f"dynamic batch only: dynamic H/W export failed "
+                                            f"({type(exc).__name__}: {str(exc)[:120]})")
+                        export(model, x, tmp, kw)
                     onnx.checker.check_model(str(tmp))
                     os.replace(tmp, path)
                 man.add({
                     "file": rel, "format": "onnx", "variant": variant,
                     "source": lib, "library": lib, "version": versions[lib], "versions": versions,
                     "architecture": name, "input_shape": [3, 224, 224],
-                    "dynamic_axes": variant == "dynamic", "opset": 17,
+                    "dynamic_axes": (variant == "dynamic") and ("batch only" if rel in notes_extra else "batch, height, width"),
+                    "opset": 17,
                     "count_params": int(n_params), "bn_buffers": int(n_buffers),
                     "onnx_initializer_elements": onnx_initializer_elements(path),
                     "ref_macs": int(cl), "fvcore_total_macs": int(total), "ref_macs_by_op": by_op,
-                    "ref_macs_method": method, "notes": notes, "bytes": path.stat().st_size,
+                    "ref_macs_method": method, "bytes": path.stat().st_size,
+                    "notes": "; ".join(x for x in (notes, notes_extra.get(rel, "")) if x),
                 })
             print(f"[{i + 1}/{len(models)}] {lib}:{name}: {n_params:,} params, {cl / 1e9:.3f} GMACs "
                   f"({time.time() - t0:.0f}s)", flush=True)
