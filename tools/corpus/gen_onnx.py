@@ -118,11 +118,17 @@ def export(model, x, tmp, kw):
                           dynamo=False, do_constant_folding=True, **kw)
 
 
-def onnx_initializer_elements(path) -> int:
+def onnx_initializer_elements(path, per_use: bool = False) -> int:
+    """Elements of the file's initializers; ``per_use``: counted once per node input using
+    them (the exporter stores identical tensors once, e.g. the all-zero convs that
+    zero-init-last batch norm folds into, so the model's parameters are the per-use count)."""
     import onnx
     import numpy as np
     m = onnx.load(str(path), load_external_data=False)
-    return int(sum(int(np.prod(t.dims)) if len(t.dims) else 1 for t in m.graph.initializer))
+    sizes = {t.name: int(np.prod(t.dims)) if len(t.dims) else 1 for t in m.graph.initializer}
+    if not per_use:
+        return int(sum(sizes.values()))
+    return int(sum(sizes[i] for n in m.graph.node for i in n.input if i in sizes))
 
 
 def main(argv=None) -> int:
@@ -197,6 +203,7 @@ def main(argv=None) -> int:
                     "opset": 17,
                     "count_params": int(n_params), "bn_buffers": int(n_buffers),
                     "onnx_initializer_elements": onnx_initializer_elements(path),
+                    "onnx_initializer_elements_per_use": onnx_initializer_elements(path, per_use=True),
                     "ref_macs": int(cl), "fvcore_total_macs": int(total), "ref_macs_by_op": by_op,
                     "ref_macs_method": method, "bytes": path.stat().st_size,
                     "notes": "; ".join(x for x in (notes, notes_extra.get(rel, "")) if x),

@@ -18,6 +18,8 @@ each finding gets one class, first match wins:
   fp-inner-reduce    106 on a 1x1 reduction whose output feeds another conv (a bottleneck's
                      inner reduce: ResNet, SqueezeNet squeeze, Inception 1x1 reduce), not
                      the block output / residual stream that MobileNetV2's argument is about
+  fp-layer-scale     108 where the "batch norm" is a folded per-channel Mul (ConvNeXt's layer
+                     scale in ONNX): a scale does not cancel a bias
   fp-class-head      111 on the classifier (channels = class count)
   fp-depthwise       111 on a depthwise conv (no tensor-core GEMM)
   fp-plain-by-design 110 on MobileNetV1 / PP-LCNet, plain on purpose (BN trains them fine)
@@ -227,8 +229,8 @@ def classify(mv: ModelView):
             elif code in {"CNK103", "CNK104"} and n["op"] == "conv" and 1 < g < (cin or 0):
                 cls, why = "fp-grouped", f"groups={g}"
             elif (code in {"CNK102", "CNK103", "CNK104"} and "efficientnet" in fam and "v2" in fam
-                  and n["op"] == "conv" and k == (3, 3) and cout and cin and cout > cin):
-                cls, why = "fp-fused-mbconv", f"3x3 {cin}->{cout} expansion"
+                  and n["op"] == "conv" and k == (3, 3) and g == 1):
+                cls, why = "fp-fused-mbconv", f"Fused-MBConv 3x3 {cin}->{cout}"
             elif code == "CNK103" and bw is not None and bw < 32:
                 cls, why = "fp-narrow", f"{cin}->{cout}: the suggested bottleneck is {bw} channels wide"
             elif code in {"CNK103", "CNK104", "CNK106"} and cin and cout and min(cin, cout) < 32:
@@ -239,6 +241,11 @@ def classify(mv: ModelView):
                 if down and len(convs) == len(down):
                     cls, why = "fp-inner-reduce", "reduced tensor feeds " + ", ".join(
                         sorted({d["op"] for d in convs}))
+            elif code == "CNK108":
+                bns = [d for d in mv.downstream(n["name"], through=set()) if d["op"] == "batchnorm"]
+                if bns and all((b.get("attrs") or {}).get("center") is False for b in bns):
+                    cls, why = "fp-layer-scale", (f"the 'batch norm' is a scale-only {bns[0].get('source_class')} "
+                                                  "(layer scale): it scales the bias, cancels nothing")
             elif code == "CNK111":
                 if n["op"] == "depthwise_conv" or (n["op"] == "conv" and g > 1 and g == cin):
                     cls, why = "fp-depthwise", "depthwise conv"
@@ -426,7 +433,7 @@ def main(argv=None) -> int:
             mv = ModelView(e, rec)
             views[e["file"]] = mv
             s = mv.summary
-            ref_p = e.get("onnx_initializer_elements") if e.get("format") == "onnx" else e.get("count_params")
+            ref_p = (e.get("onnx_initializer_elements_per_use") or e.get("onnx_initializer_elements")) if e.get("format") == "onnx" else e.get("count_params")
             row.update(params=s.get("params"), ref_params=ref_p, params_diff=pct(s.get("params"), ref_p),
                        macs=s.get("macs"), ref_macs=e.get("ref_macs"), macs_diff=pct(s.get("macs"), e.get("ref_macs")),
                        opaque=len(s.get("opaque_layers") or []), unknown_cost=len(s.get("unknown_cost_layers") or []),
@@ -452,7 +459,7 @@ def main(argv=None) -> int:
 
     # ---------------------------------------------------------------- params / MACs agreement
     w("### Params and MACs against the reference\n")
-    w("Reference: Keras `count_params()` / ONNX initializer elements; MACs: the generator's "
+    w("Reference: Keras `count_params()` / ONNX initializer elements counted per use (the exporter stores identical tensors once); MACs: the generator's "
       "independent conv+dense counter (Keras) or fvcore conv+linear (ONNX), both at the "
       "model's input size. Rows are files whose figures differ by more than 0.5%, or are missing.\n")
     w("| file | params | ref | Δ | MACs | ref | Δ | opaque | unknown cost |")
