@@ -27,7 +27,11 @@ INDEX = json.loads((DATA / "index.json").read_text()) if (DATA / "index.json").e
 #: arguments as one flat reference ``[layer, node, tensor, {kwargs}]`` in
 #: ``inbound_nodes``; keras_config._calls expects a list of references there.
 TFOPLAMBDA_FLAT_REF = "tf_keras TFOpLambda inbound node written as one flat reference"
-KNOWN_READ_FAILURES = {}
+KNOWN_READ_FAILURES = {
+    # Keras 2 configs record no call shapes: after the opaque CustomScaleLayer (registered
+    # "Custom>CustomScaleLayer") every layer is opaque, so params/MACs are mostly unknown.
+    "tf_keras/InceptionResNetV2.json.gz": "opaque CustomScaleLayer blinds the rest (Keras 2)",
+}
 
 
 def _known_failure(entry):
@@ -44,13 +48,16 @@ def _cases():
 
 
 def test_index_covers_both_libraries():
+    """The committed data holds every Keras 3 and tf_keras keras.applications model."""
     libraries = {e["library"] for e in INDEX}
     assert libraries == {"keras", "tf_keras"}, libraries
-    assert sum(e["library"] == "keras" for e in INDEX) >= 40
+    assert sum(e["library"] == "keras" for e in INDEX) == 40
+    assert sum(e["library"] == "tf_keras" for e in INDEX) == 71
 
 
 @pytest.mark.parametrize("entry", list(_cases()))
 def test_corpus_config_lints_with_reference_counts(entry, tmp_path):
+    """A committed config lints from a file with the reference params and MACs."""
     path = tmp_path / Path(entry["file"]).name.replace(".gz", "")
     path.write_bytes(gzip.decompress((DATA / entry["file"]).read_bytes()))
     report = lint(str(path), select=["ALL"])

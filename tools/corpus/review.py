@@ -461,7 +461,7 @@ def main(argv=None) -> int:
     w("### Params and MACs against the reference\n")
     w("Reference: Keras `count_params()` / ONNX initializer elements counted per use (the exporter stores identical tensors once); MACs: the generator's "
       "independent conv+dense counter (Keras) or fvcore conv+linear (ONNX), both at the "
-      "model's input size. Rows are files whose figures differ by more than 0.5%, or are missing.\n")
+      "model's input size. Rows are files whose figures differ by more than 0.5% (dynamic-shape ONNX files: see below).\n")
     w("| file | params | ref | Δ | MACs | ref | Δ | opaque | unknown cost |")
     w("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     agree = Counter()
@@ -472,7 +472,7 @@ def main(argv=None) -> int:
         okp = pd is not None and abs(pd) <= 0.5
         okm = md_ is not None and abs(md_) <= 0.5
         agree[(r["file"].split("/")[0], okp, okm)] += 1
-        if not (okp and okm):
+        if not (okp and okm) and ".dynamic." not in r["file"]:
             w(f"| {r['file']} | {r.get('params') or 0:,} | {r.get('ref_params') or 0:,} | {fmt_pct(pd)} | "
               f"{r.get('macs') or 0:,} | {r.get('ref_macs') or 0:,} | {fmt_pct(md_)} | {r['opaque']} | {r['unknown_cost']} |")
     w("")
@@ -520,10 +520,17 @@ def main(argv=None) -> int:
                 same = ({(c, l) for c, l in w224["findings"]} ==
                         {(x["code"], x["layer"]) for x in static.findings})
                 same_n += bool(same)
+            if w224.get("rc") == 2:
+                w(f"| {os.path.basename(f).split('.')[0]} | {mv.summary.get('macs') or 0:,} | "
+                  f"{len(mv.summary.get('unknown_cost_layers') or [])} | {len(mv.findings)} | "
+                  f"n/a: {(w224.get('stderr') or '').strip().split(': ')[-1][:70]} | | |")
+                continue
             w(f"| {os.path.basename(f).split('.')[0]} | {mv.summary.get('macs') or 0:,} | "
               f"{len(mv.summary.get('unknown_cost_layers') or [])} | {len(mv.findings)} | "
               f"{s224.get('macs') or 0:,} | {len(w224.get('findings') or [])} | {same} |")
-        w(f"\n{same_n} of {len(dyn)} dynamic files give the static file's findings once the size is given.\n")
+        n_hw = sum(1 for f, mv in dyn if (mv.rec.get("with_input_shape_224") or {}).get("rc") != 2)
+        w(f"\n{same_n} of the {n_hw} files with dynamic height/width give the static file's findings once "
+          f"the size is given ({len(dyn) - n_hw} have a dynamic batch only).\n")
 
     # ---------------------------------------------------------------- classification
     classified = []
