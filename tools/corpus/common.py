@@ -1,6 +1,6 @@
 """Shared helpers for the real-model corpus generators.
 
-The corpus lives outside git: ``$CNNKIT_CORPUS_DIR`` or ``~/.cache/keras-cnnkit/corpus``.
+The corpus lives outside git: ``$CNKIT_CORPUS_DIR`` or ``~/.cache/keras-cnnkit/corpus``.
 Every generator writes its model files under ``<corpus>/<source>/`` and its manifest as
 ``<corpus>/manifest/<source>.json`` (a list of entries, one per file).  Generators are
 idempotent: a model whose files and manifest entries exist is skipped.
@@ -34,7 +34,7 @@ from pathlib import Path
 
 
 def corpus_dir() -> Path:
-    d = os.environ.get("CNNKIT_CORPUS_DIR") or os.path.expanduser("~/.cache/keras-cnnkit/corpus")
+    d = os.environ.get("CNKIT_CORPUS_DIR") or os.path.expanduser("~/.cache/keras-cnnkit/corpus")
     p = Path(d)
     p.mkdir(parents=True, exist_ok=True)
     return p
