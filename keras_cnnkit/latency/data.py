@@ -11,6 +11,8 @@ machine without TensorFlow (a lent GPU) can be fitted anywhere.
 from __future__ import annotations
 
 import dataclasses
+import json
+import os
 from typing import Optional
 
 from keras_cnnkit.analysis.ir import Node
@@ -131,3 +133,24 @@ class Case:
         return cls(data["label"], data.get("group", ""), int(data["batch"]),
                    nodes_from_json(data["before"]), nodes_from_json(data["after"]),
                    float(data["before_ms"]), float(data["after_ms"]), data.get("rule"))
+
+
+def write_measurements(path: str, meta: dict, observations=(), cases=()) -> str:
+    """Write a measurement file: ``meta`` (device, backend, dtype, date...) with the
+    observations and cases as JSON (atomically); returns the path."""
+    out = {**meta, "observations": [o.to_dict() for o in observations],
+           "cases": [c.to_dict() for c in cases]}
+    tmp = path + ".tmp"
+    with open(tmp, "w", encoding="utf-8") as fh:
+        json.dump(out, fh)
+    os.replace(tmp, path)
+    return path
+
+
+def read_measurements(path: str) -> tuple:
+    """``(meta, observations, cases)`` of a file :func:`write_measurements` wrote."""
+    with open(path, encoding="utf-8") as fh:
+        data = json.load(fh)
+    observations = [Observation.from_dict(d) for d in data.pop("observations", [])]
+    cases = [Case.from_dict(d) for d in data.pop("cases", [])]
+    return data, observations, cases

@@ -27,8 +27,9 @@ from keras_cnnkit.latency.classes import LATENCY_CLASSES
 from keras_cnnkit.latency.data import Case, Observation
 from keras_cnnkit.latency.model import (AFTER_COMPUTE, AFTER_ELEMENTWISE, copy_work,
                                         fusion_roles, kernel_ms, node_work,
-                                        passthrough_output, predict_nodes, taps_scale)
-from keras_cnnkit.latency.profile import ClassParams, Profile
+                                        passthrough_output, predict_nodes, taps_scale,
+                                        tile_scale)
+from keras_cnnkit.latency.profile import Profile
 
 #: Bounds of the fitted parameters (natural units; all but the taps exponent are fitted
 #: on their logarithms).
@@ -39,9 +40,10 @@ TAPS_EXPONENT_BOUNDS = (-1.0, 3.0)
 OVERHEAD_BOUNDS_MS = (1e-4, 100.0)
 FUSION_BOUNDS = (0.01, 1.0)
 _ROLES = (AFTER_COMPUTE, AFTER_ELEMENTWISE)
+CHANNEL_TILE_BOUNDS = (1.0, 4096.0)
 _LOG_FIGURES = {"compute_efficiency": EFFICIENCY_BOUNDS,
                 "memory_efficiency": EFFICIENCY_BOUNDS, "launch_ms": LAUNCH_BOUNDS_MS,
-                "depth_rate": DEPTH_RATE_BOUNDS}
+                "depth_rate": DEPTH_RATE_BOUNDS, "channel_tile": CHANNEL_TILE_BOUNDS}
 
 
 class _Design:
@@ -73,6 +75,7 @@ class _Design:
         self.bytes = np.array([w.bytes for w in works], dtype=float)
         self.depth = np.array([w.depth for w in works], dtype=float)
         self.taps = np.array([w.taps for w in works], dtype=float)
+        self.lanes = np.array([w.lanes for w in works], dtype=float)
         self.conv_taps = {w.taps for w in works if w.op_class == "conv"}
         self.roles = [r for r in _ROLES if r in roles]
         self.role_idx = np.array([-1 if r is None else self.roles.index(r) for r in roles],
@@ -139,14 +142,17 @@ def _apply(profile: Profile, values: dict) -> Profile:
 def _predict_log(design: _Design, profile: Profile, values: dict) -> np.ndarray:
     def figure(cls, name):
         value = values.get(f"{cls}.{name}", getattr(profile.params(cls), name))
-        return np.inf if value is None else value
+        if value is None:
+            return 0.0 if name == "channel_tile" else np.inf
+        return value
 
     per_class = {name: np.array([figure(c, name) for c in design.classes], dtype=float)
                  for name in (*_LOG_FIGURES, "taps_exponent")}
     idx = design.cls_idx
     scale = taps_scale(design.taps, per_class["taps_exponent"][idx])
+    tiles = tile_scale(design.lanes, per_class["channel_tile"][idx])
     times = kernel_ms(design.flops, design.bytes, design.depth, profile.peak_flops,
-                      profile.bandwidth, per_class["compute_efficiency"][idx] * scale,
+                      profile.bandwidth, per_class["compute_efficiency"][idx] * scale * tiles,
                       per_class["memory_efficiency"][idx],
                       per_class["depth_rate"][idx] * scale, per_class["launch_ms"][idx])
     if design.roles:
@@ -312,12 +318,4 @@ def observations_of(cases: Iterable[Case]) -> list:
     out = []
     for case in cases:
         out += case.observations()
-    return out
-
-
-def reset_classes(profile: Profile, classes: Iterable[str], params: ClassParams) -> Profile:
-    """A copy of ``profile`` with ``classes`` set to ``params`` (marked not fitted)."""
-    out = copy.deepcopy(profile)
-    for cls in classes:
-        out.classes[cls] = dataclasses.replace(params, fitted=False)
     return out

@@ -58,6 +58,8 @@ class Work:
         bytes: bytes moved for the whole batch at the profile's element width.
         depth: FLOPs per output element (the length of one output's reduction).
         taps: the kernel's size (taps of a convolution; 1 for other ops).
+        lanes: output channels per group of a conv, units of a dense layer (``inf`` for
+            other ops): what a kernel tile is filled with.
     """
 
     op_class: Optional[str]
@@ -65,6 +67,7 @@ class Work:
     bytes: Optional[float]
     depth: float = 0.0
     taps: int = 1
+    lanes: float = np.inf
 
     @property
     def known(self) -> bool:
@@ -86,15 +89,28 @@ def node_work(node: Node, batch: int, dtype_bytes: int = 4) -> Work:
     taps = 1
     for k in node.attrs.get("kernel") or ():
         taps *= k
+    lanes = np.inf
+    if cls in ("conv", "pointwise", "grouped"):
+        lanes = node.attrs["filters"] / (node.attrs.get("groups", 1) or 1)
+    elif cls == "dense":
+        lanes = node.attrs["units"]
     return Work(cls, float(batch * cost.flops),
                 float((batch * activations + weights) * dtype_bytes),
-                cost.flops / outputs if outputs else 0.0, taps)
+                cost.flops / outputs if outputs else 0.0, taps, float(lanes))
 
 
 def taps_scale(taps, exponent):
     """``(taps / 9) ** -exponent``: the factor on a conv's compute efficiency and depth
     rate for its kernel size (1 for a 3×3 kernel)."""
     return (np.asarray(taps, dtype=float) / 9.0) ** -exponent
+
+
+def tile_scale(lanes, tile):
+    """``min(1, lanes / tile)``: the factor on the compute efficiency of a kernel whose
+    tiles are only partly filled (``tile = 0``: no effect)."""
+    lanes = np.asarray(lanes, dtype=float)
+    tile = np.asarray(tile, dtype=float)
+    return np.where(tile > 0, np.minimum(1.0, lanes / np.where(tile > 0, tile, 1.0)), 1.0)
 
 
 def roofline_terms(flops, nbytes, depth, peak_flops, bandwidth, compute_efficiency,
@@ -213,9 +229,10 @@ def class_figures(profile: Profile, work: Work) -> tuple:
     """``(η_F, η_B, depth_rate, launch_ms)`` of ``work``'s class on ``profile``, with the
     conv kernel-size scaling applied (``depth_rate = inf`` when the class has none)."""
     p = profile.params(work.op_class)
-    scale = float(taps_scale(work.taps, p.taps_exponent)) if p.taps_exponent else 1.0
+    scale = float(taps_scale(work.taps, p.taps_exponent))
+    tiles = float(tile_scale(work.lanes, p.channel_tile or 0))
     rate = np.inf if p.depth_rate is None else p.depth_rate * scale
-    return p.compute_efficiency * scale, p.memory_efficiency, rate, p.launch_ms
+    return p.compute_efficiency * scale * tiles, p.memory_efficiency, rate, p.launch_ms
 
 
 def predict_node(node: Node, profile: Profile, batch: int = 1,

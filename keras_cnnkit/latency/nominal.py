@@ -46,6 +46,9 @@ _START = {
             "movement": (1.0, 0.4, 0.002, None), "none": (1.0, 1.0, 0.0, None)},
 }
 _OVERHEAD_MS = {"gpu": 0.05, "cpu": 0.1}
+#: Starting channel tile (output channels per kernel tile) of the matrix-product classes.
+_TILE = {"gpu": {"conv": 32.0, "pointwise": 32.0, "grouped": 32.0, "dense": 32.0},
+         "cpu": {}}
 
 
 def gpu_spec(device_name: str) -> Optional[dict]:
@@ -78,5 +81,6 @@ def nominal_profile(name: str, kind: str, device_name: str, backend: str,
         dtype_bytes=dtype_bytes, math=math_mode, compile=compile_mode,
         cpu_threads=cpu_threads, date=time.strftime("%Y-%m-%d"), peak_flops=peak,
         bandwidth=bandwidth, peak_source=source, call_overhead_ms=_OVERHEAD_MS[kind],
-        classes={c: ClassParams(*start[c]) for c in LATENCY_CLASSES},
+        classes={c: ClassParams(*start[c], channel_tile=_TILE[kind].get(c))
+                 for c in LATENCY_CLASSES},
         fusion={"after_compute": 1.0, "after_elementwise": 0.1})

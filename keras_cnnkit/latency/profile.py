@@ -70,6 +70,10 @@ class ClassParams:
         taps_exponent: for ``conv`` only: compute efficiency and depth rate scale by
             ``(taps / 9) ** -taps_exponent`` (``taps``: the kernel's size, 9 for 3×3),
             since large kernels run slower algorithms than 3×3 ones.
+        channel_tile: the output channels (per group; a dense layer's units) one tile of
+            the kernel computes: with fewer, the tile is partly idle and the compute
+            efficiency scales by ``min(1, channels / channel_tile)`` (tensor-core tile
+            quantisation; ``None``: no such effect).
         fitted: ``True`` when measurements of this class went into the fit; ``False``
             when the figures are the prior (no measurement covered the class).
     """
@@ -79,6 +83,7 @@ class ClassParams:
     launch_ms: float
     depth_rate: Optional[float] = None
     taps_exponent: float = 0.0
+    channel_tile: Optional[float] = None
     fitted: bool = False
 
     def to_dict(self) -> dict:
