@@ -50,15 +50,20 @@ class GridFragments:
         self._cache: dict = {}
         self._vgg = None
 
+    def finding(self, rule: str, channels: int, size: int) -> tuple:
+        """``(graph, finding)`` of the rule's pattern model at one grid shape (the
+        finding is ``None`` when the rule does not fire there)."""
+        key = ("finding", rule, channels, size)
+        if key not in self._cache:
+            self._cache[key] = self._bench.finding_for(
+                self._patterns[rule](channels, size), rule)
+        return self._cache[key]
+
     def grid(self, rule: str, channels: int, size: int) -> Optional[tuple]:
         """``(before nodes, after nodes, flops_before, flops_after)`` of one grid case,
         or ``None`` when the rule does not fire there."""
-        key = (rule, channels, size)
-        if key not in self._cache:
-            graph, finding = self._bench.finding_for(self._patterns[rule](channels, size),
-                                                     rule)
-            self._cache[key] = None if finding is None else _sides(graph, finding)
-        return self._cache[key]
+        graph, finding = self.finding(rule, channels, size)
+        return None if finding is None else _sides(graph, finding)
 
     def named(self, rule: str, layer: str) -> Optional[tuple]:
         """The same for a named VGG16 case."""

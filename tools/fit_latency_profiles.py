@@ -97,8 +97,8 @@ def fit_recorded(name: str, record_file: str, held_out: tuple, start, extra=(),
     return profile, cases
 
 
-def _save(profile) -> str:
-    path = os.path.join(packaged_dir(), f"{profile.name}.json")
+def _save(profile, directory: str = "") -> str:
+    path = os.path.join(directory or packaged_dir(), f"{profile.name}.json")
     profile.save(path)
     print(f"wrote {path}: {profile.error_summary()}")
     return path
@@ -134,7 +134,8 @@ def fit_cpu(calibration: str = "", cv: bool = True) -> str:
     return _save(profile)
 
 
-def fit_h200(path: str, out: str = os.path.join(RESULTS, "latency_h200.json")) -> dict:
+def fit_h200(path: str, out: str = os.path.join(RESULTS, "latency_h200.json"),
+             profile_dir: str = "") -> dict:
     """Fit the H200 profile from ``benchmarks/latency_gpu.py``'s JSON, check it and the
     H100 profile on the rule-grid cases measured there; write the profile and a
     summary."""
@@ -146,9 +147,13 @@ def fit_h200(path: str, out: str = os.path.join(RESULTS, "latency_h200.json")) -
     rule_cases = [c for c in cases if c.rule is not None]
     device = meta["device"]["name"]
     dtype = meta.get("dtype", "float32")
-    name = "h200-jax-tf32" if "H200" in device.upper() else \
-        "".join(ch if ch.isalnum() else "-" for ch in device.lower()) + "-jax"
-    start = nominal_profile(name, "gpu", device, meta.get("backend", "jax"), dtype, "jit")
+    backend = meta.get("backend", "jax")
+    name = f"h200-{backend}-tf32" if "H200" in device.upper() else "-".join(
+        part for part in "".join(ch if ch.isalnum() else "-" for ch in device.lower()
+                                 ).split("-") if part) + f"-{backend}"
+    kind = meta["device"].get("kind", "gpu")
+    start = nominal_profile(name, kind, device, backend, dtype,
+                            {"jax": "jit", "tensorflow": "xla"}.get(backend, "eager"))
     profile = fitting.fit_profile(grid_obs, start, name, provenance={
         "source": f"benchmarks/latency_gpu.py calibration grid ({meta.get('date')})",
         "observations_file": os.path.basename(path), "train_observations": len(grid_obs)})
@@ -157,7 +162,7 @@ def fit_h200(path: str, out: str = os.path.join(RESULTS, "latency_h200.json")) -
         "held_out_source": "every rule-grid case and check pair measured on this GPU "
                            "(the fit saw only the calibration grid)",
     }
-    _save(profile)
+    _save(profile, profile_dir)
     summary = {"device": meta["device"], "date": meta.get("date"),
                "measured": {"grid": len(grid_obs), "rule_cases": len(rule_cases),
                             "checks": len(checks), "models": len(models)},
@@ -194,6 +199,10 @@ def main(argv=None) -> int:
                         help="cpu: a calibration measurement file to fit on as well")
     parser.add_argument("--no-cv", action="store_true",
                         help="skip the leave-one-shape-out cross-validation")
+    parser.add_argument("--profile-dir", default="",
+                        help="h200: write the profile there (default: the package's)")
+    parser.add_argument("--summary", default=os.path.join(RESULTS, "latency_h200.json"),
+                        help="h200: where the summary JSON goes")
     args = parser.parse_args(argv)
     started = time.perf_counter()
     if args.what in ("h100", "all"):
@@ -203,7 +212,7 @@ def main(argv=None) -> int:
     if args.what == "h200":
         if not args.path:
             parser.error("h200 needs the JSON written by benchmarks/latency_gpu.py")
-        fit_h200(args.path)
+        fit_h200(args.path, args.summary, args.profile_dir)
     print(f"{time.perf_counter() - started:.0f} s")
     return 0
 

@@ -287,15 +287,16 @@ def check_cases(name: str) -> list:
 # --- measuring ------------------------------------------------------------------------
 
 
-def _nodes(model) -> list:
+def model_nodes(model) -> list:
     """The IR nodes of ``model`` (its input nodes left out: they run no kernel)."""
     from keras_cnnkit.analysis.frontends.keras_live import graph_from_keras
     graph = graph_from_keras(model)
     return [n for n in graph if n.name not in graph.inputs]
 
 
-def _time(models: Sequence, batch: int, budget_s: float) -> list:
-    """Median ms per call of each of ``models`` (interleaved) at ``batch``."""
+def time_side_by_side(models: Sequence, batch: int, budget_s: float) -> list:
+    """Median ms per call of each of ``models`` (timed interleaved) at ``batch``: the
+    one place this package times anything (:func:`keras_cnnkit.bench.time_models`)."""
     from keras_cnnkit.bench.timing import time_models
     timings, _ = time_models(list(models), batch, warmup=2, repeats=5, min_sample_s=0.02,
                              budget_s=budget_s, max_rel_iqr=0.15, retries=1)
@@ -308,11 +309,11 @@ def measure_grid(entries: Sequence[Entry], budget_s: float = 1.0,
     out = []
     for entry in entries:
         model = entry.build()
-        nodes = _nodes(model)
+        nodes = model_nodes(model)
         for batch in entry.batches:
             if progress:
                 progress(f"{entry.label} b{batch}")
-            (ms,) = _time([model], batch, budget_s)
+            (ms,) = time_side_by_side([model], batch, budget_s)
             out.append(Observation(nodes, batch, ms, entry.label, entry.label))
     return out
 
@@ -323,11 +324,11 @@ def measure_pairs(pairs: Sequence[Pair], budget_s: float = 2.0,
     out = []
     for pair in pairs:
         before, after = pair.build()
-        nodes = (_nodes(before), _nodes(after))
+        nodes = (model_nodes(before), model_nodes(after))
         for batch in pair.batches:
             if progress:
                 progress(f"{pair.label} b{batch}")
-            before_ms, after_ms = _time([before, after], batch, budget_s)
+            before_ms, after_ms = time_side_by_side([before, after], batch, budget_s)
             out.append(Case(pair.label, pair.label, batch, nodes[0], nodes[1], before_ms,
                             after_ms))
     return out
