@@ -19,7 +19,8 @@ Profiles written to ``keras_cnnkit/latency/profiles/``:
 Usage::
 
     python tools/fit_latency_profiles.py h100
-    python tools/fit_latency_profiles.py cpu [--calibration benchmarks/results/latency_calibration_cpu.json]
+    python tools/fit_latency_profiles.py cpu \
+        [--calibration benchmarks/results/latency_calibration_cpu.json]
     python tools/fit_latency_profiles.py h200 gpu-out/latency_gpu.json
 """
 from __future__ import annotations

@@ -94,7 +94,7 @@ def dense(features: int, units: int, flatten_from: Optional[tuple] = None) -> Ca
         _, layers = _layers()
         if flatten_from:
             return _model(flatten_from, lambda x: layers.Dense(units)(layers.Flatten()(x)))
-        return _model((features,), lambda x: layers.Dense(units)(x))
+        return _model((features,), layers.Dense(units))
     return build
 
 
