@@ -120,10 +120,12 @@ def calibrated_rows(fragments, profile) -> list:
     rows = []
     for path, label in ((FRESH_GRID_FILE, "quick rule grid measured after calibrating"),
                         (os.path.join(RESULTS, "rules_tensorflow-cpu-float32.json"),
-                         "recorded CPU rule grid (2026-11-22)")):
+                         "recorded CPU rule grid")):
         if not os.path.exists(path):
             continue
-        cases, _ = latency_grid.record_cases(latency_grid.load_record(path), fragments)
+        record = latency_grid.load_record(path)
+        label += f" ({record.get('date')}, load {record.get('load_at_start')})"
+        cases, _ = latency_grid.record_cases(record, fragments)
         rows.append(evaluate_rows(profile, cases, f"{label}: every case (none in the fit)",
                                   os.path.relpath(path, HERE)))
     return rows
@@ -277,7 +279,8 @@ def main(argv=None) -> int:
                     "cpu_threads": args.cpu_threads, "observations": len(observations),
                     "checks": len(cases), "load": load}
         if args.models:
-            result["models"] = model_rows(profiles, args.cpu_threads)
+            result["models"] = model_rows([p for p in profiles if p.device["kind"] == "cpu"],
+                                          args.cpu_threads)
     if os.path.exists(H200_SUMMARY):
         with open(H200_SUMMARY, encoding="utf-8") as fh:
             result["h200"] = json.load(fh)

@@ -367,3 +367,37 @@ def test_calibrate_on_the_tiny_grid_writes_a_valid_profile(tmp_path, monkeypatch
     assert all(np.isfinite(o.ms) and o.ms > 0 for o in observations)
     assert resolve_profile()[0].name == "local"
     assert copy.deepcopy(profile).to_dict() == profile.to_dict()
+
+
+@pytest.mark.slow
+def test_gpu_stage_script_and_h200_fit_on_the_tiny_grids(tmp_path):
+    """``benchmarks/latency_gpu.py`` (the ``gpu_run.sh latency`` stage) runs on this
+    machine's backend on the tiny grids, and ``fit_latency_profiles.py h200`` fits and
+    checks its output."""
+    import importlib.util
+    import sys
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+    def load(path, name):
+        spec = importlib.util.spec_from_file_location(name, os.path.join(root, path))
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+
+    sys.path.insert(0, os.path.join(root, "benchmarks"))
+    stage = load("benchmarks/latency_gpu.py", "latency_gpu")
+    out = str(tmp_path / "latency_gpu.json")
+    assert stage.main(["--grid", "tiny", "--rule-grid", "tiny", "--batches", "1",
+                       "--out", out]) == 0
+    meta, observations, cases = read_measurements(out)
+    assert meta["complete"] and meta["device"]["name"]
+    rules = {c.rule for c in cases if c.rule}
+    assert len(rules) == 9 and all(c.before_ms > 0 and c.after_ms > 0 for c in cases)
+    assert len(observations) == 10
+    tool = load("tools/fit_latency_profiles.py", "fit_latency_profiles")
+    summary = tool.fit_h200(out, str(tmp_path / "summary.json"), str(tmp_path))
+    assert summary["measured"]["rule_cases"] == 9
+    assert summary["profiles"]["h100-jax-tf32 on this GPU"]["all"]["cases"] == 9
+    (written,) = [p for p in os.listdir(tmp_path) if p.endswith("-tensorflow.json")
+                  or p.endswith("-jax.json") or p.startswith("h200")]
+    assert load_profile(str(tmp_path / written)).errors["held_out"]["all"]["cases"] == 10

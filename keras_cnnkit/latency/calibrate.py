@@ -4,7 +4,7 @@ The grid (:func:`grid`) holds single ops of every latency class at a few sizes (
 launch-bound to compute- or memory-bound), short chains that show per-kernel launch and
 element-wise fusion, and an empty model that shows the per-call overhead.  Each entry is
 a small Keras model, timed as ``--benchmark`` times a fix (compiled, warm-up excluded,
-synchronised, median of samples: :mod:`keras_cnnkit.bench.timing`), and turned into IR by
+synchronised; the fastest of five samples: :func:`time_side_by_side`), and turned into IR by
 the live Keras frontend, so the fit sees exactly the nodes a linted model would have.
 
 A few before/after pairs (:func:`check_cases`: the fixes of the rules whose time differs
@@ -295,12 +295,17 @@ def model_nodes(model) -> list:
 
 
 def time_side_by_side(models: Sequence, batch: int, budget_s: float) -> list:
-    """Median ms per call of each of ``models`` (timed interleaved) at ``batch``: the
-    one place this package times anything (:func:`keras_cnnkit.bench.time_models`)."""
+    """ms per call of each of ``models`` (timed interleaved) at ``batch``: the one place
+    this package times anything (:func:`keras_cnnkit.bench.time_models`).
+
+    Each sample averages back-to-back calls over at least 20 ms; of the samples, the
+    fastest is kept, not the median: on a shared machine other work only ever adds time,
+    and a profile should describe the device, not its neighbours' load.
+    """
     from keras_cnnkit.bench.timing import time_models
     timings, _ = time_models(list(models), batch, warmup=2, repeats=5, min_sample_s=0.02,
                              budget_s=budget_s, max_rel_iqr=0.15, retries=1)
-    return [t.median_ms for t in timings]
+    return [t.min_ms for t in timings]
 
 
 def measure_grid(entries: Sequence[Entry], budget_s: float = 1.0,
