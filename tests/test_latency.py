@@ -207,7 +207,8 @@ def test_profile_round_trip(tmp_path):
                                           taps_exponent=0.5, channel_tile=64.0,
                                           fitted=True)
     path = profile.save(str(tmp_path / "hand.json"))
-    data = json.loads(open(path, encoding="utf-8").read())
+    with open(path, encoding="utf-8") as fh:
+        data = json.load(fh)
     assert data["format"] == 1 and list(data["classes"]) == list(LATENCY_CLASSES)
     again = load_profile(path)
     assert again == profile
@@ -369,7 +370,6 @@ def test_calibrate_on_the_tiny_grid_writes_a_valid_profile(tmp_path, monkeypatch
     assert copy.deepcopy(profile).to_dict() == profile.to_dict()
 
 
-@pytest.mark.slow
 def test_gpu_stage_script_and_h200_fit_on_the_tiny_grids(tmp_path):
     """``benchmarks/latency_gpu.py`` (the ``gpu_run.sh latency`` stage) runs on this
     machine's backend on the tiny grids, and ``fit_latency_profiles.py h200`` fits and

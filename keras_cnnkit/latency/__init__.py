@@ -5,7 +5,7 @@ FLOPs are far from time: on an H100 a depthwise-separable fix runs at a time rat
 the cost model's FLOPs and bytes with a per-class roofline, a per-kernel launch term and
 fusion of element-wise ops (:mod:`keras_cnnkit.latency.model`), on a named device profile
 fitted to measurements (:mod:`keras_cnnkit.latency.profile`, :mod:`~.fit`), packaged or
-calibrated on the local machine (:mod:`~.calibrate`).
+calibrated on the local machine (:mod:`~.calibration`).
 
 * :func:`predict_node` / :func:`predict_nodes` / :func:`predict_graph`: one node, a
   fragment, a whole model;
@@ -30,8 +30,8 @@ from keras_cnnkit.latency.profile import (ClassParams, Profile, ProfileError, ca
 
 def calibrate(*args, **kwargs):
     """Measure the local device and write its profile; see
-    :func:`keras_cnnkit.latency.calibrate.calibrate` (imports Keras)."""
-    from keras_cnnkit.latency.calibrate import calibrate as run
+    :func:`keras_cnnkit.latency.calibration.calibrate` (imports Keras)."""
+    from keras_cnnkit.latency.calibration import calibrate as run
     return run(*args, **kwargs)
 
 
