@@ -100,7 +100,7 @@ def calibrate_here(threads: int) -> dict:
     """Calibrate this machine (timed), then measure the quick rule grid fresh."""
     import bench_rules
 
-    from keras_cnnkit.latency.calibration import calibrate
+    from keras_cnnkit.bench.calibration import calibrate
     started = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
         profile, _ = calibrate(name="local", grid_name="cpu", cpu_threads=threads,
@@ -135,7 +135,7 @@ def model_rows(profiles: list, threads: int) -> list:
     """keras.applications models at batch 1: measured here against each profile."""
     import keras
 
-    from keras_cnnkit.latency.calibration import model_nodes, time_side_by_side
+    from keras_cnnkit.bench.calibration import model_nodes, time_side_by_side
     from keras_cnnkit.latency.model import predict_nodes
     rows = []
     for name in MODELS:
@@ -252,7 +252,7 @@ def main(argv=None) -> int:
     """Evaluate, render, write."""
     args = parse_args(argv)
     from keras_cnnkit.bench.device import detect, set_cpu_threads
-    from keras_cnnkit.latency.calibration import fit_from_measurements
+    from keras_cnnkit.bench.calibration import fit_from_measurements
     from keras_cnnkit.latency.data import read_measurements
     from keras_cnnkit.latency.profile import load_profile
     load = round(os.getloadavg()[0], 2)

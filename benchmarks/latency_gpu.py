@@ -3,7 +3,7 @@
 In order, until ``--max-minutes`` (what was measured is written after every item, so a
 run cut short keeps it):
 
-1. the calibration grid (``keras_cnnkit.latency.calibration.grid``; ``gpu`` on a GPU):
+1. the calibration grid (``keras_cnnkit.bench.calibration.grid``; ``gpu`` on a GPU):
    what the profile is fitted on;
 2. its held-out before/after check pairs;
 3. the rule grid: each rule's fix at each grid shape (``bench_rules.py``'s patterns),
@@ -61,7 +61,7 @@ def measure_rule(fragments, rule: str, channels: int, size: int, batches, dtype:
     """The :class:`~keras_cnnkit.latency.data.Case` s of one rule at one shape."""
     import latency_grid  # pylint: disable=import-error
 
-    from keras_cnnkit.latency.calibration import time_side_by_side
+    from keras_cnnkit.bench.calibration import time_side_by_side
     from keras_cnnkit.latency.data import Case
     from keras_cnnkit.rewrite.build import replacement_models
     graph, finding = fragments.finding(rule, channels, size)
@@ -82,7 +82,7 @@ def measure_model(name: str, batches, budget_s: float) -> list:
     """Observations of a keras.applications model's forward pass (random weights)."""
     import keras
 
-    from keras_cnnkit.latency.calibration import model_nodes, time_side_by_side
+    from keras_cnnkit.bench.calibration import model_nodes, time_side_by_side
     from keras_cnnkit.latency.data import Observation
     model = getattr(keras.applications, name)(weights=None)
     nodes = model_nodes(model)
@@ -100,7 +100,7 @@ def run(args) -> str:
     import latency_grid  # pylint: disable=import-error
 
     from keras_cnnkit.bench.device import detect
-    from keras_cnnkit.latency.calibration import check_cases, grid, measure_grid, measure_pairs
+    from keras_cnnkit.bench.calibration import check_cases, grid, measure_grid, measure_pairs
     from keras_cnnkit.latency.data import write_measurements
 
     started = time.perf_counter()

@@ -80,8 +80,12 @@ def test_op_class_of_other_kinds():
                 OpKind.CONCAT: "movement", OpKind.CHANNEL_SHUFFLE: "movement",
                 OpKind.FLATTEN: "none", OpKind.DROPOUT: "none", OpKind.INPUT: "none",
                 OpKind.OPAQUE: None}
+    attrs = {OpKind.DENSE: {"in_features": 8, "units": 8, "use_bias": True},
+             OpKind.ACTIVATION: {"activation": "relu"}, OpKind.BATCHNORM: {"channels": 8},
+             OpKind.POOL: {"pool_size": (2, 2)}, OpKind.CONCAT: {"axis": 2},
+             OpKind.CHANNEL_SHUFFLE: {"groups": 2}}
     for op, cls in expected.items():
-        assert op_class(unary("n", "x", op, shape)) == cls, op
+        assert op_class(unary("n", "x", op, shape, **attrs.get(op, {}))) == cls, op
 
 
 # --- the roofline arithmetic ----------------------------------------------------------
@@ -351,7 +355,7 @@ def test_predict_replacement_on_a_lint_finding():
 def test_calibrate_on_the_tiny_grid_writes_a_valid_profile(tmp_path, monkeypatch):
     pytest.importorskip("keras")
     pytest.importorskip("scipy")
-    from keras_cnnkit.latency import calibrate
+    from keras_cnnkit.bench.calibration import calibrate
     monkeypatch.setenv("KERAS_CNNKIT_CACHE_DIR", str(tmp_path))
     profile, path = calibrate(grid_name="tiny",
                               measurements_path=str(tmp_path / "m.json"))

@@ -5,7 +5,8 @@ FLOPs are far from time: on an H100 a depthwise-separable fix runs at a time rat
 the cost model's FLOPs and bytes with a per-class roofline, a per-kernel launch term and
 fusion of element-wise ops (:mod:`keras_cnnkit.latency.model`), on a named device profile
 fitted to measurements (:mod:`keras_cnnkit.latency.profile`, :mod:`~.fit`), packaged or
-calibrated on the local machine (:mod:`~.calibration`).
+calibrated on the local machine (:func:`keras_cnnkit.bench.calibration.calibrate`, which
+measures, and so sits with the benchmark harness above this package).
 
 * :func:`predict_node` / :func:`predict_nodes` / :func:`predict_graph`: one node, a
   fragment, a whole model;
@@ -14,7 +15,6 @@ calibrated on the local machine (:mod:`~.calibration`).
 * :func:`load_profile` / :func:`list_profiles` / :func:`resolve_profile`: profiles by
   name (the default is the calibrated local profile, else ``cpu-generic``);
 * :func:`fit_profile` / :func:`evaluate`: fit a profile, and its error figures;
-* :func:`calibrate`: measure the local device and write its profile (imports Keras).
 
 Prediction imports neither Keras nor TensorFlow; fitting needs scipy.
 """
@@ -28,16 +28,9 @@ from keras_cnnkit.latency.profile import (ClassParams, Profile, ProfileError, ca
                                           list_profiles, load_profile, resolve_profile)
 
 
-def calibrate(*args, **kwargs):
-    """Measure the local device and write its profile; see
-    :func:`keras_cnnkit.latency.calibration.calibrate` (imports Keras)."""
-    from keras_cnnkit.latency.calibration import calibrate as run
-    return run(*args, **kwargs)
-
-
 __all__ = [
     "LATENCY_CLASSES", "Case", "ClassParams", "FragmentTime", "NodeTime", "Observation",
-    "Profile", "ProfileError", "Speedup", "cache_dir", "calibrate", "evaluate",
+    "Profile", "ProfileError", "Speedup", "cache_dir", "evaluate",
     "fit_profile", "list_profiles", "load_profile", "op_class", "predict_graph",
     "predict_node", "predict_nodes", "predict_replacement", "predict_speedup",
     "resolve_profile",
