@@ -20,7 +20,9 @@ TensorFlow) and train it as usual.
 """
 from __future__ import annotations
 
+import collections
 import dataclasses
+import math
 import re
 
 #: Candidates smaller than this many parameters stay replicated: sharding a small
@@ -59,7 +61,7 @@ class LayoutPlan:
             variables it does not name are replicated.
         sharded: the variables sharded, in the model's layer order.
         skipped: the large kernels left replicated (no dimension divisible by the model
-            axis), with the reason.
+            axis, or a path shared with another variable), with the reason.
         model_axis: the mesh axis the kernels are sharded over.
         axis_size: its number of devices.
     """
@@ -140,10 +142,13 @@ def propose_layout_map(model, device_mesh, *, model_axis: str = "model",
 
     The map's keys are the variables' paths (``"fc1/kernel"``), escaped as regular
     expressions: ``LayoutMap`` matches keys with ``re.fullmatch``, and a path matching
-    two keys is an error, so each key names exactly one variable.  A model built again
-    by the same code (the builders name every layer) has the same paths: plan on a
-    model built outside the distribution (on the host if it does not fit one device),
-    then build the model for training inside ``ModelParallel``'s scope.
+    two keys is an error, so each key names exactly one path.  Paths are not always
+    unique: a model nested in another after it was built keeps its own paths, so two
+    same-named layers (a backbone's ``predictions`` and the outer model's) share one;
+    such kernels are left replicated and listed in ``skipped``.  A model built again by
+    the same code (the builders name every layer) has the same paths: plan on a model
+    built outside the distribution (on the host if it does not fit one device), then
+    build the model for training inside ``ModelParallel``'s scope.
 
     Args:
         model: a built Keras model (its variables' shapes are read, not their values).
@@ -165,25 +170,31 @@ def propose_layout_map(model, device_mesh, *, model_axis: str = "model",
         raise ValueError(f"model {model.name!r} is not built: its kernel shapes are "
                          "unknown (call it on an input or build it first)")
     layout_map = LayoutMap(device_mesh)
+    # A nested model built on its own keeps its variables' paths ("d/kernel"), so two
+    # layers of the same name in different models share a path, and a LayoutMap key
+    # could not tell them apart.
+    uses = collections.Counter(v.path for v in model.variables)
     sharded, skipped = [], []
     for layer in _layers(model):
         kernel = _candidate_kernel(layer)
-        if kernel is None:
+        if kernel is None or math.prod(kernel.shape) < min_params:
             continue
         shape = tuple(int(d) for d in kernel.shape)
-        params = 1
-        for d in shape:
-            params *= d
-        if params < min_params:
-            continue
         axes, shard_bias = _kernel_axes(shape, model_axis, size)
+        bias = getattr(layer, "bias", None)
+        variables = [(kernel, axes)]
+        if shard_bias is True and bias is not None:
+            variables.append((bias, (model_axis,)))
+        shared = [v.path for v, _ in variables if uses[v.path] > 1]
+        if shared:
+            skipped.append(SkippedVariable(
+                kernel.path, shape, f"{uses[shared[0]]} variables have the path "
+                f"{shared[0]!r} (same-named layers in nested models); a LayoutMap key "
+                "could not tell them apart: give the layers unique names"))
+            continue
         if axes is None:
             skipped.append(SkippedVariable(kernel.path, shape, shard_bias))
             continue
-        variables = [(kernel, axes)]
-        bias = getattr(layer, "bias", None)
-        if shard_bias and bias is not None:
-            variables.append((bias, (model_axis,)))
         for variable, var_axes in variables:
             layout_map[re.escape(variable.path)] = var_axes
             sharded.append(ShardedVariable(variable.path, tuple(variable.shape), var_axes))
