@@ -84,7 +84,12 @@ def batch(size: int, n: int = BATCH):
 
 def train(case: str, scope=None, weights=None, momentum: float = 0.0, prepare=None):
     """Build ``case`` inside ``scope``, load ``weights``, ``prepare(model)``, take
-    :data:`STEPS` SGD steps; returns ``(initial weights, losses, final weights, model)``."""
+    :data:`STEPS` SGD steps; returns ``(initial weights, losses, final weights, model)``.
+
+    The steps are ``fit`` epochs of one batch: ``fit`` splits each batch over the
+    replicas.  (``train_on_batch`` under a ``MirroredStrategy`` does not: it gives every
+    replica the whole batch.)
+    """
     build, size = CASES[case]
     x, y = batch(size)
     with scope if scope is not None else contextlib.nullcontext():
@@ -98,7 +103,8 @@ def train(case: str, scope=None, weights=None, momentum: float = 0.0, prepare=No
         model.compile(optimizer=keras.optimizers.SGD(LR, momentum=momentum,
                                                      global_clipnorm=1.0),
                       loss="sparse_categorical_crossentropy")
-        losses = [float(model.train_on_batch(x, y)) for _ in range(STEPS)]
+        history = model.fit(x, y, batch_size=len(x), epochs=STEPS, shuffle=False, verbose=0)
+        losses = [float(loss) for loss in history.history["loss"]]
         final = model.get_weights()
     return initial, losses, final, model
 

@@ -12,10 +12,16 @@ the global batch's statistics, as on one device.
 
 Fast subset (the ``jax-dist`` env): a model chaining every block family (custom layers,
 ``DropPath``'s seed state created in ``__init__``), MobileNetV2 and ShuffleNetV2 under
-``DataParallel``; VGG16 and MobileNetV2 under ``ModelParallel``.  Every registered
+``DataParallel``; VGG16 and MobileNetV2 under ``ModelParallel``; the docs page's
+example.  Every registered
 builder runs under ``DataParallel`` in the slow set (``pytest -m "distribution and
 slow"`` in the jax-dist env).
 """
+import os
+import re
+import subprocess
+import sys
+
 import distribution_cases as dc
 import jax
 import keras
@@ -135,3 +141,26 @@ def test_model_parallel_mobilenet_v2_1x1_convs(fresh_keras_session):
         "predictions/kernel": (PartitionSpec("model", None), (1280 // 4, 10)),
         "expanded_conv_project/kernel": (PartitionSpec(None, None, None, None), (1, 1, 16, 8)),
     })
+
+
+def docs_blocks(language: str) -> list:
+    """The ``language`` code blocks of docs/distribution.md, in order."""
+    path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                        "docs", "distribution.md")
+    with open(path, encoding="utf-8") as fh:
+        text = fh.read()
+    return re.findall(rf"```{language}\n(.*?)```", text, flags=re.S)
+
+
+def test_docs_example():
+    """docs/distribution.md's example runs as written (in a fresh process) and prints
+    the plan the page shows."""
+    code, plan_text = docs_blocks("python")[0], docs_blocks("text")[0]
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+        [os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+         os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep))
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          env=env, timeout=1200, check=False)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert plan_text in proc.stdout
+    assert "PartitionSpec(None, 'model')" in proc.stdout
