@@ -234,7 +234,7 @@ def lint_paths(paths: Sequence[str], lint_one: Callable, jobs: int) -> Iterator:
         for i in (i for i in lost if i in started):
             alone = _Pool(1, task, limit)
             try:
-                result = next(alone.run(paths, [i]))[1]
+                [(_, result)] = list(alone.run(paths, [i]))
             except BaseException:
                 alone.close(abort=True)
                 raise
