@@ -180,3 +180,18 @@ def test_worker_count():
     assert parallel.worker_count(0, 1000) == cpus
     assert parallel.worker_count(8, 3) == 3
     assert parallel.worker_count(1, 10) == 1
+
+
+def test_workers_are_recycled_without_deadlock():
+    """Workers retire after MAX_TASKS_PER_CHILD files and are replaced: 40 files at 3
+    per worker finish, in order (a queued backlog would deadlock, CPython gh-115634).
+    In a subprocess, so that a hang fails the test instead of the run."""
+    code = ("import sys; import parallel_tasks; from keras_cnnkit.lint import parallel; "
+            "parallel.MAX_TASKS_PER_CHILD = 3; paths = [f'f{i}' for i in range(40)]; "
+            "results = list(parallel.lint_paths(paths, parallel_tasks.lint_or_crash, 2)); "
+            "assert [r.error for r in results] == [f'linted {p}' for p in paths]; "
+            "print('ok')")
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([ROOT, os.path.dirname(__file__)]))
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          env=env, timeout=300, check=False)
+    assert proc.stdout.strip() == "ok", proc.stderr[-3000:]

@@ -144,30 +144,53 @@ class _Pool:
         from concurrent.futures import ProcessPoolExecutor  # pylint: disable=import-outside-toplevel
 
         context = multiprocessing.get_context("spawn")
+        self.workers = workers
         self._started = context.SimpleQueue()
+        self._begun: set = set()
         self.executor = ProcessPoolExecutor(
             max_workers=workers, mp_context=context, initializer=_init_worker,
             initargs=(lint_one, limit, self._started),
             max_tasks_per_child=MAX_TASKS_PER_CHILD)
 
     def run(self, paths: Sequence[str], indices: list) -> Iterator:
-        """``(index, result)`` for ``indices``, in increasing index order; ``result`` is
-        ``None`` for the files lost with a dead worker (see :meth:`started`)."""
+        """``(index, result)`` for ``indices`` as they finish; ``result`` is ``None``
+        for the files lost with a dead worker (see :meth:`started`).
+
+        At most one file per worker is submitted at a time: with a backlog queued,
+        ``ProcessPoolExecutor`` deadlocks once a worker retires at
+        ``max_tasks_per_child`` (CPython gh-115634, Python 3.11 to 3.15b3).
+        """
+        from concurrent.futures import FIRST_COMPLETED, wait  # pylint: disable=import-outside-toplevel
         from concurrent.futures.process import BrokenProcessPool  # pylint: disable=import-outside-toplevel
 
-        futures = {i: self.executor.submit(_lint_task, i, paths[i]) for i in indices}
-        for i in sorted(futures):
-            try:
-                yield i, futures[i].result()
-            except BrokenProcessPool:
-                yield i, None
+        queue = list(reversed(indices))
+        futures: dict = {}
+        while queue or futures:
+            while queue and len(futures) < self.workers:
+                i = queue.pop()
+                try:
+                    futures[self.executor.submit(_lint_task, i, paths[i])] = i
+                except BrokenProcessPool:
+                    yield i, None
+            if not futures:
+                continue
+            done, _ = wait(futures, return_when=FIRST_COMPLETED)
+            self._drain()  # at most one start per worker since the last completion
+            for future in done:
+                i = futures.pop(future)
+                try:
+                    yield i, future.result()
+                except BrokenProcessPool:
+                    yield i, None
+
+    def _drain(self) -> None:
+        while not self._started.empty():
+            self._begun.add(self._started.get())
 
     def started(self) -> set:
         """The indices of the files the workers began."""
-        indices = set()
-        while not self._started.empty():
-            indices.add(self._started.get())
-        return indices
+        self._drain()
+        return set(self._begun)
 
     def close(self, abort: bool = False) -> None:
         """Join the workers; with ``abort`` (Ctrl-C, an error) terminate them first."""
