@@ -16,8 +16,7 @@ Usage::
     # the GPU reading: ResNet50 at 224x224, global batch 64
     python benchmarks/bench_distribution.py --model resnet50
     # a CPU smoke run with eight virtual devices
-    XLA_FLAGS=--xla_force_host_platform_device_count=8 python benchmarks/bench_distribution.py \\
-        --model mobilenet_v2 --size 32 --batch 16 --classes 10 --steps 2 --warmup 1 --rounds 1
+    XLA_FLAGS=--xla_force_host_platform_device_count=8 python benchmarks/bench_distribution.py --quick
 """
 from __future__ import annotations
 
@@ -55,7 +54,14 @@ def parse_args(argv=None):
     parser.add_argument("--rounds", type=int, default=3, help="alternating timed rounds")
     parser.add_argument("--out", default=os.path.join(HERE, "results"),
                         help="directory for the JSON and markdown results")
-    return parser.parse_args(argv)
+    parser.add_argument("--quick", action="store_true",
+                        help="a CPU smoke run: MobileNetV2 at 32x32, 10 classes, a batch of "
+                             "two per device, two steps, one round")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.model, args.size, args.classes = "mobilenet_v2", 32, 10
+        args.batch, args.steps, args.warmup, args.rounds = 0, 2, 1, 1
+    return args
 
 
 def build(kind: str, args):
@@ -119,6 +125,7 @@ def run(args) -> dict:
         raise SystemExit("bench_distribution.py needs KERAS_BACKEND=jax")
     keras.config.set_dtype_policy(args.dtype)
     devices = keras.distribution.list_devices()
+    args.batch = args.batch or 2 * len(devices)
     if args.batch % len(devices):
         raise SystemExit(f"--batch {args.batch} is not divisible by the {len(devices)} devices")
     distribution = keras.distribution.DataParallel(devices=devices)
@@ -164,8 +171,14 @@ def markdown(record: dict) -> str:
 
 
 def main(argv=None) -> int:
-    """Run, print the table, write the JSON and markdown files."""
+    """Run, print the table, write the JSON and markdown files (skipped, exit 0, where
+    JAX is not installed: ``run_all.py`` runs every script in the TensorFlow env)."""
     args = parse_args(argv)
+    try:
+        import jax  # noqa: F401  pylint: disable=unused-import,import-outside-toplevel
+    except ImportError:
+        print("bench_distribution.py: skipped, JAX is not installed")
+        return 0
     record = run(args)
     text = markdown(record)
     print(text)

@@ -137,7 +137,12 @@ def main(argv=None) -> int:
     parser.add_argument("-j", "--jobs", type=int, default=2, help="workers of the parallel run")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--output", default=os.path.join(HERE, "results_zoo.md"))
+    parser.add_argument("--quick", action="store_true",
+                        help="JSON configs, one repeat (writes results_zoo_json.md)")
     args = parser.parse_args(argv)
+    if args.quick:
+        args.kind, args.repeats = "json", 1
+        args.output = os.path.join(HERE, "results_zoo_json.md")
     files = make_zoo(args.zoo_dir, args.kind)
     result = measure(files, args.jobs, args.repeats)
     text = report(result, args.kind, sum(os.path.getsize(f) for f in files))
