@@ -161,4 +161,4 @@ def test_docs_example():
                           env=env, timeout=1200, check=False)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert plan_text in proc.stdout
-    assert "PartitionSpec(None, 'model')" in proc.stdout
+    assert "P(None, 'model')" in proc.stdout.splitlines()[-1]
