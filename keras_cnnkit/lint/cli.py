@@ -54,6 +54,7 @@ from __future__ import annotations
 
 import argparse
 import fnmatch
+import functools
 import os
 import sys
 from typing import Optional, Sequence
@@ -61,6 +62,7 @@ from typing import Optional, Sequence
 from keras_cnnkit.errors import CnnkitError, ConfigError, ModelFileError
 from keras_cnnkit.io_guard import check_output_path, require_regular_file, write_atomic
 from keras_cnnkit.lint import config as lint_config
+from keras_cnnkit.lint import parallel
 from keras_cnnkit.lint.baseline import Baseline, write_baseline
 from keras_cnnkit.lint.findings import Severity
 from keras_cnnkit.lint.formatters import FORMATTERS, FileResult, RuleInfo
@@ -115,6 +117,9 @@ def build_parser() -> argparse.ArgumentParser:
                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("paths", nargs="*", metavar="PATH",
                         help=".keras, .h5/.hdf5 or JSON model config files")
+    parser.add_argument("-j", "--jobs", type=parallel.jobs_argument, default=1, metavar="N",
+                        help="lint the files in N worker processes (0: one per CPU; "
+                             "default 1); the output is the serial run's")
     out = parser.add_argument_group("output")
     out.add_argument("--format", choices=lint_config.FORMATS, default=None,
                      help="output format (default: text)")
@@ -194,6 +199,8 @@ def _check_modes(parser: argparse.ArgumentParser, args) -> None:
                         ("--batch", "--benchmark"), ("--dtype", "--benchmark")):
         if given[flag] and not getattr(args, needs[2:]):
             parser.error(f"{flag} needs {needs}")
+    if args.benchmark and args.jobs != 1:
+        parser.error("--benchmark times the fixes and cannot be combined with -j")
     if args.fix and args.benchmark:
         parser.error("--fix and --benchmark cannot be combined (benchmark, then fix)")
     if (args.fix or args.benchmark) and args.write_baseline:
@@ -473,8 +480,8 @@ def run(argv: Optional[Sequence[str]] = None) -> int:
             check_output_path(output, inputs, force=True)
     bench = _bench_options(args) if args.benchmark else None
     results = []
-    for path in args.paths:
-        result = lint_path(path, settings, baseline, bench)
+    lint_one = functools.partial(lint_path, settings=settings, baseline=baseline, bench=bench)
+    for path, result in zip(args.paths, parallel.lint_paths(args.paths, lint_one, args.jobs)):
         if result.error is not None:
             _error(f"{path}: {result.error}")
         results.append(result)
