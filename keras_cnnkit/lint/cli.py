@@ -58,6 +58,7 @@ import os
 import sys
 from typing import Optional, Sequence
 
+from keras_cnnkit.budgets import BudgetError, check, parse_assignment, using
 from keras_cnnkit.errors import CnnkitError, ConfigError, ModelFileError
 from keras_cnnkit.io_guard import check_output_path, require_regular_file, write_atomic
 from keras_cnnkit.lint import config as lint_config
@@ -96,6 +97,13 @@ class _Parser(argparse.ArgumentParser):
 
 def _csv(text: str) -> list:
     return [p.strip() for p in text.split(",") if p.strip()]
+
+
+def _budget(text: str) -> tuple:
+    try:
+        return parse_assignment(text)
+    except ConfigError as exc:
+        raise argparse.ArgumentTypeError(exc.problem) from None
 
 
 def _positive_int(text: str) -> int:
@@ -140,6 +148,10 @@ def build_parser() -> argparse.ArgumentParser:
                        help="dims for inputs of unknown size, batch excluded: the full "
                             "shape (299,299,3) or the unknown dims (299x299); default "
                             f"{lint_config.DEFAULT_SPATIAL} for each unknown dim")
+    model.add_argument("--budget", action="append", type=_budget, metavar="NAME=VALUE",
+                       help="change a budget of what a model file may ask for (e.g. "
+                            "max-nodes=500000, for giant models); repeatable; also "
+                            "[tool.cnnkit-lint.budgets]; see the README's Safety section")
     _add_mode_arguments(parser)
     base = parser.add_argument_group("configuration and baseline")
     base.add_argument("--config", metavar="FILE",
@@ -273,6 +285,7 @@ def _settings(args) -> lint_config.Settings:
         settings.input_shape = lint_config.parse_input_shape(args.input_shape)
     if args.baseline is not None:
         settings.baseline = args.baseline
+    settings.budgets = {**settings.budgets, **dict(args.budget or ())}
     return settings
 
 
@@ -331,6 +344,12 @@ def lint_path(path: str, settings: lint_config.Settings, baseline: Optional[Base
     if bench is not None:
         from keras_cnnkit.bench import benchmark_report
 
+        try:   # the benchmark builds the model in Keras, all its weights allocated
+            check(path, "max-params", report.summary.params or 0,
+                  f"--benchmark would have Keras allocate {report.summary.params:,} "
+                  "parameters")
+        except BudgetError as exc:
+            return FileResult(path, error=exc.problem)
         report.findings = kept
         try:
             result.benchmark = benchmark_report(report, **bench)
@@ -450,6 +469,12 @@ def run(argv: Optional[Sequence[str]] = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     settings = _settings(args)
+    with using(settings.budgets):
+        return _run(parser, args, settings)
+
+
+def _run(parser: argparse.ArgumentParser, args, settings: lint_config.Settings) -> int:
+    """:func:`run` once the settings (and so the budgets) are known."""
     rules = _rules()
     inputs = run_inputs(args, settings)
     if args.list_rules:

@@ -1,0 +1,735 @@
+"""The static readers' budget checks (:mod:`keras_cnnkit.budgets`), one per choke point.
+
+Each check runs *before* the work it guards and raises
+:class:`~keras_cnnkit.budgets.BudgetError` naming the budget, its limit and the file's
+value:
+
+* :func:`check_json` — a JSON config's bytes, then its depth and its number of values,
+  from one linear scan of the bytes (strings skipped), before ``json.loads`` builds
+  anything;
+* :func:`read_member` / :func:`member_stream` / :func:`check_archive` — a ``.keras``
+  archive's member count (from the end-of-central-directory record, before ``zipfile``
+  reads the directory), each member's compression ratio (declared sizes), and the bytes
+  actually inflated (counted while streaming, whatever the header says);
+* :func:`check_model_spec` — a normalised Keras config: every kernel, pool window and
+  width it declares, and the number of layers it expands to (nested models once per
+  call, composite blocks as their ops), before the graph is built;
+* :func:`check_onnx_model` / :func:`check_evaluation` — an ONNX graph's node count and
+  kernel shapes before conversion; the elements a constant-folded op would create,
+  before numpy creates them.
+
+HDF5 traversal has its own counters in :mod:`.h5_reader`; every IR node is checked once
+more when it is added to a graph (:func:`keras_cnnkit.budgets.check_node`).
+"""
+from __future__ import annotations
+
+import io
+import struct
+import tempfile
+import zipfile
+from typing import Any, Optional
+
+from keras_cnnkit.budgets import BudgetError, check, check_int64, current
+from keras_cnnkit.errors import ModelFileError
+
+# --- JSON ------------------------------------------------------------------------------
+
+_QUOTE, _BACKSLASH, _COMMA = 0x22, 0x5C, 0x2C
+_OPENERS = (0x5B, 0x7B)    # [ {
+_CLOSERS = (0x5D, 0x7D)    # ] }
+_CHUNK = 1 << 20
+
+
+def check_json(path: str, data, where: str = "") -> None:
+    """Check JSON text against ``max-json-bytes``, ``max-json-depth`` and
+    ``max-json-values`` before it is parsed.
+
+    ``data``: bytes (UTF-8) or str.  The scan is linear: structural characters outside
+    strings (a quote ends a string unless an odd run of backslashes precedes it) give the
+    nesting depth and a count of values (commas and containers: every value but the
+    first of each container follows a comma).
+    """
+    if isinstance(data, str):
+        data = data.encode("utf-8", "surrogatepass")
+    label = f"{where} " if where else ""
+    check(path, "max-json-bytes", len(data), f"the {label}JSON config is {len(data):,} bytes")
+    depth, values = _scan_json(memoryview(data))
+    check(path, "max-json-depth", depth, f"the {label}JSON config nests {depth:,} deep")
+    check(path, "max-json-values", values, f"the {label}JSON config holds about "
+                                          f"{values:,} values")
+
+
+def _scan_json(data: memoryview) -> tuple:
+    """``(maximum depth, commas + containers + 1)`` of JSON bytes, 1 MiB at a time."""
+    import numpy as np
+
+    in_string = 0            # parity: inside a string where the last chunk ended
+    carry = 0                # backslashes ending the last chunk
+    depth = max_depth = 0
+    values = 1
+    for start in range(0, len(data), _CHUNK):
+        chunk = np.frombuffer(data[start:start + _CHUNK], dtype=np.uint8)
+        index = np.arange(len(chunk), dtype=np.int64)
+        slash = chunk == _BACKSLASH
+        last_other = np.maximum.accumulate(np.where(slash, -1, index))
+        run_at = index - last_other                      # backslashes ending at i
+        run_at[last_other < 0] += carry
+        run_before = np.empty_like(run_at)
+        run_before[0] = carry
+        run_before[1:] = run_at[:-1]
+        quotes = (chunk == _QUOTE) & (run_before % 2 == 0)
+        flips = np.cumsum(quotes, dtype=np.int64)
+        outside = ((flips + in_string) % 2 == 0) & ~quotes
+        opens = ((chunk == _OPENERS[0]) | (chunk == _OPENERS[1])) & outside
+        closes = ((chunk == _CLOSERS[0]) | (chunk == _CLOSERS[1])) & outside
+        steps = opens.astype(np.int64) - closes.astype(np.int64)
+        if opens.any():
+            levels = np.cumsum(steps) + depth
+            max_depth = max(max_depth, int(levels.max()))
+            depth = int(levels[-1])
+        else:
+            depth -= int(closes.sum())
+        values += int(opens.sum()) + int(((chunk == _COMMA) & outside).sum())
+        in_string = int((flips[-1] + in_string) % 2)
+        carry = int(run_at[-1])
+    return max_depth, values
+
+
+# --- zip archives ------------------------------------------------------------------------
+
+_EOCD = b"PK\x05\x06"
+_ZIP64_LOCATOR = b"PK\x06\x07"
+_ZIP64_EOCD = b"PK\x06\x06"
+#: Members smaller than this are never refused for their compression ratio.
+RATIO_FLOOR = 1 << 20
+
+
+def check_archive(path: str, fh) -> None:
+    """``max-zip-members`` from the end-of-central-directory record, before ``zipfile``
+    reads the directory (one ``ZipInfo`` per entry).  ``fh``: the open archive."""
+    fh.seek(0, io.SEEK_END)
+    size = fh.tell()
+    tail_size = min(size, 22 + 65535)
+    fh.seek(size - tail_size)
+    tail = fh.read(tail_size)
+    at = tail.rfind(_EOCD)
+    if at < 0 or len(tail) < at + 22:
+        return   # not a zip zipfile can read: it says so itself
+    entries = struct.unpack("<H", tail[at + 10:at + 12])[0]
+    if entries == 0xFFFF and at >= 20 and tail[at - 20:at - 16] == _ZIP64_LOCATOR:
+        offset = struct.unpack("<Q", tail[at - 12:at - 4])[0]
+        if offset < size:
+            fh.seek(offset)
+            record = fh.read(56)
+            if record[:4] == _ZIP64_EOCD and len(record) == 56:
+                entries = struct.unpack("<Q", record[32:40])[0]
+    check(path, "max-zip-members", entries, f"the archive has {entries:,} members")
+    fh.seek(0)
+
+
+def check_ratio(path: str, info: zipfile.ZipInfo) -> None:
+    """``max-inflated-bytes`` and ``max-zip-ratio`` of a member, from its declared sizes
+    (the bytes actually inflated are counted too: :func:`read_member`)."""
+    check(path, "max-inflated-bytes", info.file_size,
+          f"{info.filename} inflates to {info.file_size:,} bytes")
+    if info.compress_type != zipfile.ZIP_STORED and info.file_size > RATIO_FLOOR:
+        ratio = info.file_size // max(info.compress_size, 1)
+        check(path, "max-zip-ratio", ratio,
+              f"{info.filename} inflates {ratio:,} times ({info.compress_size:,} → "
+              f"{info.file_size:,} bytes)")
+
+
+def read_member(path: str, archive: zipfile.ZipFile, info: zipfile.ZipInfo,
+                budget: str = "max-inflated-bytes") -> bytes:
+    """The inflated bytes of ``info``, counted while they are inflated: never more than
+    ``budget`` (and never more than the header declares: ``zipfile`` stops there)."""
+    check_ratio(path, info)
+    limit = getattr(current(), budget.replace("-", "_"))
+    what = f"{info.filename} inflates to more than {limit:,} bytes"
+    check(path, budget, info.file_size, f"{info.filename} inflates to {info.file_size:,} "
+                                        "bytes")
+    parts, total = [], 0
+    with archive.open(info) as member:
+        while True:
+            block = member.read(min(_CHUNK, limit + 1 - total))
+            if not block:
+                break
+            total += len(block)
+            if total > limit:
+                raise BudgetError(path, budget, total, limit, what)
+            parts.append(block)
+    return b"".join(parts)
+
+
+def member_stream(path: str, archive: zipfile.ZipFile, raw, info: zipfile.ZipInfo):
+    """A seekable stream over a member, for h5py: in place when stored; otherwise
+    inflated once, counted, into an anonymous temporary file (unlinked at creation, so
+    nothing is ever left behind; a compressed stream re-inflates from the start on every
+    backward seek)."""
+    check_ratio(path, info)
+    if info.compress_type == zipfile.ZIP_STORED:
+        window = _stored_window(raw, info)
+        if window is not None:
+            return window
+    limit = current().max_inflated_bytes
+    spool = tempfile.TemporaryFile()   # pylint: disable=consider-using-with
+    try:
+        total = 0
+        with archive.open(info) as member:
+            while True:
+                block = member.read(_CHUNK)
+                if not block:
+                    break
+                total += len(block)
+                if total > limit:
+                    raise BudgetError(path, "max-inflated-bytes", total, limit,
+                                      f"{info.filename} inflates to more than {limit:,} "
+                                      "bytes")
+                spool.write(block)
+        spool.seek(0)
+    except BaseException:
+        spool.close()
+        raise
+    return spool
+
+
+def _stored_window(raw, info: zipfile.ZipInfo):
+    raw.seek(info.header_offset)
+    header = raw.read(30)
+    if len(header) == 30 and header[:4] == b"PK\x03\x04":
+        name_len = int.from_bytes(header[26:28], "little")
+        extra_len = int.from_bytes(header[28:30], "little")
+        return _Window(raw, info.header_offset + 30 + name_len + extra_len, info.file_size)
+    return None
+
+
+class _Window(io.RawIOBase):
+    """A read-only, seekable view of ``[start, start + size)`` of an open binary file.
+
+    Lets h5py read a zip member stored uncompressed in place, touching only the
+    metadata pages it needs instead of copying the whole member.
+    """
+
+    def __init__(self, fh, start: int, size: int):
+        super().__init__()
+        self._fh, self._start, self._size, self._pos = fh, start, size, 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: self._size}[whence]
+        self._pos = max(0, base + offset)
+        return self._pos
+
+    def tell(self) -> int:
+        return self._pos
+
+    def readinto(self, buffer) -> int:
+        count = max(0, min(len(buffer), self._size - self._pos))
+        if count == 0:
+            return 0
+        self._fh.seek(self._start + self._pos)
+        data = self._fh.read(count)
+        buffer[:len(data)] = data
+        self._pos += len(data)
+        return len(data)
+
+
+# --- Keras model configs -------------------------------------------------------------------
+
+#: Config keys holding kernel or pool window sizes (an int or one per axis).
+KERNEL_KEYS = frozenset({"kernel_size", "pool_size"})
+#: Config keys holding widths (filters, units, ...); keys ending in ``_dim`` too.
+WIDTH_KEYS = frozenset({"filters", "units", "growth_rate", "classes", "hidden_units",
+                        "intermediate_filters", "bottleneck_filters", "num_heads",
+                        "depth_multiplier", "expansion", "se_filters"})
+#: Layers that are two IR nodes (a depthwise and a pointwise conv; an offset conv).
+_TWO_NODE_CLASSES = frozenset({"SeparableConv1D", "SeparableConv2D", "SeparableConvolution1D",
+                               "SeparableConvolution2D", "DeformableConv2D"})
+
+
+def check_model_spec(path: str, spec) -> int:
+    """Check a normalised model (:class:`.keras_config.ModelSpec`) before its graph is
+    built; returns the number of IR nodes it expands to (an upper bound).
+
+    Every layer's kernel and pool sizes (``max-kernel-size``) and widths
+    (``max-channels``), then the running total of nodes (``max-nodes``): a nested model
+    counts its own nodes once per call (computed once per model), a composite block the
+    ops of its spec (``keras_cnnkit.blockspec.op_bound``, from its arguments alone).  A
+    layer counts as a block whatever module it names: Keras resolves a
+    ``keras_cnnkit>DenseBlock`` by its registered name.
+    """
+    return _SpecCounter(path).count(spec)
+
+
+class _SpecCounter:
+    def __init__(self, path: str):
+        self.path = path
+        self.limit = current().max_nodes
+        self.memo: dict = {}
+
+    def count(self, spec, depth: int = 0) -> int:
+        key = id(spec)
+        if key in self.memo:
+            return self.memo[key]
+        nodes = 0
+        for layer in spec.layers:
+            calls = 1 if layer.class_name == "InputLayer" else max(1, len(layer.calls))
+            if layer.model is not None:
+                per = self.count(layer.model, depth + 1)
+            else:
+                check_config_sizes(self.path, layer.name, layer.class_name, layer.config)
+                per = self.layer_nodes(layer)
+            nodes += calls * per
+            if nodes > self.limit:
+                called = f", called {calls:,} times" if calls > 1 else ""
+                raise BudgetError(self.path, "max-nodes", nodes, self.limit,
+                                  f"the model expands to {nodes:,} layers by layer "
+                                  f"{layer.name!r} ({layer.class_name}{called})")
+        self.memo[key] = nodes
+        return nodes
+
+    @staticmethod
+    def layer_nodes(layer) -> int:
+        from keras_cnnkit.blockspec import op_bound
+
+        bound = op_bound(_block_name(layer), layer.config)
+        if bound is not None:
+            return bound
+        return 2 if layer.class_name in _TWO_NODE_CLASSES else 1
+
+
+def _block_name(layer) -> str:
+    """The block class a layer entry names: by its class or by its registered name."""
+    registered = layer.registered_name or ""
+    if registered.startswith("keras_cnnkit>"):
+        return registered.split(">", 1)[1]
+    return layer.class_name
+
+
+def check_config_sizes(path: str, layer: str, class_name: str, config: Any) -> None:
+    """``max-kernel-size`` and ``max-channels`` (and 64-bit integers) of the sizes a
+    layer config declares, at any nesting (``hidden_units`` lists, sub-configs)."""
+    stack = [(None, config)]
+    while stack:
+        key, value = stack.pop()
+        if isinstance(value, dict):
+            stack.extend((k, v) for k, v in value.items() if k != "layers")
+        elif isinstance(value, (list, tuple)):
+            stack.extend((key, v) for v in value)
+        elif isinstance(value, int) and not isinstance(value, bool) and key is not None:
+            budget = _size_budget(key)
+            if budget is not None:
+                what = f"layer {layer!r} ({class_name}) has {key} {value:,}" if \
+                    abs(value) < 10 ** 30 else f"layer {layer!r} ({class_name}): {key}"
+                check_int64(path, value, what)
+                check(path, budget, value, what)
+
+
+def _size_budget(key: str) -> Optional[str]:
+    if key in KERNEL_KEYS:
+        return "max-kernel-size"
+    if key in WIDTH_KEYS or key.endswith("_dim"):
+        return "max-channels"
+    return None
+
+
+# --- ONNX --------------------------------------------------------------------------------
+
+def check_onnx_model(source: str, proto) -> None:
+    """An ONNX graph's node count (``max-nodes``) and every ``kernel_shape`` attribute
+    (``max-kernel-size``), before it is converted."""
+    graph = proto.graph
+    check(source, "max-nodes", len(graph.node), f"the ONNX graph has {len(graph.node):,} "
+                                               "nodes")
+    for node in graph.node:
+        for attribute in node.attribute:
+            if attribute.name == "kernel_shape":
+                for size in attribute.ints:
+                    what = f"node {node.name or node.op_type!r} has kernel_shape {size:,}"
+                    check(source, "max-kernel-size", size, what)
+
+
+def _count(values) -> int:
+    total = 1
+    for value in values:
+        total *= max(int(value), 0)
+    return total
+
+
+def _size_of(value) -> int:
+    return 0 if value is None else int(getattr(value, "size", 1))
+
+
+def _broadcast_size(values: list) -> int:
+    shapes = [tuple(getattr(v, "shape", ())) for v in values if v is not None]
+    rank = max((len(s) for s in shapes), default=0)
+    dims = []
+    for axis in range(rank):
+        sizes = [s[axis - rank + len(s)] for s in shapes if axis - rank + len(s) >= 0]
+        dims.append(max(sizes) if sizes else 1)
+    return _count(dims)
+
+
+def _range_size(values: list) -> int:
+    import math
+    start, limit, delta = (float(v.reshape(-1)[0]) if hasattr(v, "reshape") else float(v)
+                           for v in values[:3])
+    if delta == 0 or not all(map(math.isfinite, (start, limit, delta))):
+        return 0
+    return max(math.ceil((limit - start) / delta), 0)
+
+
+def _gather_size(node, values: list) -> int:
+    data, indices = values[0], values[1]
+    if data is None or indices is None or not getattr(data, "ndim", 0):
+        return _size_of(indices)
+    from keras_cnnkit.analysis.frontends.onnx_base import attr
+    axis = int(attr(node, "axis", 0)) % data.ndim
+    return _size_of(indices) * (_size_of(data) // max(int(data.shape[axis]), 1))
+
+
+def _output_size(node, values: list) -> Optional[int]:
+    """How many elements ``node`` would create from ``values``; ``None`` when it creates
+    none beyond its inputs' (views, casts, slices, reductions)."""
+    op = node.op_type
+    if op == "ConstantOfShape":
+        shape = values[0]
+        return _count(shape.reshape(-1)) if shape is not None else 0
+    if op == "Range":
+        return _range_size(values) if all(v is not None for v in values[:3]) else 0
+    if op in ("Add", "Sub", "Mul", "Div", "Max", "Min"):
+        return _broadcast_size(values)
+    if op == "Concat":
+        return sum(_size_of(v) for v in values)
+    if op == "Gather":
+        return _gather_size(node, values)
+    return None
+
+
+def check_evaluation(source: str, node, values: list) -> None:
+    """``max-const-elements`` for one constant-folded ONNX op, from its inputs' shapes
+    and values, before numpy allocates its result."""
+    size = _output_size(node, values)
+    if size is None:
+        return
+    check_int64(source, size, f"node {node.name or node.op_type!r} ({node.op_type}) output")
+    check(source, "max-const-elements", size,
+          f"node {node.name or node.op_type!r} ({node.op_type}) would create {size:,} "
+          "elements")
+
+
+# --- ONNX shape inference --------------------------------------------------------------------
+
+#: Unary element-wise ops: the output has the input's shape.
+_SAME_SHAPE = frozenset({
+    "Identity", "Cast", "CastLike", "Relu", "Sigmoid", "Tanh", "Clip", "Softmax",
+    "LogSoftmax", "LeakyRelu", "PRelu", "Elu", "Selu", "HardSigmoid", "HardSwish",
+    "Softplus", "Softsign", "Gelu", "Mish", "Neg", "Abs", "Sqrt", "Exp", "Log", "Reciprocal",
+    "Floor", "Ceil", "Round", "Not", "Sign", "Erf", "Dropout", "CumSum", "Trilu",
+    "BatchNormalization", "InstanceNormalization", "LayerNormalization", "LRN"})
+#: Element-wise ops of several tensors: the broadcast shape.
+_BROADCAST = frozenset({"Add", "Sub", "Mul", "Div", "Max", "Min", "Sum", "Mean", "Pow",
+                        "Where", "Equal", "Less", "Greater", "LessOrEqual", "GreaterOrEqual",
+                        "And", "Or", "Xor", "Mod", "BitShift"})
+#: Ops whose output keeps the rank of their first input (its dims may change).
+_RANK_KEEPING = frozenset({
+    "Slice", "Transpose", "Tile", "Squeeze", "Pad", "Resize", "Upsample", "Conv",
+    "ConvTranspose", "MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool",
+    "ReduceMean", "ReduceMax", "ReduceMin", "ReduceSum", "ReduceProd", "ReduceL2", "ArgMax",
+    "ArgMin", "TopK", "Split", "DepthToSpace", "SpaceToDepth", "MatMul", "Gemm", "Concat"})
+#: Constant-folding ops whose output elements count against ``max-const-elements``.
+_CREATING = frozenset({"ConstantOfShape", "Range", "Concat", "Gather", "Expand", "Tile"}
+                      | _BROADCAST)
+_SMALL = 4096
+_GRAPH, _GRAPHS = 5, 10   # AttributeProto types of subgraphs
+
+
+class _Tensor:
+    """What the pre-pass knows of a tensor: its shape (dims may be ``None``) or only its
+    rank, whether it is a constant, and its value when small."""
+
+    __slots__ = ("shape", "rank", "value", "const")
+
+    def __init__(self, shape=None, rank=None, value=None, const=False):
+        self.shape = None if shape is None else tuple(
+            d if isinstance(d, int) and d >= 0 else None for d in shape)
+        self.rank = len(self.shape) if self.shape is not None else rank
+        self.value = value
+        self.const = const
+
+    @property
+    def static(self) -> bool:
+        return self.shape is not None and None not in self.shape
+
+    @property
+    def size(self) -> Optional[int]:
+        return _count(self.shape) if self.static else None
+
+    @property
+    def length(self) -> Optional[int]:
+        """Elements of a 1-D tensor of known length (what data propagation writes)."""
+        return self.shape[0] if self.rank == 1 and self.static else None
+
+
+def check_shape_inference(source: str, model) -> None:
+    """Before ``onnx.shape_inference.infer_shapes`` runs on ``model``: bound what it may
+    record (``max-shape-dims``) and what constant folding may create
+    (``max-const-elements``).
+
+    ONNX records a shape per tensor, so ranks that grow along the graph (an
+    ``Unsqueeze`` chain, a ``ConstantOfShape`` of a long constant) cost memory per node;
+    its data propagation writes one entry per element of 1-D tensors (a ``Concat`` of a
+    declared ``[10⁸]`` input or of a ``Range``).  One pass over the nodes, in order,
+    tracks shapes where they are static (declared, constant, or through the shape ops),
+    ranks otherwise, and the small constant values shape computations fold to, and
+    refuses the model before the library allocates.  (What only ONNX's inference could
+    know — the static shape of a convolution's output — is not tracked.)
+    """
+    _ShapePass(source, model).run()
+
+
+class _ShapePass:
+    def __init__(self, source: str, model):
+        self.source = source
+        self.model = model
+        self.tensors: dict = {}
+        self.dims = 0
+        self.limit = current().max_shape_dims
+
+    def run(self) -> None:
+        graph = self.model.graph
+        for init in graph.initializer:
+            self.tensors[init.name] = _Tensor(tuple(init.dims), value=_small_value(init),
+                                              const=True)
+        for value in list(graph.input) + list(graph.value_info) + list(graph.output):
+            shape = _declared_shape(value)
+            if shape is not None and value.name not in self.tensors:
+                tensor = _Tensor(shape)
+                self.charge(tensor, f"tensor {value.name[:60]!r}")
+                self.tensors[value.name] = tensor
+        self.walk(graph.node)
+
+    def walk(self, nodes) -> None:
+        for node in nodes:
+            for attribute in node.attribute:   # Loop, If, Scan bodies are inferred too
+                if attribute.type == _GRAPH:
+                    self.walk(attribute.g.node)
+                elif attribute.type == _GRAPHS:
+                    for sub in attribute.graphs:
+                        self.walk(sub.node)
+            outputs = self.visit(node)
+            for name, tensor in zip(node.output, outputs):
+                if name:
+                    self.charge(tensor, f"node {node.name or node.op_type!r} "
+                                        f"({node.op_type})")
+                    self.tensors[name] = tensor
+
+    def charge(self, tensor: _Tensor, what: str) -> None:
+        self.dims += (tensor.rank or 0) + (tensor.length or 0)
+        if self.dims > self.limit:
+            raise BudgetError(self.source, "max-shape-dims", self.dims, self.limit,
+                              f"ONNX shape inference would record {self.dims:,} "
+                              f"dimensions by {what}")
+
+    def visit(self, node) -> list:
+        ins = [self.tensors.get(name) if name else None for name in node.input]
+        op = node.op_type
+        if op == "Constant":
+            return [self.constant(node)]
+        if op in ("Shape", "Size"):
+            return [_shape_value(node, ins[0] if ins else None)]
+        shape, rank = _infer(node, ins)
+        const = bool(ins) and all(t is not None and t.const for t in ins if t is not None)
+        first = _Tensor(shape, rank, const=const)
+        if const and op in _CREATING and first.size is not None:
+            size = first.size
+            check_int64(self.source, size, f"node {node.name or op!r} ({op}) output")
+            check(self.source, "max-const-elements", size,
+                  f"node {node.name or op!r} ({op}) would create {size:,} elements")
+        if const and (first.size is None or first.size <= _SMALL):
+            first.value = self.evaluate(node, ins)
+            if first.value is not None:
+                first.shape, first.rank = tuple(first.value.shape), first.value.ndim
+        return [first] + [_Tensor(rank=rank) for _ in node.output[1:]]
+
+    def constant(self, node) -> _Tensor:
+        for attribute in node.attribute:
+            if attribute.name == "value":
+                dims = tuple(attribute.t.dims)
+                if _count(dims) > _SMALL:
+                    return _Tensor(dims, const=True)
+            elif attribute.name == "sparse_value":
+                return _Tensor(tuple(attribute.sparse_tensor.dims), const=True)
+        value = self.evaluate(node, [])
+        return _Tensor(None if value is None else value.shape, value=value, const=True)
+
+    def evaluate(self, node, ins: list):
+        """The frontend's own folding of a small constant op (``None`` if it cannot)."""
+        from keras_cnnkit.analysis.frontends.onnx_eval import evaluate
+        values = [None if t is None else t.value for t in ins]
+        if any(v is None and t is not None for v, t in zip(values, ins)):
+            return None
+        try:
+            result = evaluate(node, values, self.source)
+        except ModelFileError:
+            raise
+        except Exception:  # pylint: disable=broad-exception-caught
+            return None    # the converter meets (and reports) the same problem
+        value = result[0] if result else None
+        return value if value is not None and getattr(value, "size", 0) <= _SMALL else None
+
+
+def _small_value(init):
+    if _count(init.dims) > _SMALL or init.external_data or init.data_location == 1:
+        return None
+    from onnx import numpy_helper
+    try:
+        return numpy_helper.to_array(init)
+    except Exception:  # pylint: disable=broad-exception-caught
+        return None   # unreadable data: the converter says so
+
+
+def _declared_shape(value) -> Optional[tuple]:
+    tensor_type = value.type.tensor_type
+    if not tensor_type.HasField("shape"):
+        return None
+    return tuple(d.dim_value if d.HasField("dim_value") else None
+                 for d in tensor_type.shape.dim)
+
+
+def _shape_value(node, source: Optional[_Tensor]) -> _Tensor:
+    import numpy as np
+    from keras_cnnkit.analysis.frontends.onnx_base import attr
+    if node.op_type == "Size":
+        size = source.size if source is not None else None
+        return _Tensor((), value=None if size is None else np.array(size), const=True)
+    if source is None or source.rank is None:
+        return _Tensor(rank=1)
+    dims = range(source.rank)[slice(attr(node, "start", 0), attr(node, "end", None))]
+    if source.static:
+        return _Tensor((len(dims),), value=np.array([source.shape[i] for i in dims],
+                                                    dtype=np.int64), const=True)
+    return _Tensor((len(dims),))
+
+
+def _ints_of(tensor: Optional[_Tensor]) -> Optional[list]:
+    if tensor is None or tensor.value is None:
+        return None
+    try:
+        return [int(v) for v in tensor.value.reshape(-1)]
+    except (TypeError, ValueError, OverflowError):
+        return None
+
+
+def _broadcast(shapes: list) -> Optional[tuple]:
+    if any(s is None for s in shapes):
+        return None
+    rank = max(len(s) for s in shapes)
+    out = []
+    for axis in range(rank):
+        sizes = [s[axis - rank + len(s)] for s in shapes if axis - rank + len(s) >= 0]
+        out.append(None if None in sizes else max(sizes))
+    return tuple(out)
+
+
+def _infer(node, ins: list) -> tuple:
+    """``(shape or None, rank or None)`` of the first output, where this pass can tell;
+    ranks are upper bounds."""
+    from keras_cnnkit.analysis.frontends.onnx_base import attr
+    op = node.op_type
+    first = ins[0] if ins else None
+    shapes = [t.shape if t is not None else None for t in ins if t is not None]
+    ranks = [t.rank for t in ins if t is not None and t.rank is not None]
+    longest = max(ranks, default=None)
+    if op in _SAME_SHAPE and first is not None:
+        return first.shape, first.rank
+    if op in _BROADCAST:
+        return _broadcast(shapes) if shapes else None, longest
+    if op == "ConstantOfShape":
+        dims = _ints_of(first)
+        if dims is not None:
+            return tuple(dims), len(dims)
+        return None, first.length if first is not None else None
+    if op == "Range":
+        bounds = [_ints_of(t) for t in ins[:3]]
+        if all(b is not None and len(b) == 1 for b in bounds) and len(bounds) == 3:
+            start, limit, delta = (b[0] for b in bounds)
+            count = max(-(-(limit - start) // delta), 0) if delta else 0
+            return (count,), 1
+        return None, 1
+    if op == "Concat":
+        axis = attr(node, "axis", 0)
+        if shapes and all(s is not None for s in shapes) and len(set(map(len, shapes))) == 1 \
+                and shapes[0]:
+            axis %= len(shapes[0])
+            sizes = [s[axis] for s in shapes]
+            total = None if None in sizes else sum(sizes)
+            return shapes[0][:axis] + (total,) + shapes[0][axis + 1:], len(shapes[0])
+        return None, longest
+    if op in ("Expand", "Tile"):
+        values = _ints_of(ins[1]) if len(ins) > 1 else None
+        if first is None or first.shape is None or values is None:
+            return None, (max(longest or 0, len(values)) if values else longest)
+        if op == "Tile":
+            if len(values) != len(first.shape):
+                return None, first.rank
+            return tuple(None if d is None else d * r for d, r in zip(first.shape, values)), \
+                first.rank
+        return _broadcast([first.shape, tuple(values)]), max(first.rank, len(values))
+    if op == "Gather" and len(ins) > 1 and first is not None and ins[1] is not None:
+        if first.shape is not None and ins[1].shape is not None and first.shape:
+            axis = attr(node, "axis", 0) % len(first.shape)
+            return first.shape[:axis] + ins[1].shape + first.shape[axis + 1:], None
+        if first.rank is not None and ins[1].rank is not None:
+            return None, first.rank + ins[1].rank - 1
+        return None, None
+    if op == "Reshape":
+        target = _ints_of(ins[1]) if len(ins) > 1 else None
+        if target is not None:
+            return (_reshaped(first, target), len(target))
+        return None, (ins[1].length if len(ins) > 1 and ins[1] is not None else longest)
+    if op == "Flatten" and first is not None:
+        axis = attr(node, "axis", 1)
+        if first.static and first.rank:
+            axis %= first.rank + 1
+            return (_count(first.shape[:axis]), _count(first.shape[axis:])), 2
+        return None, 2
+    if op in ("Unsqueeze", "Squeeze"):
+        axes = attr(node, "axes")
+        if axes is None and len(ins) > 1:
+            axes = _ints_of(ins[1])
+        return _squeezed(op, first, axes)
+    if op in _RANK_KEEPING or longest is None:
+        return None, longest
+    return None, longest + 1   # an op not modelled here: at most one axis more
+
+
+def _reshaped(first: Optional[_Tensor], target: list) -> Optional[tuple]:
+    from keras_cnnkit.analysis.frontends.onnx_base import reshape_target
+    if first is None or not first.static:
+        return tuple(t if t > 0 else None for t in target)
+    return reshape_target(first.shape, target, False)
+
+
+def _squeezed(op: str, first: Optional[_Tensor], axes) -> tuple:
+    if first is None or first.rank is None:
+        return None, None
+    if axes is None:
+        return None, first.rank if op == "Squeeze" else None
+    if op == "Squeeze":
+        if first.shape is None:
+            return None, first.rank
+        drop = {a % first.rank for a in axes} if first.rank else set()
+        return tuple(d for i, d in enumerate(first.shape) if i not in drop), \
+            first.rank - len(drop)
+    rank = first.rank + len(axes)
+    if first.shape is None:
+        return None, rank
+    inserted = {a % rank for a in axes}
+    rest = iter(first.shape)
+    return tuple(1 if i in inserted else next(rest, None) for i in range(rank)), rank
