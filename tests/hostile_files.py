@@ -377,9 +377,9 @@ def onnx_range(path, limit: int = 500_000_000) -> str:
 
 
 def onnx_concat_bomb(path, size: int = 4_000_000, copies: int = 2000) -> str:
-    """One allowed constant concatenated with itself ``copies`` times."""
+    """One allowed constant (``[size, 1]``) concatenated with itself ``copies`` times."""
     from onnx import helper
-    nodes = [_int64s("s", [size]), helper.make_node("ConstantOfShape", ["s"], ["a"]),
+    nodes = [_int64s("s", [size, 1]), helper.make_node("ConstantOfShape", ["s"], ["a"]),
              helper.make_node("Concat", ["a"] * copies, ["y"], axis=0)]
     return _write(path, _onnx_model(nodes, ["y"]))
 

@@ -170,13 +170,13 @@ def fix_file(in_path: PathLike, out_path: PathLike, select: Optional[Iterable[st
             (``BudgetError``: checked by the static reader before Keras loads anything).
         OutputFileError: the output cannot be written (exists, unwritable, bad suffix).
     """
-    from keras_cnnkit.rewrite.apply import fold_batchnorm, rewrite_model
-
     from keras_cnnkit.analysis.frontends.keras_gate import check_before_keras
 
     inputs = [in_path, *inputs]
     out = check_output_path(out_path, inputs, force=force, suffixes=SAVE_SUFFIXES)
-    check_before_keras(in_path, "--fix")   # within the budgets before Keras sees it
+    check_before_keras(in_path, "--fix")   # within the budgets, before Keras is imported
+    from keras_cnnkit.rewrite.apply import fold_batchnorm, rewrite_model
+
     model = load_keras_model(in_path)
     lint = lint or _default_lint
     report = lint(model)

@@ -128,7 +128,7 @@ def parse_config(path: str, text, where: str = "") -> dict:
 def _read_json_file(path: str) -> ModelFile:
     limit = current().max_json_bytes
     with open(path, "rb") as fh:
-        data = fh.read(limit + 1)
+        data = fh.read(min(limit, os.fstat(fh.fileno()).st_size) + 1)
     if len(data) > limit:
         size = max(os.path.getsize(path), len(data))
         raise BudgetError(path, "max-json-bytes", size, limit,

@@ -17,6 +17,7 @@ import os
 
 from keras_cnnkit.budgets import check
 from keras_cnnkit.errors import CnnkitError, ModelFileError
+from keras_cnnkit.io_guard import require_regular_file
 
 #: Layer classes that load a model from outside the file.
 EXTERNAL_MODEL_CLASSES = frozenset({"TFSMLayer"})
@@ -37,6 +38,7 @@ def check_before_keras(path, command: str = "--fix"):
     from keras_cnnkit.analysis.frontends import containers, static_file
 
     path = os.fspath(path)
+    require_regular_file(path)
     if containers.detect_format(path) == containers.FORMAT_ONNX:
         raise ModelFileError(path, f"an ONNX model: {command} needs a Keras model file "
                                    "(.keras or .h5)")
