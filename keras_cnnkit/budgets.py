@@ -26,7 +26,7 @@ budget                 default           what it bounds
                                          32; large-kernel nets 51)
 ``max-channels``       16,777,216        filters, units and other widths (real: 4,096;
                                          vocabularies 250,000)
-``max-json-bytes``     64 MiB            a JSON config, read or inflated (real: 1.6 MB)
+``max-json-bytes``     32 MiB            a JSON config, read or inflated (real: 1.6 MB)
 ``max-json-values``    2,000,000         values in a JSON config, counted before parsing
                                          (real: under 100,000)
 ``max-json-depth``     256               nesting of a JSON config (real: 11; 64 nested
@@ -38,8 +38,8 @@ budget                 default           what it bounds
 ``max-zip-ratio``      100               inflated ÷ compressed size of a zip member over
                                          1 MiB (real: 1, stored; deflated weights ~1.1)
 ``max-zip-members``    10,000            members of a ``.keras`` archive (real: 3)
-``max-const-elements`` 16,777,216        elements an ONNX op evaluated at load time may
-                                         create (real: under 100,000)
+``max-const-elements`` 4,194,304         elements an ONNX op evaluated at load time may
+                                         create (real: 4)
 ``max-shape-dims``     1,000,000         dimensions ONNX shape inference may record: each
                                          tensor's rank, and each element of a 1-D tensor
                                          it propagates (real: under 20,000)
@@ -93,7 +93,7 @@ class Budgets:
     max_nodes: int = 100_000
     max_kernel_size: int = 8_192
     max_channels: int = 2 ** 24
-    max_json_bytes: int = 64 * MiB
+    max_json_bytes: int = 32 * MiB
     max_json_values: int = 2_000_000
     max_json_depth: int = 256
     max_h5_links: int = 200_000
@@ -101,7 +101,7 @@ class Budgets:
     max_inflated_bytes: int = 4 * 1024 * MiB
     max_zip_ratio: int = 100
     max_zip_members: int = 10_000
-    max_const_elements: int = 2 ** 24
+    max_const_elements: int = 2 ** 22
     max_shape_dims: int = 1_000_000
     max_params: int = 1_000_000_000
 

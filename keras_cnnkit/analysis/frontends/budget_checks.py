@@ -60,7 +60,12 @@ def check_json(path: str, data, where: str = "") -> None:
 
 
 def _scan_json(data: memoryview) -> tuple:
-    """``(maximum depth, commas + containers + 1)`` of JSON bytes, 1 MiB at a time."""
+    """``(maximum depth, commas + containers + 1)`` of JSON bytes, 1 MiB at a time.
+
+    Structural characters count outside strings only; a quote ends a string unless an
+    odd run of backslashes precedes it (runs are followed across chunks, and only
+    computed in chunks that have backslashes).
+    """
     import numpy as np
 
     in_string = 0            # parity: inside a string where the last chunk ended
@@ -69,29 +74,28 @@ def _scan_json(data: memoryview) -> tuple:
     values = 1
     for start in range(0, len(data), _CHUNK):
         chunk = np.frombuffer(data[start:start + _CHUNK], dtype=np.uint8)
-        index = np.arange(len(chunk), dtype=np.int64)
+        quotes = chunk == _QUOTE
         slash = chunk == _BACKSLASH
-        last_other = np.maximum.accumulate(np.where(slash, -1, index))
-        run_at = index - last_other                      # backslashes ending at i
-        run_at[last_other < 0] += carry
-        run_before = np.empty_like(run_at)
-        run_before[0] = carry
-        run_before[1:] = run_at[:-1]
-        quotes = (chunk == _QUOTE) & (run_before % 2 == 0)
-        flips = np.cumsum(quotes, dtype=np.int64)
-        outside = ((flips + in_string) % 2 == 0) & ~quotes
+        if carry or slash.any():
+            index = np.arange(len(chunk), dtype=np.int64)
+            last_other = np.maximum.accumulate(np.where(slash, -1, index))
+            run_at = index - last_other                  # backslashes ending at i
+            run_at[last_other < 0] += carry
+            quotes[0] &= carry % 2 == 0
+            quotes[1:] &= run_at[:-1] % 2 == 0
+            carry = int(run_at[-1])
+        flips = np.cumsum(quotes, dtype=np.int32)
+        outside = ((flips + in_string) & 1 == 0) & ~quotes
         opens = ((chunk == _OPENERS[0]) | (chunk == _OPENERS[1])) & outside
         closes = ((chunk == _CLOSERS[0]) | (chunk == _CLOSERS[1])) & outside
-        steps = opens.astype(np.int64) - closes.astype(np.int64)
         if opens.any():
-            levels = np.cumsum(steps) + depth
+            levels = np.cumsum(opens.astype(np.int32) - closes.astype(np.int32)) + depth
             max_depth = max(max_depth, int(levels.max()))
             depth = int(levels[-1])
         else:
             depth -= int(closes.sum())
         values += int(opens.sum()) + int(((chunk == _COMMA) & outside).sum())
-        in_string = int((flips[-1] + in_string) % 2)
-        carry = int(run_at[-1])
+        in_string = (int(flips[-1]) + in_string) & 1
     return max_depth, values
 
 
@@ -445,6 +449,12 @@ _RANK_KEEPING = frozenset({
 #: Constant-folding ops whose output elements count against ``max-const-elements``.
 _CREATING = frozenset({"ConstantOfShape", "Range", "Concat", "Gather", "Expand", "Tile"}
                       | _BROADCAST)
+#: Ops whose 1-D outputs ONNX's data propagation writes element by element (measured:
+#: ``Concat``, ``Add`` and ``Slice`` do; unary element-wise ops, ``Identity``, ``Cast``,
+#: ``ConstantOfShape`` and ``Range`` do not; the others here are assumed to).
+_PROPAGATING = frozenset({"Concat", "Add", "Sub", "Mul", "Div", "Slice", "Gather",
+                          "Squeeze", "Unsqueeze", "Expand", "Tile", "Reshape", "Shape",
+                          "Size", "Max", "Min"})
 _SMALL = 4096
 _GRAPH, _GRAPHS = 5, 10   # AttributeProto types of subgraphs
 
@@ -510,7 +520,7 @@ class _ShapePass:
             shape = _declared_shape(value)
             if shape is not None and value.name not in self.tensors:
                 tensor = _Tensor(shape)
-                self.charge(tensor, f"tensor {value.name[:60]!r}")
+                self.charge(tensor, f"tensor {value.name[:60]!r}", propagated=False)
                 self.tensors[value.name] = tensor
         self.walk(graph.node)
 
@@ -526,11 +536,12 @@ class _ShapePass:
             for name, tensor in zip(node.output, outputs):
                 if name:
                     self.charge(tensor, f"node {node.name or node.op_type!r} "
-                                        f"({node.op_type})")
+                                        f"({node.op_type})", node.op_type in _PROPAGATING)
                     self.tensors[name] = tensor
 
-    def charge(self, tensor: _Tensor, what: str) -> None:
-        self.dims += (tensor.rank or 0) + (tensor.length or 0)
+    def charge(self, tensor: _Tensor, what: str, propagated: bool = True) -> None:
+        """Count a tensor's dims (and its elements, when data propagation writes them)."""
+        self.dims += (tensor.rank or 0) + ((tensor.length or 0) if propagated else 0)
         if self.dims > self.limit:
             raise BudgetError(self.source, "max-shape-dims", self.dims, self.limit,
                               f"ONNX shape inference would record {self.dims:,} "
