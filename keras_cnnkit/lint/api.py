@@ -15,7 +15,7 @@ from typing import Iterable, Mapping, Optional, Sequence, Union
 from keras_cnnkit.analysis.cost import summarize
 from keras_cnnkit.analysis.ir import Graph
 from keras_cnnkit.budgets import Budgets, using
-from keras_cnnkit.errors import CnnkitError, ModelFileError
+from keras_cnnkit.errors import CnnkitError
 from keras_cnnkit.lint import registry
 from keras_cnnkit.lint.report import Report
 
@@ -52,32 +52,15 @@ def graph_of(model_or_path, input_shape: Optional[Sequence[int]] = None) -> Grap
 
 
 def _file_graph(path: str, input_shape: Optional[Sequence[int]]) -> Graph:
-    """The static frontend's graph of model file ``path``.
-
-    Keeps the API's promise: whatever is wrong with the file, the error is a
-    :class:`~keras_cnnkit.errors.ModelFileError` (a
-    :class:`~keras_cnnkit.budgets.BudgetError` when it asks for more than a budget
-    allows); a reader's own exception, ``MemoryError`` or ``RecursionError`` becomes one.
-    """
+    """The static frontend's graph of model file ``path``; any problem with the file is
+    a :class:`~keras_cnnkit.errors.ModelFileError` (see
+    :func:`~keras_cnnkit.analysis.frontends.keras_gate.read_statically`)."""
     try:
-        from keras_cnnkit.analysis.frontends import static_file
+        from keras_cnnkit.analysis.frontends.keras_gate import read_statically
     except ImportError as exc:
         raise CnnkitError(f"{path}: linting model files needs the static file frontend, "
                           f"which cannot be imported ({exc})") from exc
-    try:
-        return static_file.load_graph(path, input_shape=input_shape)
-    except ModelFileError:
-        raise
-    except CnnkitError as exc:
-        raise ModelFileError(path, getattr(exc, "problem", str(exc))) from exc
-    except RecursionError:
-        raise ModelFileError(path, "nested too deeply to analyse") from None
-    except MemoryError:
-        raise ModelFileError(path, "out of memory while reading the model") from None
-    except Exception as exc:  # pylint: disable=broad-exception-caught
-        # A reader's bug on a bad file must still keep lint()'s promise.
-        raise ModelFileError(path, f"cannot be analysed: unexpected {type(exc).__name__}: "
-                                   f"{exc} (please report it)") from exc
+    return read_statically(path, input_shape)
 
 
 def lint_graph(graph: Graph, select: Optional[Iterable[str]] = None,

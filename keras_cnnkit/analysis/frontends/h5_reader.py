@@ -205,12 +205,6 @@ def _vars_shapes(vars_group: h5py.Group, walk: Walk) -> list:
     return [shape for _, shape in sorted(entries)]
 
 
-def _address(obj) -> tuple:
-    """Where an object lives in its file: its identity, whatever the path to it."""
-    info = h5py.h5o.get_info(obj.id)
-    return (obj.id.fileno, getattr(info, "addr", None) or getattr(info, "token", None))
-
-
 def archive_weight_shapes(h5: h5py.File, path: str = "") -> dict:
     """Weight shapes of a ``.keras`` archive's weights file, keyed by saver path.
 
@@ -223,7 +217,7 @@ def archive_weight_shapes(h5: h5py.File, path: str = "") -> dict:
     """
     walk = Walk(path)
     found: dict = {}
-    seen = {_address(h5): "/"}
+    seen = {h5["/"].id: "/"}   # h5py compares object ids by file and address
     stack = [("", h5, 0)]
     while stack:
         where, group, depth = stack.pop()
@@ -231,7 +225,7 @@ def archive_weight_shapes(h5: h5py.File, path: str = "") -> dict:
             if not isinstance(obj, h5py.Group):
                 continue
             child = f"{where}/{name}" if where else name
-            key = _address(obj)
+            key = obj.id
             if key in seen:
                 raise H5FormatError(f"group {child[:60]!r} is group {seen[key][:60]!r} "
                                     "again (a second hard link to it); a Keras weights "

@@ -1,5 +1,8 @@
 """The gate before Keras: what ``--fix`` and ``cnnkit-export`` check before loading a file.
 
+Also :func:`read_statically`, the static read with ``keras_cnnkit.lint``'s promise (a bad
+file raises ``ModelFileError`` and nothing else), which the API and the gate share.
+
 Keras' deserializer builds what a config asks for: a ``keras_cnnkit>DenseBlock`` of five
 million layers is five million Keras layers before any weight is read, and safe mode
 does not bound that.  So a file is first read by the static frontend, under the budgets
@@ -35,16 +38,33 @@ def check_before_keras(path, command: str = "--fix"):
             than ``max-params``.
     """
     from keras_cnnkit.analysis.cost import summarize
-    from keras_cnnkit.analysis.frontends import containers, static_file
+    from keras_cnnkit.analysis.frontends import containers
 
     path = os.fspath(path)
     require_regular_file(path)
     if containers.detect_format(path) == containers.FORMAT_ONNX:
         raise ModelFileError(path, f"an ONNX model: {command} needs a Keras model file "
                                    "(.keras or .h5)")
+    _refuse_external(path, _promised(containers.read_model_file, path).config)
+    graph = read_statically(path)
+    params = summarize(graph).params
+    check(path, "max-params", params, f"{command} would have Keras allocate {params:,} "
+                                      "parameters")
+    return graph
+
+
+def read_statically(path, input_shape=None):
+    """:func:`.static_file.load_graph`, keeping the promise of ``keras_cnnkit.lint``:
+    whatever is wrong with the file, the error is a ``ModelFileError`` (a
+    ``BudgetError`` when it asks for more than a budget allows); a reader's own
+    exception, ``MemoryError`` or ``RecursionError`` becomes one."""
+    from keras_cnnkit.analysis.frontends import static_file
+    return _promised(static_file.load_graph, os.fspath(path), input_shape=input_shape)
+
+
+def _promised(read, path: str, **kwargs):
     try:
-        _refuse_external(path, containers.read_model_file(path).config)
-        graph = static_file.load_graph(path)
+        return read(path, **kwargs)
     except ModelFileError:
         raise
     except CnnkitError as exc:
@@ -53,10 +73,10 @@ def check_before_keras(path, command: str = "--fix"):
         raise ModelFileError(path, "nested too deeply to analyse") from None
     except MemoryError:
         raise ModelFileError(path, "out of memory while reading the model") from None
-    params = summarize(graph).params
-    check(path, "max-params", params, f"{command} would have Keras allocate {params:,} "
-                                      "parameters")
-    return graph
+    except Exception as exc:  # pylint: disable=broad-exception-caught
+        # A reader's bug on a bad file must still keep the promise.
+        raise ModelFileError(path, f"cannot be analysed: unexpected {type(exc).__name__}: "
+                                   f"{exc} (please report it)") from exc
 
 
 def _refuse_external(path: str, config: dict) -> None:

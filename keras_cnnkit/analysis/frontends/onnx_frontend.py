@@ -82,10 +82,7 @@ from __future__ import annotations
 import os
 from typing import Any, Optional
 
-from keras_cnnkit.analysis.frontends.budget_checks import (
-    check_onnx_model,
-    check_shape_inference,
-)
+from keras_cnnkit.analysis.frontends.budget_checks import check_onnx_model
 from keras_cnnkit.analysis.frontends.onnx_base import (
     ACTIVATIONS,
     AXIS_KEEPING,
@@ -97,6 +94,7 @@ from keras_cnnkit.analysis.frontends.onnx_base import (
     identity_order,
     value_shape,
 )
+from keras_cnnkit.analysis.frontends.onnx_budget import check_shape_inference
 from keras_cnnkit.analysis.frontends.onnx_eval import evaluate
 from keras_cnnkit.analysis.frontends.onnx_movement import MovementOps
 from keras_cnnkit.analysis.frontends.onnx_ops import ComputeOps
