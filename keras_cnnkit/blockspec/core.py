@@ -99,9 +99,9 @@ def register_spec(class_name: str, resolve: Callable[[dict], dict] | None = None
 
 def op_bound(class_name: str, config: dict) -> int | None:
     """How many ops block ``class_name`` with layer config ``config`` expands to, at
-    most, computed from its arguments without expanding it; ``None`` when
-    ``class_name`` is not a block.  Arguments the block would refuse count as one op
-    (expanding it fails with the config error)."""
+    most, computed from its arguments (merged with the defaults, not validated) without
+    expanding it; ``None`` when ``class_name`` is not a block.  Arguments the bound
+    cannot use count as one op (expanding the block fails with the config error)."""
     _ensure_loaded()
     if class_name not in _SPECS:
         return None
@@ -111,8 +111,8 @@ def op_bound(class_name: str, config: dict) -> int | None:
     defaults = _DEFAULTS.get(class_name, {})
     args = {k: v for k, v in config.items() if k in defaults} if isinstance(config, dict) \
         else {}
-    try:
-        return int(bound(resolve_config(class_name, args)))
+    try:   # the arguments merged, not validated: validating is the expansion's work
+        return max(int(bound({**defaults, **args})), 1)
     except (TypeError, ValueError, KeyError, ArithmeticError):
         return 1
 

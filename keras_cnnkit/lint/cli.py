@@ -47,6 +47,12 @@ and ``--fix -o`` never resolve to an input (model, configuration, baseline), wha
 the flags; writes are atomic, with the umask's permissions; no baseline is written when a
 model failed to lint.
 
+What a model file may ask for is bounded by budgets (:mod:`keras_cnnkit.budgets`),
+checked before the work: a file over budget is one line naming the budget, its limit and
+the file's value, exit status 2.  ``--budget NAME=N`` (or ``[tool.cnnkit-lint.budgets]``)
+raises one for a giant model.  ``--fix`` and ``--benchmark`` read the file within the
+budgets before Keras sees it.
+
 Settings come from ``pyproject.toml`` ``[tool.cnnkit-lint]``, ``setup.cfg`` or
 ``tox.ini`` ``[cnnkit-lint]`` (see :mod:`keras_cnnkit.lint.config`); flags override them.
 """

@@ -326,7 +326,11 @@ def check_config_sizes(path: str, layer: str, class_name: str, config: Any) -> N
         if isinstance(value, dict):
             stack.extend((k, v) for k, v in value.items() if k != "layers")
         elif isinstance(value, (list, tuple)):
-            stack.extend((key, v) for v in value)
+            if value and _size_budget(key) is not None and all(
+                    type(v) is int for v in value):   # noqa: E721  (not bool)
+                stack.append((key, max(value, key=abs)))   # a long list of sizes: its largest
+            else:
+                stack.extend((key, v) for v in value)
         elif isinstance(value, int) and not isinstance(value, bool) and key is not None:
             budget = _size_budget(key)
             if budget is not None:

@@ -59,7 +59,7 @@ def _dropout(ops: list, i: int, src: str, rate: float) -> str:
 
 def _head_ops(cfg: dict) -> int:
     """Dropout, layer and activation per hidden layer; pool, flatten, logits, head."""
-    return 3 * len(cfg["hidden_units"]) + 6
+    return 3 * len(cfg["hidden_units"] or ()) + 6
 
 
 @register_spec("ClassifierHead", resolve=_resolve, defaults=CLASSIFIER_HEAD_DEFAULTS,
