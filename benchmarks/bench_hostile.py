@@ -6,7 +6,8 @@ hard-link cycles and deep paths, ONNX constant folding bombs; in ``.keras``, ``.
 ``.json`` and ``.onnx``, under ``cnnkit-lint``, the Python API, ``--fix`` and
 ``cnnkit-export``) is built in a temporary directory and read by a fresh child process
 under an address-space limit (``RLIMIT_AS``) and a wall-clock limit.  For each case the
-table gives the wall time, the child's peak resident memory (``ru_maxrss`` from
+table gives the wall time and the child's CPU time (user + system: its own work, however
+busy the machine), its peak resident memory (``ru_maxrss`` from
 ``wait4``), the exit status and the first line of stderr; it also checks that the input
 is byte-identical afterwards and that no file was left in the directory.
 
@@ -81,6 +82,7 @@ def _row(r: dict) -> str:
     if len(line) > 150:
         line = line[:147] + "..."
     return (f"| {r['case']} | {r['mode']} | {r['bytes']:,} | {run.seconds:.1f} | "
+            f"{run.cpu_seconds:.1f} | "
             f"{run.peak_bytes / hf.MB:,.0f} | "
             f"{'killed (time)' if run.timed_out else run.returncode} | {r['lines']} | "
             f"{'yes' if r['unchanged'] else 'NO'} | {', '.join(r['left']) or 'none'} | "
@@ -104,9 +106,9 @@ def main(argv=None) -> int:
     header = (f"{platform.node() or 'this machine'}, {platform.processor() or platform.machine()}"
               f", Python {platform.python_version()}; checkout {os.path.abspath(args.checkout)};"
               f" RLIMIT_AS {args.mem_gb:g} GB, timeout {args.timeout:g} s\n\n"
-              "| case | mode | file bytes | s | peak MB | exit | stderr lines | input "
-              "unchanged | left behind | first stderr line |\n"
-              "|---|---|---|---|---|---|---|---|---|---|")
+              "| case | mode | file bytes | wall s | CPU s | peak MB | exit | stderr lines | "
+              "input unchanged | left behind | first stderr line |\n"
+              "|---|---|---|---|---|---|---|---|---|---|---|")
     print(header, flush=True)
     rows = []
     for case in cases:

@@ -6,9 +6,9 @@ that building them is fast and needs no TensorFlow.  :data:`CASES` lists every c
 the command that reads it and the budget that must refuse it.
 
 :func:`run_limited` runs a command in a child process under an address-space limit
-(``RLIMIT_AS``) and a wall-clock timeout, and returns its exit status, output, time and
-peak resident memory (from ``wait4``'s ``ru_maxrss``): the measurements of the tests and
-of ``benchmarks/bench_hostile.py``.
+(``RLIMIT_AS``) and a wall-clock timeout, and returns its exit status, output, wall and
+CPU time and peak resident memory (from ``wait4``'s ``ru_maxrss``): the measurements of
+the tests and of ``benchmarks/bench_hostile.py``.
 """
 from __future__ import annotations
 
@@ -43,19 +43,21 @@ class Run:
     returncode: Optional[int]   # None when it was killed for time
     stdout: str
     stderr: str
-    seconds: float
+    seconds: float              # wall-clock time
     peak_bytes: int             # peak resident memory (ru_maxrss)
     timed_out: bool
+    cpu_seconds: float = 0.0    # user + system time of the child (its own work, whatever
+                                # else the machine is doing)
 
     def describe(self) -> str:
-        """``"2.1 s, 73 MB, exit 2"`` (or ``killed after``/``signal``)."""
+        """``"2.1 s (CPU 0.9 s), 73 MB, exit 2"`` (or ``killed after``/``signal``)."""
         peak = f"{self.peak_bytes / MB:,.0f} MB"
         if self.timed_out:
-            return f"killed after {self.seconds:.0f} s, {peak}"
+            return f"killed after {self.seconds:.0f} s (CPU {self.cpu_seconds:.0f} s), {peak}"
+        times = f"{self.seconds:.1f} s (CPU {self.cpu_seconds:.1f} s), {peak}"
         if self.returncode is not None and self.returncode < 0:
-            return (f"{self.seconds:.1f} s, {peak}, killed by "
-                    f"{signal.Signals(-self.returncode).name}")
-        return f"{self.seconds:.1f} s, {peak}, exit {self.returncode}"
+            return f"{times}, killed by {signal.Signals(-self.returncode).name}"
+        return f"{times}, exit {self.returncode}"
 
 
 def _limit(mem_bytes: int) -> Callable[[], None]:
@@ -103,7 +105,8 @@ def run_limited(argv: list, mem_bytes: int = GB, timeout: float = 10.0,
         err.seek(0)
         return Run(None if timed_out else proc.returncode,
                    out.read().decode("utf-8", "replace"), err.read().decode("utf-8", "replace"),
-                   seconds, usage.ru_maxrss * 1024, timed_out)
+                   seconds, usage.ru_maxrss * 1024, timed_out,
+                   usage.ru_utime + usage.ru_stime)
 
 
 def lint_argv(path: str, *flags: str) -> list:

@@ -3,9 +3,9 @@ the budget, its limit and the file's value; the budgets are settable; the API ke
 promise (``ModelFileError`` and nothing else for a bad file).
 
 The hostile files come from ``hostile_files.py``.  Each is read by a child process under
-``RLIMIT_AS`` = 1 GB and a 10 s wall-clock limit (so a regression fails fast instead of
-taking the machine down), and must exit 2 with one stderr line naming the budget, peak
-under 500 MB, leave its input byte-identical and leave no file behind.  ``--fix`` and
+``RLIMIT_AS`` = 1 GB (so a regression fails fast instead of taking the machine down),
+and must exit 2 with one stderr line naming the budget within 10 s of CPU time (a
+60 s wall-clock limit stops a hang however busy the machine is), peak under 500 MB, leave its input byte-identical and leave no file behind.  ``--fix`` and
 ``cnnkit-export`` cases run under the same 1 GB limit, in which TensorFlow cannot even be
 imported: they pass only if the budgets refuse the file before Keras is touched.
 """
@@ -34,6 +34,9 @@ from keras_cnnkit.lint.cli import main
 from keras_cnnkit.lint.config import read_config_file
 
 PEAK_BYTES = 500 * hf.MB
+#: The child's own time (user + system) must stay under 10 s; the wall clock, which a
+#: busy machine stretches, only stops a hang.
+WALL_LIMIT = 60.0
 
 
 def _digest(path) -> str:
@@ -228,7 +231,7 @@ def _run_case(case, tmp_path):
     out.mkdir()
     path = case.build(str(src))
     before, listing = _digest(path), sorted(os.listdir(src))
-    run = hf.run_limited(_argv(case, path, str(out)), hf.GB, 10.0, cwd=str(out))
+    run = hf.run_limited(_argv(case, path, str(out)), hf.GB, WALL_LIMIT, cwd=str(out))
     return path, before, listing, run
 
 
@@ -248,7 +251,7 @@ def _check_refused(case, tmp_path):
     expected = _OTHER_REFUSALS.get(case.name, f"over budget {case.budget}: ")
     assert expected in lines[0], lines[0]
     assert "Traceback" not in run.stderr and "ESCAPED" not in run.stderr
-    assert run.seconds < 10 and run.peak_bytes < PEAK_BYTES, run.describe()
+    assert run.cpu_seconds < 10 and run.peak_bytes < PEAK_BYTES, run.describe()
     assert _digest(path) == before, "the input changed"
     assert sorted(os.listdir(os.path.dirname(path))) == listing
     assert os.listdir(tmp_path / "out") == [], "a file was left behind"
