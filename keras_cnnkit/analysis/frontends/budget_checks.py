@@ -117,6 +117,9 @@ def check_archive(path: str, fh) -> None:
     fh.seek(size - tail_size)
     tail = fh.read(tail_size)
     at = tail.rfind(_EOCD)
+    while at >= 0 and struct.unpack("<H", tail[at + 20:at + 22] or b"\xff\xff")[0] \
+            != len(tail) - at - 22:   # the signature inside the archive's comment
+        at = tail.rfind(_EOCD, 0, at)
     if at < 0 or len(tail) < at + 22:
         return   # not a zip zipfile can read: it says so itself
     entries = struct.unpack("<H", tail[at + 10:at + 12])[0]
