@@ -11,7 +11,7 @@ __version__ = "0.1.0"
 
 # ``keras_cnnkit.lint`` is a callable module: ``keras_cnnkit.lint(model)`` lints.
 _LAZY_SUBMODULES = ("layers", "models", "analysis", "blockspec", "lint", "bench", "export",
-                    "latency")
+                    "latency", "budgets")
 _LAZY_ATTRS = {
     "Report": ("keras_cnnkit.lint.api", "Report"),
     "list_models": ("keras_cnnkit.models", "list_models"),

@@ -1,13 +1,15 @@
 """``cnnkit-export``: the command line that exports a Keras model file to ONNX.
 
-``cnnkit-export MODEL -o OUT.onnx [--opset N] [--no-verify] [--force]`` loads ``MODEL``
-in safe mode (:func:`keras_cnnkit.io_guard.load_keras_model`: Lambda bytecode is never
-deserialised; ``keras_cnnkit`` layers are registered first), converts and verifies it
+``cnnkit-export MODEL -o OUT.onnx [--opset N] [--no-verify] [--force] [--budget NAME=N]``
+reads ``MODEL`` statically within the budgets first (a file over budget never reaches
+Keras; :mod:`keras_cnnkit.analysis.frontends.keras_gate`), then loads it in safe mode
+(:func:`keras_cnnkit.io_guard.load_keras_model`: Lambda bytecode is never deserialised;
+``keras_cnnkit`` layers are registered first), converts and verifies it
 (:mod:`keras_cnnkit.onnx_convert`, whose public names are re-exported here) and writes
 ``OUT.onnx`` atomically.  The output is never the model file, not even with ``--force``
 (nor a link to it).  Exit status 0 on success, 2 on bad input (a missing, unreadable or
-non-regular model file; an unwritable or existing output without ``--force``; failed
-conversion or verification) with a one-line message.
+non-regular model file; a file over a budget; an unwritable or existing output without
+``--force``; failed conversion or verification) with a one-line message.
 """
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ import os
 import sys
 from typing import Optional, Sequence
 
+from keras_cnnkit.budgets import using
 from keras_cnnkit.errors import CnnkitError
 from keras_cnnkit.io_guard import check_output_path, load_keras_model
 from keras_cnnkit.onnx_convert import (DEFAULT_OPSET, DEFAULT_TOLERANCE, VERIFY_BATCH,
@@ -46,7 +49,22 @@ def _parser() -> argparse.ArgumentParser:
                         help=f"relative tolerance of the comparison (default "
                              f"{DEFAULT_TOLERANCE:g})")
     parser.add_argument("--force", action="store_true", help="overwrite an existing output")
+    parser.add_argument("--budget", action="append", default=[], metavar="NAME=VALUE",
+                        help="raise (or lower) a budget of the static check made before "
+                             "Keras loads the model, e.g. max-nodes=500000 (also read "
+                             "from [tool.cnnkit-lint.budgets]); see the README's Safety "
+                             "section")
     return parser
+
+
+def _budgets(args) -> dict:
+    """The budgets of the run: the configuration's, then the ``--budget`` flags."""
+    from keras_cnnkit.budgets import parse_assignment
+    from keras_cnnkit.lint.config import load_settings
+
+    budgets = dict(load_settings().budgets)
+    budgets.update(parse_assignment(text) for text in args.budget)
+    return budgets
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -56,6 +74,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     try:
         inputs = [args.model]
         check_output_path(args.output, inputs, force=args.force)
+        with using(_budgets(args)):
+            from keras_cnnkit.analysis.frontends.keras_gate import check_before_keras
+            check_before_keras(args.model, "cnnkit-export")   # before Keras sees it
         model = load_keras_model(args.model)
         result = export_onnx(model, args.output, opset=args.opset, verify=not args.no_verify,
                              tolerance=args.tolerance, overwrite=args.force, inputs=inputs)

@@ -28,6 +28,7 @@ Pure Python at import: Keras is imported only by the functions that need it.
 from __future__ import annotations
 
 import os
+import re
 import stat
 import tempfile
 from typing import Callable, Iterable, Optional, Union
@@ -289,14 +290,32 @@ def load_keras_model(path: PathLike):
 
 
 def _load_problem(exc: Exception) -> str:
+    """What Keras' refusal means, in one line: the layer it names, not a guess."""
     text = " ".join(str(exc).split())
-    if "Lambda" in text or "safe_mode" in text:
+    refused = re.search(r"deserialization of a `(\w+)`", text)
+    if refused and refused.group(1) != "Lambda":
+        return (f"holds a {refused.group(1)} layer, which Keras' safe mode refuses "
+                f"({_reason_of(text)}): it is not loaded and nothing in it is run")
+    if "vocabulary file outside" in text:
+        found = re.search(r"Vocabulary file: (.*)$", text)
+        where = f" {found.group(1)[:120]}" if found else ""
+        return (f"holds a lookup layer that reads the vocabulary file{where} from outside "
+                "the model file; Keras' safe mode refuses it: it is not loaded")
+    if "Lambda" in text:
         return ("holds a Lambda layer (arbitrary Python code); Keras' safe mode refuses "
                 "it: it is not loaded and nothing in it is run")
+    if "safe_mode" in text:
+        return f"Keras' safe mode refuses to load it ({text[:200]})"
     if "Could not locate" in text or "Unknown layer" in text:
         return f"uses a layer class that is not available here: {text[:200]}"
     return (f"cannot be loaded as a Keras model (Keras cannot load it: "
             f"{type(exc).__name__}: {text[:200]})")
+
+
+def _reason_of(text: str) -> str:
+    """Keras' reason for a safe-mode refusal (``"loads an external SavedModel"``)."""
+    found = re.search(r"`\w+`, which ([^.]*)\.", text)
+    return found.group(1) if found else "it reaches outside the file"
 
 
 def functional_graph(model):

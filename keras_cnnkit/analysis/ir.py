@@ -23,6 +23,8 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Iterator, Optional
 
+from keras_cnnkit.budgets import check_node
+
 Shape = tuple  # tuple of Optional[int], batch dimension excluded
 
 
@@ -150,6 +152,10 @@ class Node:
         return self.attrs.get(key, default)
 
 
+#: Frontends whose graphs come from files, and so are checked against the budgets.
+_BUDGETED_FRONTENDS = ("file", "onnx")
+
+
 @dataclasses.dataclass
 class Graph:
     """A model as a DAG of :class:`Node`, kept in topological order.
@@ -173,7 +179,13 @@ class Graph:
         self._consumers = None
 
     def add(self, node: Node) -> Node:
-        """Append ``node``; its inputs must already be in the graph."""
+        """Append ``node``; its inputs must already be in the graph.
+
+        A graph read from a file (``frontend`` ``"file"`` or ``"onnx"``) checks each node
+        against the budgets (:func:`keras_cnnkit.budgets.check_node`).
+        """
+        if self.frontend in _BUDGETED_FRONTENDS:
+            check_node(self.source, node, len(self.nodes) + 1)
         if node.name in self.nodes:
             raise ValueError(f"duplicate node name {node.name!r}")
         for src in node.inputs:

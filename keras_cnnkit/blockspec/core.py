@@ -11,6 +11,11 @@ BLOCK_INPUT = "input"
 _SPECS: dict[str, Callable[[dict, tuple], "BlockGraph"]] = {}
 _RESOLVERS: dict[str, Callable[[dict], dict]] = {}
 _DEFAULTS: dict[str, dict] = {}
+_OP_BOUNDS: dict[str, Callable[[dict], int]] = {}
+
+#: Most ops a block without an ``ops`` bound may expand to, whatever its arguments
+#: (checked for every spec by ``tests/test_budgets.py``).
+FIXED_OP_BOUND = 64
 
 
 class _Required:
@@ -67,14 +72,16 @@ class BlockGraph:
 
 
 def register_spec(class_name: str, resolve: Callable[[dict], dict] | None = None,
-                  defaults: dict | None = None):
+                  defaults: dict | None = None, ops: Callable[[dict], int] | None = None):
     """Register ``fn(config, input_shape) -> BlockGraph`` as the spec of a block class.
 
     ``resolve(config) -> config`` (optional) fills in defaults and raises ``ValueError``
     for bad arguments without needing an input shape; :func:`resolve_config` runs it.
     ``defaults``: every argument of the block and its default (:data:`REQUIRED` where it
     has none), the one statement of them; the layer's signature reads them
-    (:func:`spec_defaults`).
+    (:func:`spec_defaults`).  ``ops(resolved config) -> int``: an upper bound of the ops
+    the block expands to, for blocks whose size grows with an argument (a layer count,
+    a kernel size, a list); without it the bound is :data:`FIXED_OP_BOUND`.
     """
 
     def decorator(fn):
@@ -83,9 +90,31 @@ def register_spec(class_name: str, resolve: Callable[[dict], dict] | None = None
             _RESOLVERS[class_name] = resolve
         if defaults is not None:
             _DEFAULTS[class_name] = defaults
+        if ops is not None:
+            _OP_BOUNDS[class_name] = ops
         return fn
 
     return decorator
+
+
+def op_bound(class_name: str, config: dict) -> int | None:
+    """How many ops block ``class_name`` with layer config ``config`` expands to, at
+    most, computed from its arguments (merged with the defaults, not validated) without
+    expanding it; ``None`` when ``class_name`` is not a block.  Arguments the bound
+    cannot use count as one op (expanding the block fails with the config error)."""
+    _ensure_loaded()
+    if class_name not in _SPECS:
+        return None
+    bound = _OP_BOUNDS.get(class_name)
+    if bound is None:
+        return FIXED_OP_BOUND
+    defaults = _DEFAULTS.get(class_name, {})
+    args = {k: v for k, v in config.items() if k in defaults} if isinstance(config, dict) \
+        else {}
+    try:   # the arguments merged, not validated: validating is the expansion's work
+        return max(int(bound({**defaults, **args})), 1)
+    except (TypeError, ValueError, KeyError, ArithmeticError):
+        return 1
 
 
 def spec_defaults(class_name: str) -> dict:

@@ -10,11 +10,12 @@ neither Keras nor TensorFlow.
 from __future__ import annotations
 
 import os
-from typing import Iterable, Optional, Sequence
+from typing import Iterable, Mapping, Optional, Sequence, Union
 
 from keras_cnnkit.analysis.cost import summarize
 from keras_cnnkit.analysis.ir import Graph
-from keras_cnnkit.errors import CnnkitError, ModelFileError
+from keras_cnnkit.budgets import Budgets, using
+from keras_cnnkit.errors import CnnkitError
 from keras_cnnkit.lint import registry
 from keras_cnnkit.lint.report import Report
 
@@ -34,13 +35,7 @@ def graph_of(model_or_path, input_shape: Optional[Sequence[int]] = None) -> Grap
         return propagate_shapes(model_or_path,
                                 {model_or_path.inputs[0]: tuple(input_shape)})
     if isinstance(model_or_path, (str, os.PathLike)):
-        try:
-            from keras_cnnkit.analysis.frontends import static_file
-        except ImportError as exc:
-            raise CnnkitError(f"{os.fspath(model_or_path)}: linting model files needs the "
-                              f"static file frontend, which cannot be imported ({exc})") from exc
-        return _checked_sizes(static_file.load_graph(model_or_path, input_shape=input_shape),
-                              os.fspath(model_or_path))
+        return _file_graph(os.fspath(model_or_path), input_shape)
     if hasattr(model_or_path, "layers") and hasattr(model_or_path, "count_params"):
         from keras_cnnkit.analysis.frontends.keras_live import (
             UnsupportedModelError,
@@ -56,26 +51,16 @@ def graph_of(model_or_path, input_shape: Optional[Sequence[int]] = None) -> Grap
                     f"{type(model_or_path).__name__}")
 
 
-#: Largest size (a dimension, a parameter count) a model file may give a layer: what a
-#: signed 64-bit integer holds.  Beyond it the file is not a real model, and its costs
-#: would not even print (Python's int-to-str digit limit).
-MAX_SIZE = 2 ** 63 - 1
-
-
-def _checked_sizes(graph: Graph, path: str) -> Graph:
-    """``graph``, after checking that no node's shape or parameter count is absurd."""
-    for node in graph:
-        dims = [d for shape in (node.output_shape, *node.input_shapes) if shape
-                for d in shape if isinstance(d, int)]
-        if node.params is not None:
-            dims.append(node.params)
-        big = max((abs(d) for d in dims), default=0)
-        if big > MAX_SIZE:
-            digits = int(big.bit_length() * 0.30103) + 1
-            raise ModelFileError(path, f"layer {node.layer or node.name!r} has a size of "
-                                       f"about {digits} digits (more than a 64-bit integer "
-                                       "holds); not a real model")
-    return graph
+def _file_graph(path: str, input_shape: Optional[Sequence[int]]) -> Graph:
+    """The static frontend's graph of model file ``path``; any problem with the file is
+    a :class:`~keras_cnnkit.errors.ModelFileError` (see
+    :func:`~keras_cnnkit.analysis.frontends.keras_gate.read_statically`)."""
+    try:
+        from keras_cnnkit.analysis.frontends.keras_gate import read_statically
+    except ImportError as exc:
+        raise CnnkitError(f"{path}: linting model files needs the static file frontend, "
+                          f"which cannot be imported ({exc})") from exc
+    return read_statically(path, input_shape)
 
 
 def lint_graph(graph: Graph, select: Optional[Iterable[str]] = None,
@@ -112,19 +97,30 @@ def lint_graph(graph: Graph, select: Optional[Iterable[str]] = None,
 def lint(model_or_path, select: Optional[Iterable[str]] = None,
          ignore: Optional[Iterable[str]] = None,
          input_shape: Optional[Sequence[int]] = None,
-         options: Optional[dict] = None) -> Report:
+         options: Optional[dict] = None,
+         budgets: Union[None, Budgets, Mapping[str, int]] = None) -> Report:
     """Lint a Keras model or a model file.
 
     Args:
         model_or_path: a built Functional or Sequential ``keras.Model``; a path to a
-            ``.keras``/``.h5``/``.json`` model file (read statically, never executed);
-            or a :class:`~keras_cnnkit.analysis.ir.Graph`.
+            ``.keras``/``.h5``/``.json``/``.onnx`` model file (read statically, never
+            executed); or a :class:`~keras_cnnkit.analysis.ir.Graph`.
         select / ignore: rule selectors (codes, code prefixes, symbols or ``"ALL"``).
         input_shape: batch-excluded input shape for models whose spatial size is unknown.
         options: keyword arguments per rule (see :func:`lint_graph`).
+        budgets: the budgets reading a file may use (:mod:`keras_cnnkit.budgets`): a
+            ``Budgets`` or a mapping of the ones to change (``{"max-nodes": 500_000}``);
+            default: the current ones.
 
     Returns:
         a :class:`~keras_cnnkit.lint.report.Report`.
+
+    Raises:
+        ModelFileError: ``model_or_path`` is a file that cannot be read or analysed, for
+            whatever reason (``BudgetError``, its subclass, when it asks for more than
+            a budget allows); nothing else is raised for a bad file.
+        ConfigError: a selector names no rule, or a budget is not a positive integer.
     """
-    return lint_graph(graph_of(model_or_path, input_shape=input_shape), select=select,
-                      ignore=ignore, options=options)
+    with using(budgets):
+        graph = graph_of(model_or_path, input_shape=input_shape)
+    return lint_graph(graph, select=select, ignore=ignore, options=options)

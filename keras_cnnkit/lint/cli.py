@@ -47,6 +47,12 @@ and ``--fix -o`` never resolve to an input (model, configuration, baseline), wha
 the flags; writes are atomic, with the umask's permissions; no baseline is written when a
 model failed to lint.
 
+What a model file may ask for is bounded by budgets (:mod:`keras_cnnkit.budgets`),
+checked before the work: a file over budget is one line naming the budget, its limit and
+the file's value, exit status 2.  ``--budget NAME=N`` (or ``[tool.cnnkit-lint.budgets]``)
+raises one for a giant model.  ``--fix`` and ``--benchmark`` read the file within the
+budgets before Keras sees it.
+
 Settings come from ``pyproject.toml`` ``[tool.cnnkit-lint]``, ``setup.cfg`` or
 ``tox.ini`` ``[cnnkit-lint]`` (see :mod:`keras_cnnkit.lint.config`); flags override them.
 """
@@ -59,6 +65,7 @@ import os
 import sys
 from typing import Optional, Sequence
 
+from keras_cnnkit.budgets import BudgetError, check, parse_assignment, using
 from keras_cnnkit.errors import CnnkitError, ConfigError, ModelFileError
 from keras_cnnkit.io_guard import check_output_path, require_regular_file, write_atomic
 from keras_cnnkit.lint import config as lint_config
@@ -98,6 +105,13 @@ class _Parser(argparse.ArgumentParser):
 
 def _csv(text: str) -> list:
     return [p.strip() for p in text.split(",") if p.strip()]
+
+
+def _budget(text: str) -> tuple:
+    try:
+        return parse_assignment(text)
+    except ConfigError as exc:
+        raise argparse.ArgumentTypeError(exc.problem) from None
 
 
 def _positive_int(text: str) -> int:
@@ -145,6 +159,10 @@ def build_parser() -> argparse.ArgumentParser:
                        help="dims for inputs of unknown size, batch excluded: the full "
                             "shape (299,299,3) or the unknown dims (299x299); default "
                             f"{lint_config.DEFAULT_SPATIAL} for each unknown dim")
+    model.add_argument("--budget", action="append", type=_budget, metavar="NAME=VALUE",
+                       help="change a budget of what a model file may ask for (e.g. "
+                            "max-nodes=500000, for giant models); repeatable; also "
+                            "[tool.cnnkit-lint.budgets]; see the README's Safety section")
     _add_mode_arguments(parser)
     base = parser.add_argument_group("configuration and baseline")
     base.add_argument("--config", metavar="FILE",
@@ -280,6 +298,7 @@ def _settings(args) -> lint_config.Settings:
         settings.input_shape = lint_config.parse_input_shape(args.input_shape)
     if args.baseline is not None:
         settings.baseline = args.baseline
+    settings.budgets = {**settings.budgets, **dict(args.budget or ())}
     return settings
 
 
@@ -338,6 +357,12 @@ def lint_path(path: str, settings: lint_config.Settings, baseline: Optional[Base
     if bench is not None:
         from keras_cnnkit.bench import benchmark_report
 
+        try:   # the benchmark builds the model in Keras, all its weights allocated
+            check(path, "max-params", report.summary.params or 0,
+                  f"--benchmark would have Keras allocate {report.summary.params:,} "
+                  "parameters")
+        except BudgetError as exc:
+            return FileResult(path, error=exc.problem)
         report.findings = kept
         try:
             result.benchmark = benchmark_report(report, **bench)
@@ -457,6 +482,12 @@ def run(argv: Optional[Sequence[str]] = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     settings = _settings(args)
+    with using(settings.budgets):
+        return _run(parser, args, settings)
+
+
+def _run(parser: argparse.ArgumentParser, args, settings: lint_config.Settings) -> int:
+    """:func:`run` once the settings (and so the budgets) are known."""
     rules = _rules()
     inputs = run_inputs(args, settings)
     if args.list_rules:

@@ -25,8 +25,11 @@ Keys (TOML spelling; in INI, lists are comma- or newline-separated)::
     [tool.cnnkit-lint.per-layer-ignores]
     "block5_*" = ["missing-bottleneck"]   # fnmatch glob on the layer name
     "stem*" = ["ALL"]
+    [tool.cnnkit-lint.budgets]            # for giant models (keras_cnnkit.budgets)
+    max-nodes = 500_000
 
-In INI, ``per-layer-ignores`` holds one ``glob: rule, rule`` per line.
+In INI, ``per-layer-ignores`` holds one ``glob: rule, rule`` per line, and ``budgets``
+one ``name: value`` per line.
 """
 from __future__ import annotations
 
@@ -37,6 +40,7 @@ import re
 from pathlib import Path
 from typing import Any, Iterable, Optional
 
+from keras_cnnkit.budgets import parse_assignment, parse_budgets
 from keras_cnnkit.errors import ConfigError
 from keras_cnnkit.io_guard import MAX_TEXT_BYTES, read_text_file, require_regular_file
 from keras_cnnkit.lint.findings import Severity
@@ -49,7 +53,7 @@ FORMATS = ("text", "json", "sarif", "github")
 #: Severity at or above which findings make the exit status 1.
 DEFAULT_FAIL_ON = Severity.WARNING
 _KEYS = ("select", "ignore", "extend-select", "extend-ignore", "fail-on", "format",
-         "input-shape", "baseline", "per-layer-ignores")
+         "input-shape", "baseline", "per-layer-ignores", "budgets")
 
 
 @dataclasses.dataclass
@@ -66,6 +70,8 @@ class Settings:
         baseline: path of a baseline file of accepted findings, or ``None``.
         per_layer_ignores: ``(glob, selectors)`` pairs; a finding on a layer matching
             ``glob`` is dropped when one of ``selectors`` names its rule.
+        budgets: the budgets changed from their defaults (``{"max-nodes": 500000}``;
+            see :mod:`keras_cnnkit.budgets`).
         source: the configuration file the settings came from, if any.
     """
 
@@ -76,6 +82,7 @@ class Settings:
     input_shape: Optional[tuple] = None
     baseline: Optional[str] = None
     per_layer_ignores: list = dataclasses.field(default_factory=list)
+    budgets: dict = dataclasses.field(default_factory=dict)
     source: Optional[str] = None
 
 
@@ -127,6 +134,20 @@ def _per_layer(value: Any, source: str) -> list:
     raise ConfigError(source, "'per-layer-ignores' must map layer-name globs to rule lists")
 
 
+def parse_budget_table(value: Any, source: str) -> dict:
+    """The ``budgets`` setting: a TOML table, or INI text of ``name: value`` lines →
+    ``{"max-nodes": 500000}`` (each name and value checked)."""
+    if isinstance(value, str):
+        pairs = [parse_assignment(line.strip(), source) for line in value.splitlines()
+                 if line.strip()]
+        return dict(pairs)
+    if not isinstance(value, dict):
+        raise ConfigError(source, "'budgets' must map budget names to positive integers")
+    parsed = parse_budgets(value, source)
+    return {key: parsed.to_dict()[key.replace("_", "-")] for key in
+            (str(k).strip().replace("_", "-") for k in value)}
+
+
 def settings_from_mapping(values: dict, source: str, base_dir: Optional[Path] = None
                           ) -> Settings:
     """Build :class:`Settings` from a config table; unknown keys are an error."""
@@ -151,6 +172,8 @@ def settings_from_mapping(values: dict, source: str, base_dir: Optional[Path] = 
             if not isinstance(value, str):
                 raise ConfigError(source, "'baseline' must be a path")
             settings.baseline = str((base_dir / value) if base_dir else Path(value))
+        elif norm == "budgets":
+            settings.budgets = parse_budget_table(value, source)
         else:
             settings.per_layer_ignores = _per_layer(value, source)
     return settings

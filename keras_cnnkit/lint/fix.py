@@ -1,6 +1,8 @@
 """``cnnkit-lint --fix``: rebuild a model file with its findings' replacements.
 
-:func:`fix_file` loads the model safely (``safe_mode=True``: a ``Lambda`` or an unknown
+:func:`fix_file` first reads the file statically within the budgets
+(:mod:`keras_cnnkit.analysis.frontends.keras_gate`: a file over budget never reaches
+Keras), then loads the model safely (``safe_mode=True``: a ``Lambda`` or an unknown
 class is refused, never executed), lints it, applies the chosen findings' replacements
 (:mod:`keras_cnnkit.rewrite`), optionally folds batch norms for inference, and writes the
 result atomically.  Loading and writing go through :mod:`keras_cnnkit.io_guard`: the
@@ -164,13 +166,17 @@ def fix_file(in_path: PathLike, out_path: PathLike, select: Optional[Iterable[st
             be none of them, nor ``in_path`` (see :mod:`keras_cnnkit.io_guard`).
 
     Raises:
-        ModelFileError: the input cannot be loaded safely.
+        ModelFileError: the input cannot be loaded safely, or is over a budget
+            (``BudgetError``: checked by the static reader before Keras loads anything).
         OutputFileError: the output cannot be written (exists, unwritable, bad suffix).
     """
-    from keras_cnnkit.rewrite.apply import fold_batchnorm, rewrite_model
+    from keras_cnnkit.analysis.frontends.keras_gate import check_before_keras
 
     inputs = [in_path, *inputs]
     out = check_output_path(out_path, inputs, force=force, suffixes=SAVE_SUFFIXES)
+    check_before_keras(in_path, "--fix")   # within the budgets, before Keras is imported
+    from keras_cnnkit.rewrite.apply import fold_batchnorm, rewrite_model
+
     model = load_keras_model(in_path)
     lint = lint or _default_lint
     report = lint(model)

@@ -82,6 +82,7 @@ from __future__ import annotations
 import os
 from typing import Any, Optional
 
+from keras_cnnkit.analysis.frontends.budget_checks import check_onnx_model
 from keras_cnnkit.analysis.frontends.onnx_base import (
     ACTIVATIONS,
     AXIS_KEEPING,
@@ -93,6 +94,7 @@ from keras_cnnkit.analysis.frontends.onnx_base import (
     identity_order,
     value_shape,
 )
+from keras_cnnkit.analysis.frontends.onnx_budget import check_shape_inference
 from keras_cnnkit.analysis.frontends.onnx_eval import evaluate
 from keras_cnnkit.analysis.frontends.onnx_movement import MovementOps
 from keras_cnnkit.analysis.frontends.onnx_ops import ComputeOps
@@ -121,6 +123,7 @@ def load_onnx_graph(path_or_model: Any, input_shape: Any = None) -> Graph:
             inconsistent.
     """
     proto, source = _load(path_or_model)
+    check_onnx_model(source, proto)   # node count and kernel sizes, before converting
     try:
         return _Converter(proto, source, input_shape).run()
     except ModelFileError:
@@ -238,6 +241,7 @@ class _Converter(ComputeOps, MovementOps):
                 dims[0].Clear()
                 dims[0].dim_value = 1
         self.given = {v.name: value_shape(v) for v in graph.input}
+        check_shape_inference(self.source, light)   # what inference may record, first
         try:
             light = onnx.shape_inference.infer_shapes(light, strict_mode=False, data_prop=True)
         except Exception:  # pylint: disable=broad-exception-caught
@@ -362,7 +366,9 @@ class _Converter(ComputeOps, MovementOps):
             const = self._const(name)
             values.append(None if const is None else const.value())
         try:
-            results = evaluate(node, values)
+            results = evaluate(node, values, self.source)
+        except ModelFileError:   # over a budget
+            raise
         except (ValueError, TypeError, IndexError, KeyError, AttributeError, ArithmeticError):
             results = None
         for name, value in zip(node.output, results or ()):

@@ -27,6 +27,7 @@ import os
 import re
 from typing import Optional, Sequence
 
+from keras_cnnkit.analysis.frontends.budget_checks import check_model_spec
 from keras_cnnkit.analysis.frontends.config_graph import (
     DEFAULT_SPATIAL,
     GraphBuildError,
@@ -144,6 +145,7 @@ def load_graph(path, input_shape: Optional[Sequence[int]] = None) -> Graph:
         return _load_onnx(path, input_shape)
     model_file = read_model_file(path)
     spec = _model_spec(model_file)
+    check_model_spec(path, spec)   # sizes and expanded layer count, before building
     weights = model_file.weight_shapes
     if model_file.format == FORMAT_KERAS and weights is not None:
         weights = archive_layer_shapes(weights, spec)

@@ -45,7 +45,13 @@ def _resolve_dense(config: dict) -> dict:
     return cfg
 
 
-@register_spec("DenseBlock", resolve=_resolve_dense, defaults=DENSE_BLOCK_DEFAULTS)
+def _dense_ops(cfg: dict) -> int:
+    """BN, act, (1×1 conv, BN, act,) conv and concat per layer."""
+    return cfg["num_layers"] * (7 if cfg["bottleneck_width"] else 4)
+
+
+@register_spec("DenseBlock", resolve=_resolve_dense, defaults=DENSE_BLOCK_DEFAULTS,
+               ops=_dense_ops)
 def dense_block(config: dict, input_shape: tuple) -> BlockGraph:
     """``num_layers`` × (BN → ReLU → 1×1 conv → BN → ReLU → 3×3 conv), each concatenated.
 

@@ -63,7 +63,14 @@ def factorized_layers(cfg: dict, rank: int) -> list:
     return [((1, k), (1, strides[1])), ((k, 1), (strides[0], 1))]
 
 
-@register_spec("FactorizedConv", resolve=_resolve_factorized, defaults=FACTORIZED_CONV_DEFAULTS)
+def _factorized_ops(cfg: dict) -> int:
+    """Conv, BN and activation per conv: (k − 1)/2 stacked convs, or two asymmetric."""
+    convs = (cfg["kernel_size"] - 1) // 2 if cfg["mode"] == "stacked" else 2
+    return 3 * convs
+
+
+@register_spec("FactorizedConv", resolve=_resolve_factorized, defaults=FACTORIZED_CONV_DEFAULTS,
+               ops=_factorized_ops)
 def factorized_conv(config: dict, input_shape: tuple) -> BlockGraph:
     """A k×k conv as (k−1)/2 stacked 3×3 convs, or as 1×k then k×1 (asymmetric).
 
