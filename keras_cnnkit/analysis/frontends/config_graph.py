@@ -23,9 +23,9 @@ from __future__ import annotations
 import heapq
 from typing import Optional
 
-from keras_cnnkit.analysis.frontends.keras_config import LayerSpec, ModelSpec
-from keras_cnnkit.analysis.frontends.keras_live import _OPS_AS_LAYERS as OPS_AS_LAYERS
-from keras_cnnkit.analysis.ir import Graph, OpKind, call_name
+from keras_cnnkit.analysis.frontends.keras_config import MAX_NESTING, LayerSpec, ModelSpec
+from keras_cnnkit.analysis.ir import Graph, Node, OpKind, call_name
+from keras_cnnkit.analysis.keras_ops import KERAS_OP_PREFIX, is_keras_op_class
 from keras_cnnkit.analysis.keras_layers import (
     LayerConfigError,
     convert_layer,
@@ -122,13 +122,15 @@ def _weight_count(shapes: list) -> int:
 class _Builder:
     """State of one build: the graph, weight shapes, and who owns which weights."""
 
-    def __init__(self, name: str, source: str, weights: Optional[dict],
+    def __init__(self, root: ModelSpec, source: str, weights: Optional[dict],
                  input_shape: Optional[tuple]):
-        self.graph = Graph(name=name, source=source, frontend="file")
+        self.root = root
+        self.graph = Graph(name=root.name, source=source, frontend="file")
         self.weights = weights
         self.input_shape = input_shape
         self.first_call: dict = {}  # (id(model spec), layer name) -> first call's node
         self.prefixes: set = set()  # name prefixes of nested-model calls so far
+        self.owners: Optional[dict] = None  # weight path -> the layer path owning it
 
     def unique(self, name: str, taken=None) -> str:
         """:func:`~keras_cnnkit.analysis.ir.call_name` among ``taken`` (default: the nodes)."""
@@ -139,6 +141,22 @@ class _Builder:
         if self.weights is None:
             return None
         return _weight_count(self.weights.get(path, ()))
+
+    def nested_params(self, spec: ModelSpec, path: str) -> Optional[int]:
+        """Weights the file stores for layer ``path`` and every sub-layer it holds.
+
+        A custom layer keeps its sub-layers' weights under its own path (``stem/conv``,
+        ``stem/stem_conv_kxk_0/conv2d_1``); each stored weight belongs to the deepest
+        layer of the config whose path starts it, so a top-level layer that is itself
+        called ``stem/bn`` (Keras 2 allows slashes) keeps its own.
+        """
+        if self.weights is None:
+            return None
+        if self.owners is None:
+            paths = set(_layer_paths(spec, ""))
+            self.owners = {key: _owner(key, paths) for key in self.weights}
+        return sum(_weight_count(shapes) for key, shapes in self.weights.items()
+                   if self.owners.get(key) == path)
 
     def walk(self, spec: ModelSpec, bound: Optional[list], prefix: str, wprefix: str) -> list:
         """Add the nodes of ``spec``; returns the node names of its outputs.
@@ -166,7 +184,8 @@ class _Builder:
                     env[(layer.name, 0, 0)] = self.add_input(layer, prefix)
                 continue
             call = layer.calls[call_idx]
-            inputs = [_lookup(env, ref, index, spec, layer) for ref in call.inputs]
+            inputs = [self.lookup(env, ref, (index, spec, layer), recorded)
+                      for ref in call.inputs]
             if layer.model is not None and untrusted_origin(layer) is None:
                 call_prefix = self.unique(prefix + layer.name, self.prefixes)
                 self.prefixes.add(call_prefix)
@@ -175,12 +194,40 @@ class _Builder:
                 for t, out in enumerate(outs):
                     env[(layer.name, call_idx, t)] = out
             else:
-                env[(layer.name, call_idx, 0)] = self.layer_call(
-                    spec, layer, call_idx, inputs, prefix, wprefix, recorded)
+                outs = self.layer_call(spec, layer, call_idx, inputs, prefix, wprefix, recorded)
+                for t, out in enumerate(outs):
+                    env[(layer.name, call_idx, t)] = out
         if bound is None:
             self.graph.inputs = [env[(r[0], 0, 0)] for r in spec.inputs
                                  if (r[0], 0, 0) in env]
-        return [_lookup(env, ref, index, spec, None) for ref in spec.outputs]
+        return [self.lookup(env, ref, (index, spec, None), recorded) for ref in spec.outputs]
+
+    def lookup(self, env: dict, ref: tuple, where: tuple, recorded: dict) -> str:
+        """The node name holding tensor ``ref`` (``where``: the index, model and reader).
+
+        Output ``t > 0`` of an opaque layer gets a node of its own (opaque, with the
+        shape Keras recorded for that output, else unknown): never output 0's shape.
+        """
+        index, spec, reader = where
+        _producer_call(ref, index, spec, reader)
+        if ref in env:
+            return env[ref]
+        first = env.get((ref[0], ref[1], 0))
+        if first is None:
+            raise GraphBuildError(f"model {spec.name!r}: tensor {list(ref)} is never produced")
+        node = self.graph[first]
+        if ref[2] == 0 or node.op != OpKind.OPAQUE or spec.layers[index[ref[0]]].model:
+            raise GraphBuildError(f"model {spec.name!r}: layer {ref[0]!r} has no output "
+                                  f"#{ref[2]}")
+        name = self.unique(f"{first}/output_{ref[2]}")
+        self.graph.add(Node(
+            name=name, op=OpKind.OPAQUE, inputs=list(node.inputs),
+            input_shapes=list(node.input_shapes), output_shape=recorded.get(ref),
+            attrs={"class_name": node.attrs.get("class_name", ""), "output_index": ref[2],
+                   "reason": f"output #{ref[2]} of a layer that cannot be analysed"},
+            layer=node.layer, source_class=node.source_class))
+        env[ref] = name
+        return name
 
     def add_input(self, layer: LayerSpec, prefix: str) -> str:
         """An INPUT node for a top-level ``InputLayer``."""
@@ -201,8 +248,8 @@ class _Builder:
         return name
 
     def layer_call(self, spec: ModelSpec, layer: LayerSpec, call_idx: int, inputs: list,
-                   prefix: str, wprefix: str, recorded: dict) -> str:
-        """Add the node(s) of one call of a layer; returns its output node's name."""
+                   prefix: str, wprefix: str, recorded: dict) -> list:
+        """Add the node(s) of one call of a layer; returns its output nodes' names."""
         name = self.unique(prefix + layer.name)
         shapes = [self.graph[src].output_shape for src in inputs]
         observed = _observed_output(layer, call_idx, shapes, recorded)
@@ -211,33 +258,36 @@ class _Builder:
         is_op = origin is None and _is_keras_op(layer, spec)
         if is_op:
             # A keras.ops call in a functional graph; the live frontend maps the same ones.
-            class_name, config = OPS_AS_LAYERS.get(class_name, (f"keras.ops.{class_name}", {}))
+            class_name = KERAS_OP_PREFIX + class_name
         if origin is not None:
             nodes = [opaque_node(name, origin, inputs, shapes, observed,
                                  reason="class from outside keras and keras_cnnkit; its "
                                         "code is not loaded")]
-            output = name
+            output, outputs = name, [name]
         else:
             producer = self.graph.nodes.get(inputs[0]) if inputs else None
             fmt = producer.attrs.get("data_format") if producer is not None else None
             try:
-                expansion = convert_layer(name, class_name, config, inputs,
-                                          shapes, data_format=fmt, observed_shape=observed)
+                expansion = convert_layer(name, class_name, config, inputs, shapes,
+                                          data_format=fmt, observed_shape=observed,
+                                          arguments=layer.calls[call_idx].arguments)
             except (LayerConfigError, ShapeError) as exc:
                 raise GraphBuildError(str(exc)) from None
-            nodes, output = expansion.nodes, expansion.output
+            nodes, output, outputs = expansion.nodes, expansion.output, expansion.outputs
         first = self.first_call.setdefault((id(spec), layer.name), name)
         path = wprefix + layer.name
         block = origin is None and is_block(layer.class_name)
         for node in nodes:
             if first != name:
                 node.attrs["shares_weights_with"] = first + node.name[len(name):]
+            elif node.name == output and node.op == OpKind.OPAQUE and not is_op:
+                node.params = self.nested_params(self.root, path)
             elif node.name == output and not block and not is_op:
                 node.params = self.observed_params(path)
             elif block and node.name.startswith(name + "/"):
                 node.params = self.observed_params(path + node.name[len(name):])
             self.graph.add(node)
-        return output
+        return outputs
 
 
 def _is_keras_op(layer: LayerSpec, spec: ModelSpec) -> bool:
@@ -251,7 +301,7 @@ def _is_keras_op(layer: LayerSpec, spec: ModelSpec) -> bool:
         return layer.module.startswith(KERAS_OPS_MODULES)
     return (not spec.keras2 and spec.class_name != "Sequential" and bool(layer.calls)
             and set(layer.config) <= {"name"}
-            and (layer.class_name in OPS_AS_LAYERS or not is_known(layer.class_name)))
+            and (is_keras_op_class(layer.class_name) or not is_known(layer.class_name)))
 
 
 def _call_order(spec: ModelSpec) -> tuple:
@@ -312,53 +362,82 @@ def _producer_call(ref: tuple, index: dict, spec: ModelSpec, reader: Optional[La
     return (index[layer_name], call_idx)
 
 
-def _lookup(env: dict, ref: tuple, index: dict, spec: ModelSpec,
-            reader: Optional[LayerSpec]) -> str:
-    """The node name holding tensor ``ref``."""
-    _producer_call(ref, index, spec, reader)
-    if ref in env:
-        return env[ref]
-    first = env.get((ref[0], ref[1], 0))
-    if first is None:
-        raise GraphBuildError(f"model {spec.name!r}: tensor {list(ref)} is never produced")
-    if ref[2] > 0 and spec.layers[index[ref[0]]].model is None:
-        return first  # an opaque multi-output layer: one node stands for all its outputs
-    raise GraphBuildError(f"model {spec.name!r}: layer {ref[0]!r} has no output #{ref[2]}")
+def _layer_paths(spec: ModelSpec, prefix: str, depth: int = 0):
+    """The weight path of every layer of ``spec`` and of the models nested in it."""
+    for layer in spec.layers:
+        yield prefix + layer.name
+        if layer.model is not None and depth < MAX_NESTING:
+            yield from _layer_paths(layer.model, prefix + layer.name + "/", depth + 1)
+
+
+def _owner(key: str, paths: set) -> Optional[str]:
+    """The deepest layer path that is ``key`` or a path prefix of it."""
+    parts = key.split("/")
+    for end in range(len(parts), 0, -1):
+        candidate = "/".join(parts[:end])
+        if candidate in paths:
+            return candidate
+    return None
+
+
+def _is_shape(value) -> bool:
+    """Whether ``value`` is one shape (a list of dims), not a list of shapes."""
+    return isinstance(value, list) and all(not isinstance(d, list) for d in value)
+
+
+def _recorded_input_shapes(layer: LayerSpec, call_idx: int) -> list:
+    """The input shapes Keras recorded for one call (batch-less; ``None`` where not).
+
+    Keras 3 records each tensor's shape in the call; Keras 2 only the shape the layer was
+    built for (``build_config``): of its first call, one shape or one per input.
+    """
+    call = layer.calls[call_idx]
+    shapes = [_batchless(s) for s in call.shapes]
+    build = layer.build_input_shape
+    if call_idx == 0 and build is not None and not any(s is not None for s in shapes):
+        if _is_shape(build):
+            shapes[:1] = [_batchless(build)]
+        elif len(build) == len(call.inputs) and all(_is_shape(b) for b in build):
+            shapes = [_batchless(b) for b in build]
+    return shapes + [None] * (len(call.inputs) - len(shapes))
 
 
 def _recorded_output_shapes(spec: ModelSpec) -> dict:
     """Output shapes Keras recorded where tensors are consumed: ref → batch-less shape."""
     recorded: dict = {}
     for layer in spec.layers:
-        single = len(layer.calls) == 1
-        for call in layer.calls:
-            for i, ref in enumerate(call.inputs):
-                shape = call.shapes[i] if i < len(call.shapes) else None
-                if shape is None and single and len(call.inputs) == 1:
-                    shape = layer.build_input_shape
-                shape = _batchless(shape)
+        for call_idx, call in enumerate(layer.calls):
+            for ref, shape in zip(call.inputs, _recorded_input_shapes(layer, call_idx)):
                 if shape is not None:
                     recorded.setdefault(ref, shape)
     return recorded
 
 
+def _compatible(recorded: Optional[tuple], actual: Optional[tuple]) -> bool:
+    """Whether a recorded shape can be the actual one (``None`` dims match anything)."""
+    if recorded is None or actual is None:
+        return recorded is None
+    return len(recorded) == len(actual) and all(
+        r is None or a is None or r == a for r, a in zip(recorded, actual))
+
+
 def _observed_output(layer: LayerSpec, call_idx: int, shapes: list, recorded: dict
                      ) -> Optional[tuple]:
-    """The output shape Keras recorded for this call, if recorded for the same inputs.
+    """The output shape Keras recorded for this call (where its consumers read it),
+    if the inputs it recorded for the call fit the actual ones.
 
-    Keras 2 files record no shapes; a Lambda declaring a fixed ``output_shape``
-    (batch excluded) gives its own.
+    Recorded ``None`` dims match any size and stay ``None``: a model saved with inputs of
+    unknown size records unknown sizes, and the output of a layer nobody can analyse
+    keeps the sizes it recorded (its channels).  A Lambda declaring a fixed
+    ``output_shape`` (batch excluded) gives its own.
     """
     out = recorded.get((layer.name, call_idx, 0))
     if out is None:
         declared = layer.config.get("output_shape") if layer.class_name == "Lambda" else None
         return _batchless([None, *declared]) if isinstance(declared, list) else None
-    call = layer.calls[call_idx]
-    recorded_in = [_batchless(s) for s in call.shapes]
-    if len(layer.calls) == 1 and len(shapes) == 1 and recorded_in in ([], [None]):
-        recorded_in = [_batchless(layer.build_input_shape)]
-    if len(recorded_in) != len(shapes) or any(
-            r is None or s is None or tuple(r) != tuple(s) for r, s in zip(recorded_in, shapes)):
+    recorded_in = _recorded_input_shapes(layer, call_idx)
+    if len(recorded_in) != len(shapes) or not all(
+            _compatible(r, s) for r, s in zip(recorded_in, shapes)):
         return None
     return out
 
@@ -376,7 +455,7 @@ def build_graph(spec: ModelSpec, source: str = "", weights: Optional[dict] = Non
     Raises:
         GraphBuildError: the config's graph or shapes are inconsistent.
     """
-    builder = _Builder(spec.name, source, weights, input_shape)
+    builder = _Builder(spec, source, weights, input_shape)
     outputs = builder.walk(spec, None, "", "")
     builder.graph.outputs = outputs
     if not builder.graph.inputs:

@@ -17,10 +17,13 @@ from keras_cnnkit.analysis.ops.registry import register
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class OpaqueAttrs(OpAttrs):
-    """``class_name``: the layer class or ONNX op; ``reason``: why it is opaque."""
+    """``class_name``: the layer class or ONNX op; ``reason``: why it is opaque;
+    ``output_index``: which output of a multi-output layer the node stands for (a node per
+    output, all with the layer's name in ``Node.layer``)."""
 
     class_name: str = ""
     reason: str = ""
+    output_index: int = 0
 
 
 @register
