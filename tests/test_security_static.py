@@ -153,7 +153,9 @@ def test_configs_naming_callables_run_nothing(tmp_path):
     assert proc.stderr.strip() == (f"cnnkit-lint: error: {files[-1]}: top-level class "
                                    "'system' is not a Functional or Sequential model (no "
                                    "'layers' list); subclassed models cannot be read "
-                                   "statically")
+                                   "statically: save it as keras.Model(model.inputs, "
+                                   "model.outputs), or lint the model object "
+                                   "(keras_cnnkit.lint(model))")
     report = json.loads(out.read_text())
     assert [m["file"] for m in report["models"]] == files[:-1]
     for model in report["models"]:

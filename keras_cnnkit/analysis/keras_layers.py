@@ -635,6 +635,13 @@ def opaque_node(name: str, class_name: str, inputs: Sequence[str], input_shapes:
                 attrs=attrs, layer=layer or name, source_class=class_name)
 
 
+def producer_format(graph, inputs: Sequence[str]) -> Optional[str]:
+    """The ``data_format`` of the node feeding a call (``None`` when it has none): what
+    ops without a layout of their own record (``convert_layer``'s ``data_format``)."""
+    producer = graph.nodes.get(inputs[0]) if inputs else None
+    return producer.attrs.get("data_format") if producer is not None else None
+
+
 def infer_layer(class_name: str, config: dict, input_shapes: Sequence) -> tuple:
     """``(op kind, attrs, output shape)`` of a layer that maps to one IR node.
 

@@ -33,6 +33,7 @@ from keras_cnnkit.analysis.keras_layers import (
     is_block,
     is_known,
     opaque_node,
+    producer_format,
 )
 from keras_cnnkit.analysis.ops.geometry import prod
 from keras_cnnkit.analysis.shapes import ShapeError
@@ -43,6 +44,8 @@ DEFAULT_SPATIAL = 224
 TRUSTED_PACKAGES = ("keras", "keras_cnnkit", "tf_keras")
 #: Modules of ``keras.ops`` operations recorded as graph nodes (``keras.src.ops.numpy``).
 KERAS_OPS_MODULES = ("keras.src.ops.", "keras.ops")
+#: keras.applications classes Keras registers under its default package ``"Custom"``.
+KERAS_DEFAULT_PACKAGE_CLASSES = frozenset({"CustomScaleLayer"})
 #: ``registered_name`` prefixes of trusted classes.
 _TRUSTED_REGISTRIES = ("keras_cnnkit>", "keras>")
 
@@ -56,17 +59,23 @@ def untrusted_origin(layer: LayerSpec) -> Optional[str]:
 
     A class is trusted when the config names no module (Keras 2 files) or a module of a
     :data:`TRUSTED_PACKAGES` package, and no custom registration other than Keras' or
-    keras_cnnkit's.  Nothing is imported to decide this.
+    keras_cnnkit's, or the default package's (``"Custom>CustomScaleLayer"``) for a class
+    a trusted module defines, or one of :data:`KERAS_DEFAULT_PACKAGE_CLASSES` where no
+    module is recorded (tf_keras' InceptionResNetV2 ``.h5``).  Nothing is imported to
+    decide this.
     """
     module = layer.module
     if module is not None and module.split(".")[0] not in TRUSTED_PACKAGES:
         return f"{module}.{layer.class_name}"
     registered = layer.registered_name
-    if registered is not None and registered != layer.class_name and not (
-            registered.startswith(_TRUSTED_REGISTRIES)
-            and registered.split(">")[-1] == layer.class_name):
-        return registered.replace(">", ".")
-    return None
+    if registered is None or registered == layer.class_name:
+        return None
+    package, _, name = registered.rpartition(">")
+    if name == layer.class_name and (f"{package}>".startswith(_TRUSTED_REGISTRIES) or (
+            package == "Custom" and (module is not None
+                                     or name in KERAS_DEFAULT_PACKAGE_CLASSES))):
+        return None
+    return registered.replace(">", ".")
 
 
 def _batchless(shape) -> Optional[tuple]:
@@ -265,12 +274,11 @@ class _Builder:
                                         "code is not loaded")]
             output, outputs = name, [name]
         else:
-            producer = self.graph.nodes.get(inputs[0]) if inputs else None
-            fmt = producer.attrs.get("data_format") if producer is not None else None
             try:
-                expansion = convert_layer(name, class_name, config, inputs, shapes,
-                                          data_format=fmt, observed_shape=observed,
-                                          arguments=layer.calls[call_idx].arguments)
+                expansion = convert_layer(
+                    name, class_name, config, inputs, shapes, observed_shape=observed,
+                    data_format=producer_format(self.graph, inputs),
+                    arguments=layer.calls[call_idx].arguments)
             except (LayerConfigError, ShapeError) as exc:
                 raise GraphBuildError(str(exc)) from None
             nodes, output, outputs = expansion.nodes, expansion.output, expansion.outputs

@@ -300,7 +300,9 @@ def normalise_model(config: dict, depth: int = 0) -> ModelSpec:
     body = config.get("config")
     _expect(isinstance(body, dict) and isinstance(body.get("layers"), list),
             f"top-level class {str(class_name)[:60]!r} is not a Functional or Sequential "
-            "model (no 'layers' list); subclassed models cannot be read statically")
+            "model (no 'layers' list); subclassed models cannot be read statically: save "
+            "it as keras.Model(model.inputs, model.outputs), or lint the model object "
+            "(keras_cnnkit.lint(model))")
     if class_name == "Sequential" or (
             "input_layers" not in body and "output_layers" not in body):
         return _normalise_sequential(body, depth)

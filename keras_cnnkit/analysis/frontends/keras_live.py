@@ -42,6 +42,7 @@ from keras_cnnkit.analysis.keras_layers import (
     convert_layer,
     is_known,
     opaque_node,
+    producer_format,
 )
 from keras_cnnkit.analysis.keras_ops import KERAS_OP_PREFIX, CallArguments, Constant, TensorArg
 from keras_cnnkit.analysis.shapes import ShapeError
@@ -118,12 +119,10 @@ class _Walker:
             tensors = knode.input_tensors
         shapes = [self.shape_of(t) for t in tensors]
         observed = self.shape_of(knode.outputs[0]) if knode.outputs else None
-        producer = self.graph.nodes.get(inputs[0]) if inputs else None
-        fmt = producer.attrs.get("data_format") if producer is not None else None
         try:
             expansion = convert_layer(name, class_name, config, inputs, shapes,
-                                      data_format=fmt, observed_shape=observed,
-                                      arguments=arguments)
+                                      data_format=producer_format(self.graph, inputs),
+                                      observed_shape=observed, arguments=arguments)
         except (LayerConfigError, ShapeError) as exc:
             node = opaque_node(name, class_name, inputs, shapes, observed, reason=str(exc))
             expansion = Expansion([node], name)

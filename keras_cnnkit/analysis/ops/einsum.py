@@ -162,6 +162,6 @@ class EinsumDense(OpDef):
 
     def keras_layers(self, node, a: EinsumDenseAttrs, common: dict) -> list:
         return [kc.keras_layer("EinsumDense")(
-            a.equation, output_shape=tuple(a.output_shape) or None,
+            a.equation, output_shape=tuple(node.output_shape),
             bias_axes=a.bias_axes or None, activation=kc.activation_arg(a.activation),
             **common)]
