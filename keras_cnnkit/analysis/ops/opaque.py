@@ -15,6 +15,11 @@ from keras_cnnkit.analysis.ops.core import LatencyClass, OpDef, Sizes, Trait
 from keras_cnnkit.analysis.ops.registry import register
 
 
+#: The ``reason`` of a known layer made opaque only because its input shape is unknown
+#: (downstream of another opaque op): ``opaque-layer`` reports it with that op.
+INPUT_SHAPE_UNKNOWN = "input shape unknown"
+
+
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class OpaqueAttrs(OpAttrs):
     """``class_name``: the layer class or ONNX op; ``reason``: why it is opaque;
