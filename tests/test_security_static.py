@@ -9,8 +9,6 @@ marker never appears.  The same holds for configs naming importable callables
 import json
 import os
 import subprocess
-import sys
-import textwrap
 
 import pytest
 import static_model_files as smf
@@ -48,9 +46,7 @@ def lambda_files(tmp_path_factory):
 
 
 def _run(code: str, cwd) -> subprocess.CompletedProcess:
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
-    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=300, check=False)
+    return smf.run_python(code, cwd, timeout=300)
 
 
 _LINT_AND_CHECK_IMPORTS = """

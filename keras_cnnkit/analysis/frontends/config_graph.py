@@ -302,13 +302,13 @@ def _is_keras_op(layer: LayerSpec, spec: ModelSpec) -> bool:
     """Whether an entry is a ``keras.ops`` call rather than a layer.
 
     ``.keras`` configs say so by module (``keras.src.ops.numpy``); Keras 3's legacy
-    ``.h5`` configs drop the module, but an op's config holds nothing but its name
-    (a layer's always has ``trainable`` and ``dtype``).
+    ``.h5`` configs drop the module, but an op's config holds its name and arguments,
+    never the ``trainable`` and ``dtype`` every layer's has.
     """
     if layer.module is not None:
         return layer.module.startswith(KERAS_OPS_MODULES)
     return (not spec.keras2 and spec.class_name != "Sequential" and bool(layer.calls)
-            and set(layer.config) <= {"name"}
+            and "trainable" not in layer.config and "dtype" not in layer.config
             and (is_keras_op_class(layer.class_name) or not is_known(layer.class_name)))
 
 
