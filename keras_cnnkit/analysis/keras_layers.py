@@ -49,6 +49,7 @@ from keras_cnnkit.analysis.keras_ops import (
 )
 from keras_cnnkit.analysis.layer_config import (
     LayerConfigError,
+    NotAnalysable,
     activation_name,
     axes_indices,
     axis_index,
@@ -61,11 +62,20 @@ from keras_cnnkit.analysis.layer_config import (
     value_of,
 )
 from keras_cnnkit.analysis.ops import AttrsError
+from keras_cnnkit.analysis.image_layers import HANDLERS as IMAGE_HANDLERS
+from keras_cnnkit.analysis.sequence_layers import HANDLERS as SEQUENCE_HANDLERS
+from keras_cnnkit.analysis.sequence_layers import (
+    NAMED_INPUTS,
+    NAMED_INPUTS_KEY,
+    named_inputs,
+    nested_layer,
+)
 from keras_cnnkit.analysis.ops.geometry import prod
-from keras_cnnkit.analysis.ops.einsum import EINSUM_DENSE
+from keras_cnnkit.analysis.ops.einsum import EINSUM, EINSUM_DENSE
 from keras_cnnkit.analysis.ops.layer_scale import LAYER_SCALE
 from keras_cnnkit.analysis.ops.opaque import INPUT_SHAPE_UNKNOWN
-from keras_cnnkit.analysis.ops.resize import RESIZE
+from keras_cnnkit.analysis.ops.reduce import REDUCE
+from keras_cnnkit.analysis.ops.state import STATE
 from keras_cnnkit.analysis.shapes import ShapeError, infer_shape
 
 
@@ -432,19 +442,6 @@ def _layer_scale(config: dict, shapes: list) -> list:
         "data_format": "channels_last"}, None)]
 
 
-def _custom_scale(config: dict, shapes: list) -> list:
-    """InceptionResNetV2's ``CustomScaleLayer(scale)``: ``inputs[0] + inputs[1] · scale``
-    (a scalar rescale of the residual branch, then the residual add)."""
-    scale = config.get("scale")
-    if not isinstance(scale, (int, float)) or isinstance(scale, bool):
-        raise LayerConfigError(f"`scale` must be a number, got {scale!r}")
-    if len(shapes) != 2:
-        raise LayerConfigError(f"takes two inputs, got {len(shapes)}")
-    return [("scale", OpKind.RESCALE, {"mode": "scalar", "params": 0, "scale": float(scale)},
-             (1,)),
-            ("", OpKind.ADD, {}, (0, "scale"))]
-
-
 def _einsum_dense(config: dict, shapes: list) -> list:
     """``EinsumDense(equation, output_shape, bias_axes)``."""
     equation = config.get("equation")
@@ -465,29 +462,132 @@ def _einsum_dense(config: dict, shapes: list) -> list:
              None)]
 
 
-def _target_size(config: dict) -> tuple:
-    return (positive(config.get("height"), "height"), positive(config.get("width"), "width"))
+def _rms_norm(config: dict, shapes: list) -> list:
+    axes = axes_indices(value_of(config, "axis", -1), len(shapes[0]))
+    return [("", OpKind.NORM, {"kind": "rms", "axes": axes, "center": False, "scale": True,
+                               "norm_size": _norm_size(shapes[0], axes),
+                               "epsilon": float(value_of(config, "epsilon", 1e-6))}, None)]
 
 
-def _resizing(config: dict, shapes: list) -> list:
-    """``Resizing(height, width)``: the image resized (cropped or padded to the aspect
-    ratio first when asked: the output size is the same)."""
-    return [("", RESIZE, {"size": _target_size(config), "data_format": data_format_of(config),
-                          "interpolation": str(value_of(config, "interpolation", "bilinear"))},
-             None)]
+def _repeat_vector(config: dict, shapes: list) -> list:
+    """``RepeatVector(n)``: ``(F,)`` → ``(n, F)``, as a reshape to ``(1, F)`` and a
+    nearest up-sampling of that axis."""
+    if len(shapes[0]) != 1:
+        raise LayerConfigError(f"RepeatVector reads (features,), not {shapes[0]}")
+    return [("row", OpKind.RESHAPE, {"target_shape": (1, shapes[0][0])}, None),
+            ("", OpKind.UPSAMPLE, {"size": (positive(config.get("n"), "n"),),
+                                   "data_format": "channels_last"}, ("row",))]
 
 
-def _center_crop(config: dict, shapes: list) -> list:
-    """``CenterCrop(height, width)``: a crop of the centre; an input smaller than the
-    target is resized to it instead (what Keras does)."""
-    fmt = data_format_of(config)
-    size = _target_size(config)
-    spatial = shapes[0][1:] if fmt == "channels_first" else shapes[0][:-1]
-    if len(spatial) == 2 and all(n is not None and n >= t for n, t in zip(spatial, size)):
-        cropping = tuple(((n - t) // 2, n - t - (n - t) // 2) for n, t in zip(spatial, size))
-        return [("", OpKind.CROP, {"cropping": cropping, "data_format": fmt}, None)]
-    return _resizing(dict(config, interpolation="bilinear"), shapes)
+def _dot(config: dict, shapes: list) -> list:
+    """``Dot(axes, normalize)``: an Einstein sum over one axis of each input (after an
+    L2 normalisation of both along it when ``normalize``)."""
+    if len(shapes) != 2:
+        raise LayerConfigError(f"Dot takes two inputs, got {len(shapes)}")
+    axes = config.get("axes")
+    axes = [axes, axes] if isinstance(axes, int) and not isinstance(axes, bool) else axes
+    if not isinstance(axes, (list, tuple)) or len(axes) != 2:
+        raise LayerConfigError(f"bad `axes` {axes!r}")
+    ax = [axis_index(a, len(s)) for a, s in zip(axes, shapes)]
+    left, right = "ijklmn"[:len(shapes[0])], list("opqrst"[:len(shapes[1])])
+    right[ax[1]] = left[ax[0]]
+    free = left.replace(left[ax[0]], "") + "".join(r for i, r in enumerate(right)
+                                                   if i != ax[1])
+    parts, refs = [], [0, 1]
+    if config.get("normalize"):
+        for i in (0, 1):
+            parts.append((f"normalize_{i}", OpKind.NORM, {"kind": "unit", "axes": (ax[i],),
+                                                          "norm_size": 0, "center": False,
+                                                          "scale": False}, (i,)))
+        refs = ["normalize_0", "normalize_1"]
+    equation = f"z{left},z{''.join(right)}->z{free}"
+    if free:
+        return parts + [("", EINSUM, {"equation": equation}, tuple(refs))]
+    return parts + [("sum", EINSUM, {"equation": equation}, tuple(refs)),
+                    ("", OpKind.RESHAPE, {"target_shape": (1,)}, ("sum",))]
 
+
+def _reversible_embedding(config: dict, shapes: list) -> list:
+    """``ReversibleEmbedding``: an embedding look-up (its forward call); an untied
+    output table is a ``state`` of ``output_dim · input_dim`` weights."""
+    parts = _embedding(config, shapes)
+    if value_of(config, "tie_weights", True):
+        return parts
+    size = positive(config.get("input_dim"), "input_dim") * positive(
+        config.get("output_dim"), "output_dim")
+    return [("lookup", *parts[0][1:])] + [
+        ("", STATE, {"size": size, "what": "reverse embeddings"}, ("lookup",))]
+
+
+#: Layers ``TimeDistributed`` may wrap that act on the last axis alone (their handler
+#: applies to the whole ``(T, ...)`` input as it is).
+_PER_STEP_AGNOSTIC = frozenset({
+    "Dense", "EinsumDense", "Activation", "ReLU", "LeakyReLU", "ELU", "PReLU", "Softmax",
+    "Dropout", "GaussianDropout", "AlphaDropout", "GaussianNoise", "Identity", "Rescaling"})
+
+
+def _time_distributed(config: dict, shapes: list) -> list:
+    """``TimeDistributed(layer)`` over ``(T, ...)``: a convolution or pooling of rank
+    ``r`` is the same op of rank ``r + 1`` with a window of 1 over time; a global pooling
+    a reduction; a flatten a reshape; a layer of the last axis applies as it is."""
+    name, inner = nested_layer(config.get("layer"))
+    shape = shapes[0]
+    rank = len(shape) - 2
+    if name in _PER_STEP_AGNOSTIC:
+        return _TABLE[name](inner, shapes)
+    if data_format_of(inner) != "channels_last":
+        raise NotAnalysable("a TimeDistributed channels_first layer")
+    if name == "Flatten":
+        return [("", OpKind.RESHAPE, {"target_shape": (shape[0], prod(shape[1:]))}, None)]
+    if name.startswith("Global") and name.endswith(f"{rank}D"):
+        kind = "max" if "Max" in name else "mean"
+        return [("", REDUCE, {"reduction": kind, "axes": tuple(range(1, rank + 1)),
+                              "keepdims": bool(inner.get("keepdims", False))}, None)]
+    lifted = dict(inner)
+    for key in ("kernel_size", "strides", "dilation_rate", "pool_size"):
+        if key in inner or key == "strides":
+            default = inner.get("pool_size", 1) if key == "strides" else 1
+            lifted[key] = (1, *ints(value_of(inner, key, default), rank, key))
+    for stem in (f"Conv{rank}D", f"MaxPooling{rank}D", f"AveragePooling{rank}D"):
+        target = stem.replace(f"{rank}D", f"{rank + 1}D")
+        if name == stem and target in _TABLE:
+            return _TABLE[target](lifted, shapes)
+    raise NotAnalysable(f"a TimeDistributed {name}")
+
+
+def _spectral_norm(config: dict, shapes: list) -> list:
+    """``SpectralNormalization(layer)``: the wrapped layer, and its power-iteration
+    vector (one weight per output unit) as a ``state``."""
+    name, inner = nested_layer(config.get("layer"))
+    if name not in ("Dense", "Conv1D", "Conv2D", "Conv3D", "Embedding"):
+        raise NotAnalysable(f"a SpectralNormalization of {name}")
+    parts = _TABLE[name](inner, shapes)
+    width = inner.get("units") or inner.get("filters") or inner.get("output_dim")
+    return [("layer", *parts[-1][1:])] + [
+        ("", STATE, {"size": positive(width, "units"), "what": "power-iteration vector"},
+         ("layer",))]
+
+
+#: Keras layer classes that are not analysed, and why (an opaque node with that reason).
+NOT_ANALYSED = {
+    "Lambda": "a Lambda's code is never loaded or run",
+    "Layer": "the base class computes nothing of its own",
+    "Wrapper": "the base class of wrappers computes nothing of its own",
+    "InputSpec": "an input specification, not a layer",
+    "TorchModuleWrapper": "wraps a PyTorch module, code the linter never loads",
+    "JaxLayer": "wraps a JAX function, code the linter never loads",
+    "FlaxLayer": "wraps a Flax module, code the linter never loads",
+    "TFSMLayer": "wraps a TensorFlow SavedModel, a graph the linter does not read",
+    "SimpleRNNCell": "an RNN cell is costed in the RNN layer that runs it",
+    "LSTMCell": "an RNN cell is costed in the RNN layer that runs it",
+    "GRUCell": "an RNN cell is costed in the RNN layer that runs it",
+    "StackedRNNCells": "an RNN cell is costed in the RNN layer that runs it",
+    "ConvLSTM1D": "convolutional recurrent layers are not modelled yet",
+    "ConvLSTM2D": "convolutional recurrent layers are not modelled yet",
+    "ConvLSTM3D": "convolutional recurrent layers are not modelled yet",
+    "MelSpectrogram": "audio front ends (STFT, mel filter bank) are not modelled yet",
+    "STFTSpectrogram": "audio front ends (STFT, mel filter bank) are not modelled yet",
+}
 
 def _table() -> dict:
     table: dict[str, Handler] = {}
@@ -555,34 +655,23 @@ def _table() -> dict:
         "GroupConv2D": _group_conv,
         "DeformableConv2D": _deformable,
         "LayerScale": _layer_scale,
-        "CustomScaleLayer": _custom_scale,
         "EinsumDense": _einsum_dense,
-        "Resizing": _resizing,
-        "CenterCrop": _center_crop,
-        # At inference, RandomCrop returns the largest centred window of the target
-        # aspect ratio, resized to the target size.
-        "RandomCrop": _resizing,
-        **{name: _identity for name in INFERENCE_IDENTITY},
+        **IMAGE_HANDLERS,
+        "RMSNormalization": _rms_norm,
+        "RepeatVector": _repeat_vector,
+        "Dot": _dot,
+        "ReversibleEmbedding": _reversible_embedding,
+        **SEQUENCE_HANDLERS,
+        "TimeDistributed": _time_distributed,
+        "SpectralNormalization": _spectral_norm,
     })
     return table
 
 
-#: Layers that return their input unchanged at inference (data augmentation, masks, the
-#: bounding-box limit): the identity.  ``tests/test_keras_layer_coverage.py`` runs each
-#: at inference to check it.
-INFERENCE_IDENTITY = (
-    "AugMix", "CutMix", "MixUp", "RandAugment", "RandomBrightness",
-    "RandomColorDegeneration", "RandomColorJitter", "RandomContrast",
-    "RandomElasticTransform", "RandomErasing", "RandomFlip", "RandomGaussianBlur",
-    "RandomGrayscale", "RandomHue", "RandomInvert", "RandomPerspective",
-    "RandomPosterization", "RandomRotation", "RandomSaturation", "RandomSharpness",
-    "RandomShear", "RandomTranslation", "RandomZoom", "Solarization", "Equalization",
-    "MaxNumBoundingBoxes", "Masking")
-
 _TABLE = _table()
 
 #: Layer classes the table understands (besides ``InputLayer`` and composite blocks).
-KNOWN_CLASSES = frozenset(_TABLE) | {"InputLayer", *TF_OP_LAYERS}
+KNOWN_CLASSES = frozenset(_TABLE) | {"InputLayer", "Pipeline", *TF_OP_LAYERS}
 
 #: Keras layer-config keys that are not block arguments (dropped before expanding).
 _BASE_LAYER_KEYS = ("name", "trainable", "dtype", "autocast", "input_dim", "input_shape",
@@ -691,11 +780,19 @@ def convert_layer(name: str, class_name: str, config: dict, inputs: Sequence[str
         _check_dims(shape, f"layer {name!r}")
         return Expansion([Node(name=name, op=OpKind.INPUT, attrs={"shape": shape},
                                output_shape=shape, layer=layer, source_class=class_name)], name)
+    if class_name == "Pipeline" and len(inputs) == 1:
+        return _pipeline(name, config, inputs[0], input_shapes[0], layer, data_format)
     operation = op_name(class_name, config)
     if operation is not None:
         return _convert_op(name, operation, config, arguments, inputs, input_shapes, layer,
                            data_format, observed_shape)
     handler = _TABLE.get(class_name)
+    if class_name in NOT_ANALYSED:
+        return Expansion([opaque_node(name, class_name, inputs, input_shapes, observed_shape,
+                                      NOT_ANALYSED[class_name], layer)], name)
+    if class_name in NAMED_INPUTS:
+        config = dict(config, **{NAMED_INPUTS_KEY: named_inputs(NAMED_INPUTS[class_name],
+                                                                  arguments)})
     if handler is None:
         if is_block(class_name):
             if len(inputs) != 1:
@@ -715,12 +812,38 @@ def convert_layer(name: str, class_name: str, config: dict, inputs: Sequence[str
                                       INPUT_SHAPE_UNKNOWN, layer)], name)
     try:
         parts = handler(config, shapes)
+    except NotAnalysable as exc:
+        return Expansion([opaque_node(name, class_name, inputs, shapes, observed_shape,
+                                      str(exc), layer)], name)
     except (TypeError, ValueError, KeyError, IndexError) as exc:
         if isinstance(exc, (LayerConfigError, ShapeError)):
             raise type(exc)(f"layer {name!r} ({class_name}): {exc}") from None
         raise LayerConfigError(f"layer {name!r} ({class_name}): bad config: "
                                f"{type(exc).__name__}: {exc}") from None
     return _materialise(name, class_name, parts, inputs, shapes, layer, data_format)
+
+
+def _pipeline(name: str, config: dict, source: str, shape: Optional[Shape], layer: str,
+              data_format: Optional[str]) -> Expansion:
+    """``Pipeline(layers)``: its layers called one after the other (nodes
+    ``"<name>/<layer>"``); only Keras' own classes."""
+    entries = config.get("layers")
+    if not isinstance(entries, list) or not entries:
+        raise LayerConfigError(f"layer {name!r} (Pipeline): no `layers` list")
+    nodes: list = []
+    for i, entry in enumerate(entries):
+        try:
+            class_name, sub_config = nested_layer(entry)
+        except NotAnalysable as exc:
+            return Expansion([opaque_node(name, "Pipeline", [source], [shape], None,
+                                          str(exc), layer)], name)
+        local = str(sub_config.get("name") or i)
+        sub = convert_layer(f"{name}/{local}", class_name, sub_config, [source], [shape],
+                            layer=f"{layer}/{local}", data_format=data_format)
+        nodes.extend(sub.nodes)
+        out = next(n for n in sub.nodes if n.name == sub.output)
+        source, shape = sub.output, out.output_shape
+    return Expansion(nodes, source)
 
 
 def _convert_op(name: str, operation: str, config: dict, arguments: Optional[CallArguments],

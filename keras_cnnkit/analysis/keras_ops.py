@@ -31,7 +31,12 @@ import math
 from typing import Any, Callable, Optional, Sequence
 
 from keras_cnnkit.analysis.ir import OpKind
-from keras_cnnkit.analysis.layer_config import LayerConfigError, axes_indices, axis_index
+from keras_cnnkit.analysis.layer_config import (
+    LayerConfigError,
+    NotAnalysable,
+    axes_indices,
+    axis_index,
+)
 from keras_cnnkit.analysis.ops.activation_table import (
     keras_op_activations,
     tf_op_activations,
@@ -84,7 +89,7 @@ class Outputs:
     outputs: tuple
 
 
-class UnsupportedCall(LayerConfigError):
+class UnsupportedCall(NotAnalysable):
     """A known operation called with arguments that have no IR mapping."""
 
 
@@ -148,7 +153,8 @@ _TF = {
     "image.resize": "resize", "linalg.matmul": "matmul", "matmul": "matmul",
     "clip_by_value": "clip", "cast": "identity", "identity": "identity",
     "stop_gradient": "identity",
-    **{f"math.{fn}": f"unary:{fn}" for fn in UNARY_FUNCTIONS if fn != "clip"},
+    **{f"math.{fn}": f"unary:{fn}" for fn in UNARY_FUNCTIONS
+       if fn not in ("clip", "autocontrast", "clahe")},
     **{fn: f"activation:{name}" for fn, name in tf_op_activations().items()},
 }
 

@@ -20,6 +20,11 @@ class LayerConfigError(ValueError):
     """A layer's config cannot be understood (missing or ill-typed field)."""
 
 
+class NotAnalysable(LayerConfigError):
+    """A well-formed layer or call the IR cannot express (a recurrent layer returning its
+    states, a reshape fixing the batch size): an opaque node saying why, not an error."""
+
+
 def activation_name(value: Any) -> Optional[str]:
     """A Keras ``activation`` config value → canonical name (``None`` when linear).
 

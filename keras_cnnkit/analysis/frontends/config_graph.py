@@ -288,10 +288,8 @@ class _Builder:
         for node in nodes:
             if first != name:
                 node.attrs["shares_weights_with"] = first + node.name[len(name):]
-            elif node.name == output and node.op == OpKind.OPAQUE and not is_op:
-                node.params = self.nested_params(self.root, path)
             elif node.name == output and not block and not is_op:
-                node.params = self.observed_params(path)
+                node.params = self.nested_params(self.root, path)
             elif block and node.name.startswith(name + "/"):
                 node.params = self.observed_params(path + node.name[len(name):])
             self.graph.add(node)

@@ -5,7 +5,9 @@ other than ReLU's).
 FLOPs per element (one FLOP per elementary operation or transcendental, as the
 activation table counts): ``abs``, ``negative``, ``square``, ``sqrt``, ``exp``,
 ``log``, ``reciprocal``, ``sign``, ``floor``, ``ceil``, ``round``, ``erf``, ``sin``,
-``cos`` 1; ``rsqrt`` 2; ``clip`` 2 (two compares); others unknown.
+``cos`` 1; ``rsqrt`` 2; ``clip`` 2 (two compares); ``autocontrast`` (``AutoContrast``: a
+per-image min and max, an affine map, a clip) 6; others (``clahe``: histogram
+equalisation per tile) unknown.
 """
 from __future__ import annotations
 
@@ -22,7 +24,7 @@ UNARY = "unary"
 FLOPS_PER_ELEMENT = {name: 1 for name in (
     "abs", "negative", "square", "sqrt", "exp", "log", "reciprocal", "sign", "floor",
     "ceil", "round", "erf", "sin", "cos")}
-FLOPS_PER_ELEMENT.update(rsqrt=2, clip=2)
+FLOPS_PER_ELEMENT.update(rsqrt=2, clip=2, autocontrast=6, clahe=None)
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
