@@ -67,6 +67,11 @@ EXAMPLES = {
     "einsum_dense": ([(5, 7)], {"equation": "abc,cd->abd", "output_shape": (None, 3),
                                 "bias_axes": "d"}),
     "unary": ([IMG], {"function": "sqrt"}),
+    "adaptive_pool": ([IMG], {"output_size": (3, 5), "pool_type": "avg"}),
+    "attention": ([(6, 5), (4, 7)], {"variant": "multi_head", "num_heads": 2, "key_dim": 3}),
+    "rnn": ([(6, 5)], {"units": 4, "cell": "lstm"}),
+    "lookup": ([(3,)], {"mode": "multi_hot", "size": 9}),
+    "state": ([IMG], {"size": 4}),
 }
 
 

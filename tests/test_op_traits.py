@@ -18,9 +18,9 @@ def test_groupings_are_trait_sets():
     assert set(MERGES) == {"add", "subtract", "multiply", "divide", "average", "maximum",
                            "minimum", "concat"}
     assert set(TRANSPARENT) == {"batchnorm", "activation", "dropout", "identity",
-                                "layer_scale"}
+                                "layer_scale", "state"}
     assert set(ops.kinds_with(Trait.VIEW)) == {"input", "flatten", "reshape", "identity",
-                                               "dropout"}
+                                               "dropout", "state"}
     assert set(ops.kinds_with(Trait.SOURCE)) == {"input"}
     assert set(ops.kinds_with(Trait.OPAQUE)) == {"opaque"}
     head = TRANSPARENT | {OpKind.FLATTEN}
