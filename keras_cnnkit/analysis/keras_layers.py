@@ -23,13 +23,25 @@ Entry points:
   spec (:mod:`keras_cnnkit.blockspec`) into nodes named ``f"{layer_name}/{op.name}"``
   (``layer`` is the same path), so that rules see inside blocks.
 
+The table covers every ``keras.layers`` class; those it does not analyse are listed in
+:data:`NOT_ANALYSED` with the reason their opaque node gives.  Image preprocessing and
+keras.applications' own layers are in :mod:`.image_layers`, attention, recurrent and text
+layers in :mod:`.sequence_layers`; operations recorded in graphs (``keras.ops`` calls,
+Keras 2 ``TFOpLambda``) map through :mod:`.keras_ops` (``convert_layer``'s
+``arguments``).  A well-formed layer the IR cannot express raises
+:class:`~.layer_config.NotAnalysable` in its handler and becomes an opaque node with that
+reason; a malformed config is an error.
+
 Layers that become more than one node:
 
 * ``SeparableConv1D/2D`` → a depthwise node ``"<name>/depthwise"`` (no bias, no
   activation) feeding the pointwise 1×1 node ``"<name>"`` (the layer's bias and
   activation).  Both carry ``layer=<name>``.  Rules therefore see the depthwise and the
   pointwise convolution separately, and the costs add up to the layer's.
-* composite ``keras_cnnkit`` blocks, as above.
+* composite ``keras_cnnkit`` blocks, as above;
+* ``Pipeline``: its layers one after the other;
+* an operation with several outputs (``keras.ops.split``): a node per output
+  (:attr:`Expansion.outputs`).
 
 A fused ``activation`` of a conv or dense layer stays an attribute of its node
 (``attrs["activation"]``, ``None`` when linear); the cost model counts it.
