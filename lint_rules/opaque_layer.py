@@ -60,9 +60,11 @@ class OpaqueLayer(Rule):
                 after = (f"; {len(hides)} layer{'s' if len(hides) > 1 else ''} after it "
                          f"{'have' if len(hides) > 1 else 'has'} no known input shape "
                          f"({shown})")
+            inner = node.attrs.get("inner_macs")
+            unknown = "its FLOPs are unknown, its MACs are those of the known layers it " \
+                f"calls ({num(inner)})" if inner else "its MACs and FLOPs are unknown"
             yield self.finding(
-                node, f"{cls} cannot be analysed ({why}); its MACs and FLOPs are unknown"
-                      f"{params}{after}",
+                node, f"{cls} cannot be analysed ({why}); {unknown}{params}{after}",
                 suggestion="replace it with standard layers, or register a rule/frontend "
                            "mapping for its class",
                 measurements={"class_name": cls, "reason": why, "hides": hides})

@@ -151,7 +151,8 @@ def test_unknown_size_file_keeps_structure_live_gets_default_size(tmp_path):
     assert "after" in summary.unknown
     live = lint(model)
     assert live.graph["after"].output_shape == (222, 222, 4)
-    assert live.summary.macs == 222 * 222 * 4 * 9 * 8 + 222 * 222 * 5 * 2 + 4 * 7
+    assert live.summary.macs == (224 * 224 * 8 * 9 * 3 + 222 * 222 * 4 * 9 * 8
+                                 + 222 * 222 * 5 * 2 + 4 * 7)
     assert any("analysed at (224, 224, 3)" in note for note in live.summary.notes)
 
 
@@ -162,3 +163,18 @@ def test_live_opaque_layers_keep_their_own_output_shapes():
     assert graph["two/output_1"].output_shape == (4,)
     assert graph["on_second"].inputs == ["two/output_1"]
     assert math.prod(graph["on_second"].input_shapes[0]) == 4
+
+
+def test_live_opaque_layers_count_the_macs_of_their_known_sub_layers():
+    """Live, a custom layer is run once with its sub-layers' calls recorded: its MACs are
+    its conv's; its FLOPs stay unknown; the opaque-layer finding says so."""
+    model = _custom_model()
+    report = lint(model, select=["opaque-layer"])
+    graph = report.graph
+    assert graph["block"].attrs["inner_macs"] == 16 * 16 * 8 * 9 * 3
+    assert graph["two"].attrs.get("inner_macs") is None      # no sub-layers: unknown
+    assert report.summary.macs == (16 * 16 * 8 * 9 * 3 + 14 * 14 * 4 * 9 * 8
+                                   + 14 * 14 * 5 * 2 + 4 * 7)
+    assert "block" in report.summary.unknown
+    (finding,) = [f for f in report.findings if f.layer == "block"]
+    assert "its MACs are those of the known layers it calls (55,296)" in finding.message

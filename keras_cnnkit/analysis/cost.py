@@ -62,7 +62,9 @@ Unknown cost
     An opaque node, an unknown dimension or an activation outside the table gives a
     :class:`Cost` with ``known=False`` and ``None`` for what cannot be computed; the
     summary lists those nodes, and totals say which parts they leave out.  Nothing
-    unknown is silently counted as 0.
+    unknown is silently counted as 0.  An opaque node whose known sub-layers the live
+    frontend ran (``attrs["inner_macs"]``) contributes their MACs; its FLOPs stay
+    unknown.
 """
 from __future__ import annotations
 
@@ -141,7 +143,9 @@ def node_cost(node: Node) -> Cost:
         params = node.params
     out_elems = num_elements(node.output_shape)
     in_elems = [num_elements(s) for s in node.input_shapes]
-    if opaque or out_elems is None or any(e is None for e in in_elems):
+    if opaque:
+        return Cost(params, getattr(attrs, "inner_macs", None), None, None, None, False)
+    if out_elems is None or any(e is None for e in in_elems):
         return Cost(params, None, None, None, None, False)
     sizes = Sizes(out_elems, tuple(in_elems))
     macs = definition.macs(node, attrs, sizes)

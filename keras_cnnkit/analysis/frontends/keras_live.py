@@ -128,6 +128,10 @@ class _Walker:
             expansion = Expansion([node], name)
         first = self.first_call.setdefault(id(operation), name)
         self.add_nodes(operation, expansion, name, first, observed)
+        main = self.graph[expansion.output]
+        if main.op == OpKind.OPAQUE and arguments is None and all(
+                s is not None and None not in s for s in shapes):
+            main.attrs["inner_macs"] = self.inner_macs(operation, knode)
         outputs = list(expansion.outputs)
         for t, out in enumerate(knode.outputs):
             if t >= len(outputs):
@@ -138,6 +142,16 @@ class _Walker:
             if node.output_shape is not None and node.output_shape != self.shape_of(out):
                 node.attrs["inferred_shape"] = node.output_shape
                 node.output_shape = self.shape_of(out)
+
+    def inner_macs(self, operation, knode) -> Optional[int]:
+        """The MACs of the known layers an opaque layer calls (see :mod:`.inner_costs`)."""
+        import keras
+
+        from keras_cnnkit.analysis.frontends.inner_costs import inner_macs
+        tensors = {id(t): keras.KerasTensor((None, *self.shape_of(t)), dtype=t.dtype)
+                   for t in knode.input_tensors}
+        args, kwargs = knode.arguments.fill_in(tensors)
+        return inner_macs(operation, args, kwargs)
 
     def extra_output(self, expansion: Expansion, index: int, shape: tuple) -> str:
         """A node for output ``index`` of a layer analysed as one output (opaque)."""
