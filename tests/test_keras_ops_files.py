@@ -149,6 +149,8 @@ def test_unknown_size_file_keeps_structure_live_gets_default_size(tmp_path):
     summary = summarize(graph)
     assert summary.params == model.count_params()
     assert "after" in summary.unknown
+    assert graph.notes == ["input 'img' of unknown size (None, None, 3) analysed at "
+                           "(224, 224, 3) (give --input-shape to choose another size)"]
     live = lint(model)
     assert live.graph["after"].output_shape == (222, 222, 4)
     assert live.summary.macs == (224 * 224 * 8 * 9 * 3 + 222 * 222 * 4 * 9 * 8

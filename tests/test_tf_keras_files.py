@@ -60,6 +60,20 @@ _WRITE = """
         parts[1], k2.layers.Conv2D(5, 1, name="after_split")(parts[1]),
     ]
     save(k2.Model(inp, outputs, name="tf_ops"), "tf_ops")
+
+    class Block(k2.layers.Layer):
+        def __init__(self, **kwargs):
+            super().__init__(**kwargs)
+            self.conv = k2.layers.Conv2D(8, 3, padding="same")
+            self.bn = k2.layers.BatchNormalization()
+
+        def call(self, inputs):
+            return tf.nn.relu(self.bn(self.conv(inputs)))
+
+    img = k2.Input((16, 16, 3), name="img")
+    y = k2.layers.Conv2D(4, 3, name="after")(Block(name="block")(img))
+    save(k2.Model(img, k2.layers.GlobalAveragePooling2D(name="gap")(y)), "custom",
+         formats=("h5",))
     save(k2.applications.MobileNetV3Small(input_shape=(32, 32, 3), weights=None),
          "mobilenet_v3_small")
     save(k2.applications.ConvNeXtTiny(input_shape=(32, 32, 3), weights=None),
@@ -110,6 +124,22 @@ def test_tf_ops_are_read_as_ops(tf_keras_files):
     assert graph["tf.split/1"].attrs == {"axis": 2, "start": 4, "stop": 12,
                                          "data_format": "channels_last"}
     assert graph["after_split"].inputs == ["tf.split/1"]
+
+
+def test_custom_layer_keeps_params_and_does_not_blind(tf_keras_files):
+    """A Keras 2 custom layer with sub-layers: opaque, its stored weights counted.  A
+    tf_keras .h5 records no shapes, but the conv after it stores its kernel: the conv is
+    analysed (8 input channels; the spatial size, and so its MACs, unknown), and so is
+    what follows."""
+    facts, paths = tf_keras_files["custom"]
+    graph = load_graph(paths["h5"])
+    assert graph["block"].op == "opaque" and graph["block"].output_shape == (None, None, 8)
+    assert graph["block"].params == 3 * 3 * 3 * 8 + 8 + 4 * 8
+    assert graph["after"].op == "conv" and graph["after"].input_shapes == [(None, None, 8)]
+    assert graph["gap"].op == "global_pool" and graph["gap"].output_shape == (4,)
+    summary = summarize(graph)
+    assert summary.params == facts["params"]
+    assert sorted(summary.unknown) == ["after", "block", "gap"]
 
 
 def test_convnext_config_reads_with_its_tf_ops(tf_keras_files):

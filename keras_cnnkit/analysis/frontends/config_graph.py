@@ -21,6 +21,7 @@ file stores for the layer (``None`` for a bare JSON config).
 from __future__ import annotations
 
 import heapq
+import re
 from typing import Optional
 
 from keras_cnnkit.analysis.frontends.keras_config import MAX_NESTING, LayerSpec, ModelSpec
@@ -48,6 +49,12 @@ KERAS_OPS_MODULES = ("keras.src.ops.", "keras.ops")
 KERAS_DEFAULT_PACKAGE_CLASSES = frozenset({"CustomScaleLayer"})
 #: ``registered_name`` prefixes of trusted classes.
 _TRUSTED_REGISTRIES = ("keras_cnnkit>", "keras>")
+
+
+#: Convolution classes whose stored kernel (first weight) gives their input's channels:
+#: axis -2, or -1 for a transposed convolution.
+_CONV_CLASS = re.compile(r"(Conv|Convolution|DepthwiseConv|SeparableConv|"
+                         r"SeparableConvolution)[123]D(Transpose)?")
 
 
 class GraphBuildError(ValueError):
@@ -151,6 +158,22 @@ class _Builder:
             return None
         return _weight_count(self.weights.get(path, ()))
 
+    def shape_from_weights(self, layer: LayerSpec, path: str) -> Optional[tuple]:
+        """The input shape a convolution's stored kernel implies, when its producer's
+        output shape is unknown: its rank and channels (``(None, None, C)``), the
+        spatial sizes unknown.  ``None`` for other layers or without weights."""
+        match = _CONV_CLASS.fullmatch(layer.class_name)
+        stored = self.weights.get(path) if self.weights else None
+        if match is None or not stored or len(stored[0]) < 3 or \
+                untrusted_origin(layer) is not None:
+            return None
+        kernel = stored[0]
+        channels = kernel[-1 if match.group(2) else -2]
+        spatial = (None,) * (len(kernel) - 2)
+        if layer.config.get("data_format") == "channels_first":
+            return (channels, *spatial)
+        return (*spatial, channels)
+
     def nested_params(self, spec: ModelSpec, path: str) -> Optional[int]:
         """Weights the file stores for layer ``path`` and every sub-layer it holds.
 
@@ -253,6 +276,10 @@ class _Builder:
         node = expansion.nodes[0]
         if shape != tuple(declared):
             node.attrs["declared_shape"] = tuple(declared)
+            why = "give --input-shape to choose another size" if self.input_shape is None \
+                else "the size asked for"
+            self.graph.notes.append(f"input {name!r} of unknown size {_fmt(declared)} "
+                                    f"analysed at {_fmt(shape)} ({why})")
         self.graph.add(node)
         return name
 
@@ -261,6 +288,12 @@ class _Builder:
         """Add the node(s) of one call of a layer; returns its output nodes' names."""
         name = self.unique(prefix + layer.name)
         shapes = [self.graph[src].output_shape for src in inputs]
+        producer = self.graph[inputs[0]] if len(inputs) == 1 else None
+        if producer is not None and producer.output_shape is None \
+                and producer.op == OpKind.OPAQUE:
+            # An opaque producer's output, recovered from this consumer's stored kernel.
+            producer.output_shape = self.shape_from_weights(layer, wprefix + layer.name)
+            shapes = [producer.output_shape]
         observed = _observed_output(layer, call_idx, shapes, recorded)
         origin = untrusted_origin(layer)
         class_name, config = layer.class_name, layer.config

@@ -173,14 +173,18 @@ class _ArgumentReader:
 
     def keras3(self, value: Any, depth: int = 0) -> Any:
         """A Keras 3 argument (``__keras_tensor__``, ``__slice__``... dicts) as a value."""
-        _expect(depth <= MAX_ARGUMENT_DEPTH, f"{self.where}: call arguments nested too deeply")
         if isinstance(value, list):
+            if depth > MAX_ARGUMENT_DEPTH:
+                raise ConfigFormatError(f"{self.where}: call arguments nested too deeply")
             return [self.keras3(v, depth + 1) for v in value]
         if not isinstance(value, dict):
             return value
+        if not value:
+            return {}
         kind, config = value.get("class_name"), value.get("config")
         if kind == "__keras_tensor__":
-            _expect(isinstance(config, dict), f"{self.where}: malformed tensor {str(value)[:80]}")
+            if not isinstance(config, dict):
+                raise ConfigFormatError(f"{self.where}: malformed tensor {str(value)[:80]}")
             return self.tensor(_ref(config.get("keras_history"), self.where), config.get("shape"))
         if kind == "__slice__" and isinstance(config, dict):
             return slice(*(self.keras3(config.get(k), depth + 1)
@@ -189,12 +193,15 @@ class _ArgumentReader:
             return Ellipsis
         if kind in ("__numpy__", "__tensor__") and isinstance(config, dict):
             return Constant(_nested_shape(config.get("value")))
+        if depth > MAX_ARGUMENT_DEPTH:
+            raise ConfigFormatError(f"{self.where}: call arguments nested too deeply")
         return {k: self.keras3(v, depth + 1) for k, v in value.items()}
 
     def keras2(self, value: Any, depth: int = 0) -> Any:
         """A Keras 2 keyword argument: ``[layer, node, tensor]`` of a known layer is a
         tensor."""
-        _expect(depth <= MAX_ARGUMENT_DEPTH, f"{self.where}: call arguments nested too deeply")
+        if depth > MAX_ARGUMENT_DEPTH:
+            raise ConfigFormatError(f"{self.where}: call arguments nested too deeply")
         if _is_ref(value) and len(value) == 3 and value[0] in self.known:
             return self.tensor(_ref(value, self.where))
         if isinstance(value, list):

@@ -67,11 +67,14 @@ def _is_model(operation) -> bool:
 class _Walker:
     """State of one walk: the graph built so far and who owns which weights."""
 
-    def __init__(self, name: str, shapes: Optional[dict] = None):
+    def __init__(self, name: str, shapes: Optional[dict] = None,
+                 default_size: Optional[str] = "input_shape"):
         self.graph = Graph(name=name, source="<keras model>", frontend="keras")
         self.first_call: dict = {}   # id(operation) -> name of its first call's node
         self.prefixes: set = set()    # name prefixes of nested-model calls so far
         self.shapes = shapes or {}    # id(KerasTensor) -> its shape at the analysed size
+        # unknown dims at DEFAULT_SPATIAL: the option that chooses another size, else None
+        self.default_size = default_size
 
     def shape_of(self, tensor) -> tuple:
         """The batch-excluded shape of a tensor at the analysed input size."""
@@ -194,9 +197,10 @@ class _Walker:
         declared = tuple(tensor.shape[1:])
         if shape != declared:
             node.attrs["declared_shape"] = declared
-            self.graph.notes.append(
-                f"input {name!r} of unknown size {_fmt(declared)} analysed at "
-                f"{_fmt(shape)} (give input_shape to choose another size)")
+            why = f"give {self.default_size} to choose another size" if self.default_size \
+                else "the size asked for"
+            self.graph.notes.append(f"input {name!r} of unknown size {_fmt(declared)} "
+                                    f"analysed at {_fmt(shape)} ({why})")
         self.graph.add(node)
         return name
 
@@ -324,7 +328,8 @@ def _concrete_shapes(functional, inputs: list, out: dict) -> list:
     return [tensors.get(id(x)) for x in functional.outputs]
 
 
-def graph_from_keras(model, input_shape: Optional[tuple] = None) -> Graph:
+def graph_from_keras(model, input_shape: Optional[tuple] = None, *,
+                     size_option: str = "input_shape") -> Graph:
     """The IR graph of a built Functional or Sequential Keras model.
 
     Args:
@@ -332,7 +337,8 @@ def graph_from_keras(model, input_shape: Optional[tuple] = None) -> Graph:
         input_shape: optional batch-excluded shape for a single-input model whose spatial
             size Keras leaves unknown (``(None, None, 3)``): the full shape or one value
             per unknown dim.  Without it, unknown dims are :data:`DEFAULT_SPATIAL` and the
-            graph's notes say so.  Shapes at that size are Keras' own.
+            graph's notes say so (naming ``size_option`` as the way to choose another).
+            Shapes at that size are Keras' own.
 
     Raises:
         UnsupportedModelError: a subclassed model or an unbuilt Sequential.
@@ -351,7 +357,8 @@ def graph_from_keras(model, input_shape: Optional[tuple] = None) -> Graph:
         _concrete_shapes(functional, [keras.KerasTensor((None, *shape), dtype=t.dtype)
                                       for t, shape in zip(functional.inputs, analysed)],
                          shapes)
-    walker = _Walker(model.name, shapes)
+    walker = _Walker(model.name, shapes,
+                     default_size=size_option if input_shape is None else None)
     names = {}
     for tensor in functional.inputs:
         names[id(tensor)] = walker.add_input(tensor)

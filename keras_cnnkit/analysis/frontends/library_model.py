@@ -198,7 +198,8 @@ def load_library_model(path: str, library: Library, config: dict,
     model, version = build_model(path, library, config)
     try:
         graph = graph_from_keras(model, input_shape=None if input_shape is None
-                                 else tuple(int(d) for d in input_shape))
+                                 else tuple(int(d) for d in input_shape),
+                                 size_option="--input-shape")
     except ValueError as exc:
         raise ModelFileError(path, str(exc)) from None
     graph.source, graph.frontend = path, "library"
