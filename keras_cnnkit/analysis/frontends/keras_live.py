@@ -45,6 +45,7 @@ from keras_cnnkit.analysis.keras_layers import (
     producer_format,
 )
 from keras_cnnkit.analysis.keras_ops import KERAS_OP_PREFIX, CallArguments, Constant, TensorArg
+from keras_cnnkit.analysis.sequence_layers import NAMED_INPUTS
 from keras_cnnkit.analysis.shapes import ShapeError
 from keras_cnnkit.errors import CnnkitError
 from keras_cnnkit.io_guard import functional_graph
@@ -115,7 +116,8 @@ class _Walker:
         name = self.unique(prefix + operation.name)
         class_name, config = _class_and_config(operation)
         arguments = None
-        if class_name.startswith(KERAS_OP_PREFIX):
+        is_op = class_name.startswith(KERAS_OP_PREFIX)
+        if is_op or class_name in NAMED_INPUTS:
             arguments, tensors = _arguments(knode)
             inputs = [tensor_names[id(t)] for t in tensors]
         else:
@@ -132,7 +134,7 @@ class _Walker:
         first = self.first_call.setdefault(id(operation), name)
         self.add_nodes(operation, expansion, name, first, observed)
         main = self.graph[expansion.output]
-        if main.op == OpKind.OPAQUE and arguments is None and all(
+        if main.op == OpKind.OPAQUE and not is_op and all(
                 s is not None and None not in s for s in shapes):
             main.attrs["inner_macs"] = self.inner_macs(operation, knode)
         outputs = list(expansion.outputs)
