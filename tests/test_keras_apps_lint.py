@@ -33,8 +33,9 @@ OTHERS = ("VGG19", "ResNet101", "ResNet152", "ResNet101V2", "ResNet152V2", "Dens
           "EfficientNetV2B0", "EfficientNetV2S", "EfficientNetV2L", "ConvNeXtTiny",
           "ConvNeXtBase")
 #: Layers of keras.applications the linter does not know (custom classes): opaque.
-#: (ConvNeXt's LayerScale is the ``layer_scale`` op kind.)
-EXPECTED_OPAQUE = {"InceptionResNetV2": "CustomScaleLayer"}
+#: None: ConvNeXt's LayerScale is the ``layer_scale`` op kind, InceptionResNetV2's
+#: CustomScaleLayer a scalar rescale and an add.
+EXPECTED_OPAQUE: dict = {}
 
 
 def build(name):

@@ -57,6 +57,21 @@ EXAMPLES = {
     OpKind.IDENTITY: ([IMG], {}),
     OpKind.OPAQUE: ([IMG], {"class_name": "Lambda"}),
     "layer_scale": ([SMALL], {"channels": 3}),
+    "divide": ([SMALL, SMALL], {}),
+    "reduce": ([IMG], {"reduction": "sum", "axes": (2,)}),
+    "strided_slice": ([IMG], {"slices": ((1, 5, None), (0, None, 2), (None, None, None)),
+                              "squeeze": ()}),
+    "resize": ([SMALL], {"size": (6, 5), "interpolation": "bilinear"}),
+    "matmul": ([(5, 7), (7, 3)], {}),
+    "einsum": ([(4, 6), (6, 3)], {"equation": "bij,bjk->bik"}),
+    "einsum_dense": ([(5, 7)], {"equation": "abc,cd->abd", "output_shape": (None, 3),
+                                "bias_axes": "d"}),
+    "unary": ([IMG], {"function": "sqrt"}),
+    "adaptive_pool": ([IMG], {"output_size": (3, 5), "pool_type": "avg"}),
+    "attention": ([(6, 5), (4, 7)], {"variant": "multi_head", "num_heads": 2, "key_dim": 3}),
+    "rnn": ([(6, 5)], {"units": 4, "cell": "lstm"}),
+    "lookup": ([(3,)], {"mode": "multi_hot", "size": 9}),
+    "state": ([IMG], {"size": 4}),
 }
 
 

@@ -15,12 +15,12 @@ from keras_cnnkit.analysis.patterns import MERGES, RECTIFIERS, TRANSPARENT, WEIG
 def test_groupings_are_trait_sets():
     assert set(WEIGHTED) == {"conv", "depthwise_conv", "conv_transpose", "deform_conv",
                              "dense"}
-    assert set(MERGES) == {"add", "subtract", "multiply", "average", "maximum", "minimum",
-                           "concat"}
+    assert set(MERGES) == {"add", "subtract", "multiply", "divide", "average", "maximum",
+                           "minimum", "concat"}
     assert set(TRANSPARENT) == {"batchnorm", "activation", "dropout", "identity",
-                                "layer_scale"}
+                                "layer_scale", "state"}
     assert set(ops.kinds_with(Trait.VIEW)) == {"input", "flatten", "reshape", "identity",
-                                               "dropout"}
+                                               "dropout", "state"}
     assert set(ops.kinds_with(Trait.SOURCE)) == {"input"}
     assert set(ops.kinds_with(Trait.OPAQUE)) == {"opaque"}
     head = TRANSPARENT | {OpKind.FLATTEN}
@@ -47,7 +47,13 @@ def test_activation_table():
     assert len(onnx) == 15
     assert activation_table.keras_op_activations() == {
         "Relu": "relu", "Relu6": "relu6", "Sigmoid": "sigmoid", "Silu": "silu",
-        "Tanh": "tanh", "HardSigmoid": "hard_sigmoid", "HardSilu": "hard_silu"}
+        "Tanh": "tanh", "HardSigmoid": "hard_sigmoid", "HardSilu": "hard_silu",
+        "LeakyRelu": "leaky_relu", "Elu": "elu", "Selu": "selu", "Exp": "exponential",
+        "Softplus": "softplus", "Softsign": "softsign", "Gelu": "gelu", "Mish": "mish",
+        "Softmax": "softmax", "LogSoftmax": "log_softmax"}
+    tf_ops = activation_table.tf_op_activations()
+    assert tf_ops["nn.relu6"] == "relu6" and tf_ops["nn.swish"] == "silu"
+    assert tf_ops["math.sigmoid"] == tf_ops["nn.sigmoid"] == "sigmoid"
 
 
 def conv(groups=1, kernel=(3, 3), in_channels=8, filters=8, op=OpKind.CONV):

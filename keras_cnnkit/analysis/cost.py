@@ -62,7 +62,9 @@ Unknown cost
     An opaque node, an unknown dimension or an activation outside the table gives a
     :class:`Cost` with ``known=False`` and ``None`` for what cannot be computed; the
     summary lists those nodes, and totals say which parts they leave out.  Nothing
-    unknown is silently counted as 0.
+    unknown is silently counted as 0.  An opaque node whose known sub-layers the live
+    frontend ran (``attrs["inner_macs"]``) contributes their MACs; its FLOPs stay
+    unknown.
 """
 from __future__ import annotations
 
@@ -141,7 +143,9 @@ def node_cost(node: Node) -> Cost:
         params = node.params
     out_elems = num_elements(node.output_shape)
     in_elems = [num_elements(s) for s in node.input_shapes]
-    if opaque or out_elems is None or any(e is None for e in in_elems):
+    if opaque:
+        return Cost(params, getattr(attrs, "inner_macs", None), None, None, None, False)
+    if out_elems is None or any(e is None for e in in_elems):
         return Cost(params, None, None, None, None, False)
     sizes = Sizes(out_elems, tuple(in_elems))
     macs = definition.macs(node, attrs, sizes)
@@ -192,7 +196,8 @@ class ModelSummary:
     Totals sum what is known: ``macs``/``flops``/``bytes_moved`` leave out the nodes in
     ``unknown`` (listed by name, never counted as 0 in silence); ``params`` adds, for
     nodes without a formula (opaque layers), the frontend's observed count and lists
-    them in ``params_from_observed``.
+    them in ``params_from_observed``.  ``notes`` are the graph's (what its frontend
+    assumed: a default input size, the library that built the model).
     """
 
     name: str
@@ -208,6 +213,7 @@ class ModelSummary:
     unknown: list
     params_from_observed: list
     param_mismatches: list
+    notes: list = dataclasses.field(default_factory=list)
 
     @property
     def complete(self) -> bool:
@@ -227,6 +233,7 @@ class ModelSummary:
             "name", "params", "macs", "flops", "activation_bytes", "peak_activation_bytes",
             "weight_bytes", "bytes_moved", "layer_count", "unknown", "params_from_observed")}
         out["param_mismatches"] = [dict(m) for m in self.param_mismatches]
+        out["notes"] = list(self.notes)
         if per_node:
             out["nodes"] = [row.to_dict() for row in self.nodes]
         return out
@@ -283,4 +290,5 @@ def summarize(graph: Graph) -> ModelSummary:
                   for layer, (f, o) in by_layer.items() if o is not None and o != f]
     layers = {n.layer or n.name for n in graph if not op_def(n.op).has(Trait.SOURCE)}
     return ModelSummary(graph.name, rows, params, macs, flops, act, _peak_activation(graph, costs),
-                        weights, moved, len(layers), unknown, from_observed, mismatches)
+                        weights, moved, len(layers), unknown, from_observed, mismatches,
+                        list(graph.notes))

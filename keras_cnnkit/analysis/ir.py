@@ -166,6 +166,9 @@ class Graph:
         inputs / outputs: names of the graph's input and output nodes.
         source: where it came from (a path, or ``"<keras model>"``).
         frontend: which frontend made it (``"keras"``, ``"file"``, ``"onnx"``).
+        notes: what the frontend assumed or did that a reader of the report must know
+            (an input of unknown size analysed at 224², the library that built the
+            model), one sentence each; reports print them.
     """
 
     name: str = "model"
@@ -174,6 +177,7 @@ class Graph:
     outputs: list = dataclasses.field(default_factory=list)
     source: str = ""
     frontend: str = ""
+    notes: list = dataclasses.field(default_factory=list)
 
     def __post_init__(self):
         self._consumers = None

@@ -12,13 +12,16 @@ model or re-runs an analysis.
         279,296 (−88%), FLOPs 231,211,008 → 27,371,520 (−88%)]
 
     then a table with one row per model (layers, params, MACs, FLOPs, opaque layers,
-    findings) and a one-line total.  With ``--benchmark`` a measured finding's line ends
-    in ``[measured 3.59 → 0.623 ms (5.76×, b32)]`` (forward pass before → after, speed-up,
-    batch), and each model's benchmark table (device, every run, the whole-model A/B,
-    what was skipped and why) follows the findings.
+    findings), a one-line total, and each model's notes (``model.keras: note: ...``: an
+    input of unknown size analysed at 224², the library that built the model).  With
+    ``--benchmark`` a measured finding's line ends in ``[measured 3.59 → 0.623 ms (5.76×,
+    b32)]`` (forward pass before → after, speed-up, batch), and each model's benchmark
+    table (device, every run, the whole-model A/B, what was skipped and why) follows the
+    findings.
 ``json``
     ``{"schema_version": 1, "tool": ..., "models": [{"file", "summary", "findings",
-    "suppressed", "baselined"}], "errors": [{"file", "problem"}], "totals": ...}``.
+    "suppressed", "baselined"}], "errors": [{"file", "problem"}], "totals": ...}``; a
+    summary's ``notes`` list the frontend's assumptions.
     A finding carries every :class:`~keras_cnnkit.lint.findings.Finding` field.  With
     ``--benchmark`` a measured finding also has ``latency_before_ms``,
     ``latency_after_ms``, ``speedup`` and ``device`` at its top level (every run under
@@ -201,6 +204,10 @@ def format_text(results: list, rules: list, show_summary: bool = True) -> str:
         shown = ", ".join(names[:5]) + (", ..." if len(names) > 5 else "")
         lines.append(f"{path}: cost unknown for {_plural(len(names), 'node')} "
                      f"(not counted in MACs/FLOPs): {shown}")
+    for result in results:
+        if result.error is None:
+            lines += [f"{result.path}: note: {note}"
+                      for note in getattr(result.summary, "notes", ())]
     return "\n".join(lines) + "\n"
 
 

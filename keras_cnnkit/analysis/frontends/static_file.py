@@ -17,7 +17,15 @@ What it guarantees:
 * **Same IR as the live frontend** for the same model: node names, shapes, parameter
   counts (``Node.params`` holds the weight counts stored in the file).
 * **Input size.**  Input dimensions the model leaves unknown (``None``) are taken as
-  :data:`~.config_graph.DEFAULT_SPATIAL` (224) unless ``input_shape`` says otherwise.
+  :data:`~.config_graph.DEFAULT_SPATIAL` (224) unless ``input_shape`` says otherwise,
+  and the graph's notes say so.
+* **Library models.**  A file whose top-level class is a keras-hub or kimm model
+  (a Functional subclass saved as its constructor arguments, with no layer graph) is
+  built with that installed library, under the conditions
+  :mod:`.library_model` sets out (no module the file names is imported, nothing but
+  Keras' dtype policies and initializers may be serialized in its config, safe mode on),
+  and read by the live frontend; the notes name the library.  This is the only path
+  that imports Keras.
 * **Errors.**  Every unreadable or inconsistent file raises
   :class:`~keras_cnnkit.errors.ModelFileError` (path and a one-line problem).
 """
@@ -39,6 +47,11 @@ from keras_cnnkit.analysis.frontends.containers import (
     ModelFile,
     detect_format,
     read_model_file,
+)
+from keras_cnnkit.analysis.frontends.library_model import (
+    library_of,
+    load_library_model,
+    stored_values,
 )
 from keras_cnnkit.analysis.frontends.keras_config import (
     ConfigFormatError,
@@ -144,6 +157,11 @@ def load_graph(path, input_shape: Optional[Sequence[int]] = None) -> Graph:
     if detect_format(path) == FORMAT_ONNX:
         return _load_onnx(path, input_shape)
     model_file = read_model_file(path)
+    library = library_of(model_file.config)
+    if library is not None:
+        stored = stored_values(model_file.weight_shapes) \
+            if model_file.format == FORMAT_KERAS else None
+        return load_library_model(path, library, model_file.config, stored, input_shape)
     spec = _model_spec(model_file)
     check_model_spec(path, spec)   # sizes and expanded layer count, before building
     weights = model_file.weight_shapes

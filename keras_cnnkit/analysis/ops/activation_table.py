@@ -11,7 +11,7 @@ silu/swish, hard_silu, gelu, mish, softmax, log_softmax 5; softplus, softsign 3;
 exponential 1; linear 0.  An activation not in the table has unknown cost.
 
 Used by the cost model (fused and stand-alone activations), the Keras frontends
-(:func:`canonical_name`, :func:`keras_op_activations`), the ONNX frontend
+(:func:`canonical_name`, :func:`keras_op_activations`, :func:`tf_op_activations`), the ONNX frontend
 (:func:`onnx_activations`), codegen and ``patterns.RECTIFIERS``.
 """
 from __future__ import annotations
@@ -31,6 +31,8 @@ class Activation:
         aliases: other spellings in Keras configs.
         onnx: the ONNX op computing it (``None``: none maps here directly).
         keras_op: the ``keras.ops`` operation class computing it in a functional graph.
+        tf_ops: the TensorFlow functions computing it, as Keras 2 ``TFOpLambda`` layers
+            name them (``"nn.relu6"`` for ``tf.nn.relu6``).
     """
 
     name: str
@@ -39,28 +41,36 @@ class Activation:
     aliases: tuple = ()
     onnx: Optional[str] = None
     keras_op: Optional[str] = None
+    tf_ops: tuple = ()
 
 
 TABLE = (
-    Activation("relu", 1, True, onnx="Relu", keras_op="Relu"),
-    Activation("relu6", 1, True, keras_op="Relu6"),
-    Activation("leaky_relu", 2, True, onnx="LeakyRelu"),
+    Activation("relu", 1, True, onnx="Relu", keras_op="Relu", tf_ops=("nn.relu",)),
+    Activation("relu6", 1, True, keras_op="Relu6", tf_ops=("nn.relu6",)),
+    Activation("leaky_relu", 2, True, onnx="LeakyRelu", keras_op="LeakyRelu",
+               tf_ops=("nn.leaky_relu",)),
     Activation("prelu", 4, True),
-    Activation("elu", 4, True, onnx="Elu"),
-    Activation("selu", 5, True, onnx="Selu"),
-    Activation("sigmoid", 4, onnx="Sigmoid", keras_op="Sigmoid"),
+    Activation("elu", 4, True, onnx="Elu", keras_op="Elu", tf_ops=("nn.elu",)),
+    Activation("selu", 5, True, onnx="Selu", keras_op="Selu", tf_ops=("nn.selu",)),
+    Activation("sigmoid", 4, onnx="Sigmoid", keras_op="Sigmoid",
+               tf_ops=("math.sigmoid", "nn.sigmoid", "sigmoid")),
     Activation("hard_sigmoid", 4, onnx="HardSigmoid", keras_op="HardSigmoid"),
-    Activation("silu", 5, True, aliases=("swish",), keras_op="Silu"),
+    Activation("silu", 5, True, aliases=("swish",), keras_op="Silu",
+               tf_ops=("nn.silu", "nn.swish")),
     Activation("hard_silu", 5, True, aliases=("hard_swish",), onnx="HardSwish",
                keras_op="HardSilu"),
-    Activation("tanh", 1, onnx="Tanh", keras_op="Tanh"),
-    Activation("exponential", 1, onnx="Exp"),
-    Activation("softplus", 3, onnx="Softplus"),
-    Activation("softsign", 3, onnx="Softsign"),
-    Activation("gelu", 5, True, onnx="Gelu"),
-    Activation("mish", 5, True, onnx="Mish"),
-    Activation("softmax", 5, onnx="Softmax"),
-    Activation("log_softmax", 5, onnx="LogSoftmax"),
+    Activation("tanh", 1, onnx="Tanh", keras_op="Tanh", tf_ops=("math.tanh", "nn.tanh", "tanh")),
+    Activation("exponential", 1, onnx="Exp", keras_op="Exp", tf_ops=("math.exp", "exp")),
+    Activation("softplus", 3, onnx="Softplus", keras_op="Softplus",
+               tf_ops=("math.softplus", "nn.softplus")),
+    Activation("softsign", 3, onnx="Softsign", keras_op="Softsign",
+               tf_ops=("math.softsign", "nn.softsign")),
+    Activation("gelu", 5, True, onnx="Gelu", keras_op="Gelu", tf_ops=("nn.gelu",)),
+    Activation("mish", 5, True, onnx="Mish", keras_op="Mish"),
+    Activation("softmax", 5, onnx="Softmax", keras_op="Softmax",
+               tf_ops=("nn.softmax", "math.softmax")),
+    Activation("log_softmax", 5, onnx="LogSoftmax", keras_op="LogSoftmax",
+               tf_ops=("nn.log_softmax", "math.log_softmax")),
 )
 
 #: Spellings of the identity (a linear activation is recorded as ``None``).
@@ -122,3 +132,8 @@ def onnx_activations() -> dict:
 def keras_op_activations() -> dict:
     """``keras.ops`` operation class name → canonical activation name."""
     return {row.keras_op: row.name for row in TABLE if row.keras_op}
+
+
+def tf_op_activations() -> dict:
+    """TensorFlow function (as a Keras 2 ``TFOpLambda`` names it) → canonical name."""
+    return {op: row.name for row in TABLE for op in row.tf_ops}

@@ -1,6 +1,7 @@
 """The element-wise merges of several tensors (broadcasting, numpy rules): ``add``,
-``subtract``, ``multiply``, ``average``, ``maximum``, ``minimum`` (Keras' merge layers;
-ONNX ``Add``/``Sum``, ``Sub``, ``Mul``, ``Mean``, ``Max``, ``Min``).
+``subtract``, ``multiply``, ``divide``, ``average``, ``maximum``, ``minimum`` (Keras' merge
+layers; ``keras.ops`` and Keras 2 ``tf.math`` calls on two tensors; ONNX ``Add``/``Sum``,
+``Sub``, ``Mul``, ``Div``, ``Mean``, ``Max``, ``Min``).
 
 One family, one definition each: FLOPs ``n_inputs − 1`` per output element (``average``:
 ``n_inputs``, the divide included); no parameters.
@@ -15,6 +16,8 @@ from keras_cnnkit.analysis.ops.attrs import OpAttrs
 from keras_cnnkit.analysis.ops.core import LatencyClass, OpDef, Sizes, Trait
 from keras_cnnkit.analysis.ops.geometry import broadcast
 from keras_cnnkit.analysis.ops.registry import register
+
+DIVIDE = "divide"
 
 
 class Elementwise(OpDef):
@@ -60,6 +63,15 @@ class Multiply(Elementwise):
 
     kind = OpKind.MULTIPLY
     keras_class = "Multiply"
+
+
+@register
+class Divide(Elementwise):
+    """``x₁ / x₂`` of two tensors (no Keras merge layer divides: not rebuildable)."""
+
+    kind = DIVIDE
+    rebuildable = False
+    not_rebuildable = "Keras has no merge layer that divides two tensors"
 
 
 @register

@@ -1,8 +1,9 @@
 """``norm``: normalisations other than batch norm (``LayerNormalization``,
-``GroupNormalization``, ``UnitNormalization``; ``kind`` says which).
+``GroupNormalization``, ``UnitNormalization``, ``RMSNormalization``; ``kind`` says which).
 
 Parameters ``norm_size · (center + scale)``; FLOPs per element: 5 (mean, subtract,
-square, variance, normalise) + 1 for ``scale`` + 1 for ``center``; unit norm 3.
+square, variance, normalise) + 1 for ``scale`` + 1 for ``center``; unit norm 3; RMS norm
+3 (square, sum, normalise) + 1 for ``scale``.
 """
 from __future__ import annotations
 
@@ -24,7 +25,8 @@ class NormAttrs(OpAttrs):
         axes: the normalised axes (batch excluded).
         norm_size: elements of ``gamma``/``beta`` (``None`` if unknown; 0 for unit norm).
         center / scale: whether ``beta`` / ``gamma`` exist.
-        kind: ``"layer"``, ``"group"`` or ``"unit"``.
+        kind: ``"layer"``, ``"group"``, ``"unit"`` or ``"rms"`` (``RMSNormalization``: no
+            mean subtracted, a scale only).
         groups: channel groups of a group norm.
         epsilon: Keras' argument.
     """
@@ -33,7 +35,7 @@ class NormAttrs(OpAttrs):
     norm_size: Optional[int]
     center: bool
     scale: bool
-    kind: str = choice("layer", "group", "unit")
+    kind: str = choice("layer", "group", "unit", "rms")
     groups: int = 32
     epsilon: float = 1e-3
 
@@ -55,6 +57,8 @@ class Norm(OpDef):
     def flops(self, node, a: NormAttrs, sizes: Sizes, macs: int) -> int:
         if a.kind == "unit":
             return 3 * sizes.out
+        if a.kind == "rms":  # square, sum, normalise
+            return (3 + bool(a.scale)) * sizes.out
         return (5 + bool(a.scale) + bool(a.center)) * sizes.out
 
     def keras_layers(self, node, a: NormAttrs, common: dict) -> list:
@@ -64,6 +68,10 @@ class Norm(OpDef):
                                                          axis=keras_axes[0], **common)]
         if a.kind == "unit":
             return [kc.keras_layer("UnitNormalization")(axis=keras_axes, **common)]
+        if a.kind == "rms":
+            return [kc.keras_layer("RMSNormalization")(
+                axis=keras_axes if len(keras_axes) > 1 else keras_axes[0],
+                epsilon=float(a.epsilon), **common)]
         return [kc.keras_layer("LayerNormalization")(
             axis=keras_axes if len(keras_axes) > 1 else keras_axes[0],
             epsilon=float(a.epsilon), center=bool(a.center), scale=bool(a.scale), **common)]
