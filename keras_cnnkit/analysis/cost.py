@@ -190,9 +190,11 @@ class ModelSummary:
     """Per-node and total costs of a model.
 
     Totals sum what is known: ``macs``/``flops``/``bytes_moved`` leave out the nodes in
-    ``unknown`` (listed by name, never counted as 0 in silence); ``params`` adds, for
-    nodes without a formula (opaque layers), the frontend's observed count and lists
-    them in ``params_from_observed``.
+    ``unknown`` (listed by name, never counted as 0 in silence), so they are lower bounds
+    whenever :attr:`complete` is false (``costs_complete`` in :meth:`to_dict`);
+    ``params`` adds, for nodes without a formula (opaque layers), the frontend's observed
+    count and lists them in ``params_from_observed``.  ``notes`` are the graph's notes
+    (what the frontend assumed, e.g. a default input size).
     """
 
     name: str
@@ -208,6 +210,7 @@ class ModelSummary:
     unknown: list
     params_from_observed: list
     param_mismatches: list
+    notes: list = dataclasses.field(default_factory=list)
 
     @property
     def complete(self) -> bool:
@@ -226,7 +229,9 @@ class ModelSummary:
         out = {k: getattr(self, k) for k in (
             "name", "params", "macs", "flops", "activation_bytes", "peak_activation_bytes",
             "weight_bytes", "bytes_moved", "layer_count", "unknown", "params_from_observed")}
+        out["costs_complete"] = self.complete
         out["param_mismatches"] = [dict(m) for m in self.param_mismatches]
+        out["notes"] = list(self.notes)
         if per_node:
             out["nodes"] = [row.to_dict() for row in self.nodes]
         return out
@@ -283,4 +288,5 @@ def summarize(graph: Graph) -> ModelSummary:
                   for layer, (f, o) in by_layer.items() if o is not None and o != f]
     layers = {n.layer or n.name for n in graph if not op_def(n.op).has(Trait.SOURCE)}
     return ModelSummary(graph.name, rows, params, macs, flops, act, _peak_activation(graph, costs),
-                        weights, moved, len(layers), unknown, from_observed, mismatches)
+                        weights, moved, len(layers), unknown, from_observed, mismatches,
+                        list(graph.notes))

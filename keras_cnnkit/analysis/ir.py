@@ -160,6 +160,9 @@ class Graph:
         inputs / outputs: names of the graph's input and output nodes.
         source: where it came from (a path, or ``"<keras model>"``).
         frontend: which frontend made it (``"keras"``, ``"file"``, ``"onnx"``).
+        notes: one line each, what the frontend assumed in reading the model (a default
+            input size it applied, a dimension it could not know) — shown with the
+            report, so that no assumption is silent.
     """
 
     name: str = "model"
@@ -168,6 +171,7 @@ class Graph:
     outputs: list = dataclasses.field(default_factory=list)
     source: str = ""
     frontend: str = ""
+    notes: list = dataclasses.field(default_factory=list)
 
     def __post_init__(self):
         self._consumers = None

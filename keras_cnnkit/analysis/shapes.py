@@ -63,7 +63,7 @@ def propagate_shapes(graph: Graph, input_shapes: dict) -> Graph:
     keep their output shape only where their input shapes did not change.
     """
     out = Graph(name=graph.name, inputs=list(graph.inputs), outputs=list(graph.outputs),
-                source=graph.source, frontend=graph.frontend)
+                source=graph.source, frontend=graph.frontend, notes=list(graph.notes))
     for node in graph:
         attrs = dict(node.attrs)
         in_shapes = [out[src].output_shape for src in node.inputs]

@@ -172,7 +172,7 @@ def apply_to_graph(graph: Graph, findings: Iterable[Finding]) -> Graph:
     removed = {name for rep in replacements.values() for name in rep.removed}
     kept = {name for name in graph.nodes if name not in removed}
     out = Graph(name=graph.name, inputs=list(graph.inputs), source=graph.source,
-                frontend=graph.frontend)
+                frontend=graph.frontend, notes=list(graph.notes))
     renamed: dict = {}
     for node in graph:
         if node.name in replacements:

@@ -86,6 +86,12 @@ def identity_order(shape: Optional[tuple]) -> tuple:
     return tuple(range(1, len(shape))) if shape else ()
 
 
+#: ONNX element types of indices, shapes, bounds and masks (``TensorProto`` INT32,
+#: INT64, UINT32, UINT64, BOOL): never parameters.  8- and 16-bit integers are not
+#: among them: quantised weights are stored so.
+_INDEX_TYPES = frozenset({6, 7, 12, 13, 9})
+
+
 class Const:
     """A constant: an initializer, a ``Constant`` output or a folded value."""
 
@@ -93,6 +99,28 @@ class Const:
         self.dims = tuple(int(d) for d in dims)
         self._proto = proto
         self._value = value
+        self._index_type = (proto.data_type in _INDEX_TYPES if proto is not None else
+                            value is not None and (value.dtype.kind == "b" or (
+                                value.dtype.kind in "iu" and value.dtype.itemsize >= 4)))
+
+    def is_parameter(self, tables: bool = True) -> bool:
+        """Whether the constant holds parameters (learned numbers) rather than data.
+
+        Not parameters: integer (32/64-bit) and boolean constants — shapes, slice
+        bounds, indices, masks — and scalars (an exponent, an epsilon, a fill value;
+        Keras' ``Rescaling`` has none either).  ``tables=False`` also excludes float
+        constants whose every value is a whole number: the stride and grid tables a
+        detection head multiplies or adds (YOLOv8's ``strides``), not weights.
+        """
+        if self._index_type or self.size <= 1:
+            return False
+        if tables:
+            return True
+        value = self.value()
+        if value is None or value.dtype.kind != "f":
+            return True
+        import numpy as np
+        return not bool(np.all(np.isfinite(value)) and np.all(value == np.round(value)))
 
     @property
     def size(self) -> int:
@@ -125,6 +153,11 @@ class Renamed:
 
 
 
+#: Ops whose operands after the first are sizes or scales, never parameters.
+_SIZE_OPERANDS = frozenset({"Resize", "Upsample", "Pad", "Reshape", "Expand", "Tile",
+                            "Slice", "Clip", "TopK", "OneHot", "Range"})
+
+
 class ConverterBase:
     """The state of one conversion and the helpers that emit IR nodes."""
 
@@ -138,6 +171,8 @@ class ConverterBase:
         self.tensors: dict = {}
         self.uses: dict = {}
         self.consumers: dict = {}
+        self.producers: dict = {}
+        self.absorbed: dict = {}
         self.outputs = {o.name for o in proto.graph.output}
         self.inferred: dict = {}
         self.input_shape = input_shape
@@ -195,6 +230,8 @@ class ConverterBase:
         fmt = attrs.get("data_format") or (first.data_format() if first else "channels_last")
         attrs = dict(attrs, data_format=fmt)
         in_shapes = [t.logical() for t in inputs]
+        if op != OpKind.OPAQUE:
+            _own_shape(out, op, attrs, in_shapes)
         out_shape = out.logical()
         if out_shape is None and op != OpKind.OPAQUE:
             try:
@@ -220,7 +257,9 @@ class ConverterBase:
             fmt=tensor.data_format(), sole=tensor.sole and self._single_use(out))
 
     def _opaque(self, onnx_node, data: list, reason: str) -> None:
-        params = sum(self.consts[n].size for n in onnx_node.input if n in self.consts)
+        params = sum(self.consts[n].size for i, n in enumerate(onnx_node.input)
+                     if n in self.consts and self.consts[n].is_parameter()
+                     and not (i and onnx_node.op_type in _SIZE_OPERANDS))
         shape = self._shape_of(onnx_node.output[0]) if onnx_node.output else None
         out = Tensor("", shape, identity_order(shape))
         self._emit(onnx_node, OpKind.OPAQUE, data,
@@ -232,6 +271,26 @@ class ConverterBase:
 
 
 # --- pure helpers ------------------------------------------------------------------------
+
+def _own_shape(out: Tensor, op: str, attrs: dict, in_shapes: list) -> None:
+    """Put the op's own shape rule's output dims into ``out`` (its physical shape, at
+    its logical axes).  Ours win over ONNX's inferred shapes, which lose dims wherever
+    ONNX's inference gives up (a slice with computed bounds) and never recover them;
+    a dim our rule cannot know keeps ONNX's value."""
+    if out.shape is None:
+        return
+    try:
+        ours = infer_shape(op, attrs, in_shapes)
+    except ShapeError:
+        return
+    if ours is None or len(ours) != len(out.order):
+        return
+    dims = list(out.shape)
+    for axis, dim in zip(out.order, ours):
+        if dim is not None:
+            dims[axis] = dim
+    out.shape = tuple(dims)
+
 
 def attr(node, name: str, default: Any = None) -> Any:
     """The value of attribute ``name`` of an ONNX node, or ``default``."""

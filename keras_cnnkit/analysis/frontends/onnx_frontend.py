@@ -82,6 +82,7 @@ from __future__ import annotations
 import os
 from typing import Any, Optional
 
+from keras_cnnkit.analysis.frontends.config_graph import DEFAULT_SPATIAL
 from keras_cnnkit.analysis.frontends.onnx_base import (
     ACTIVATIONS,
     AXIS_KEEPING,
@@ -112,9 +113,12 @@ def load_onnx_graph(path_or_model: Any, input_shape: Any = None) -> Graph:
         path_or_model: an ``.onnx`` file path, its bytes, or an ``onnx.ModelProto`` (not
             modified).
         input_shape: shape of the input without the batch dimension, in the input's own
-            layout (e.g. ``(3, 224, 224)`` for NCHW), for models with symbolic dimensions;
-            a dict ``{input name: shape}`` for several inputs.  ``None`` keeps the
-            model's dimensions (unknown ones leave costs unknown).
+            layout (e.g. ``(3, 224, 224)`` for NCHW), or one value per unknown dim
+            (``(224, 224)``), for models with symbolic dimensions; a dict ``{input
+            name: shape}`` for several inputs.  ``None``: a symbolic batch is 1 and every
+            other unknown dim is :data:`DEFAULT_SPATIAL` (224), as for Keras files, with a
+            line in ``Graph.notes`` saying so (an input with no known dim but the batch
+            keeps them unknown, and its note asks for ``input_shape``).
 
     Raises:
         ModelFileError: the file is missing or not a valid ONNX model, or its graph is
@@ -128,6 +132,12 @@ def load_onnx_graph(path_or_model: Any, input_shape: Any = None) -> Graph:
     except (ValueError, KeyError, IndexError, TypeError) as exc:
         raise ModelFileError(source, f"cannot analyse the ONNX graph: "
                                      f"{type(exc).__name__}: {exc}") from exc
+
+
+def _dims_text(dims) -> str:
+    """``(batch, 3, height, width)``: an ONNX shape as written, symbols by name."""
+    return "(" + ", ".join(str(d.dim_value) if d.HasField("dim_value") else (d.dim_param or "?")
+                           for d in dims) + ")"
 
 
 #: Protobuf tags of ``ModelProto`` fields 2-8 and 14 (length-delimited), one of which
@@ -187,10 +197,15 @@ class _Converter(ComputeOps, MovementOps):
         for init in graph.initializer:
             self.consts[init.name] = Const(init.dims, proto=init)
         for node in graph.node:
+            for name in node.output:
+                self.producers[name] = node
             for name in node.input:
                 if name:
                     self.uses[name] = self.uses.get(name, 0) + 1
                     self.consumers.setdefault(name, []).append(node)
+        for node in graph.node:
+            if node.op_type == "Constant":   # patterns look ahead at later constants
+                self._fold(node)
         self.inferred = self._infer_shapes()
         for value in graph.input:
             if value.name not in self.consts:
@@ -230,10 +245,17 @@ class _Converter(ComputeOps, MovementOps):
             copy.CopyFrom(value)
             if value.name in self.consts:
                 continue
-            dims = copy.type.tensor_type.shape.dim
+            tensor_type = copy.type.tensor_type
             given = self._given_shape(value.name, len(real_inputs))
+            if given is not None and not tensor_type.HasField("shape"):
+                tensor_type.shape.dim.add().dim_value = 1
+                tensor_type.shape.dim.extend(
+                    [onnx.TensorShapeProto.Dimension(dim_value=int(d)) for d in given])
+            dims = tensor_type.shape.dim
             if given is not None:
                 self._apply_shape(value.name, list(dims)[1:], given)
+            else:
+                self._default_shape(value.name, tensor_type)
             if dims and not dims[0].HasField("dim_value"):
                 dims[0].Clear()
                 dims[0].dim_value = 1
@@ -266,6 +288,30 @@ class _Converter(ComputeOps, MovementOps):
             if size is not None:
                 dim.Clear()
                 dim.dim_value = int(size)
+
+    def _default_shape(self, name: str, tensor_type) -> None:
+        """Give the unknown non-batch dims of input ``name`` the default size
+        (:data:`DEFAULT_SPATIAL`, as for Keras files), with a note saying so; an input
+        whose every dim is unknown keeps them, with a note asking for ``--input-shape``."""
+        dims = list(tensor_type.shape.dim)[1:]
+        unknown = [d for d in dims if not d.HasField("dim_value")]
+        if tensor_type.HasField("shape") and not unknown:
+            return
+        if not unknown or len(unknown) == len(dims):
+            what = "no shape" if not tensor_type.HasField("shape") else (
+                f"no known dimension besides the batch ({_dims_text(tensor_type.shape.dim)})")
+            self.graph.notes.append(f"input {name!r} has {what}: costs that depend on "
+                                    "it are unknown; give its size with --input-shape "
+                                    "(input_shape=...)")
+            return
+        before = _dims_text(tensor_type.shape.dim)
+        for dim in unknown:
+            dim.Clear()
+            dim.dim_value = DEFAULT_SPATIAL
+        after = "x".join(["1"] + [str(d.dim_value) for d in dims])
+        self.graph.notes.append(f"input {name!r} {before}: unknown dims taken as "
+                                f"{DEFAULT_SPATIAL} (the default), linted as {after}; "
+                                "--input-shape (input_shape=...) sets them")
 
     def _given_shape(self, name: str, count: int) -> Optional[tuple]:
         given = self.input_shape
@@ -337,9 +383,15 @@ class _Converter(ComputeOps, MovementOps):
     # --- dispatch ----------------------------------------------------------------------
 
     def _convert(self, node) -> None:
+        if node.output and node.output[0] in self.absorbed:
+            # Part of a pattern an earlier node already converted (the GELU of an Erf).
+            for name in node.output:
+                self.tensors[name] = self.absorbed.pop(name)
+            return
         data = [self.tensors[n] for n in node.input if n in self.tensors]
         if not data:
-            self._fold(node)
+            if node.op_type != "Constant":
+                self._fold(node)
             return
         if node.op_type in ("Shape", "Size"):
             self._fold_shape(node, data[0])

@@ -1,7 +1,8 @@
 """``pool``: max or average pooling over windows (``MaxPooling``/``AveragePooling``
 1D/2D/3D; ONNX ``MaxPool``, ``AveragePool``).
 
-Length per spatial axis: ``"valid"``: ``⌊(n − k)/s⌋ + 1``; ``"same"``: ``⌈n/s⌉``.
+Length per spatial axis: ``"valid"``: ``⌊(n − k)/s⌋ + 1``; ``"same"``: ``⌈n/s⌉``; explicit
+pads and ``ceil_mode`` as in :func:`~keras_cnnkit.analysis.ops.geometry.pool_length`.
 FLOPs ``∏pool_size`` per output element.
 """
 from __future__ import annotations
@@ -13,7 +14,7 @@ from keras_cnnkit.analysis.ir import OpKind
 from keras_cnnkit.analysis.ops import keras_codegen as kc
 from keras_cnnkit.analysis.ops.attrs import Ints, OpAttrs, Padding, choice
 from keras_cnnkit.analysis.ops.core import LatencyClass, OpDef, Sizes
-from keras_cnnkit.analysis.ops.geometry import per_spatial, pool_length, prod
+from keras_cnnkit.analysis.ops.geometry import axis_padding, per_spatial, pool_length, prod
 from keras_cnnkit.analysis.ops.registry import register
 
 
@@ -51,9 +52,10 @@ class Pool(OpDef):
     latency = LatencyClass.REDUCTION
 
     def infer_shape(self, a: PoolAttrs, shapes: list) -> tuple:
-        windows = list(zip(a.pool_size, a.strides))
+        windows = [(size, stride, axis_padding(a.padding, i))
+                   for i, (size, stride) in enumerate(zip(a.pool_size, a.strides))]
         return per_spatial(shapes[0], a.data_format, windows,
-                           lambda n, w: pool_length(n, w[0], w[1], a.padding))
+                           lambda n, w: pool_length(n, w[0], w[1], w[2], a.ceil_mode))
 
     def flops(self, node, a: PoolAttrs, sizes: Sizes, macs: int) -> int:
         return prod(a.pool_size) * sizes.out
