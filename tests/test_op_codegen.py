@@ -57,6 +57,7 @@ EXAMPLES = {
     OpKind.IDENTITY: ([IMG], {}),
     OpKind.OPAQUE: ([IMG], {"class_name": "Lambda"}),
     "layer_scale": ([SMALL], {"channels": 3}),
+    "reduce": ([(2, 4, 4, 3)], {"axes": (0,), "reduce_type": "sum"}),
 }
 
 

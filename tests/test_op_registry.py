@@ -37,10 +37,11 @@ def test_every_kind_has_shape_cost_and_codegen():
 
 
 def test_every_builtin_kind_is_registered():
-    """Every OpKind constant names a registered kind (and layer_scale is one more)."""
+    """Every OpKind constant names a registered kind (and layer_scale and reduce are
+    two more)."""
     builtin = {v for k, v in vars(OpKind).items() if k.isupper()}
     assert len(builtin) == 31
-    assert builtin | {"layer_scale"} == set(ops.all_kinds())
+    assert builtin | {"layer_scale", "reduce"} == set(ops.all_kinds())
 
 
 class _HalfDone(ops.OpDef):

@@ -83,7 +83,8 @@ class MovementOps(ConverterBase):
         target = tuple(shape[1:])
         channels = x.channels()
         channel = (len(shape) - 1 if target and target[-1] == channels
-                   else 1 if len(shape) > 2 and target[0] == channels else None)
+                   else 1 if len(shape) > 2 and target[0] == channels
+                   else _split_channel(x, shape))
         out = Tensor("", shape, identity_order(shape), channel,
                       "channels_first" if channel == 1 and len(shape) > 2 else "channels_last")
         if len(target) == 1 and len(logical) > 1:
@@ -262,6 +263,21 @@ class MovementOps(ConverterBase):
 
     _op_Upsample = _op_Resize
 
+
+
+def _split_channel(x: Tensor, shape: tuple) -> Optional[int]:
+    """Where the channels are after a reshape that splits ``x``'s channel axis ``C`` into
+    ``(g, C/g)`` in place (a channel shuffle's first step, ResNeSt's radix split): the
+    ``C/g`` axis, which a reduction over ``g`` leaves as the channels."""
+    axis = x.channel
+    if axis is None or x.shape is None or len(shape) != len(x.shape) + 1:
+        return None
+    if (tuple(shape[:axis]) == tuple(x.shape[:axis])
+            and tuple(shape[axis + 2:]) == tuple(x.shape[axis + 1:])
+            and None not in shape[axis:axis + 2]
+            and shape[axis] * shape[axis + 1] == x.shape[axis]):
+        return axis + 1
+    return None
 
 
 # --- graph rewrites ----------------------------------------------------------------------

@@ -22,6 +22,7 @@ from keras_cnnkit.analysis.ir import OpKind
 from keras_cnnkit.analysis.ops import Trait, check_attrs, has_trait
 from keras_cnnkit.analysis.ops.geometry import prod
 from keras_cnnkit.analysis.ops.layer_scale import LAYER_SCALE
+from keras_cnnkit.analysis.ops.reduce import REDUCE
 
 
 class ComputeOps(ConverterBase):
@@ -191,22 +192,55 @@ class ComputeOps(ConverterBase):
             return
         self._global_pool(node, x, pool_type, list(range(2, len(x.shape))), True)
 
-    def _reduce(self, node, data: list, pool_type: str) -> None:
+    def _reduce(self, node, data: list, reduce_type: str) -> None:
+        """A reduction: over exactly the spatial axes (channel known) a global pooling,
+        over other axes a ``reduce`` node (ResNeSt's sum over its radix axis)."""
         x = data[0]
         rank = len(x.shape) if x.shape is not None else None
         axes = self._axes_of(node, rank)
-        spatial = [a for a in x.order if a != x.channel] if x.channel in x.order else None
-        if axes is None or not spatial or sorted(a for a in axes if a in x.order) != sorted(
-                spatial) or 0 in axes:
-            self._opaque(node, data, f"{node.op_type} over axes other than the spatial ones")
+        if rank is not None and not axes:
+            if attr(node, "noop_with_empty_axes", 0):
+                self._view(node, x, x.shape, x.order, x.channel)
+                return
+            axes = list(range(rank))
+        if axes is None or 0 in axes or any(
+                a not in x.order and x.shape[a] != 1 for a in axes):
+            self._opaque(node, data, f"{node.op_type} over the batch, a hidden axis or "
+                                     "computed axes")
             return
-        self._global_pool(node, x, pool_type, sorted(axes), bool(attr(node, "keepdims", 1)))
+        keepdims = bool(attr(node, "keepdims", 1))
+        spatial = [a for a in x.order if a != x.channel] if x.channel in x.order else None
+        pooled = {"mean": "avg", "max": "max"}.get(reduce_type)
+        if pooled and spatial and sorted(a for a in axes if a in x.order) == sorted(spatial):
+            self._global_pool(node, x, pooled, sorted(axes), keepdims)
+            return
+        if keepdims:
+            out = self._out(node, x)
+        else:
+            def renumber(a):
+                return a - sum(1 for r in axes if r < a)
+            shape = tuple(d for i, d in enumerate(x.shape) if i not in axes)
+            channel = None if x.channel is None or x.channel in axes else renumber(x.channel)
+            out = Tensor("", shape, tuple(renumber(a) for a in x.order if a not in axes),
+                         channel, x.data_format())
+        self._emit(node, REDUCE, [x], {
+            "axes": tuple(sorted(x.index(a) for a in axes if a in x.order)),
+            "reduce_type": reduce_type, "keepdims": keepdims}, out)
 
     def _op_ReduceMean(self, node, data: list) -> None:  # pylint: disable=invalid-name
-        self._reduce(node, data, "avg")
+        self._reduce(node, data, "mean")
 
     def _op_ReduceMax(self, node, data: list) -> None:  # pylint: disable=invalid-name
         self._reduce(node, data, "max")
+
+    def _op_ReduceSum(self, node, data: list) -> None:  # pylint: disable=invalid-name
+        self._reduce(node, data, "sum")
+
+    def _op_ReduceMin(self, node, data: list) -> None:  # pylint: disable=invalid-name
+        self._reduce(node, data, "min")
+
+    def _op_ReduceProd(self, node, data: list) -> None:  # pylint: disable=invalid-name
+        self._reduce(node, data, "prod")
 
     # --- dense ----------------------------------------------------------------------------
 
