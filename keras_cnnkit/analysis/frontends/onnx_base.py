@@ -132,13 +132,11 @@ class Const:
         not in the model.  External data is never read: a model file must not make the
         linter open other files."""
         if self._value is None and self._proto is not None:
-            from onnx import TensorProto, numpy_helper
             proto, self._proto = self._proto, None
-            if proto.data_location != TensorProto.EXTERNAL and not proto.external_data:
-                try:
-                    self._value = numpy_helper.to_array(proto)
-                except (ValueError, TypeError):
-                    self._value = None
+            try:
+                self._value = tensor_value(proto)
+            except (ValueError, TypeError):
+                self._value = None
         return self._value
 
 
@@ -271,6 +269,21 @@ class ConverterBase:
 
 
 # --- pure helpers ------------------------------------------------------------------------
+
+def is_external(proto) -> bool:
+    """Whether a ``TensorProto`` keeps its data in another file (``data_location`` or
+    ``external_data`` says so)."""
+    return proto.data_location == 1 or bool(proto.external_data)   # 1: EXTERNAL
+
+
+def tensor_value(proto):
+    """A ``TensorProto``'s numpy value; ``None`` for external data, which is never read
+    (a model file must not make the linter open other files)."""
+    if is_external(proto):
+        return None
+    from onnx import numpy_helper
+    return numpy_helper.to_array(proto)
+
 
 def _own_shape(out: Tensor, op: str, attrs: dict, in_shapes: list) -> None:
     """Put the op's own shape rule's output dims into ``out`` (its physical shape, at

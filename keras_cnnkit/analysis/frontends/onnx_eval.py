@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Optional
 
-from keras_cnnkit.analysis.frontends.onnx_base import attr, reshape_target
+from keras_cnnkit.analysis.frontends.onnx_base import attr, reshape_target, tensor_value
 
 
 def evaluate(node, values: list) -> Optional[list]:
@@ -13,12 +13,9 @@ def evaluate(node, values: list) -> Optional[list]:
     import numpy as np
     op = node.op_type
     if op == "Constant":
-        from onnx import numpy_helper
         for attribute in node.attribute:
             if attribute.name == "value":
-                if attribute.t.external_data:   # never open files a model names
-                    return None
-                return [numpy_helper.to_array(attribute.t)]
+                return [tensor_value(attribute.t)]   # None for external data
             if attribute.name in ("value_int", "value_float"):
                 return [np.array(attr(node, attribute.name))]
             if attribute.name in ("value_ints", "value_floats"):
@@ -111,9 +108,8 @@ def _reshape_value(_node, values: list):
 
 def _constant_of_shape(node, values: list):
     import numpy as np
-    from onnx import numpy_helper
     fill = attr(node, "value")
-    value = numpy_helper.to_array(fill) if fill is not None else np.zeros(1, np.float32)
+    value = tensor_value(fill) if fill is not None else np.zeros(1, np.float32)
     return np.full([int(d) for d in values[0].reshape(-1)], value.reshape(-1)[0],
                    dtype=value.dtype)
 

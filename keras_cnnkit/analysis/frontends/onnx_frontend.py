@@ -92,6 +92,7 @@ from keras_cnnkit.analysis.frontends.onnx_base import (
     Tensor,
     attr,
     identity_order,
+    is_external,
     value_shape,
 )
 from keras_cnnkit.analysis.frontends.onnx_eval import evaluate
@@ -125,11 +126,14 @@ def load_onnx_graph(path_or_model: Any, input_shape: Any = None) -> Graph:
             inconsistent.
     """
     proto, source = _load(path_or_model)
+    from onnx.checker import ValidationError
+    from onnx.shape_inference import InferenceError
     try:
         return _Converter(proto, source, input_shape).run()
     except ModelFileError:
         raise
-    except (ValueError, KeyError, IndexError, TypeError) as exc:
+    except (ValueError, KeyError, IndexError, TypeError, ArithmeticError, AttributeError,
+            ValidationError, InferenceError) as exc:
         raise ModelFileError(source, f"cannot analyse the ONNX graph: "
                                      f"{type(exc).__name__}: {exc}") from exc
 
@@ -213,6 +217,7 @@ class _Converter(ComputeOps, MovementOps):
         for node in graph.node:
             self.node_index += 1
             self._convert(node)
+        self._check_sizes()
         outs = []
         for out in graph.output:
             tensor = self.tensors.get(out.name)
@@ -220,6 +225,17 @@ class _Converter(ComputeOps, MovementOps):
                 outs.append(tensor.node)
         self.graph.outputs = outs
         return self.graph
+
+    def _check_sizes(self) -> None:
+        """No tensor of the IR may be empty: a dimension of 0 (or less) is no model to
+        lint (and would divide by zero in the rules' arithmetic)."""
+        for node in self.graph:
+            for shape in (node.output_shape, *node.input_shapes):
+                if shape and any(d is not None and d < 1 for d in shape):
+                    raise ModelFileError(self.source, f"node {node.layer!r} "
+                                         f"({node.source_class}) has a tensor of shape "
+                                         f"{tuple(shape)}: an empty tensor, not a model "
+                                         "to lint")
 
     def _infer_shapes(self) -> dict:
         """ONNX shape inference on a light copy (see the module docstring)."""
@@ -234,7 +250,7 @@ class _Converter(ComputeOps, MovementOps):
         graph.value_info.extend(self.proto.graph.value_info)
         for init in self.proto.graph.initializer:
             size = prod(init.dims)
-            if size <= KEEP_VALUES and not init.external_data:
+            if size <= KEEP_VALUES and not is_external(init):
                 graph.initializer.append(init)
             else:
                 graph.initializer.append(onnx.TensorProto(name=init.name, dims=init.dims,

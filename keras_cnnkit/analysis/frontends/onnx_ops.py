@@ -19,6 +19,7 @@ from keras_cnnkit.analysis.frontends.onnx_base import (
     text,
 )
 from keras_cnnkit.analysis.ir import OpKind
+from keras_cnnkit.errors import ModelFileError
 from keras_cnnkit.analysis.ops import Trait, check_attrs, has_trait
 from keras_cnnkit.analysis.ops.geometry import prod
 from keras_cnnkit.analysis.ops.layer_scale import LAYER_SCALE
@@ -39,9 +40,7 @@ class ComputeOps(ConverterBase):
         """
         rank = len(kernel)
         spatial = list(range(2, 2 + rank))
-        strides = list(attr(node, "strides", [1] * rank))
-        dilation = list(attr(node, "dilations", [1] * rank))
-        pads = list(attr(node, "pads", [0] * (2 * rank)))
+        strides, dilation, pads = self._window_attrs(node, kernel)
         dropped = [a for a in spatial if a not in x.order and kernel[a - 2] == 1
                    and strides[a - 2] == 1 and dilation[a - 2] == 1
                    and pads[a - 2] == 0 and pads[a - 2 + rank] == 0]
@@ -55,6 +54,19 @@ class ComputeOps(ConverterBase):
         if tuple(order) != tuple(x.order):
             x = self._reshape_to(node, x, tuple(order))
         return x, [a for a in order if a != 1], dropped
+
+    def _window_attrs(self, node, kernel: tuple) -> tuple:
+        """``(strides, dilations, pads)`` of a conv/pool, checked against its kernel."""
+        rank = len(kernel)
+        strides = list(attr(node, "strides", [1] * rank))
+        dilation = list(attr(node, "dilations", [1] * rank))
+        pads = list(attr(node, "pads", [0] * (2 * rank)))
+        if (len(strides), len(dilation), len(pads)) != (rank, rank, 2 * rank) or min(
+                [*kernel, *strides, *dilation, 1]) < 1 or min([*pads, 0]) < 0:
+            raise ModelFileError(self.source, f"node {node.name!r} ({node.op_type}): "
+                                 f"kernel {list(kernel)}, strides {strides}, dilations "
+                                 f"{dilation} and pads {pads} do not make a window")
+        return strides, dilation, pads
 
     def _reshape_to(self, node, x: Tensor, order: tuple) -> Tensor:
         """A reshape node making ``x``'s dummies in ``order`` logical (e.g. (C,) → (1, 1, C)
@@ -71,9 +83,7 @@ class ComputeOps(ConverterBase):
                 transpose: bool = False) -> dict:
         """Kernel, strides, dilation and padding of a conv/pool, in logical axis order."""
         rank = len(kernel)
-        strides = list(attr(node, "strides", [1] * rank))
-        dilation = list(attr(node, "dilations", [1] * rank))
-        pads = list(attr(node, "pads", [0] * (2 * rank)))
+        strides, dilation, pads = self._window_attrs(node, kernel)
         auto = text(attr(node, "auto_pad", "NOTSET"))
         idx = [a - 2 for a in spatial]
         return {
