@@ -109,8 +109,9 @@ class Const:
         Not parameters: integer (32/64-bit) and boolean constants — shapes, slice
         bounds, indices, masks — and scalars (an exponent, an epsilon, a fill value;
         Keras' ``Rescaling`` has none either).  ``tables=False`` also excludes float
-        constants whose every value is a whole number: the stride and grid tables a
-        detection head multiplies or adds (YOLOv8's ``strides``), not weights.
+        constants whose every value is a multiple of ½: the stride, grid and anchor
+        tables (``i + ½``) a detection head multiplies or adds (YOLOv8's ``strides`` and
+        ``anchors``), not weights.
         """
         if self._index_type or self.size <= 1:
             return False
@@ -120,7 +121,8 @@ class Const:
         if value is None or value.dtype.kind != "f":
             return True
         import numpy as np
-        return not bool(np.all(np.isfinite(value)) and np.all(value == np.round(value)))
+        doubled = 2 * value.astype(np.float64)
+        return not bool(np.all(np.isfinite(doubled)) and np.all(doubled == np.round(doubled)))
 
     @property
     def size(self) -> int:

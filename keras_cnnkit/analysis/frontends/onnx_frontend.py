@@ -223,6 +223,9 @@ class _Converter(ComputeOps, MovementOps):
             tensor = self.tensors.get(out.name)
             if tensor is not None and tensor.node not in outs:
                 outs.append(tensor.node)
+        if not outs:
+            raise ModelFileError(self.source, "no output of the graph is computed from its "
+                                 "inputs (nodes out of topological order, or a cycle)")
         self.graph.outputs = outs
         return self.graph
 
