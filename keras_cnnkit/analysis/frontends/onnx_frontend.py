@@ -5,12 +5,21 @@ any framework, in NCHW or NHWC layout, and produces a :class:`~keras_cnnkit.anal
 whose node names (and ``Node.layer``) are the ONNX node names.
 
 Shapes
-    ``onnx.shape_inference.infer_shapes`` (with data propagation) runs on a copy of the
-    graph whose large initializers carry only their dimensions, with a symbolic batch
-    dimension fixed to 1 and ``input_shape`` (if given) applied.  Shape computations
-    (``Shape → Gather → Concat → Reshape`` chains, as tf2onnx writes for ``Flatten``) are
-    folded with numpy, so their targets are known even where ONNX's inference stops.
-    Ops that only compute shapes or constants become no IR node.
+    A symbolic batch dimension is 1.  The other unknown input dimensions take
+    ``input_shape`` where given, else :data:`DEFAULT_SPATIAL` (224), as for Keras files,
+    and a line in ``Graph.notes`` says so (the usual export has dynamic height and
+    width); an input with no known dimension but the batch keeps them unknown, with a
+    note asking for ``input_shape``.  Every node's output shape comes from its op kind's
+    own shape rule (:mod:`keras_cnnkit.analysis.ops`); ``onnx.shape_inference`` (with
+    data propagation, on a copy of the graph whose large initializers carry only their
+    dimensions) fills only what that rule cannot know (opaque ops) — ONNX's inference
+    loses dimensions for good wherever it gives up, e.g. after a ``Slice`` whose bounds
+    are computed.  Shape computations (``Shape → Gather → Concat → Reshape`` chains, as
+    exporters write for ``Flatten``, ``view`` and ``chunk``) are folded with numpy, so
+    their targets are known.  Ops that only compute shapes or constants become no IR node,
+    and constants are parameters only where they can be: never integer (32/64-bit) or
+    boolean constants (shapes, bounds, indices), scalars, ``Resize`` scales, or the
+    stride/anchor tables (multiples of ½) a detection head adds or multiplies.
 
 Layouts
     Every activation tensor records its physical ONNX shape, its channel axis, and the
@@ -38,21 +47,30 @@ never counted as 0; its constant inputs count as its parameters)
     ConvTranspose                             conv_transpose
     Gemm, MatMul with constant weights        dense (a following per-channel Add is its
                                               bias: ``use_bias``)
+    MatMul over the channels of a tensor      dense with ``axis`` (PyTorch's ConvNeXt:
+    read channels-first                       permute → Linear → permute)
     Add of a per-channel constant after a     the conv's / dense's bias (``use_bias``)
     bias-free conv, conv_transpose or dense
     BatchNormalization                        batchnorm
-    Mul/Div by a per-channel constant, with   batchnorm (``attrs["folded"]``): the
-    Add/Sub of one after it                   inference form of a BN; ``Node.params``
+    Mul/Div by a per-channel constant         layer_scale (ConvNeXt's ``γ · x``)
+    the same with Add/Sub of a per-channel    batchnorm (``attrs["folded"]``): the
+    constant after it                         inference form of a BN; ``Node.params``
                                               holds the 2·C numbers stored, the cost
                                               model its Keras-convention 4·C
+    LayerNormalization (opset 17)             norm (``kind="layer"``)
+    GroupNormalization,                       norm (``kind="group"``; instance norm:
+    InstanceNormalization                     one group per channel)
     Add/Sub/Mul/Div by a scalar constant      rescale
     Add/Sub/Mul/Max/Min/Mean/Sum of tensors   add/subtract/multiply/maximum/minimum/...
     Split + one Conv per part + Concat        one grouped conv (the split form of a
                                               group conv, as ``cnnkit-export`` writes it)
     x · Sigmoid(x)                            activation ``silu``
+    x · ½(1 + Erf(x / √2))                    activation ``gelu`` (named after the Erf)
     MaxPool, AveragePool                      pool
     GlobalAveragePool/GlobalMaxPool,          global_pool
     ReduceMean/ReduceMax over all spatial
+    axes
+    ReduceSum/Mean/Max/Min/Prod over other    reduce (ResNeSt's sum over its radix)
     axes
     Flatten, Reshape, Squeeze, Unsqueeze      flatten/reshape, or nothing when only
                                               singleton axes change

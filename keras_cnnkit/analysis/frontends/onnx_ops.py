@@ -351,10 +351,10 @@ class ComputeOps(ConverterBase):
         self._emit(node, OpKind.ACTIVATION, [x], attrs, self._out(node, x))
 
     def _op_Erf(self, node, data: list) -> None:  # pylint: disable=invalid-name
-        """The exact GELU, ``x · ½(1 + erf(x/√2))`` as exporters write it (PyTorch:
-        ``Div(x, √2) → Erf → Add 1 → Mul x → Mul ½``; or ``(x·½) · (1 + erf(x/√2))``),
-        becomes one ``gelu`` activation named after the ``Erf``; an ``Erf`` in any other
-        context is opaque."""
+        """The exact GELU, ``x · ½(1 + erf(x/√2))``, as exporters write it (after
+        ``Div(x, √2) → Erf → Add 1``: ``Mul x → Mul ½`` (PyTorch's TorchScript exporter),
+        ``Mul ½ → Mul x`` (its dynamo exporter), or ``Mul (x·½)``), becomes one ``gelu``
+        activation named after the ``Erf``; an ``Erf`` in any other context is opaque."""
         match = self._gelu_parts(node, data[0])
         if match is None:
             self._opaque(node, data, "Erf outside the exact GELU pattern")
@@ -380,27 +380,38 @@ class ComputeOps(ConverterBase):
         plus = self._only_user(erf.output[0])
         if not self._is_scaling(plus, {"Add": 1.0}):
             return None
-        product = self._only_user(plus.output[0])
-        if product is None or product.op_type != "Mul":
+        first = self._only_user(plus.output[0])
+        if first is None or first.op_type not in ("Mul", "Div"):
             return None
-        other = [n for n in product.input if n != plus.output[0]]
-        half = self.producers.get(other[0]) if len(other) == 1 else None
         removed = [scaled.node]
-        if other == [x_name]:
-            last = self._only_user(product.output[0])
-            if not self._is_scaling(last, {"Mul": 0.5, "Div": 2.0}):
+        halves = {"Mul": 0.5, "Div": 2.0}
+        if self._is_scaling(first, halves) or set(first.input) == {plus.output[0], x_name}:
+            # ½·(1 + erf) then · x, or x·(1 + erf) then · ½
+            last = self._only_user(first.output[0])
+            closing = (self._takes(last, first.output[0], x_name)
+                       if self._is_scaling(first, halves) else self._is_scaling(last, halves))
+            if not closing:
                 return None
-            inner, final = [plus.output[0], product.output[0]], last.output[0]
-        elif (self._is_scaling(half, {"Mul": 0.5, "Div": 2.0}) and x_name in half.input
-                and self._single_use(half.output[0]) and half.output[0] in self.tensors):
+            inner, final = [plus.output[0], first.output[0]], last.output[0]
+        else:                                           # (x·½) · (1 + erf)
+            other = [n for n in first.input if n != plus.output[0]]
+            half = self.producers.get(other[0]) if len(other) == 1 else None
+            if not (first.op_type == "Mul" and self._is_scaling(half, halves)
+                    and x_name in half.input and self._single_use(half.output[0])
+                    and half.output[0] in self.tensors):
+                return None
             removed.append(self.tensors[half.output[0]].node)
-            inner, final = [plus.output[0]], product.output[0]
-        else:
-            return None
+            inner, final = [plus.output[0]], first.output[0]
         x = self.tensors.get(x_name)
         if x is None or any(self.graph.consumers(self.graph.nodes[n]) for n in removed):
             return None
         return x, removed, inner, final
+
+    @staticmethod
+    def _takes(node, *names: str) -> bool:
+        """``node`` is a ``Mul`` of exactly the tensors ``names``."""
+        return node is not None and node.op_type == "Mul" and sorted(node.input) == sorted(
+            names)
 
     def _is_scaling(self, node, forms: dict) -> bool:
         """``node`` is one of ``forms`` (op type → value) with a scalar constant operand
