@@ -14,10 +14,10 @@ model or re-runs an analysis.
     then a table with one row per model (layers, params, MACs, FLOPs, opaque layers,
     findings), a one-line total, each model's notes (what the reader assumed, such as a
     default input size) and, where some node's cost is unknown, a line naming those
-    nodes (the MAC and FLOP totals are then lower bounds).  With ``--benchmark`` a measured finding's line ends
-    in ``[measured 3.59 → 0.623 ms (5.76×, b32)]`` (forward pass before → after, speed-up,
-    batch), and each model's benchmark table (device, every run, the whole-model A/B,
-    what was skipped and why) follows the findings.
+    nodes (the MAC and FLOP totals are then lower bounds).  With ``--benchmark`` a
+    measured finding's line ends in ``[measured 3.59 → 0.623 ms (5.76×, b32)]`` (forward
+    pass before → after, speed-up, batch), and each model's benchmark table (device,
+    every run, the whole-model A/B, what was skipped and why) follows the findings.
 ``json``
     ``{"schema_version": 1, "tool": ..., "models": [{"file", "summary", "findings",
     "suppressed", "baselined"}], "errors": [{"file", "problem"}], "totals": ...}``.

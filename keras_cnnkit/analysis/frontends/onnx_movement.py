@@ -251,15 +251,15 @@ class MovementOps(ConverterBase):
         """A ``Gather`` of every element of a flat tensor, in order (``arange`` indices):
         a reshape to the indices' shape, as PyTorch's dynamo exporter writes
         ``as_strided``; any other gather of an activation is opaque."""
+        import numpy as np
         x = data[0]
         index = self._const_value(self._input(node, 1))
-        if (len(data) == 1 and node.input[0] in self.tensors and index is not None
-                and x.shape is not None and len(x.shape) == 1
-                and int(attr(node, "axis", 0)) in (0, -1) and index.size == x.shape[0]):
-            import numpy as np
-            if np.array_equal(index.reshape(-1), np.arange(index.size)):
-                self._reshape_like(node, x, tuple(int(d) for d in index.shape))
-                return
+        flat = (x.shape is not None and len(x.shape) == 1 and x.shape[0] is not None
+                and node.input[0] in self.tensors)
+        if flat and index is not None and int(attr(node, "axis", 0)) in (0, -1) \
+                and np.array_equal(index.reshape(-1), np.arange(x.shape[0])):
+            self._reshape_like(node, x, tuple(int(d) for d in index.shape))
+            return
         self._opaque(node, data, "gather of an activation")
 
     def _op_Resize(self, node, data: list) -> None:  # pylint: disable=invalid-name
