@@ -116,6 +116,14 @@ def test_cli_prints_the_note_and_flags_incomplete_totals(tmp_path, capsys):
     out = capsys.readouterr().out
     assert f"{dynamic}: note: input 'x' (batch, 3, height, width): unknown dims taken as " \
            "224" in out
+    cli.main([str(dynamic), "--no-config", "--format", "github"])
+    assert f"::notice file={dynamic},title=cnnkit-lint::input 'x'" in capsys.readouterr().out
+    cli.main([str(dynamic), "--no-config", "--format", "sarif"])
+    (run,) = json.loads(capsys.readouterr().out)["runs"]
+    (invocation,) = run["invocations"]
+    assert invocation["executionSuccessful"]
+    assert [(n["level"], "taken as 224" in n["message"]["text"])
+            for n in invocation["toolExecutionNotifications"]] == [("note", True)]
 
 
 # --- ShuffleNet V2: chunk + channel shuffle, as PyTorch writes them ----------------------
