@@ -422,8 +422,7 @@ class _Converter(ComputeOps, MovementOps):
     def _convert(self, node) -> None:
         if node.output and node.output[0] in self.absorbed:
             # Part of a pattern an earlier node already converted (the GELU of an Erf).
-            for name in node.output:
-                self.tensors[name] = self.absorbed.pop(name)
+            self.tensors[node.output[0]] = self.absorbed.pop(node.output[0])
             return
         data = [self.tensors[n] for n in node.input if n in self.tensors]
         if not data:

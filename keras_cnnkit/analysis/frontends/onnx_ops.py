@@ -19,11 +19,11 @@ from keras_cnnkit.analysis.frontends.onnx_base import (
     text,
 )
 from keras_cnnkit.analysis.ir import OpKind
-from keras_cnnkit.errors import ModelFileError
 from keras_cnnkit.analysis.ops import Trait, check_attrs, has_trait
 from keras_cnnkit.analysis.ops.geometry import prod
 from keras_cnnkit.analysis.ops.layer_scale import LAYER_SCALE
 from keras_cnnkit.analysis.ops.reduce import REDUCE
+from keras_cnnkit.errors import ModelFileError
 
 
 class ComputeOps(ConverterBase):
@@ -213,7 +213,7 @@ class ComputeOps(ConverterBase):
                 self._view(node, x, x.shape, x.order, x.channel)
                 return
             axes = list(range(rank))
-        if axes is None or 0 in axes or any(
+        if x.shape is None or axes is None or 0 in axes or any(
                 a not in x.order and x.shape[a] != 1 for a in axes):
             self._opaque(node, data, f"{node.op_type} over the batch, a hidden axis or "
                                      "computed axes")
@@ -366,6 +366,7 @@ class ComputeOps(ConverterBase):
         out = self._out(node, x)
         self._emit(node, OpKind.ACTIVATION, [x], {"activation": "gelu"}, out)
         self.graph.nodes[out.node].source_class = "Erf (GELU)"
+        self.tensors[node.input[0]] = dataclasses.replace(out, sole=False)
         for name in inner:
             self.absorbed[name] = dataclasses.replace(out, sole=False)
         self.absorbed[final] = dataclasses.replace(out, sole=self._single_use(final))
