@@ -351,6 +351,44 @@ def test_pool_lengths_with_pads_and_ceil_mode():
     assert graph.nodes["pool"].output_shape == (4, 112, 112)
 
 
+WINDOWS = [  # (op, attributes, input length): the windows whose lengths are easy to get wrong
+    ("MaxPool", {"kernel_shape": [3, 3], "strides": [2, 2], "pads": [1, 1, 1, 1]}, 112),
+    ("MaxPool", {"kernel_shape": [3, 3], "strides": [2, 2], "ceil_mode": 1}, 112),
+    ("MaxPool", {"kernel_shape": [2, 2], "strides": [2, 2], "pads": [1, 1, 1, 1],
+                 "ceil_mode": 1}, 5),
+    ("MaxPool", {"kernel_shape": [3, 3], "strides": [2, 2], "dilations": [2, 2],
+                 "pads": [2, 1, 2, 1]}, 15),
+    ("AveragePool", {"kernel_shape": [3, 3], "strides": [3, 3], "pads": [0, 1, 0, 1],
+                     "ceil_mode": 1}, 16),
+    ("Conv", {"kernel_shape": [4, 4], "strides": [3, 3], "auto_pad": "SAME_LOWER"}, 16),
+    ("Conv", {"kernel_shape": [3, 3], "strides": [2, 2], "dilations": [2, 2],
+              "pads": [2, 0, 1, 1]}, 15),
+    ("ConvTranspose", {"kernel_shape": [4, 4], "strides": [2, 2], "pads": [1, 1, 1, 1]}, 8),
+    ("ConvTranspose", {"kernel_shape": [3, 3], "strides": [2, 2], "pads": [1, 1, 1, 1],
+                       "output_padding": [1, 1]}, 8),
+    ("ConvTranspose", {"kernel_shape": [2, 2], "strides": [3, 3]}, 7),
+    ("ConvTranspose", {"kernel_shape": [1, 1], "strides": [2, 2], "auto_pad": "SAME_UPPER"},
+     7),
+    ("ConvTranspose", {"kernel_shape": [3, 3], "strides": [2, 2], "auto_pad": "SAME_UPPER"},
+     7),
+]
+
+
+@pytest.mark.parametrize("op,attrs,length", WINDOWS)
+def test_window_lengths_match_onnxruntime(op, attrs, length):
+    """Our shape rules decide the output shapes, so they must be ONNX's: each length is
+    checked against onnxruntime running the node."""
+    ort = pytest.importorskip("onnxruntime")
+    inits = {"Conv": [weights("w", 4, 3, *attrs["kernel_shape"])],
+             "ConvTranspose": [weights("w", 3, 4, *attrs["kernel_shape"])]}.get(op, [])
+    node = helper.make_node(op, ["x"] + ["w"] * bool(inits), ["y"], name="window", **attrs)
+    proto = model([node], inits, [1, 3, length, length])
+    x = np.ones((1, 3, length, length), np.float32)
+    expected = ort.InferenceSession(proto.SerializeToString(),
+                                    providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+    assert load_onnx_graph(proto).nodes["window"].output_shape == expected.shape[1:]
+
+
 def test_group_and_instance_norm():
     nodes = [helper.make_node("InstanceNormalization", ["x", "g1", "b1"], ["i"], name="inorm"),
              helper.make_node("GroupNormalization", ["i", "g2", "b2"], ["y"], name="gnorm",

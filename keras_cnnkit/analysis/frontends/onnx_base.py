@@ -343,12 +343,19 @@ def broadcast_kind(dims: tuple, x: Tensor) -> str:
 def padding_of(auto: str, pads: list, sizes: list, kernel: list, strides: list,
              dilation: list, transpose: bool):
     """ONNX padding → ``"same"``, ``"valid"`` or explicit ``((begin, end), ...)``."""
-    if auto in ("SAME_UPPER", "SAME_LOWER"):
-        return "same"
-    if auto == "VALID" or all(p == (0, 0) for p in pads):
-        return "valid"
+    # A transposed conv whose kernel is shorter than its stride: ONNX's unpadded length
+    # (n−1)s + d(k−1) + 1 is then neither Keras' "valid" n·s nor "same" n·s (whose
+    # negative padding ONNX clamps to 0), so its pads stay explicit.
+    short = transpose and any(d * (k - 1) + 1 < s for k, s, d in zip(kernel, strides,
+                                                                       dilation))
+    if auto in ("SAME_UPPER", "SAME_LOWER", "VALID"):
+        if not short:
+            return "valid" if auto == "VALID" else "same"
+        pads = [(0, 0)] * len(kernel)
     if transpose:
-        return tuple(pads)
+        return "valid" if all(p == (0, 0) for p in pads) and not short else tuple(pads)
+    if all(p == (0, 0) for p in pads):
+        return "valid"
     same = True
     for (begin, end), n, k, s, d in zip(pads, sizes, kernel, strides, dilation):
         extent = d * (k - 1) + 1

@@ -151,6 +151,8 @@ class ComputeOps(ConverterBase):
                  "strides": window["strides"], "padding": window["padding"]}
         if attr(node, "ceil_mode", 0):
             attrs["ceil_mode"] = True
+        if any(d != 1 for d in window["dilation"]):
+            attrs["dilation"] = window["dilation"]
         self._emit(node, OpKind.POOL, [x], attrs, self._out(node, x))
 
     def _op_MaxPool(self, node, data: list) -> None:  # pylint: disable=invalid-name
