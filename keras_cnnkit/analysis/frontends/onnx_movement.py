@@ -263,18 +263,43 @@ class MovementOps(ConverterBase):
         self._opaque(node, data, "gather of an activation")
 
     def _op_Resize(self, node, data: list) -> None:  # pylint: disable=invalid-name
+        """Resize/Upsample by whole factors over the spatial axes → upsample.  The factors
+        come from the ``scales`` or ``sizes`` constant (ONNX's inferred output shape only
+        where neither is known); batch and channels must stay."""
         x = data[0]
-        shape = self._shape_of(node.output[0])
         mode = text(attr(node, "mode", "nearest"))
+        factors = self._resize_factors(node, x)
         spatial = [a for a in x.order if a != x.channel]
-        if shape is None or x.shape is None or x.channel not in x.order or any(
-                not x.shape[a] or shape[a] is None or shape[a] % x.shape[a] for a in spatial):
-            self._opaque(node, data, "resize by a non-integer or unknown factor")
+        if factors is None or x.channel not in x.order or any(
+                factors[a] != 1 for a in range(len(factors)) if a not in spatial) or any(
+                    factors[a] is None or factors[a] < 1 or factors[a] != int(factors[a])
+                    for a in spatial):
+            self._opaque(node, data, "resize by a non-integer or unknown factor, or of "
+                                     "the batch or channels")
             return
+        shape = tuple(None if d is None else int(d * f) for d, f in zip(x.shape, factors))
         self._emit(node, OpKind.UPSAMPLE, [x], {
-            "size": tuple(shape[a] // x.shape[a] for a in spatial),
+            "size": tuple(int(factors[a]) for a in spatial),
             "interpolation": "bilinear" if mode == "linear" else mode},
             self._out(node, x, shape))
+
+    def _resize_factors(self, node, x: Tensor) -> Optional[list]:
+        """The scale of every physical axis of ``x`` (``None`` where unknown)."""
+        if x.shape is None:
+            return None
+        first = 1 if node.op_type == "Upsample" or len(node.input) == 2 else 2
+        scales = self._const_value(self._input(node, first))
+        sizes = self._const_value(self._input(node, 3))
+        if scales is not None and scales.size == len(x.shape):
+            return [float(v) for v in scales.reshape(-1)]
+        if sizes is not None and sizes.size == len(x.shape):
+            target = [int(v) for v in sizes.reshape(-1)]
+        else:
+            target = self._shape_of(node.output[0])
+            if target is None or len(target) != len(x.shape):
+                return None
+        return [None if t is None or not d or t % d else t // d
+                for t, d in zip(target, x.shape)]
 
     _op_Upsample = _op_Resize
 
