@@ -17,7 +17,10 @@ class BiasBeforeBatchnorm(Rule):
     Finds conv, depthwise, transposed-conv and dense layers with ``use_bias=True`` and
     no fused activation whose only consumer is a ``BatchNormalization`` over their
     channel axis, and proposes ``use_bias=False``.  The fix keeps the function exactly:
-    the bias folds into the batch norm's moving mean.
+    the bias folds into the batch norm's moving mean.  A batch norm folded into its
+    inference form (an ONNX per-channel ``Mul`` + ``Add``) counts only with its shift,
+    into which the bias folds; a per-channel scale alone (a layer scale, ConvNeXt's
+    ``x · γ``) subtracts nothing, so a bias before it is scaled, not cancelled.
 
     ## Why is this bad?
     Batch norm subtracts the per-channel mean right after the layer, so a per-channel
@@ -54,6 +57,8 @@ class BiasBeforeBatchnorm(Rule):
                 continue
             bn = graph.single_consumer(node)
             if bn is None or bn.op != OpKind.BATCHNORM or node.name in graph.outputs:
+                continue
+            if bn.attrs.get("folded") and not bn.attrs.get("center"):
                 continue
             channel_axis = 0 if node.data_format == "channels_first" else len(
                 node.output_shape) - 1

@@ -194,10 +194,11 @@ class ModelSummary:
     """Per-node and total costs of a model.
 
     Totals sum what is known: ``macs``/``flops``/``bytes_moved`` leave out the nodes in
-    ``unknown`` (listed by name, never counted as 0 in silence); ``params`` adds, for
-    nodes without a formula (opaque layers), the frontend's observed count and lists
-    them in ``params_from_observed``.  ``notes`` are the graph's (what its frontend
-    assumed: a default input size, the library that built the model).
+    ``unknown`` (listed by name, never counted as 0 in silence), so they are lower bounds
+    whenever :attr:`complete` is false (``costs_complete`` in :meth:`to_dict`);
+    ``params`` adds, for nodes without a formula (opaque layers), the frontend's observed
+    count and lists them in ``params_from_observed``.  ``notes`` are the graph's notes
+    (what the frontend assumed, e.g. a default input size).
     """
 
     name: str
@@ -232,6 +233,7 @@ class ModelSummary:
         out = {k: getattr(self, k) for k in (
             "name", "params", "macs", "flops", "activation_bytes", "peak_activation_bytes",
             "weight_bytes", "bytes_moved", "layer_count", "unknown", "params_from_observed")}
+        out["costs_complete"] = self.complete
         out["param_mismatches"] = [dict(m) for m in self.param_mismatches]
         out["notes"] = list(self.notes)
         if per_node:

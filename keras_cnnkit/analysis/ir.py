@@ -166,9 +166,9 @@ class Graph:
         inputs / outputs: names of the graph's input and output nodes.
         source: where it came from (a path, or ``"<keras model>"``).
         frontend: which frontend made it (``"keras"``, ``"file"``, ``"onnx"``).
-        notes: what the frontend assumed or did that a reader of the report must know
-            (an input of unknown size analysed at 224², the library that built the
-            model), one sentence each; reports print them.
+        notes: one line each, what the frontend assumed in reading the model (a default
+            input size it applied, a dimension it could not know) — shown with the
+            report, so that no assumption is silent.
     """
 
     name: str = "model"

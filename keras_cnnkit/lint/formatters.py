@@ -12,17 +12,18 @@ model or re-runs an analysis.
         279,296 (−88%), FLOPs 231,211,008 → 27,371,520 (−88%)]
 
     then a table with one row per model (layers, params, MACs, FLOPs, opaque layers,
-    findings), a one-line total, and each model's notes (``model.keras: note: ...``: an
-    input of unknown size analysed at 224², the library that built the model).  With
-    ``--benchmark`` a measured finding's line ends in ``[measured 3.59 → 0.623 ms (5.76×,
-    b32)]`` (forward pass before → after, speed-up, batch), and each model's benchmark
-    table (device, every run, the whole-model A/B, what was skipped and why) follows the
-    findings.
+    findings), a one-line total, each model's notes (what the reader assumed, such as a
+    default input size) and, where some node's cost is unknown, a line naming those
+    nodes (the MAC and FLOP totals are then lower bounds).  With ``--benchmark`` a
+    measured finding's line ends in ``[measured 3.59 → 0.623 ms (5.76×, b32)]`` (forward
+    pass before → after, speed-up, batch), and each model's benchmark table (device,
+    every run, the whole-model A/B, what was skipped and why) follows the findings.
 ``json``
     ``{"schema_version": 1, "tool": ..., "models": [{"file", "summary", "findings",
-    "suppressed", "baselined"}], "errors": [{"file", "problem"}], "totals": ...}``; a
-    summary's ``notes`` list the frontend's assumptions.
-    A finding carries every :class:`~keras_cnnkit.lint.findings.Finding` field.  With
+    "suppressed", "baselined"}], "errors": [{"file", "problem"}], "totals": ...}``.
+    A model's ``summary`` has ``costs_complete``: ``false`` when some node's cost is
+    unknown (listed in ``unknown``), so that ``macs``/``flops`` are lower bounds, and
+    ``notes``.  A finding carries every :class:`~keras_cnnkit.lint.findings.Finding` field.  With
     ``--benchmark`` a measured finding also has ``latency_before_ms``,
     ``latency_after_ms``, ``speedup`` and ``device`` at its top level (every run under
     ``measurements``), and each model a ``"benchmark"`` entry
@@ -32,10 +33,12 @@ model or re-runs an analysis.
     description, help, default level); each result has the model file as location,
     the layer as a logical location and in the message, and a ``partialFingerprints``
     entry hashed from (rule symbol, model file, layer), so that code-scanning tracks a
-    finding across runs however the model changes elsewhere.
+    finding across runs however the model changes elsewhere.  A model's notes are
+    tool-execution notifications of level ``note``.
 ``github``
     ``::warning file=model.h5,title=CNK103 missing-bottleneck::block5_conv1: ...``
-    workflow commands (severity info → ``notice``), annotating the file in a pull request.
+    workflow commands (severity info → ``notice``), annotating the file in a pull request;
+    a model's notes are ``::notice`` commands.
 """
 from __future__ import annotations
 
@@ -198,17 +201,21 @@ def format_text(results: list, rules: list, show_summary: bool = True) -> str:
             lines.append("  ".join("-" * w for w in widths))
     lines.append("")
     lines.append(_totals_line(results))
+    for result in results:
+        if result.error is None:
+            lines += [f"{result.path}: note: {note}" for note in _notes(result.summary)]
     unknown = [(r.path, r.summary.unknown) for r in results
                if r.error is None and r.summary.unknown]
     for path, names in unknown:
         shown = ", ".join(names[:5]) + (", ..." if len(names) > 5 else "")
         lines.append(f"{path}: cost unknown for {_plural(len(names), 'node')} "
-                     f"(not counted in MACs/FLOPs): {shown}")
-    for result in results:
-        if result.error is None:
-            lines += [f"{result.path}: note: {note}"
-                      for note in getattr(result.summary, "notes", ())]
+                     f"(not counted: its MACs/FLOPs are lower bounds): {shown}")
     return "\n".join(lines) + "\n"
+
+
+def _notes(summary) -> list:
+    """What the frontend assumed in reading the model (see ``Graph.notes``)."""
+    return list(getattr(summary, "notes", None) or ())
 
 
 def _totals_line(results: list) -> str:
@@ -307,6 +314,8 @@ def format_sarif(results: list, rules: list, base: Optional[Path] = None) -> str
             notifications.append({"level": "error", "message": {"text": result.error},
                                   "locations": [location]})
             continue
+        notifications += [{"level": "note", "message": {"text": note},
+                           "locations": [location]} for note in _notes(result.summary)]
         for f in result.findings:
             text = f"{f.layer}: {_finding_text(f, result.benchmark)}"
             entry = {
@@ -331,7 +340,8 @@ def format_sarif(results: list, rules: list, base: Optional[Path] = None) -> str
     run = {
         "tool": {"driver": {"name": TOOL_NAME, "version": __version__,
                             "rules": [_rule_descriptor(r) for r in rules]}},
-        "invocations": [{"executionSuccessful": not notifications,
+        "invocations": [{"executionSuccessful": not any(
+                             n["level"] == "error" for n in notifications),
                          "toolExecutionNotifications": notifications}],
         "results": sarif_results,
     }
@@ -358,6 +368,8 @@ def format_github(results: list, rules: list) -> str:
         if result.error is not None:
             lines.append(f"::error file={path},title=cnnkit-lint::{_gh_data(result.error)}")
             continue
+        lines += [f"::notice file={path},title=cnnkit-lint::{_gh_data(note)}"
+                  for note in _notes(result.summary)]
         for f in result.findings:
             message = f"{f.layer}: {_finding_text(f, result.benchmark)}"
             level = _GITHUB_LEVELS[Severity(f.severity)]

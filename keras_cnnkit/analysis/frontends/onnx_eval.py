@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Optional
 
 from keras_cnnkit.analysis.frontends.budget_checks import check_evaluation
-from keras_cnnkit.analysis.frontends.onnx_base import attr, reshape_target
+from keras_cnnkit.analysis.frontends.onnx_base import attr, reshape_target, tensor_value
 
 
 def evaluate(node, values: list, source: str = "<onnx model>") -> Optional[list]:
@@ -23,13 +23,9 @@ def evaluate(node, values: list, source: str = "<onnx model>") -> Optional[list]
     import numpy as np
     op = node.op_type
     if op == "Constant":
-        from onnx import TensorProto, numpy_helper
         for attribute in node.attribute:
             if attribute.name == "value":
-                tensor = attribute.t
-                if tensor.external_data or tensor.data_location == TensorProto.EXTERNAL:
-                    return None   # never open files a model names
-                return [numpy_helper.to_array(tensor)]
+                return [tensor_value(attribute.t)]   # None for external data
             if attribute.name in ("value_int", "value_float"):
                 return [np.array(attr(node, attribute.name))]
             if attribute.name in ("value_ints", "value_floats"):
@@ -123,9 +119,8 @@ def _reshape_value(_node, values: list):
 
 def _constant_of_shape(node, values: list):
     import numpy as np
-    from onnx import numpy_helper
     fill = attr(node, "value")
-    value = numpy_helper.to_array(fill) if fill is not None else np.zeros(1, np.float32)
+    value = tensor_value(fill) if fill is not None else np.zeros(1, np.float32)
     return np.full([int(d) for d in values[0].reshape(-1)], value.reshape(-1)[0],
                    dtype=value.dtype)
 

@@ -17,7 +17,7 @@ from keras_cnnkit.analysis.ops.attrs import Ints
 from keras_cnnkit.analysis.ops.conv_family import ConvAttrs, ConvFamily
 from keras_cnnkit.analysis.ops.core import Sizes, Trait
 from keras_cnnkit.analysis.ops.errors import UnsupportedNodeError
-from keras_cnnkit.analysis.ops.geometry import deconv_length, join, prod, split
+from keras_cnnkit.analysis.ops.geometry import axis_padding, deconv_length, join, prod, split
 from keras_cnnkit.analysis.ops.registry import register
 
 
@@ -39,8 +39,9 @@ class ConvTranspose(ConvFamily):
     def infer_shape(self, a: ConvTransposeAttrs, shapes: list) -> tuple:
         spatial, _ = split(shapes[0], a.data_format)
         out_pad = a.output_padding or (None,) * len(spatial)
-        out = tuple(deconv_length(n, k, s, d, a.padding, q)
-                    for n, k, s, d, q in zip(spatial, a.kernel, a.strides, a.dilation, out_pad))
+        out = tuple(deconv_length(n, k, s, d, axis_padding(a.padding, i), q)
+                    for i, (n, k, s, d, q) in enumerate(
+                        zip(spatial, a.kernel, a.strides, a.dilation, out_pad)))
         return join(out, a.filters, a.data_format)
 
     def macs(self, node, a: ConvTransposeAttrs, sizes: Sizes) -> int:

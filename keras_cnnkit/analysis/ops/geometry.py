@@ -7,7 +7,11 @@ Output-size formulas (Keras' conventions; seed 003: ``o = (n + 2p − k)/s + 1``
   ``"causal"``: ``o = ⌈n/s⌉``; explicit pads ``(b, e)``: ``o = ⌊(n + b + e − d(k−1) − 1)/s⌋ + 1``;
 * transposed convolution: ``"same"``: ``o = n·s``; ``"valid"``: ``o = n·s + max(k_d − s, 0)``
   with ``k_d = d(k−1) + 1``; with ``output_padding`` ``q``: ``o = (n−1)s + k_d − 2·pad + q``;
-* pooling, ``"valid"``: ``o = ⌊(n − k)/s⌋ + 1``; ``"same"``: ``o = ⌈n/s⌉``.
+  explicit pads ``(b, e)`` (ONNX): ``o = (n−1)s + k_d − b − e + q``;
+* pooling, ``"valid"``: ``o = ⌊(n − k)/s⌋ + 1``; ``"same"``: ``o = ⌈n/s⌉``; explicit pads
+  ``(b, e)``: ``o = ⌊(n + b + e − k)/s⌋ + 1`` (ONNX, PyTorch); with ``ceil_mode`` the
+  division rounds up, but a last window that would start in the end padding is dropped
+  (PyTorch's rule, which ONNX Runtime follows).
 """
 from __future__ import annotations
 
@@ -66,12 +70,19 @@ def conv_length(n: Optional[int], kernel: int, stride: int, dilation: int,
     return out
 
 
-def deconv_length(n: Optional[int], kernel: int, stride: int, dilation: int, padding: str,
+def deconv_length(n: Optional[int], kernel: int, stride: int, dilation: int, padding,
                   output_padding: Optional[int]) -> Optional[int]:
-    """Output length of a transposed convolution along one axis (Keras' formula)."""
+    """Output length of a transposed convolution along one axis (Keras' formula; with
+    this axis' explicit ``(begin, end)`` pads, ONNX's)."""
     if n is None:
         return None
     extent = dilation * (kernel - 1) + 1
+    if not isinstance(padding, str):
+        begin, end = padding
+        out = (n - 1) * stride + extent - begin - end + (output_padding or 0)
+        if out < 1:
+            raise ShapeError(f"pads {padding} leave no output of an input of length {n}")
+        return out
     if output_padding is None:
         if padding == "same":
             return n * stride
@@ -80,13 +91,19 @@ def deconv_length(n: Optional[int], kernel: int, stride: int, dilation: int, pad
     return (n - 1) * stride + extent - 2 * pad + output_padding
 
 
-def pool_length(n: Optional[int], size: int, stride: int, padding: str) -> Optional[int]:
-    """Output length of a pooling window along one axis."""
+def pool_length(n: Optional[int], size: int, stride: int, padding,
+                ceil_mode: bool = False) -> Optional[int]:
+    """Output length of a pooling window along one axis (``padding``: a mode or this
+    axis' ``(begin, end)`` pads)."""
     if n is None:
         return None
     if padding == "same":
         return -(-n // stride)
-    out = (n - size) // stride + 1
+    begin, end = (0, 0) if padding == "valid" else padding
+    span = n + begin + end - size
+    out = (-(-span // stride) if ceil_mode else span // stride) + 1
+    if ceil_mode and span >= 0 and (out - 1) * stride >= n + begin:
+        out -= 1
     if out < 1:
         raise ShapeError(f"a pooling window of {size} does not fit an input of length {n}")
     return out

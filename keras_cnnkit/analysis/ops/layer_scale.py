@@ -1,9 +1,13 @@
 """``layer_scale``: a learned per-channel scale, ``x · γ`` with ``γ`` of shape ``(C,)``
-over the last axis (Touvron et al., "Going deeper with Image Transformers", ICCV 2021,
+over the channel axis (Touvron et al., "Going deeper with Image Transformers", ICCV 2021,
 https://arxiv.org/abs/2103.17239; ConvNeXt's residual branches: Liu et al. 2022).
 
 Keras' ``keras.applications`` ConvNeXt defines it as ``LayerScale(init_values,
-projection_dim)``.  Parameters ``C``; FLOPs 1 per element (one multiply); 0 MACs.
+projection_dim)`` (channels last); an ONNX ``Mul`` by a per-channel constant that no
+per-channel ``Add`` follows is one too (PyTorch's ConvNeXt: ``layer_scale`` of shape
+``(C, 1, 1)``, channels first).  Unlike a batch norm it subtracts nothing: a bias before
+it is scaled, not cancelled.  Parameters ``C``; FLOPs 1 per element (one multiply);
+0 MACs.
 """
 from __future__ import annotations
 
@@ -38,7 +42,8 @@ class LayerScale(OpDef):
     flops = per_output_element(1)
 
     def infer_shape(self, a: LayerScaleAttrs, shapes: list) -> tuple:
-        if not shapes[0] or shapes[0][-1] not in (None, a.channels):
+        axis = 0 if a.data_format == "channels_first" else -1
+        if not shapes[0] or shapes[0][axis] not in (None, a.channels):
             raise ShapeError(f"a scale of {a.channels} channels on an input of shape "
                              f"{shapes[0]}")
         return tuple(shapes[0])
@@ -52,5 +57,8 @@ class LayerScale(OpDef):
         except ImportError:
             raise UnsupportedNodeError(node.name, "this Keras has no ConvNeXt LayerScale "
                                        "layer") from None
+        if a.data_format == "channels_first":
+            raise UnsupportedNodeError(node.name, "Keras' LayerScale scales the last axis, "
+                                       "not channels first")
         init = 1e-6 if a.init_values is None else float(a.init_values)
         return [KerasLayerScale(init_values=init, projection_dim=int(a.channels), **common)]

@@ -1,7 +1,9 @@
 """``pool``: max or average pooling over windows (``MaxPooling``/``AveragePooling``
 1D/2D/3D; ONNX ``MaxPool``, ``AveragePool``).
 
-Length per spatial axis: ``"valid"``: ``⌊(n − k)/s⌋ + 1``; ``"same"``: ``⌈n/s⌉``.
+Length per spatial axis: ``"valid"``: ``⌊(n − k)/s⌋ + 1``; ``"same"``: ``⌈n/s⌉``; explicit
+pads and ``ceil_mode`` as in :func:`~keras_cnnkit.analysis.ops.geometry.pool_length`; with
+``dilation`` (ONNX ``MaxPool``) the window spans ``d(k − 1) + 1``.
 FLOPs ``∏pool_size`` per output element.
 """
 from __future__ import annotations
@@ -13,7 +15,8 @@ from keras_cnnkit.analysis.ir import OpKind
 from keras_cnnkit.analysis.ops import keras_codegen as kc
 from keras_cnnkit.analysis.ops.attrs import Ints, OpAttrs, Padding, choice
 from keras_cnnkit.analysis.ops.core import LatencyClass, OpDef, Sizes
-from keras_cnnkit.analysis.ops.geometry import per_spatial, pool_length, prod
+from keras_cnnkit.analysis.ops.errors import UnsupportedNodeError
+from keras_cnnkit.analysis.ops.geometry import axis_padding, per_spatial, pool_length, prod
 from keras_cnnkit.analysis.ops.registry import register
 
 
@@ -28,6 +31,7 @@ class PoolAttrs(OpAttrs):
         padding: ``"valid"``/``"same"``, or explicit pads.
         rank: number of spatial axes.
         ceil_mode: ONNX's rounding up of the output length.
+        dilation: ONNX ``MaxPool``'s dilations (``None``: 1; Keras' pooling has none).
     """
 
     pool_size: Ints
@@ -36,6 +40,7 @@ class PoolAttrs(OpAttrs):
     padding: Padding = "valid"
     rank: Optional[int] = None
     ceil_mode: bool = False
+    dilation: Optional[Ints] = None
 
     def __post_init__(self):
         if self.strides is None:
@@ -51,14 +56,19 @@ class Pool(OpDef):
     latency = LatencyClass.REDUCTION
 
     def infer_shape(self, a: PoolAttrs, shapes: list) -> tuple:
-        windows = list(zip(a.pool_size, a.strides))
+        dilation = a.dilation or (1,) * len(a.pool_size)
+        windows = [(d * (size - 1) + 1, stride, axis_padding(a.padding, i))
+                   for i, (size, stride, d) in enumerate(zip(a.pool_size, a.strides, dilation))]
         return per_spatial(shapes[0], a.data_format, windows,
-                           lambda n, w: pool_length(n, w[0], w[1], a.padding))
+                           lambda n, w: pool_length(n, w[0], w[1], w[2], a.ceil_mode))
 
     def flops(self, node, a: PoolAttrs, sizes: Sizes, macs: int) -> int:
         return prod(a.pool_size) * sizes.out
 
     def keras_layers(self, node, a: PoolAttrs, common: dict) -> list:
+        if a.dilation and any(d != 1 for d in a.dilation):
+            raise UnsupportedNodeError(node.name, "dilated pooling (Keras' pooling layers "
+                                       "have no dilation)")
         rank = len(a.pool_size)
         size = kc.ints(a.pool_size, rank, default=2)
         strides = kc.ints(a.strides, rank)
