@@ -44,6 +44,7 @@ from keras_cnnkit.analysis.ops import AttrsError
 from keras_cnnkit.analysis.ops.activation_table import canonical_name
 from keras_cnnkit.analysis.ops.geometry import prod
 from keras_cnnkit.analysis.ops.layer_scale import LAYER_SCALE
+from keras_cnnkit.analysis.ops.opaque import INPUT_SHAPE_UNKNOWN
 from keras_cnnkit.analysis.shapes import ShapeError, infer_shape
 
 
@@ -695,7 +696,7 @@ def convert_layer(name: str, class_name: str, config: dict, inputs: Sequence[str
     if any(s is None for s in shapes):
         # Downstream of an opaque op: the op is known but its shapes are not.
         return Expansion([opaque_node(name, class_name, inputs, shapes, observed_shape,
-                                      "input shape unknown", layer)], name)
+                                      INPUT_SHAPE_UNKNOWN, layer)], name)
     try:
         parts = handler(config, shapes)
     except (TypeError, ValueError, KeyError, IndexError) as exc:
@@ -756,7 +757,7 @@ def expand_block(layer_name: str, class_name: str, config: dict, input_shape: Op
         args["data_format"] = "channels_last"
     if input_shape is None:
         return Expansion([opaque_node(layer_name, class_name, [input_name], [None], None,
-                                      "input shape unknown", layer_prefix)], layer_name)
+                                      INPUT_SHAPE_UNKNOWN, layer_prefix)], layer_name)
     try:
         args = resolve_config(class_name, args)
         graph = get_spec(class_name)(args, (None, *input_shape))

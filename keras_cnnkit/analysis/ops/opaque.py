@@ -15,6 +15,11 @@ from keras_cnnkit.analysis.ops.core import LatencyClass, OpDef, Sizes, Trait
 from keras_cnnkit.analysis.ops.registry import register
 
 
+#: The ``reason`` of a known op made opaque only because its input's shape is unknown
+#: (it sits downstream of another opaque op).
+INPUT_SHAPE_UNKNOWN = "input shape unknown"
+
+
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class OpaqueAttrs(OpAttrs):
     """``class_name``: the layer class or ONNX op; ``reason``: why it is opaque."""
