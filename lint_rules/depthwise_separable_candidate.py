@@ -28,7 +28,8 @@ class DepthwiseSeparableCandidate(Rule):
 
     ## Why is this bad?
     A standard conv costs D_K²·C_I·C_O weights (×D_O² multiply-adds); the separable form
-    C_I·(D_K² + C_O): a ratio of 1/C_O + 1/D_K² (seed 003).  3→256 3×3: 6,912 → 795.
+    C_I·(D_K² + C_O): a ratio of 1/C_O + 1/D_K² (seed 003).  64→256 3×3: 147,456 →
+    16,960.
 
     ## Known problems
     Fewer FLOPs is not less time: a depthwise conv is memory-bound.  This project's
@@ -36,7 +37,8 @@ class DepthwiseSeparableCandidate(Rule):
     CPU at a 0.13 FLOP ratio (median) and no faster on an H100 (median time ratio 1.12
     in bfloat16, 0.98 in TF32 at batch 32).  It is also a different, weaker layer that
     needs retraining: MobileNet's trade, a redesign rather than a lint.  So the rule is
-    ``info`` by default; raise it where the target is FLOP-bound (mobile CPUs, NPUs).
+    ``info``: advice worth reading where the target is FLOP-bound (mobile CPUs, NPUs),
+    never a reason to fail a build.
 
     It stays silent on designs that chose a full conv on purpose:
 
@@ -75,7 +77,8 @@ class DepthwiseSeparableCandidate(Rule):
     - Chollet, "Xception: Deep Learning with Depthwise Separable Convolutions", CVPR 2017.
     - Tan & Le, "EfficientNetV2: Smaller Models and Faster Training", ICML 2021, §3.2
       (Fused-MBConv).
-    - Seeds 000 ((3,5,5) → 4: 112 → 46), 001/004 (6,912 → 795), 003 (cost ratio).
+    - Seeds 000 ((3,5,5) → 4: 112 → 46), 001/004 (3→256: 6,912 → 795; both RGB stems,
+      so not reported), 003 (cost ratio).
     """
 
     code = "CNK104"
@@ -88,7 +91,7 @@ class DepthwiseSeparableCandidate(Rule):
         self.min_channels = min_channels
 
     def check(self, graph: Graph) -> Iterable[Finding]:
-        stem = stem_convs(graph)
+        stem = stem_convs(graph, image_channels=STEM_CHANNELS)
         for node in graph:
             if not is_spatial_conv(node) or node.output_shape is None:
                 continue

@@ -83,7 +83,8 @@ class MissingBottleneck(Rule):
     - Lin et al., "Network In Network", ICLR 2014 (1×1 convolutions).
     - Tan & Le, "EfficientNetV2: Smaller Models and Faster Training", ICML 2021, §3.2.
     - Seeds 001/004 (589,824 → 69,632) and 000 (24→48 3×3: 10,416 → 5,520 plus the
-      1×1's bias; Char-CNN Conv1D: 3,504 → 2,076).
+      1×1's bias; Char-CNN Conv1D: 3,504 → 2,076; both 12 wide, reported with
+      ``min_width=12``).
     """
 
     code = "CNK103"
