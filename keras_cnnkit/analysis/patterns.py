@@ -221,13 +221,15 @@ def residual_branch(graph: Graph, node: Node, max_convs: int = 2) -> Optional[li
     """The standard convs of the residual branch holding ``node``, when that branch is
     a plain chain of at most ``max_convs`` standard convs (with batch norm, activations,
     dropout between) from a block input to an ``Add`` with that input's shortcut (an
-    identity, or a 1×1 conv / pooling of it): ResNet's basic block (two 3×3s), the
-    ratio-1 Fused-MBConv (one 3×3).  ``None`` otherwise."""
+    identity, or a 1×1 conv / pooling of it; explicit padding allowed on both paths):
+    ResNet's basic block (two 3×3s), the ratio-1 Fused-MBConv (one 3×3).  ``None``
+    otherwise."""
+    passing = TRANSPARENT | {OpKind.PAD}
     convs, current = [node], node
     while True:  # back to the block input
         producer = graph[current.inputs[0]]
         passes = (len(producer.inputs) == 1 and len(graph.consumers(producer)) == 1
-                  and (producer.op in TRANSPARENT or is_standard_conv(producer)))
+                  and (producer.op in passing or is_standard_conv(producer)))
         if not passes:
             break
         if is_standard_conv(producer):
@@ -240,7 +242,7 @@ def residual_branch(graph: Graph, node: Node, max_convs: int = 2) -> Optional[li
             return None
         if consumer.op == OpKind.ADD:
             break
-        if len(consumer.inputs) != 1 or not (consumer.op in TRANSPARENT
+        if len(consumer.inputs) != 1 or not (consumer.op in passing
                                               or is_standard_conv(consumer)):
             return None
         if is_standard_conv(consumer):
@@ -251,7 +253,7 @@ def residual_branch(graph: Graph, node: Node, max_convs: int = 2) -> Optional[li
     others = [n for n in consumer.inputs if n != current.name]
     shortcut = graph[others[0]] if len(others) == 1 else None
     while shortcut is not None and shortcut.name != source.name:
-        if len(shortcut.inputs) != 1 or not (shortcut.op in TRANSPARENT or is_pointwise(shortcut)
+        if len(shortcut.inputs) != 1 or not (shortcut.op in passing or is_pointwise(shortcut)
                                              or shortcut.op == OpKind.POOL):
             return None
         shortcut = graph[shortcut.inputs[0]]
