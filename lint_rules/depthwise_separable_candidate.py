@@ -45,8 +45,8 @@ class DepthwiseSeparableCandidate(Rule):
     * the stem: a conv over ≤ 4 input channels (RGB) — a depthwise conv over 3 channels
       leaves every output a mix of 3 filtered maps — and the chain of full convs that
       follows it before the first pooling, merge or fork (Inception-V3's three 3×3s,
-      Xception's two, ResNet-D's three, VGG's first pair).  MobileNet, Xception and
-      EfficientNet keep these standard;
+      Xception's two, ResNet-D's three, ResNet-RS's four, VGG's first pair).
+      MobileNet, Xception and EfficientNet keep these standard;
     * convs over fewer than 32 channels (``min_channels``): MobileNet's narrowest
       depthwise conv is over 32 channels;
     * 1×n / n×1 kernels: Inception-V3's factorised convs are already the cheap form;

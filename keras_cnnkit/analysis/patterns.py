@@ -192,12 +192,12 @@ def spans_input(node: Node) -> bool:
             and prod(node.spatial()) == 1)
 
 
-def stem_convs(graph: Graph, max_convs: int = 3, image_channels: int = 4) -> set:
+def stem_convs(graph: Graph, max_convs: int = 4, image_channels: int = 4) -> set:
     """Names of the network's stem convolutions: from each graph input of at most
     ``image_channels`` channels (an image), the chain of standard convs (at most
     ``max_convs``) joined only by batch norm, activations, padding and rescaling, up to
     the first pooling, merge, depthwise conv or fork (Inception-V3's three 3×3s,
-    Xception's two, ResNet-D's three, VGG's first pair)."""
+    Xception's two, ResNet-D's three, ResNet-RS's four, VGG's first pair)."""
     names = set()
     for current in [n for n in graph if n.op == OpKind.INPUT]:
         channels = current.channels()
