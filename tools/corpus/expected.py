@@ -11,7 +11,8 @@ yields it: no grouping, no impact threshold), tab-separated:
 
 ``verdict`` is ``keep`` (a finding a careful reviewer keeps) or ``reject`` (a false
 positive), ``reason`` one line on why.  A model that cannot be read has one line
-``model  -  -  unreadable  reason``.  Sources: ``keras3`` and ``tf_keras`` (the committed
+``model  -  -  unreadable  reason``, a model without findings one line
+``model  -  -  clean  reason`` (why nothing is worth reporting there).  Sources: ``keras3`` and ``tf_keras`` (the committed
 keras.applications configs), ``extra`` (the committed keras-hub / kimm configs), ``onnx``
 (the torchvision / timm exports in ``$CNKIT_CORPUS_DIR/onnx``, static 224×224 files).
 
@@ -167,6 +168,18 @@ def propose(model: str, graph, finding) -> tuple:
     return "keep", f"{rule}: {finding.message[:80]}"
 
 
+def precision_counts() -> dict:
+    """``{symbol: {source: (kept, reported)}}`` over the tables (findings only)."""
+    counts: dict = {}
+    for source in SOURCES:
+        for (_, _, symbol), (verdict, _) in read_table(source).items():
+            if symbol == "-":
+                continue
+            kept, reported = counts.setdefault(symbol, {}).get(source, (0, 0))
+            counts[symbol][source] = (kept + (verdict == "keep"), reported + 1)
+    return counts
+
+
 def compare(source: str, update: bool = False) -> int:
     """Print the differences between the table and the rules' findings; with ``update``
     rewrite the table.  Returns the number of differences."""
@@ -179,6 +192,10 @@ def compare(source: str, update: bool = False) -> int:
             new_table[key] = table.get(key, ("unreadable", found))
             diffs += key not in table
             continue
+        if not found:
+            key = (model, "-", "-")
+            new_table[key] = table.get(key, ("clean", "no findings ?"))
+            diffs += key not in table
         for finding in found:
             key = (model, finding.layer, finding.symbol)
             if key in table:
