@@ -55,8 +55,10 @@ class DepthwiseSeparableCandidate(Rule):
     * a conv spanning its whole input map (a dense head written as a conv:
       ``flatten-dense-head`` reports it);
     * EfficientNetV2's Fused-MBConv: a k×k expansion feeding a 1×1 projection, and the
-      single k×k conv of a ratio-1 residual block.  Tan & Le replaced the depthwise conv
-      there on purpose (depthwise convs are slow in early stages on accelerators).
+      single k×k conv of a residual block (ratio-1 Fused-MBConv; RepVGG's training-form
+      3×3 beside its 1×1 branch too).  Tan & Le replaced the depthwise conv there on
+      purpose (depthwise convs are slow in early stages on accelerators), as Ding et al.
+      keep RepVGG dense (3×3 convs are the fastest per FLOP on GPUs).
 
     ## Example
     ```python
@@ -77,6 +79,7 @@ class DepthwiseSeparableCandidate(Rule):
     - Chollet, "Xception: Deep Learning with Depthwise Separable Convolutions", CVPR 2017.
     - Tan & Le, "EfficientNetV2: Smaller Models and Faster Training", ICML 2021, §3.2
       (Fused-MBConv).
+    - Ding et al., "RepVGG: Making VGG-style ConvNets Great Again", CVPR 2021, §3.1.
     - Seeds 000 ((3,5,5) → 4: 112 → 46), 001/004 (3→256: 6,912 → 795; both RGB stems,
       so not reported), 003 (cost ratio).
     """
