@@ -185,17 +185,13 @@ def localises(graph: Graph, node: Node) -> bool:
 
 
 def _outputs_reached(graph: Graph, node: Node) -> list:
-    outputs, seen, stack = [], set(), [node]
-    while stack:
-        current = stack.pop()
-        if current.name in seen:
-            continue
-        seen.add(current.name)
-        consumers = graph.consumers(current)
-        if not consumers or current.name in graph.outputs:
-            outputs.append(current)
-        stack.extend(consumers)
-    return outputs
+    """The model outputs that depend on ``node`` (one pass in topological order)."""
+    reached = {node.name}
+    for current in graph:
+        if any(name in reached for name in current.inputs):
+            reached.add(current.name)
+    return [graph[name] for name in reached
+            if name in graph.outputs or not graph.consumers(graph[name])]
 
 
 def _output_kind(graph: Graph, out: Node) -> str:

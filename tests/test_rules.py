@@ -75,6 +75,7 @@ EXPECTED = {
     "CNK109": ("dropout-before-batchnorm", Severity.WARNING),
     "CNK110": ("plain-deep-stack", Severity.INFO),
     "CNK111": ("tensor-core-alignment", Severity.INFO),
+    "CNK112": ("mergeable-branches", Severity.WARNING),
 }
 
 

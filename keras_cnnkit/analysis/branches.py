@@ -9,9 +9,10 @@ A *branch* of a tensor ``x`` is one of
 * ``identity``: ``x`` itself,
 
 each optionally followed by a scalar rescaling (``x·a + b``: Keras' ``Rescaling``; the
-``0 + conv(x)`` a PyTorch export writes as an ``Add`` of a constant).  Each is affine in ``x``, so a sum of them is one convolution: every kernel, scaled by its
-batch norm, is placed at its offset in the largest one, the identity becomes a kernel
-with one tap per channel, and the biases and shifts add up (Ding et al., "RepVGG: Making
+``0 + conv(x)`` a PyTorch export writes as an ``Add`` of a constant).  Each is affine in
+``x``, so a sum of them is one convolution: every kernel, scaled by its batch norm, is
+placed at its offset in the largest one, the identity becomes a kernel with one tap per
+channel, and the biases and shifts add up (Ding et al., "RepVGG: Making
 VGG-style ConvNets Great Again", CVPR 2021, §3.3).  :func:`branch_sums` finds the sums
 whose branches line up (same stride, groups and output channels, kernels whose windows
 sit inside one window) and gives the merged conv's geometry; the weights themselves are

@@ -12,8 +12,8 @@ yields it: no grouping, no impact threshold), tab-separated:
 ``verdict`` is ``keep`` (a finding a careful reviewer keeps) or ``reject`` (a false
 positive), ``reason`` one line on why.  A model that cannot be read has one line
 ``model  -  -  unreadable  reason``, a model without findings one line
-``model  -  -  clean  reason`` (why nothing is worth reporting there).  Sources: ``keras3`` and ``tf_keras`` (the committed
-keras.applications configs), ``extra`` (the committed keras-hub / kimm configs), ``onnx``
+``model  -  -  clean  reason`` (why nothing is worth reporting there).  Sources:
+``keras3`` and ``tf_keras`` (the committed keras.applications configs), ``extra`` (the committed keras-hub / kimm configs), ``onnx``
 (the torchvision / timm exports in ``$CNKIT_CORPUS_DIR/onnx``, static 224×224 files).
 
 Without ``--update`` the script prints the differences between the table and what the

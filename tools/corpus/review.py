@@ -38,7 +38,7 @@ each finding gets one class, first match wins:
 Misses are found on the graph dumps: a conv whose kernel covers its whole input map
 (VGG's fc6 written as a 7x7 conv) with no flatten-dense-head finding; an Add whose inputs
 are >= 2 linear conv(+BN) branches of one tensor (RepVGG / MobileOne / ACNet train form),
-mergeable exactly into one conv, which no rule reports.
+mergeable exactly into one conv, which no mergeable-branches (CNK112) finding reports.
 """
 
 from __future__ import annotations
@@ -321,6 +321,7 @@ def saving(f):
 def find_misses(mv: ModelView):
     misses = []
     flagged105 = {f.get("node") for f in mv.findings if f["code"] == "CNK105"}
+    flagged112 = {f.get("node") for f in mv.findings if f["code"] == "CNK112"}
     flagged_any = {f.get("node") for f in mv.findings}
     for n in mv.nodes.values():
         if n["op"] == "conv":
@@ -335,7 +336,7 @@ def find_misses(mv: ModelView):
                                          f"{(n.get('cost') or {}).get('params')} params",
                                "params": (n.get("cost") or {}).get("params"),
                                "flagged_by_other_rules": n["name"] in flagged_any})
-        if n["op"] == "add" and len(n["inputs"]) >= 2:
+        if n["op"] == "add" and len(n["inputs"]) >= 2 and n["name"] not in flagged112:
             # an add fed by another add that feeds nothing else is one n-way sum
             if len(mv.consumers.get(n["name"], [])) == 1 and \
                     mv.nodes.get(mv.consumers[n["name"]][0], {}).get("op") == "add":
