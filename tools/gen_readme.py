@@ -2,9 +2,9 @@
 
 ``python tools/gen_readme.py`` rewrites the README's rule table (from the rules'
 docstrings), its precision table (from the corpus test's reviewed tables,
-``tests/data/corpus/expected``) and setup.cfg's ``keras_cnnkit.lint_rules`` entry points (from the rule
-modules, :func:`lint_rules.builtin_rules`); ``--check`` exits 1 when either is out of
-date (the test suite runs that check).
+``tests/data/corpus/expected``) and setup.cfg's ``keras_cnnkit.lint_rules`` entry points
+(from the rule modules, :func:`lint_rules.builtin_rules`); ``--check`` exits 1 when one
+is out of date (the test suite runs that check).
 ``--builders`` also rebuilds the builders table: it builds every model (TensorFlow needed,
 about a minute) and takes params and MACs from the linter's cost model.
 """

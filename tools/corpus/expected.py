@@ -13,8 +13,9 @@ yields it: no grouping, no impact threshold), tab-separated:
 positive), ``reason`` one line on why.  A model that cannot be read has one line
 ``model  -  -  unreadable  reason``, a model without findings one line
 ``model  -  -  clean  reason`` (why nothing is worth reporting there).  Sources:
-``keras3`` and ``tf_keras`` (the committed keras.applications configs), ``extra`` (the committed keras-hub / kimm configs), ``onnx``
-(the torchvision / timm exports in ``$CNKIT_CORPUS_DIR/onnx``, static 224×224 files).
+``keras3`` and ``tf_keras`` (the committed keras.applications configs), ``extra`` (the
+committed keras-hub / kimm configs), ``onnx`` (the torchvision / timm exports in
+``$CNKIT_CORPUS_DIR/onnx``, static 224×224 files).
 
 Without ``--update`` the script prints the differences between the table and what the
 rules yield now.  With it, the table is rewritten: kept lines keep their verdict and

@@ -46,7 +46,8 @@ EXTRA = ("kimm/VGG16.functional.keras", "kimm/ResNet18.functional.keras",
 
 def export_extra() -> int:
     """The :data:`EXTRA` configs and their index; returns the bytes written."""
-    entries = {e["file"]: e for key in ("kimm", "keras_hub") for e in Manifest(key).entries.values()}
+    entries = {e["file"]: e for key in ("kimm", "keras_hub")
+               for e in Manifest(key).entries.values()}
     index, total = [], 0
     for rel in EXTRA:
         e = entries[rel]
