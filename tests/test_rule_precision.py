@@ -262,3 +262,16 @@ def test_opaque_layer_one_finding_per_root():
     unknown = lint(config_graph(rel), select=[]).summary.unknown
     assert sum(1 + f.measurements["hidden"] for f in findings.values()) == len(unknown)
     assert findings["custom_scale_layer"].measurements["hidden"] > 0
+
+
+# --- real but small: still yielded (the impact threshold, not the rules, hides them) ------------
+
+def test_real_small_findings_are_still_yielded():
+    """InceptionV3's three 5×5 branches (48→64, Table 1's 35×35 modules) and every biased
+    conv before a batch norm of keras.applications' ResNet50 (53 convs) are found."""
+    five = convs("keras3/InceptionV3", lambda c: c["kernel_size"] == [5, 5])
+    assert len(five) == 3 and set(found("keras3/InceptionV3", "large-kernel")) == five
+    biased = convs("keras3/ResNet50", lambda c: c["use_bias"])
+    assert len(biased) == 53 and set(found("keras3/ResNet50", "bias-before-batchnorm")) == biased
+    report = lint(config_graph("keras3/VGG16"))   # the default selection and options
+    assert [f.layer for f in report.findings if f.symbol == "flatten-dense-head"] == ["fc1"]
