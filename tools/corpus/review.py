@@ -222,7 +222,8 @@ def classify(mv: ModelView):
                 cls, why = "fp-stem", f"conv over {cin} input channels"
             elif code in KERNEL_RULES and len(k) == 2 and k == st and k[0] > 1:
                 cls, why = "fp-patchify", f"{k[0]}x{k[1]} stride-{st[0]} patch / downsampling conv"
-            elif code not in ("CNK001", "CNK110") and sp and all(d == 1 for d in sp if d is not None) and code != "CNK105":
+            elif (code not in ("CNK001", "CNK110", "CNK105") and sp and None not in sp
+                  and all(d == 1 for d in sp)):
                 cls, why = "fp-1x1-map", f"input map {sp}"
             elif code in KERNEL_RULES and len(k) == 2 and 1 in k and k[0] != k[1]:
                 cls, why = "fp-asymmetric", f"{k[0]}x{k[1]} conv"
@@ -254,7 +255,7 @@ def classify(mv: ModelView):
         if cls is None and code == "CNK001":
             layer_cls = (n or {}).get("source_class", "") if n else ""
             text = f"{layer_cls} {f.get('message', '')}"
-            if "input shape unknown" in f.get("message", ""):
+            if "cannot be analysed (input shape unknown)" in f.get("message", ""):
                 cls, why = "opaque-downstream", f"{layer_cls}: known layer after an opaque one"
             elif layer_cls.startswith(("kimm.", "keras_hub.")) or layer_cls == "Lambda":
                 cls, why = "opaque-custom", layer_cls
