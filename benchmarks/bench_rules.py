@@ -48,7 +48,8 @@ GRIDS = {"full": FULL_PAIRS, "quick": QUICK_PAIRS, "tiny": TINY_PAIRS}
 #: Rule options that let every pattern fire at every grid shape (the benchmark wants the
 #: replacement's timing everywhere, not only where the rule would report it).
 RULE_OPTIONS = {"asymmetric-factorization": {"min_size": 1, "max_size": 10 ** 6},
-                "depthwise-separable-candidate": {"min_saving": 0.0}}
+                "depthwise-separable-candidate": {"min_saving": 0.0, "min_channels": 0},
+                "missing-bottleneck": {"min_width": 1}}
 
 #: Noise criterion: two consecutive runs agree within this for cases over 1 ms.
 NOISE_LIMIT = 0.10

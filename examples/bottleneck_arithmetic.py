@@ -1,9 +1,11 @@
 """The seeds' bottleneck and depthwise arithmetic, built from blocks and checked three ways.
 
 Seeds 001/004: a 256 → 256 3×3 conv has 256·3·3·256 = 589,824 weights; a 1×1 → 64, 3×3
-64 → 64, 1×1 → 256 bottleneck has 69,632.  A 3 → 256 3×3 conv has 6,912 weights; its
-depthwise + pointwise form 27 + 768 = 795.  Seed 003: the cost ratio of depthwise
-separable to standard convolution is 1/D_K² + 1/C_O.
+64 → 64, 1×1 → 256 bottleneck has 69,632.  Seed 003: a D_K×D_K conv C_I → C_O has
+D_K²·C_I·C_O weights, its depthwise + pointwise form C_I·(D_K² + C_O): 64 → 256 3×3,
+147,456 → 576 + 16,384 = 16,960, a cost ratio of 1/D_K² + 1/C_O.  (The seeds' own
+3 → 256 example, 6,912 → 795, is an RGB stem: the linter proposes no depthwise conv over
+3 channels, so that row has no linter figure to compare.)
 
 Each number is computed three ways and printed side by side: the seed's formula, Keras'
 ``count_params()`` of the model built from ``keras_cnnkit`` blocks, and the linter's
@@ -60,11 +62,11 @@ def main(argv=None) -> list:
                  256 * 64 + 64 * 9 * 64 + 64 * 256, (conv.count_params(), neck.count_params()),
                  (found.params_before, found.params_after)))
 
-    conv = one(keras.layers.Conv2D(256, 3, **PLAIN), (56, 56, 3))
+    conv = one(keras.layers.Conv2D(256, 3, **PLAIN), (56, 56, 64))
     sep = one(DepthwiseSeparableConv(256, 3, use_bn=False, activation=None, use_bias=False),
-              (56, 56, 3))
+              (56, 56, 64))
     found = finding(conv, "depthwise-separable-candidate")
-    rows.append(("depthwise separable 3→256", 3 * 3 * 3 * 256, 3 * 3 * 3 + 3 * 256,
+    rows.append(("depthwise separable 64→256", 64 * 3 * 3 * 256, 64 * 3 * 3 + 64 * 256,
                  (conv.count_params(), sep.count_params()),
                  (found.params_before, found.params_after)))
 

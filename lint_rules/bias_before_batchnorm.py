@@ -4,7 +4,7 @@ from __future__ import annotations
 from typing import Iterable
 
 from keras_cnnkit.analysis.fragments import FragmentBuilder
-from keras_cnnkit.analysis.ir import Graph, OpKind
+from keras_cnnkit.analysis.ir import Graph, Node, OpKind
 from keras_cnnkit.analysis.patterns import WEIGHTED
 from keras_cnnkit.lint.findings import Finding, Rule, Severity
 from lint_rules.common import costed_finding, num
@@ -26,6 +26,11 @@ class BiasBeforeBatchnorm(Rule):
     Batch norm subtracts the per-channel mean right after the layer, so a per-channel
     bias is cancelled: C_out parameters that do nothing, a gradient that goes nowhere,
     and an add per output element at inference.
+
+    ## Known problems
+    Only a batch norm that shifts cancels the bias.  An ONNX export's per-channel
+    multiply without an add (ConvNeXt's layer scale, read as a scale-only folded batch
+    norm) scales the bias and cancels nothing: the rule stays silent there.
 
     ## Example
     ```python
@@ -62,7 +67,7 @@ class BiasBeforeBatchnorm(Rule):
                 continue
             channel_axis = 0 if node.data_format == "channels_first" else len(
                 node.output_shape) - 1
-            if bn.attrs.get("axis") != channel_axis:
+            if bn.attrs.get("axis") != channel_axis or not _cancels_bias(bn):
                 continue
             frag = FragmentBuilder(graph, node.name)
             fixed = frag.copy(node, use_bias=False)
@@ -73,3 +78,10 @@ class BiasBeforeBatchnorm(Rule):
                 f"the batch norm {bn.layer or bn.name} that follows",
                 "set use_bias=False (the bias folds into the batch norm's moving mean)",
                 [node.name], [fixed], fixed.name, preserves_function=True)
+
+
+def _cancels_bias(bn: Node) -> bool:
+    """True unless ``bn`` is a per-channel multiply the ONNX frontend folded into a batch
+    norm without a shift (a layer scale): a batch norm subtracts its mean, a folded
+    multiply-add absorbs the bias into its add, a bare multiply does neither."""
+    return not bn.attrs.get("folded") or bool(bn.attrs.get("center"))

@@ -14,6 +14,9 @@ from keras_cnnkit.analysis.fragments import FragmentBuilder, try_build
 from keras_cnnkit.analysis.ir import Graph, Node
 from keras_cnnkit.lint.findings import Finding, Replacement, Rule
 
+#: Input channels of an image stem (RGB, RGBA, grey): no rule proposes to thin it.
+STEM_CHANNELS = 4
+
 
 def costs_of(graph: Graph, removed: Iterable[str], nodes: Iterable[Node]) -> tuple:
     """``(before, after)`` costs of a candidate replacement."""

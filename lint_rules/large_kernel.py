@@ -4,7 +4,7 @@ from __future__ import annotations
 from typing import Iterable
 
 from keras_cnnkit.analysis.ir import Graph, Node
-from keras_cnnkit.analysis.patterns import is_standard_conv
+from keras_cnnkit.analysis.patterns import is_patchify, is_standard_conv, spans_input
 from keras_cnnkit.lint.findings import Finding, Rule, Severity
 from lint_rules.common import conv_replacement, findings_at, kernel_text, num
 
@@ -29,6 +29,12 @@ class LargeKernel(Rule):
     A 64→64 5×5 conv has 102,400 weights, two 3×3 have 73,728.  Where the input has few
     channels (ResNet50's 7×7 stem on RGB) the stack would be *more* expensive: the
     intermediate layers are as wide as the output.  No finding there.
+
+    ## Known problems
+    A patchify conv (stride = kernel: ViT's 16×16 patch embedding) sees non-overlapping
+    windows, and a conv spanning its whole input map is a dense head
+    (``flatten-dense-head`` reports it): stacked 3×3s are not the same layer there, so
+    the rule is silent on both.
 
     ## Example
     ```python
@@ -72,7 +78,8 @@ class LargeKernel(Rule):
             return False
         kernel = node.attrs["kernel"]
         return (len(set(kernel)) == 1 and kernel[0] >= self.min_kernel
-                and set(node.attrs["dilation"]) == {1})
+                and set(node.attrs["dilation"]) == {1}
+                and not is_patchify(node) and not spans_input(node))
 
     def _check_conv(self, graph: Graph, node: Node):
         k, rank = node.attrs["kernel"][0], node.attrs["rank"]

@@ -8,7 +8,6 @@ from keras_cnnkit.analysis.ops.opaque import INPUT_SHAPE_UNKNOWN
 from keras_cnnkit.lint.findings import Finding, Rule, Severity
 from lint_rules.common import num
 
-
 class OpaqueLayer(Rule):
     """A layer whose computation the linter cannot see (Lambda, unknown class).
 
@@ -21,9 +20,13 @@ class OpaqueLayer(Rule):
 
     ## Why is this bad?
     The model's parameter, MAC and FLOP totals leave such a node out (it is never
-    counted as 0 in silence), and no rule can look inside it.  A ``Lambda`` also
-    carries marshalled bytecode: loading the model through Keras runs it
-    (CVE-2024-3660), which is why the file frontend never does.
+    counted as 0 in silence), and no rule can look inside it, nor at the layers whose
+    shapes it hides.  A ``Lambda`` also carries marshalled bytecode: loading the model
+    through Keras runs it (CVE-2024-3660), which is why the file frontend never does.
+
+    ## Known problems
+    One finding per root: a custom layer after another custom layer is a root of its
+    own (it would be opaque even with a known input), a ``Dense`` after it is not.
 
     ## Example
     ```python
@@ -67,7 +70,8 @@ class OpaqueLayer(Rule):
                 node, f"{cls} cannot be analysed ({why}); {unknown}{params}{after}",
                 suggestion="replace it with standard layers, or register a rule/frontend "
                            "mapping for its class",
-                measurements={"class_name": cls, "reason": why, "hides": hides})
+                measurements={"class_name": cls, "reason": why, "hides": hides,
+                              "hidden": len(hides)})
 
 
 def _hidden_by_root(graph: Graph) -> dict:

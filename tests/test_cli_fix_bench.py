@@ -20,15 +20,16 @@ from keras_cnnkit.lint.cli import main
 
 L = keras.layers
 
-#: ``tiny``: img (8, 8, 3) → conv 3×3 3→8 (bias) → BN → ReLU → Flatten → Dense 4.
-TINY_PARAMS = {"conv": 9 * 3 * 8 + 8, "bn": 4 * 8, "fc": 8 * 8 * 8 * 4 + 4}
+#: ``tiny``: img (8, 8, 32) → conv 3×3 32→8 (bias) → BN → ReLU → Flatten → Dense 4.
+#: (32 input channels: depthwise-separable-candidate is silent on narrower convs.)
+TINY_PARAMS = {"conv": 9 * 32 * 8 + 8, "bn": 4 * 8, "fc": 8 * 8 * 8 * 4 + 4}
 #: After bias-before-batchnorm and flatten-dense-head: the conv loses its 8 biases, the
 #: Dense sees the 8 pooled channels.
-FIXED_BIAS_HEAD = (9 * 3 * 8) + 4 * 8 + (8 * 4 + 4)
+FIXED_BIAS_HEAD = (9 * 32 * 8) + 4 * 8 + (8 * 4 + 4)
 #: After every fix: the depthwise-separable form of the conv (it saves more than dropping
 #: the bias), with the bias drop merged into it, so its pointwise conv has no bias:
-#: depthwise 3·3·3 + 3, pointwise 3·8, BN, pooled Dense.
-FIXED_ALL = (9 * 3 + 3) + (3 * 8) + 4 * 8 + (8 * 4 + 4)
+#: depthwise 3·3·32 + 32, pointwise 32·8, BN, pooled Dense.
+FIXED_ALL = (9 * 32 + 32) + (32 * 8) + 4 * 8 + (8 * 4 + 4)
 MEASURED = ("latency_before_ms", "latency_after_ms", "speedup")
 
 
@@ -61,7 +62,7 @@ def files(tmp_path_factory):
     """``tiny.h5`` (conv bias before BN, Flatten → Dense head) and ``trojan.h5`` (the
     same with a Lambda that writes a marker file whenever it runs, and a 5×5 conv)."""
     root = tmp_path_factory.mktemp("models")
-    x = keras.Input((8, 8, 3), name="img")
+    x = keras.Input((8, 8, 32), name="img")
     y = L.Conv2D(8, 3, padding="same", name="conv")(x)
     y = L.BatchNormalization(name="bn")(y)
     y = L.ReLU(name="relu")(y)
@@ -106,7 +107,7 @@ def test_fix_writes_a_loadable_model_and_keeps_the_input(capsys, files, tmp_path
     fixed = load(out)
     assert fixed.count_params() == FIXED_BIAS_HEAD
     assert not fixed.get_layer("conv").use_bias
-    assert fixed.input_shape == (None, 8, 8, 3) and fixed.output_shape == (None, 4)
+    assert fixed.input_shape == (None, 8, 8, 32) and fixed.output_shape == (None, 4)
     lines = stdout.splitlines()
     assert "fixed CNK108 bias-before-batchnorm at conv (exact, weights kept)" in lines
     assert "fixed CNK105 flatten-dense-head at fc (needs retraining)" in lines

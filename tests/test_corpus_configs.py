@@ -8,9 +8,8 @@ were measured when the model was built, independently of keras_cnnkit: Keras'
 ``count_params()`` and a conv/dense MAC count taken from each layer's kernel shape and
 its real output shape during one forward pass.
 
-Configs the reader cannot read yet are listed in ``KNOWN_READ_FAILURES`` with the cause
-found in tools/corpus/REVIEW.md; they are ``xfail`` (not strict: a reader fix turns them
-into passes, and the entry can then go).
+Every config is read, tf_keras' TF-op layers and InceptionResNetV2's ``CustomScaleLayer``
+included: a config that stops reading fails.
 """
 import gzip
 import json
@@ -23,28 +22,9 @@ from keras_cnnkit.lint.api import lint
 DATA = Path(__file__).parent / "data" / "corpus"
 INDEX = json.loads((DATA / "index.json").read_text()) if (DATA / "index.json").exists() else []
 
-#: tf_keras writes a TFOpLambda called with one positional tensor and tensor keyword
-#: arguments as one flat reference ``[layer, node, tensor, {kwargs}]`` in
-#: ``inbound_nodes``; keras_config._calls expects a list of references there.
-TFOPLAMBDA_FLAT_REF = "tf_keras TFOpLambda inbound node written as one flat reference"
-KNOWN_READ_FAILURES = {
-    # Keras 2 configs record no call shapes: after the opaque CustomScaleLayer (registered
-    # "Custom>CustomScaleLayer") every layer is opaque, so params/MACs are mostly unknown.
-    "tf_keras/InceptionResNetV2.json.gz": "opaque CustomScaleLayer blinds the rest (Keras 2)",
-}
-
-
-def _known_failure(entry):
-    if entry["library"] == "tf_keras" and "TFOpLambda" in entry.get("layer_classes", []):
-        return TFOPLAMBDA_FLAT_REF
-    return KNOWN_READ_FAILURES.get(entry["file"])
-
-
 def _cases():
     for entry in INDEX:
-        reason = _known_failure(entry)
-        marks = [pytest.mark.xfail(reason=reason, strict=False)] if reason else []
-        yield pytest.param(entry, id=entry["file"].replace(".json.gz", ""), marks=marks)
+        yield pytest.param(entry, id=entry["file"].replace(".json.gz", ""))
 
 
 def test_index_covers_both_libraries():

@@ -42,8 +42,8 @@ def bottleneck():
 
 
 def separable():
-    x = keras.Input((16, 16, 3))
-    return _gap(x, L.Conv2D(256, 3, padding="same", name="stem")(x))
+    x = keras.Input((16, 16, 32))
+    return _gap(x, L.Conv2D(256, 3, padding="same", name="wide")(x))
 
 
 def gap_head():
@@ -91,8 +91,8 @@ CASES = {
     "asymmetric-factorization": (asymmetric, 2 * (7 * 64 * 64 + 64)),
     # 256→256 3×3 → 1×1 to 64, 3×3 at 64, 1×1 to 256 (biases kept)
     "missing-bottleneck": (bottleneck, (256 * 64 + 64) + (9 * 64 * 64 + 64) + (64 * 256 + 256)),
-    # 3→256 3×3 → depthwise 3×3 (27 + 3 bias) + pointwise 3→256 (768 + 256)
-    "depthwise-separable-candidate": (separable, 30 + 1024),
+    # 32→256 3×3 → depthwise 3×3 (288 + 32 bias) + pointwise 32→256 (8,192 + 256)
+    "depthwise-separable-candidate": (separable, 320 + 8448),
     # Flatten(7·7·64)→128 → GAP, Dense 64→128, then fc2 128→10
     "flatten-dense-head": (gap_head, (64 * 128 + 128) + (128 * 10 + 10)),
     # dropping the ReLU changes no parameter count

@@ -189,7 +189,7 @@ def test_builtin_rules_come_from_entry_points():
 def test_fallback_when_metadata_is_missing(fresh_registry):
     """No distribution metadata: the built-in list is loaded."""
     fresh_registry.setattr(registry, "_entry_points", lambda: [])
-    assert len(registry.all_rules()) == 12
+    assert len(registry.all_rules()) == 13
 
 
 class CodeClash(ThirdPartyRule):  # pylint: disable=missing-class-docstring
@@ -208,7 +208,7 @@ def test_third_party_rule_is_added(fresh_registry):
     good = entry_point("every-dense", f"{__name__}:ThirdPartyRule")
     fresh_registry.setattr(registry, "_entry_points", lambda: [good, good])
     assert registry.get_rule("XYZ900") is ThirdPartyRule
-    assert len(registry.all_rules()) == 13
+    assert len(registry.all_rules()) == 14
     assert sorted(f.layer for f in lint(vgg_like(), select=["every-dense"]).findings) == [
         "fc", "out"]
 

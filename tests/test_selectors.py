@@ -54,7 +54,7 @@ def test_cli_fix_select_all_and_lowercase_codes_fix(tmp_path, capsys, fix_select
     separable, which the bias drop then joins)."""
     keras = pytest.importorskip("keras")
     from keras_cnnkit.lint.cli import main
-    x = keras.Input((8, 8, 3))
+    x = keras.Input((8, 8, 32))
     y = keras.layers.Conv2D(4, 3, name="conv")(x)
     y = keras.layers.BatchNormalization(name="bn")(y)
     keras.Model(x, y).save(tmp_path / "m.keras")
@@ -70,5 +70,5 @@ def test_cli_fix_select_all_and_lowercase_codes_fix(tmp_path, capsys, fix_select
     else:
         assert "not fixed CNK104 depthwise-separable-candidate at conv: not selected" \
             in printed
-        # conv 3·3·3·4 + 4 bias, BN 4·4: the 4 bias weights are gone
-        assert keras.models.load_model(out, compile=False).count_params() == 108 + 16
+        # conv 3·3·32·4 + 4 bias, BN 4·4: the 4 bias weights are gone
+        assert keras.models.load_model(out, compile=False).count_params() == 1152 + 16

@@ -1,9 +1,10 @@
 """Regenerate the README sections and the setup.cfg lines that are derived from code.
 
 ``python tools/gen_readme.py`` rewrites the README's rule table (from the rules'
-docstrings) and setup.cfg's ``keras_cnnkit.lint_rules`` entry points (from the rule
-modules, :func:`lint_rules.builtin_rules`); ``--check`` exits 1 when either is out of
-date (the test suite runs that check).
+docstrings), its precision table (from the corpus test's reviewed tables,
+``tests/data/corpus/expected``) and setup.cfg's ``keras_cnnkit.lint_rules`` entry points
+(from the rule modules, :func:`lint_rules.builtin_rules`); ``--check`` exits 1 when one
+is out of date (the test suite runs that check).
 ``--builders`` also rebuilds the builders table: it builds every model (TensorFlow needed,
 about a minute) and takes params and MACs from the linter's cost model.
 """
@@ -21,6 +22,12 @@ ENTRY_POINTS = ("# rules:start  generated from lint_rules/ by tools/gen_readme.p
                 "# rules:end")
 START, END = "<!-- rules:start -->", "<!-- rules:end -->"
 BUILDERS = ("<!-- builders:start -->", "<!-- builders:end -->")
+PRECISION = ("<!-- precision:start -->", "<!-- precision:end -->")
+#: The corpus tables' sources, as the precision table's columns name them.
+PRECISION_SOURCES = (("keras3", "keras.applications (Keras 3, 40)"),
+                     ("tf_keras", "tf_keras (40 of 71 readable)"),
+                     ("extra", "keras-hub / kimm (4)"),
+                     ("onnx", "torchvision / timm ONNX (40)"))
 
 #: builder → (keyword arguments, what it is checked against in tests/test_models_*.py).
 BUILDER_ROWS = {
@@ -67,6 +74,30 @@ def rule_table() -> str:
     return "\n".join(lines)
 
 
+def precision_table() -> str:
+    """Kept / reported findings per rule and corpus source, from the corpus test's tables
+    (``tests/data/corpus/expected``)."""
+    sys.path.insert(0, os.path.join(ROOT, "tools", "corpus"))
+    from expected import precision_counts
+    from keras_cnnkit.lint.registry import all_rules
+
+    counts = precision_counts()
+
+    def cell(kept: int, reported: int) -> str:
+        return f"{kept}/{reported} ({100 * kept / reported:.0f}%)" if reported else "–"
+
+    lines = ["| rule | " + " | ".join(name for _, name in PRECISION_SOURCES) + " | all |",
+             "|---|" + "---:|" * (len(PRECISION_SOURCES) + 1)]
+    for rule in all_rules():
+        per = counts.get(rule.symbol, {})
+        cells = [cell(*per.get(source, (0, 0))) for source, _ in PRECISION_SOURCES]
+        total = [sum(per.get(source, (0, 0))[i] for source, _ in PRECISION_SOURCES)
+                 for i in (0, 1)]
+        lines.append(f"| `{rule.code}` `{rule.symbol}` | " + " | ".join(cells)
+                     + f" | {cell(*total)} |")
+    return "\n".join(lines)
+
+
 def builders_table() -> str:
     """The builders table: params (top, 1000 classes) and MACs at the default size."""
     from keras_cnnkit import lint
@@ -93,6 +124,7 @@ def _replace(text: str, markers: tuple, body: str) -> str:
 def render(text: str, builders: bool = False) -> str:
     """``text`` with the generated sections replaced (the builders table if asked)."""
     text = _replace(text, (START, END), rule_table())
+    text = _replace(text, PRECISION, precision_table())
     return _replace(text, BUILDERS, builders_table()) if builders else text
 
 

@@ -10,21 +10,25 @@ harness (:mod:`keras_cnnkit.bench`).  Importing it imports Keras.
   rebuilt with the findings' replacements (a lint report's), weights of untouched layers
   copied, function-preserving fixes exact.
 * :func:`fold_batchnorm`: the opt-in inference transform folding BN into convs.
+* :func:`reparameterize`: the inference transform merging parallel linear conv/BN
+  branches into one conv (RepVGG, MobileOne; the ``mergeable-branches`` fix).
 * :func:`select_findings` / :func:`apply_to_graph`: conflict-free choice of fixes, and
   the same replacements applied to the IR (pure Python, :mod:`.plan`).
 """
 from keras_cnnkit.rewrite.apply import (RewriteError, RewriteResult, Substitution,
-                                        apply_findings, apply_report, fold_batchnorm,
-                                        rewrite_model)
+                                        apply_findings, apply_report, apply_substitutions,
+                                        fold_batchnorm, rewrite_model)
 from keras_cnnkit.rewrite.build import (model_from_graph, model_from_nodes,
                                         replacement_models, unbuildable_nodes)
 from keras_cnnkit.rewrite.codegen import (UnsupportedNodeError, keras_layers_for,
                                           node_layers, supported_ops)
 from keras_cnnkit.rewrite.plan import Skipped, apply_to_graph, select_findings
+from keras_cnnkit.rewrite.reparam import reparameterize
 
 __all__ = [
     "RewriteError", "RewriteResult", "Skipped", "Substitution", "UnsupportedNodeError",
-    "apply_findings", "apply_report", "apply_to_graph", "fold_batchnorm", "keras_layers_for",
-    "model_from_graph", "model_from_nodes", "node_layers", "replacement_models",
-    "rewrite_model", "select_findings", "supported_ops", "unbuildable_nodes",
+    "apply_findings", "apply_report", "apply_substitutions", "apply_to_graph", "fold_batchnorm",
+    "keras_layers_for", "model_from_graph", "model_from_nodes", "node_layers",
+    "replacement_models", "reparameterize", "rewrite_model", "select_findings",
+    "supported_ops", "unbuildable_nodes",
 ]

@@ -18,6 +18,7 @@ unchanged.  Other new layers start from their initialisers (the model needs retr
 from __future__ import annotations
 
 import dataclasses
+import importlib
 from typing import Any, Callable, Iterable, Optional, Sequence, Union
 
 import keras
@@ -89,6 +90,11 @@ class RewriteResult:
         return [sub.finding for sub in self.applied if sub.finding is not None]
 
 
+#: Rules whose fix computes its layers' weights from the layers it removes (an exact merge),
+#: → ``"module:function(finding, graph, dtype) -> Substitution"``.
+COMPUTED_WEIGHTS = {"mergeable-branches": "keras_cnnkit.rewrite.reparam:finding_substitution"}
+
+
 class _Removed:
     """Stands for the value of a removed intermediate node while the model is re-run."""
 
@@ -106,6 +112,10 @@ def substitution_for(finding: Finding, graph: Optional[Graph] = None,
     rep = finding.replacement
     if rep is None:
         raise RewriteError(f"{finding.code} at {finding.layer!r} has no replacement")
+    if finding.symbol in COMPUTED_WEIGHTS and graph is not None:
+        # Weights that are computed from several removed layers, not carried over.
+        module, _, function = COMPUTED_WEIGHTS[finding.symbol].partition(":")
+        return getattr(importlib.import_module(module), function)(finding, graph, dtype)
     pairs = _counterparts(rep, graph)
     # A function-preserving fix keeps the Keras names of the layers it re-creates.
     keep = {node.name: old for node, old in pairs} if rep.preserves_function else {}
@@ -243,7 +253,14 @@ def fold_batchnorm(model: keras.Model, graph: Optional[Graph] = None) -> Rewrite
     if graph is None:
         from keras_cnnkit.analysis.frontends.keras_live import graph_from_keras
         graph = graph_from_keras(model)
-    return _rebuild(model, batchnorm_fold_substitutions(graph))
+    return apply_substitutions(model, batchnorm_fold_substitutions(graph))
+
+
+def apply_substitutions(model: keras.Model, substitutions: Sequence[Substitution]
+                        ) -> RewriteResult:
+    """``model`` rebuilt with ``substitutions`` applied (an inference transform's, such as
+    :func:`fold_batchnorm`'s or :func:`keras_cnnkit.rewrite.reparam.reparameterize`'s)."""
+    return _rebuild(model, substitutions)
 
 
 def batchnorm_fold_substitutions(graph: Graph) -> list:

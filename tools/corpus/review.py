@@ -38,7 +38,7 @@ each finding gets one class, first match wins:
 Misses are found on the graph dumps: a conv whose kernel covers its whole input map
 (VGG's fc6 written as a 7x7 conv) with no flatten-dense-head finding; an Add whose inputs
 are >= 2 linear conv(+BN) branches of one tensor (RepVGG / MobileOne / ACNet train form),
-mergeable exactly into one conv, which no rule reports.
+mergeable exactly into one conv, which no mergeable-branches (CNK112) finding reports.
 """
 
 from __future__ import annotations
@@ -222,7 +222,8 @@ def classify(mv: ModelView):
                 cls, why = "fp-stem", f"conv over {cin} input channels"
             elif code in KERNEL_RULES and len(k) == 2 and k == st and k[0] > 1:
                 cls, why = "fp-patchify", f"{k[0]}x{k[1]} stride-{st[0]} patch / downsampling conv"
-            elif code not in ("CNK001", "CNK110") and sp and all(d == 1 for d in sp if d is not None) and code != "CNK105":
+            elif (code not in ("CNK001", "CNK110", "CNK105") and sp and None not in sp
+                  and all(d == 1 for d in sp)):
                 cls, why = "fp-1x1-map", f"input map {sp}"
             elif code in KERNEL_RULES and len(k) == 2 and 1 in k and k[0] != k[1]:
                 cls, why = "fp-asymmetric", f"{k[0]}x{k[1]} conv"
@@ -254,7 +255,7 @@ def classify(mv: ModelView):
         if cls is None and code == "CNK001":
             layer_cls = (n or {}).get("source_class", "") if n else ""
             text = f"{layer_cls} {f.get('message', '')}"
-            if "input shape unknown" in f.get("message", ""):
+            if "cannot be analysed (input shape unknown)" in f.get("message", ""):
                 cls, why = "opaque-downstream", f"{layer_cls}: known layer after an opaque one"
             elif layer_cls.startswith(("kimm.", "keras_hub.")) or layer_cls == "Lambda":
                 cls, why = "opaque-custom", layer_cls
@@ -321,6 +322,7 @@ def saving(f):
 def find_misses(mv: ModelView):
     misses = []
     flagged105 = {f.get("node") for f in mv.findings if f["code"] == "CNK105"}
+    flagged112 = {f.get("node") for f in mv.findings if f["code"] == "CNK112"}
     flagged_any = {f.get("node") for f in mv.findings}
     for n in mv.nodes.values():
         if n["op"] == "conv":
@@ -335,7 +337,7 @@ def find_misses(mv: ModelView):
                                          f"{(n.get('cost') or {}).get('params')} params",
                                "params": (n.get("cost") or {}).get("params"),
                                "flagged_by_other_rules": n["name"] in flagged_any})
-        if n["op"] == "add" and len(n["inputs"]) >= 2:
+        if n["op"] == "add" and len(n["inputs"]) >= 2 and n["name"] not in flagged112:
             # an add fed by another add that feeds nothing else is one n-way sum
             if len(mv.consumers.get(n["name"], [])) == 1 and \
                     mv.nodes.get(mv.consumers[n["name"]][0], {}).get("op") == "add":
