@@ -6,27 +6,38 @@ The last stage of the pipeline: every formatter takes the same inputs, a list of
 model or re-runs an analysis.
 
 ``text``
-    pylint-like, one line per finding::
+    pylint-like, one line per finding (one per site: :mod:`keras_cnnkit.lint.sites`),
+    largest impact first, showing the recommended alternative::
 
         model.h5:block5_conv1: CNK103 missing-bottleneck: <message> [params 2,359,808 →
-        279,296 (−88%), FLOPs 231,211,008 → 27,371,520 (−88%)]
+        279,296 (−88%), FLOPs 231,211,008 → 27,371,520 (−88%); 12% of the model's FLOPs,
+        2.0% of its params] [≈6.8× faster on cpu-generic (predicted)] [recommended: the
+        fastest of 3 alternatives: ...; others: CNK102 asymmetric-factorization ≈1.4×
+        faster, CNK104 depthwise-separable-candidate ≈1.3× slower: saves parameters, not
+        time]
 
     then a table with one row per model (layers, params, MACs, FLOPs, opaque layers,
-    findings) and a one-line total.  With ``--benchmark`` a measured finding's line ends
-    in ``[measured 3.59 → 0.623 ms (5.76×, b32)]`` (forward pass before → after, speed-up,
-    batch), and each model's benchmark table (device, every run, the whole-model A/B,
-    what was skipped and why) follows the findings.
+    findings), what each model's recommended fixes save (each site once), a one-line
+    total that counts the findings below ``--min-impact``, and the device profile of
+    the predictions.  With ``--benchmark`` a measured finding's line also has
+    ``[measured 3.59 → 0.623 ms (5.76×, b32)]`` (forward pass before → after, speed-up,
+    batch) beside the predicted speed-up, and each model's benchmark table (device,
+    every run, the whole-model A/B, what was skipped and why) follows the findings.
 ``json``
-    ``{"schema_version": 1, "tool": ..., "models": [{"file", "summary", "findings",
-    "suppressed", "baselined"}], "errors": [{"file", "problem"}], "totals": ...}``.
-    A finding carries every :class:`~keras_cnnkit.lint.findings.Finding` field.  With
+    ``{"schema_version": 2, "tool": ..., "models": [{"file", "summary", "findings",
+    "suppressed", "baselined", "below_min_impact", "min_impact", "savings",
+    "device_profile"}], "errors": [{"file", "problem"}], "totals": ...}``.
+    A finding carries every :class:`~keras_cnnkit.lint.findings.Finding` field (those
+    of its recommended, else first, alternative), ``flops_share``, ``params_share``,
+    ``recommended`` (index), ``why``, ``predicted_speedup`` and ``profile``, and
+    ``alternatives`` (:func:`~keras_cnnkit.lint.report.alternative_dict`).  With
     ``--benchmark`` a measured finding also has ``latency_before_ms``,
     ``latency_after_ms``, ``speedup`` and ``device`` at its top level (every run under
-    ``measurements``), and each model a ``"benchmark"`` entry
-    (:meth:`~keras_cnnkit.bench.harness.BenchResult.to_dict`).
+    ``measurements``), its alternatives their ``measured_speedup``, and each model a
+    ``"benchmark"`` entry (:meth:`~keras_cnnkit.bench.harness.BenchResult.to_dict`).
 ``sarif``
-    SARIF 2.1.0: one run; the driver lists every rule (id, name, short and full
-    description, help, default level); each result has the model file as location,
+    SARIF 2.1.0: one run, one result per site; the driver lists every rule (id, name,
+    short and full description, help, default level); each result has the model file as location,
     the layer as a logical location and in the message, and a ``partialFingerprints``
     entry hashed from (rule symbol, model file, layer), so that code-scanning tracks a
     finding across runs however the model changes elsewhere.
@@ -43,11 +54,12 @@ import os
 from pathlib import Path
 from typing import Optional
 
-from keras_cnnkit.lint.findings import Finding, Severity
+from keras_cnnkit.lint.findings import Alternative, Finding, Severity
 from keras_cnnkit.lint.report import (finding_dict, finding_message, measured_fields,
-                                      measurement_text, merged_measurements)
+                                      measurement_text, merged_measurements, profile_dict)
+from keras_cnnkit.lint.sites import speed_words
 
-JSON_SCHEMA_VERSION = 1
+JSON_SCHEMA_VERSION = 2
 TOOL_NAME = "cnnkit-lint"
 SARIF_SCHEMA = "https://json.schemastore.org/sarif-2.1.0.json"
 
@@ -88,6 +100,12 @@ class FileResult:
         benchmark: the :class:`~keras_cnnkit.bench.harness.BenchResult` of
             ``--benchmark``, else ``None``: the formatters attach its figures to the
             findings they print (see :class:`~keras_cnnkit.lint.report.Measurements`).
+        below_impact: sites not reported because they are under ``min_impact``.
+        min_impact: the reporting threshold (``None``: not given).
+        savings: what the recommended fixes save, each site once
+            (:class:`~keras_cnnkit.lint.sites.Savings`), or ``None``.
+        profile / profile_note: the device profile of the predictions, and why it was
+            chosen.
     """
 
     path: str
@@ -97,6 +115,11 @@ class FileResult:
     suppressed: int = 0
     baselined: int = 0
     benchmark: object = None
+    below_impact: int = 0
+    min_impact: Optional[float] = None
+    savings: object = None
+    profile: object = None
+    profile_note: str = ""
 
 
 # --- helpers -------------------------------------------------------------------------
@@ -125,12 +148,80 @@ def savings_text(finding: Finding) -> str:
     return ", ".join(parts)
 
 
+def _pct_share(share: float) -> str:
+    """``0.4499`` → ``"45%"``, ``0.0123`` → ``"1.2%"``, ``0.00004`` → ``"<0.01%"``."""
+    pct = 100 * share
+    if pct >= 10:
+        return f"{pct:.0f}%"
+    return f"{pct:.2g}%" if pct >= 0.01 else "<0.01%"
+
+
+def share_text(finding: Finding) -> str:
+    """``"45% of the model's FLOPs, 52% of its params"`` (what the site saves), or, for
+    a site without a saving, the share of the model's MACs its layers carry."""
+    if finding.flops_share is None and finding.params_share is None:
+        return ""
+    saves = any((b or 0) > (a or 0) for b, a in ((finding.params_before, finding.params_after),
+                                                 (finding.flops_before, finding.flops_after)))
+    if not saves:
+        share = "unknown" if finding.flops_share is None else _pct_share(finding.flops_share)
+        return f"layers with {share} of the model's MACs"
+    parts = []
+    if finding.flops_share is not None:
+        parts.append(f"{_pct_share(finding.flops_share)} of the model's FLOPs")
+    if finding.params_share is not None:
+        parts.append(f"{_pct_share(finding.params_share)} of its params")
+    return ", ".join(parts)
+
+
+def predicted_text(alt: Alternative) -> str:
+    """``"≈6.8× faster on cpu-generic (predicted)"``; empty without a prediction."""
+    if not alt.predicted:
+        return ""
+    return f"{speed_words(alt.predicted)} on {alt.profile} (predicted)"
+
+
+def _other_text(alt: Alternative) -> str:
+    """How the text output names an alternative that is not recommended: its speed
+    (measured if it was, else predicted) and, if slower, what it saves instead."""
+    text = f"{alt.finding.code} {alt.finding.symbol}"
+    if alt.finding.replacement is None:
+        return text + " (advice)"
+    if alt.companion:
+        return text + " (exact; merged into the recommended fix)"
+    if alt.measured:
+        text += f" {speed_words(alt.measured)} (measured)"
+    elif alt.predicted:
+        text += f" {speed_words(alt.predicted)}"
+    return text + (": saves parameters, not time" if alt.slower else "")
+
+
+def _choice_text(finding: Finding) -> str:
+    """``"recommended: <why>; others: ..."`` for a site with several alternatives or
+    none recommended; empty otherwise."""
+    alts = finding.alternatives
+    if not alts or (len(alts) == 1 and finding.recommended is not None):
+        return ""
+    head = ("recommended: " + finding.why) if finding.recommended is not None else \
+        ("not recommended: " + finding.why)
+    others = [_other_text(a) for i, a in enumerate(alts) if i != finding.recommended
+              and not (finding.recommended is None and i == 0)]
+    return head + (f"; others: {', '.join(others)}" if others else "")
+
+
 def _finding_text(finding: Finding, bench=None) -> str:
-    """``"<message> [<savings>] [measured <times>]"``; ``bench``: the file's benchmark."""
-    savings = savings_text(finding)
+    """``"<message> [<savings>; <share>] [<predicted>] [measured <times>] [<choice>]"``;
+    ``bench``: the file's benchmark."""
+    savings = "; ".join(p for p in (savings_text(finding), share_text(finding)) if p)
+    speed = predicted_text(finding.alternatives[0]) if finding.alternatives else ""
     measured = measurement_text(merged_measurements(finding, bench)) if bench else ""
+    choice = _choice_text(finding)
+    if speed and speed.removesuffix(" (predicted)") in choice:
+        speed = ""  # the reason for the recommendation states it already
     return (finding_message(finding, bench) + (f" [{savings}]" if savings else "")
-            + (f" [measured {measured}]" if measured else ""))
+            + (f" [{speed}]" if speed else "")
+            + (f" [measured {measured}]" if measured else "")
+            + (f" [{choice}]" if choice else ""))
 
 
 def _opaque(summary) -> list:
@@ -194,7 +285,11 @@ def format_text(results: list, rules: list, show_summary: bool = True) -> str:
         if k == 0:
             lines.append("  ".join("-" * w for w in widths))
     lines.append("")
+    lines += [line for line in (_savings_line(r) for r in results) if line]
     lines.append(_totals_line(results))
+    profile = _profile_line(results)
+    if profile:
+        lines.append(profile)
     unknown = [(r.path, r.summary.unknown) for r in results
                if r.error is None and r.summary.unknown]
     for path, names in unknown:
@@ -214,6 +309,10 @@ def _totals_line(results: list) -> str:
     suppressed = sum(r.suppressed for r in results)
     baselined = sum(r.baselined for r in results)
     errors = sum(r.error is not None for r in results)
+    below = sum(r.below_impact for r in results)
+    if below:
+        threshold = next(r.min_impact for r in results if r.min_impact is not None)
+        extras.append(f"{below} below --min-impact {_pct_share(threshold)}")
     if suppressed:
         extras.append(f"{suppressed} suppressed")
     if baselined:
@@ -221,6 +320,27 @@ def _totals_line(results: list) -> str:
     if errors:
         extras.append(f"{_plural(errors, 'file')} not linted")
     return text + (f"; {', '.join(extras)}" if extras else "") + "."
+
+
+def _savings_line(result: FileResult) -> str:
+    """``"<path>: the recommended fixes save 84% of FLOPs and 84% of params (6
+    findings, each site once)"``; empty when nothing is recommended."""
+    savings = result.savings
+    if result.error is not None or savings is None or not savings.sites:
+        return ""
+    parts = [f"{_pct_share(share)} of {what}" for share, what in
+             ((savings.flops_share, "FLOPs"), (savings.params_share, "params"))
+             if share is not None]
+    return (f"{result.path}: the recommended fixes save {' and '.join(parts)} "
+            f"({_plural(savings.sites, 'finding')}, each site counted once)")
+
+
+def _profile_line(results: list) -> str:
+    """The device profile of the predictions and its error figures (once per run)."""
+    done = [r for r in results if r.error is None and r.profile is not None]
+    if not done:
+        return ""
+    return f"speed-ups predicted on {done[0].profile_note}; {done[0].profile.error_summary()}"
 
 
 # --- json ----------------------------------------------------------------------------
@@ -236,7 +356,10 @@ def format_json(results: list, rules: list) -> str:
             continue
         model = {"file": result.path, "summary": summary_dict(result.summary),
                  "findings": [finding_dict(f, result.benchmark) for f in result.findings],
-                 "suppressed": result.suppressed, "baselined": result.baselined}
+                 "suppressed": result.suppressed, "baselined": result.baselined,
+                 "below_min_impact": result.below_impact, "min_impact": result.min_impact,
+                 "savings": result.savings.to_dict() if result.savings else None,
+                 "device_profile": profile_dict(result.profile, result.profile_note)}
         if result.benchmark is not None:
             model["benchmark"] = result.benchmark.to_dict()
         models.append(model)
@@ -249,7 +372,8 @@ def format_json(results: list, rules: list) -> str:
         "models": models,
         "errors": errors,
         "totals": {"models": len(models), "errors": len(errors), "findings": len(findings),
-                   "by_severity": _counts(findings)},
+                   "by_severity": _counts(findings),
+                   "below_min_impact": sum(r.below_impact for r in results)},
     }
     return json.dumps(data, indent=2, ensure_ascii=False) + "\n"
 
@@ -286,6 +410,19 @@ def _rule_descriptor(rule: RuleInfo) -> dict:
     }
 
 
+def _sarif_alternatives(finding: Finding) -> dict:
+    """A site's alternatives as SARIF result properties (one result per site)."""
+    if not finding.alternatives:
+        return {}
+    return {"recommended": (finding.alternatives[finding.recommended].finding.symbol
+                            if finding.recommended is not None else None),
+            "alternatives": [{"ruleId": a.finding.code, "symbol": a.finding.symbol,
+                              "predicted_speedup": {str(b): v for b, v in a.predicted.items()},
+                              "measured_speedup": {str(b): v for b, v in a.measured.items()},
+                              "slower": a.slower}
+                             for a in finding.alternatives]}
+
+
 def format_sarif(results: list, rules: list, base: Optional[Path] = None) -> str:
     """SARIF 2.1.0 (see the module docstring); paths relative to ``base`` (the CWD)."""
     from keras_cnnkit import __version__
@@ -313,8 +450,9 @@ def format_sarif(results: list, rules: list, base: Optional[Path] = None) -> str
                                                                            f.layer)},
                 "properties": {**{k: getattr(f, k) for k in (
                     "symbol", "params_before", "params_after", "macs_before", "macs_after",
-                    "flops_before", "flops_after") if getattr(f, k) is not None},
-                    **measured_fields(f, result.benchmark)},
+                    "flops_before", "flops_after", "flops_share", "params_share", "why")
+                    if getattr(f, k) not in (None, "")},
+                    **measured_fields(f, result.benchmark), **_sarif_alternatives(f)},
             }
             if f.suggestion:
                 entry["properties"]["suggestion"] = f.suggestion
