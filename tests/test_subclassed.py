@@ -78,7 +78,7 @@ def char_cnn():
 
 def _by_layer(report, symbols):
     return sorted((f.symbol, f.layer, f.params_before, f.params_after)
-                  for f in report.findings if f.symbol in symbols)
+                  for f in report.rule_findings if f.symbol in symbols)
 
 
 def test_twin_is_the_same_function(char_cnn):

@@ -320,17 +320,15 @@ def _reported(path: str, report, settings: lint_config.Settings,
               baseline: Optional[Baseline]) -> tuple:
     """Drop from ``report`` the alternatives that per-layer ignores name and the sites
     the baseline holds (its sites are rebuilt from the rest); returns ``(suppressed,
-    baselined)``: how many sites each dropped."""
+    baselined)``: the rule findings (alternatives) the ignores dropped, and the sites the
+    baseline accepted."""
     from keras_cnnkit.lint.sites import alternatives_of
 
-    def count() -> int:
-        return len(report.findings) + len(report.below_impact)
-
-    before = count()
-    if settings.per_layer_ignores:
-        report.regroup([f for f in report.rule_findings
-                        if not _suppressed(f, settings.per_layer_ignores)])
-    suppressed = before - count()
+    kept = [f for f in report.rule_findings
+            if not _suppressed(f, settings.per_layer_ignores)]
+    suppressed = len(report.rule_findings) - len(kept)
+    if suppressed:
+        report.regroup(kept)
     baselined = 0
     if baseline is not None:
         _, accepted = baseline.filter(path, report.findings)

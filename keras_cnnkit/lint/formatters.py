@@ -95,8 +95,8 @@ class FileResult:
         summary: the model's cost summary (a ``ModelSummary``), ``None`` on error.
         findings: the findings reported (after select/ignore, suppressions, baseline).
         error: the one-line problem when the file could not be linted.
-        suppressed: findings dropped by per-layer ignores.
-        baselined: findings dropped because the baseline holds them.
+        suppressed: rule findings (alternatives) dropped by per-layer ignores.
+        baselined: findings (sites) dropped because the baseline holds them.
         benchmark: the :class:`~keras_cnnkit.bench.harness.BenchResult` of
             ``--benchmark``, else ``None``: the formatters attach its figures to the
             findings they print (see :class:`~keras_cnnkit.lint.report.Measurements`).
@@ -286,10 +286,10 @@ def format_text(results: list, rules: list, show_summary: bool = True) -> str:
             lines.append("  ".join("-" * w for w in widths))
     lines.append("")
     lines += [line for line in (_savings_line(r) for r in results) if line]
-    lines.append(_totals_line(results))
     profile = _profile_line(results)
     if profile:
         lines.append(profile)
+    lines.append(_totals_line(results))
     unknown = [(r.path, r.summary.unknown) for r in results
                if r.error is None and r.summary.unknown]
     for path, names in unknown:

@@ -15,7 +15,7 @@ Speed
     Each alternative with a fix gets its predicted speed-up (time before / after) on a
     device profile (:mod:`keras_cnnkit.latency`, predicted as part of the model: no
     per-call overhead), at batch 1 and 32, and, after ``--benchmark``, its measured
-    speed-up per batch (forward pass).
+    speed-up per batch (forward pass), where the measurement is :func:`conclusive`.
 
 Recommendation (:func:`recommend`)
     An alternative is *slower* when, at any of the decision batches (1 and 32; after a
@@ -194,14 +194,26 @@ def predicted_speedups(finding: Finding, graph: Optional[Graph], profile: Option
     return {batch: s.speedup for batch, s in by_batch.items()}
 
 
+def conclusive(run: dict) -> bool:
+    """Whether a measured run (``Comparison.to_dict()``) tells the two sides apart: their
+    medians differ by more than half their summed interquartile ranges."""
+    before, after = run.get("latency_before_ms"), run.get("latency_after_ms")
+    if before is None or after is None:
+        return True
+    spread = (run.get("iqr_before_ms") or 0.0) + (run.get("iqr_after_ms") or 0.0)
+    return abs(before - after) > spread / 2
+
+
 def measured_speedups(finding: Finding, bench=None) -> dict:
     """Batch → measured forward-pass speed-up of ``finding``'s fix, from a benchmark
-    (a :class:`~keras_cnnkit.lint.report.Measurements`); empty when not measured."""
+    (a :class:`~keras_cnnkit.lint.report.Measurements`); empty when not measured.  A run
+    that is not :func:`conclusive` is left out (the prediction stands at that batch)."""
     if bench is None:
         return {}
     runs = bench.fields_of(finding).get("runs", ())
     return {run["batch"]: run["speedup"] for run in runs
-            if run.get("mode", "inference") == "inference" and run.get("speedup")}
+            if run.get("mode", "inference") == "inference" and run.get("speedup")
+            and conclusive(run)}
 
 
 def evidence(alt: Alternative, batches: Sequence[int]) -> tuple:
@@ -250,7 +262,7 @@ def speed_words(speeds: dict) -> str:
         return f"≈{ratio_text({b: 1 / s for b, s in known.items()})} slower"
     if all(SLOWER_THAN <= s < FASTER_THAN for s in known.values()):
         return "about as fast"
-    return f"≈{ratio_text(known)} the speed"
+    return f"speed-up {ratio_text(known)}"
 
 
 def recommend(alternatives: Sequence[Alternative],
@@ -501,33 +513,44 @@ def not_faster_reason(site: Finding) -> str:
 
 
 def fix_choice(finding: Finding, select: Optional[Sequence[str]] = None) -> tuple:
-    """``(fixes, reason)``: the rule findings whose fixes to apply for ``finding`` (a
-    site or a rule finding), or an empty list and why not.
+    """``(fixes, skipped)``: the rule findings whose fixes to apply for ``finding`` (a
+    site or a rule finding), and ``(finding, reason)`` pairs for what is left alone.
 
     A bare fix (``select`` is ``None``) applies the recommended alternative and its
-    companions.  With ``select`` (``--fix-select``: codes, prefixes, symbols), the
-    recommended alternative if selected, else the first selected one, even if slower,
-    with its selected companions.  A rule finding without alternatives is its own fix.
+    companions, and leaves a site without one alone.  With ``select``
+    (``--fix-select``: codes, prefixes, symbols), the choice is among the selected
+    alternatives, slower ones included: the recommended one if selected and
+    architectural, else the first selected architectural one (the site's order:
+    not slower first, then by FLOP saving), else the first selected one; the selected
+    bias drops that merge into it come along, and each alternative not selected is
+    skipped as such.  A rule finding without alternatives is its own fix.
     """
     if not finding.alternatives:
         if finding.replacement is None:
-            return [], "no automatic fix"
+            return [], [(finding, "no automatic fix")]
         if not finding_selected(finding, select):
-            return [], "not selected"
-        return [finding], ""
+            return [], [(finding, "not selected")]
+        return [finding], []
     alts = [a for a in finding.alternatives if a.finding.replacement is not None]
     if not alts:
-        return [], "no automatic fix"
-    if select is None:
-        if finding.recommended is None:
-            return [], not_faster_reason(finding)
-        chosen = finding.alternatives[finding.recommended]
-        return [chosen.finding] + [a.finding for a in alts if a.companion], ""
-    picked = [a for a in alts if finding_selected(a.finding, select)]
-    if not picked:
-        return [], "not selected"
+        return [], [(finding, "no automatic fix")]
     rec = finding.alternatives[finding.recommended] if finding.recommended is not None else None
-    chosen = rec if rec in picked else picked[0]
+    if select is None:
+        if rec is None:
+            return [], [(finding, not_faster_reason(finding))]
+        return [rec.finding] + [a.finding for a in alts if a.companion], []
+    picked = [a for a in alts if finding_selected(a.finding, select)]
+    skipped = [(a.finding, "not selected") for a in alts if a not in picked]
+    if not picked:
+        return [], skipped
+    architectural = [a for a in picked if not drops_only_bias(a.finding)]
+    if rec in architectural:
+        chosen = rec
+    else:
+        chosen = (architectural or picked)[0]
     companions = [a.finding for a in picked
                   if a is not chosen and merges_into(a.finding, chosen.finding)]
-    return [chosen.finding] + companions, ""
+    skipped += [(a.finding, f"the selected alternative {chosen.finding.code} "
+                            f"{chosen.finding.symbol} is applied instead")
+                for a in picked if a is not chosen and a.finding not in companions]
+    return [chosen.finding] + companions, skipped

@@ -67,9 +67,8 @@ def select_findings(findings: Iterable[Finding], select: Optional[Iterable[str]]
     removed_all, intermediate_all, read_all = set(), set(), set()
     candidates = []
     for finding in findings:
-        fixes, reason = fix_choice(finding, select)
-        if reason:
-            skipped.append(Skipped(finding, reason))
+        fixes, left = fix_choice(finding, select)
+        skipped += [Skipped(f, reason) for f, reason in left]
         candidates.extend(fixes)
     candidates.sort(key=_saving, reverse=True)
     for finding in candidates:
