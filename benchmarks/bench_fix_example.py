@@ -46,12 +46,12 @@ def _fix(out_dir: str, name: str, extra: list) -> tuple:
     import contextlib
     import io
 
-    from keras_cnnkit.lint.cli import main
+    from keras_cnnkit.lint.cli import main as cnnkit_lint
 
     path = os.path.join(out_dir, f"{name}.keras")
     buffer = io.StringIO()
     with contextlib.redirect_stdout(buffer):
-        status = main(["--no-config", "--fix", EXAMPLE, "-o", path, *extra])
+        status = cnnkit_lint(["--no-config", "--fix", EXAMPLE, "-o", path, *extra])
     if status != 0:
         raise SystemExit(f"cnnkit-lint --fix {' '.join(extra)} exited {status}")
     return path, buffer.getvalue()
@@ -113,9 +113,10 @@ def render(record: dict) -> str:
         "inefficient_cnn.h5 -o fixed.keras` with no other flag (each finding's recommended "
         "alternative, by predicted time on the default profile `cpu-generic`), and by the "
         "choice `--fix` made before findings were grouped into sites (the biggest FLOP "
-        f"saving per layer, reproduced with `--min-impact 0 --fix-select {FLOP_GREEDY}`).  The three "
-        "models timed in one process, samples interleaved; compiled forward passes on "
-        "random inputs, warm-up and compilation excluded; median (IQR) over repeats.",
+        "saving per layer, reproduced with `--min-impact 0 --fix-select "
+        f"{FLOP_GREEDY}`).  The three models timed in one process, samples interleaved; "
+        "compiled forward passes on random inputs, warm-up and compilation excluded; "
+        "median (IQR) over repeats.",
         "",
         "| model | params | batch | median ms (IQR) | speed-up vs original |",
         "|---|---:|---:|---:|---:|",
@@ -141,7 +142,7 @@ def main(argv=None) -> int:
                         help="seconds per interleaved measurement")
     args = parser.parse_args(argv)
     record = measure(args.threads, args.budget)
-    name = record["device"].split(":")[0]
+    name = record["device"].split(":", maxsplit=1)[0]
     os.makedirs(os.path.join(HERE, "results"), exist_ok=True)
     with open(os.path.join(HERE, "results", f"fix_example_{name}.json"), "w",
               encoding="utf-8") as fh:

@@ -6,8 +6,9 @@ to the wording or the savings figures.  Rules match by symbol (the stable public
 or by code.  A site finding (:mod:`keras_cnnkit.lint.sites`) is written under its
 recommended (first) alternative, and matches an entry naming any of its alternatives,
 so that a baseline survives a change of recommendation (another device profile, a
-benchmark) and baselines written before findings were grouped into sites.  Model paths are stored relative to the baseline file's directory, in POSIX
-form, so a committed baseline works from any checkout and any working directory.
+benchmark) and baselines written before findings were grouped into sites.  Model paths
+are stored relative to the baseline file's directory, in POSIX form, so a committed
+baseline works from any checkout and any working directory.
 
 Format (JSON, sorted, one entry per accepted finding; a repeated key is stored as many
 times as it occurs)::

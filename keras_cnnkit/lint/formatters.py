@@ -16,10 +16,10 @@ model or re-runs an analysis.
         faster, CNK104 depthwise-separable-candidate ≈1.3× slower: saves parameters, not
         time]
 
-    then a table with one row per model (layers, params, MACs, FLOPs, opaque layers,
-    findings), what each model's recommended fixes save (each site once), a one-line
-    total that counts the findings below ``--min-impact``, and the device profile of
-    the predictions.  With ``--benchmark`` a measured finding's line also has
+    then a table with one row per model (layers, params, MACs, FLOPs, opaque layers, the
+    share of FLOPs/params the recommended fixes save, each site once, and findings), the
+    device profile of the predictions and a one-line total that counts the findings
+    below ``--min-impact``.  With ``--benchmark`` a measured finding's line also has
     ``[measured 3.59 → 0.623 ms (5.76×, b32)]`` (forward pass before → after, speed-up,
     batch) beside the predicted speed-up, and each model's benchmark table (device,
     every run, the whole-model A/B, what was skipped and why) follows the findings.
@@ -267,16 +267,17 @@ def format_text(results: list, rules: list, show_summary: bool = True) -> str:
         return "\n".join(lines) + ("\n" if lines else "")
     if lines:
         lines.append("")
-    table = [("model", "layers", "params", "MACs", "FLOPs", "opaque", "findings")]
+    table = [("model", "layers", "params", "MACs", "FLOPs", "opaque",
+              "fixes save FLOPs/params", "findings")]
     for result in results:
         if result.error is not None:
-            table.append((result.path, "-", "-", "-", "-", "-", "error"))
+            table.append((result.path, "-", "-", "-", "-", "-", "-", "error"))
             continue
         s = result.summary
         counts = _counts(result.findings)
         detail = ", ".join(f"{n} {sev}" for sev, n in counts.items() if n)
         table.append((result.path, _int(s.layer_count), _int(s.params), _int(s.macs),
-                      _int(s.flops), str(len(_opaque(s))),
+                      _int(s.flops), str(len(_opaque(s))), _savings_cell(result.savings),
                       str(len(result.findings)) + (f" ({detail})" if detail else "")))
     widths = [max(len(row[i]) for row in table) for i in range(len(table[0]))]
     for k, row in enumerate(table):
@@ -285,7 +286,6 @@ def format_text(results: list, rules: list, show_summary: bool = True) -> str:
         if k == 0:
             lines.append("  ".join("-" * w for w in widths))
     lines.append("")
-    lines += [line for line in (_savings_line(r) for r in results) if line]
     profile = _profile_line(results)
     if profile:
         lines.append(profile)
@@ -322,17 +322,13 @@ def _totals_line(results: list) -> str:
     return text + (f"; {', '.join(extras)}" if extras else "") + "."
 
 
-def _savings_line(result: FileResult) -> str:
-    """``"<path>: the recommended fixes save 84% of FLOPs and 84% of params (6
-    findings, each site once)"``; empty when nothing is recommended."""
-    savings = result.savings
-    if result.error is not None or savings is None or not savings.sites:
-        return ""
-    parts = [f"{_pct_share(share)} of {what}" for share, what in
-             ((savings.flops_share, "FLOPs"), (savings.params_share, "params"))
-             if share is not None]
-    return (f"{result.path}: the recommended fixes save {' and '.join(parts)} "
-            f"({_plural(savings.sites, 'finding')}, each site counted once)")
+def _savings_cell(savings) -> str:
+    """The table's "fixes save FLOPs/params" cell: ``"84%/84%"``, the FLOPs and the parameters the
+    recommended fixes of the reported findings save, each site once (``"-"``: none)."""
+    if savings is None or not savings.sites:
+        return "-"
+    return "/".join("?" if share is None else _pct_share(share)
+                    for share in (savings.flops_share, savings.params_share))
 
 
 def _profile_line(results: list) -> str:

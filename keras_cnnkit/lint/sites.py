@@ -288,8 +288,8 @@ def _why(chosen: Optional[Alternative], alts: Sequence[Alternative], batches: Se
             return "advice only: no automatic fix"
         measured = any(evidence(a, batches)[0] == _MEASURED for a in fixes)
         where = "measured here" if measured else f"predicted on {profile}"
-        return (f"no alternative is faster ({where}): {'it saves' if len(fixes) == 1 else 'they save'} "
-                "parameters, not time")
+        subject = "it saves" if len(fixes) == 1 else "they save"
+        return f"no alternative is faster ({where}): {subject} parameters, not time"
     tier, speeds = evidence(chosen, batches)
     rivals = [a for a in fixes if a is not chosen and not a.companion]
     if tier == _MEASURED:
