@@ -65,9 +65,9 @@ FINDING_FIELDS = ("code", "symbol", "severity", "layer", "node", "message", "sug
 SITE_FIELDS = ("flops_share", "params_share", "recommended", "why")
 
 #: The fields of an alternative in :meth:`Report.to_dict`, besides its speed-ups.
-ALTERNATIVE_FIELDS = ("code", "symbol", "message", "suggestion", "params_before",
-                      "params_after", "macs_before", "macs_after", "flops_before",
-                      "flops_after")
+ALTERNATIVE_FIELDS = ("code", "symbol", "severity", "layer", "node", "message", "suggestion",
+                      "params_before", "params_after", "macs_before", "macs_after",
+                      "flops_before", "flops_after")
 
 
 #: The measured figures of a benchmarked finding (``cnnkit-lint --benchmark``) that
@@ -133,9 +133,10 @@ def _by_batch(speeds: Mapping) -> dict:
 
 def alternative_dict(alt: Alternative, recommended: bool,
                      bench: Optional[Measurements] = None) -> dict:
-    """One alternative of a site, JSON-ready: its rule's finding's figures, whether its
+    """One alternative of a site, JSON-ready: its rule's finding's fields, whether its
     fix keeps the function, how its weights are obtained, its predicted speed-up per
-    batch and the profile, its measured one (``--benchmark``), and its standing."""
+    batch and the profile, its measured one (``--benchmark``), its standing, and its
+    replacement fragment."""
     finding = alt.finding
     out = {name: _json(getattr(finding, name)) for name in ALTERNATIVE_FIELDS}
     out["message"] = finding_message(finding, bench)
@@ -149,6 +150,7 @@ def alternative_dict(alt: Alternative, recommended: bool,
     out["slower"] = alt.slower
     out["recommended"] = recommended
     out["companion"] = alt.companion
+    out["replacement"] = replacement_dict(rep)
     return out
 
 
