@@ -279,3 +279,114 @@ def test_context_without_graph_or_profile_recommends_by_flops(example):
     sites = build_sites(example.rule_findings, Context(summary=example.summary))
     wide = next(s for s in sites if s.layer == "wide_conv")
     assert wide.code == "CNK104" and wide.why == "largest FLOP saving; no time estimate"
+
+
+# --- the command line ---------------------------------------------------------------------
+
+def _cli(capsys, *args):
+    from keras_cnnkit.lint.cli import main
+    status = main([str(a) for a in args])
+    captured = capsys.readouterr()
+    return status, captured.out, captured.err
+
+
+def test_cli_min_impact_flag_and_config(capsys, tmp_path, monkeypatch):
+    """--min-impact 0 shows every site, 20% only two, a percentage works, the config key
+    too; a bad value is a one-line usage error."""
+    monkeypatch.chdir(tmp_path)
+
+    def count(*args):
+        status, out, _ = _cli(capsys, EXAMPLE, "--format", "json", *args)
+        model = json.loads(out)["models"][0]
+        return status, len(model["findings"]), model["below_min_impact"]
+
+    assert count("--no-config") == (1, SITES - 2, 2)
+    assert count("--no-config", "--min-impact", "0") == (1, SITES, 0)
+    assert count("--no-config", "--min-impact", "20%") == (1, 2, SITES - 2)
+    (tmp_path / "pyproject.toml").write_text('[tool.cnnkit-lint]\nmin-impact = "20%"\n')
+    assert count() == (1, 2, SITES - 2)
+    assert count("--min-impact", "0")[1] == SITES          # the flag wins
+    status, out, err = _cli(capsys, EXAMPLE, "--no-config", "--min-impact", "2")
+    assert status == 2 and not out
+    assert err.startswith("cnnkit-lint: error: --min-impact: min-impact '2': expected a "
+                          "fraction from 0 to 1")
+
+
+def test_cli_device_profile(capsys, tmp_path, monkeypatch):
+    """--device-profile chooses the profile (the output says which); an unknown one is
+    one error line, exit 2."""
+    monkeypatch.chdir(tmp_path)
+    status, out, _ = _cli(capsys, EXAMPLE, "--no-config", "--device-profile", "h100-jax-tf32",
+                          "--format", "json")
+    model = json.loads(out)["models"][0]
+    assert status == 1 and model["device_profile"]["name"] == "h100-jax-tf32"
+    assert "(chosen)" in model["device_profile"]["why"]
+    assert {a["profile"] for f in model["findings"] for a in f["alternatives"]
+            if a["predicted_speedup"]} == {"h100-jax-tf32"}
+    status, out, _ = _cli(capsys, EXAMPLE, "--no-config", "--device-profile", "h100-jax-tf32")
+    assert "on h100-jax-tf32" in out and "speed-ups predicted on device profile h100-jax-tf32" \
+        in out
+    status, out, err = _cli(capsys, EXAMPLE, "--no-config", "--device-profile", "no-such")
+    assert status == 2 and not out and err.count("\n") == 1
+    assert err.startswith("cnnkit-lint: error: --device-profile: ")
+
+
+def test_cli_sarif_has_one_result_per_site(capsys, tmp_path, monkeypatch):
+    """SARIF: one result per site (6, not the rules' 12), its alternatives as properties."""
+    monkeypatch.chdir(tmp_path)
+    _, out, _ = _cli(capsys, EXAMPLE, "--no-config", "--format", "sarif", "--min-impact", "0")
+    results = json.loads(out)["runs"][0]["results"]
+    assert len(results) == SITES
+    wide = next(r for r in results if r["locations"][0]["logicalLocations"][0]["name"]
+                == "wide_conv")
+    assert wide["ruleId"] == "CNK103"
+    assert wide["properties"]["recommended"] == "missing-bottleneck"
+    assert {a["symbol"] for a in wide["properties"]["alternatives"]} == {
+        "missing-bottleneck", "depthwise-separable-candidate", "asymmetric-factorization"}
+
+
+def test_cli_per_layer_ignore_drops_one_alternative(capsys, tmp_path, monkeypatch):
+    """Ignoring the bottleneck at wide_conv leaves the site, recommending the next
+    alternative not slower (the 1×3 + 3×1 pair)."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "pyproject.toml").write_text(
+        '[tool.cnnkit-lint.per-layer-ignores]\n"wide_conv" = ["missing-bottleneck"]\n')
+    _, out, _ = _cli(capsys, EXAMPLE, "--format", "json")
+    model = json.loads(out)["models"][0]
+    (wide,) = [f for f in model["findings"] if f["layer"] == "wide_conv"]
+    assert wide["symbol"] == "asymmetric-factorization" and model["suppressed"] == 1
+    assert {a["symbol"] for a in wide["alternatives"]} == {
+        "asymmetric-factorization", "depthwise-separable-candidate"}
+
+
+def test_cli_calibrate_writes_the_default_profile(capsys, tmp_path, monkeypatch):
+    """--calibrate prints where the profile went and its error figures; from then on it is
+    the default profile.  (The measurement itself is replaced by a stand-in here: it takes
+    a minute; tests/test_latency.py times a tiny grid.)"""
+    pytest.importorskip("keras")
+    from keras_cnnkit.bench import calibration
+    from keras_cnnkit.latency import cache_dir, load_profile
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("KERAS_CNNKIT_CACHE_DIR", str(tmp_path / "cache"))
+    steps = []
+
+    def stand_in(name="local", grid_name=None, progress=None, **_):
+        progress("conv 3x3")
+        steps.append(grid_name)
+        profile = dataclasses.replace(load_profile("cpu-generic"), name=name)
+        path = os.path.join(cache_dir(), f"{name}.json")
+        profile.save(path)
+        return profile, path
+
+    monkeypatch.setattr(calibration, "calibrate", stand_in)
+    status, out, _ = _cli(capsys, "--calibrate")
+    path = os.path.join(str(tmp_path / "cache"), "profiles", "local.json")
+    assert status == 0 and steps in (["cpu"], ["gpu"]) and os.path.isfile(path)
+    assert out.startswith("wrote device profile local (") and f" to {path}\n" in out
+    assert "profile local: on 24 held-out cases" in out
+    _, out, _ = _cli(capsys, EXAMPLE, "--no-config")
+    assert "speed-ups predicted on device profile local (" in out
+    assert "(calibrated on this machine)" in out
+    status, _, err = _cli(capsys, "--calibrate", EXAMPLE)
+    assert status == 2 and "--calibrate takes no model files" in err

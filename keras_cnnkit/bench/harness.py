@@ -253,9 +253,8 @@ def benchmark_findings(graph: Graph, findings: Iterable[Finding],
             result.comparisons[label] = session.compare(label, before, after)
         for finding in candidates:
             _record(finding, result)
-        chosen = choose(result) if whole_model else []
-        if chosen:
-            _whole_model(session, graph, chosen, model, dtype)
+        if whole_model and candidates:
+            _whole_model(session, graph, choose(result), model, dtype)
     result.findings = order_findings(findings, {label: m["saving_ms"] for label, m
                                                 in result.measurements.items()
                                                 if "saving_ms" in m})
@@ -268,20 +267,32 @@ def _reason(exc: BaseException) -> str:
 
 def _whole_model(session: _Session, graph: Graph, chosen: list,
                  model: Optional[keras.Model], dtype: str) -> None:
+    """The whole model A/B with the ``chosen`` fixes (skipped, with the reason, when the
+    model cannot be rebuilt or nothing is chosen)."""
     result = session.result
     opaque = [n.name for n in graph if n.op == OpKind.OPAQUE]
+
+    def skip(why: str) -> None:
+        result.skipped.append(("whole model", why))
+        for _ in range(len(result.batches) * len(_modes(result.train))):
+            session.progress.step("whole model")
+
     try:
         before = model_from_graph(graph, dtype=dtype)
-        after = model_from_graph(apply_to_graph(graph, chosen), dtype=dtype)
+        after = model_from_graph(apply_to_graph(graph, chosen), dtype=dtype) if chosen \
+            else None
     except (UnsupportedNodeError, ValueError, KeyError) as exc:
         if model is None or dtype != "float32":
             what = f"opaque nodes {', '.join(opaque)}" if opaque else _reason(exc)
-            result.skipped.append(("whole model", f"cannot be rebuilt from the IR: {what}"))
-            for _ in range(len(result.batches) * len(_modes(result.train))):
-                session.progress.step("whole model")
+            skip(f"cannot be rebuilt from the IR: {what}")
             return
         from keras_cnnkit.rewrite.apply import apply_findings
-        before, after = model, apply_findings(model, chosen, graph=graph)
+        before = model
+        after = apply_findings(model, chosen, graph=graph) if chosen else None
+    if after is None:
+        skip("no fix to apply: no finding has a recommended alternative (a bare --fix "
+             "changes nothing)")
+        return
     result.whole_model_fixes = [finding_label(f) for f in chosen]
     result.whole_model = session.compare("whole model", before, after)
 

@@ -81,7 +81,10 @@ class Measurements(Protocol):
 
     :class:`keras_cnnkit.bench.BenchResult` is one.  A benchmark never edits a
     :class:`Finding`: the report layer merges these figures into the finding's
-    ``measurements`` and appends the note to its message when it renders the finding.
+    ``measurements`` and appends the note to its message when it renders the finding,
+    and the grouping stage (:mod:`.sites`) reads each alternative's measured runs
+    (``fields_of(f)["runs"]``) to recommend the fastest.  A ``batches`` attribute, where
+    present, names the batch sizes measured: the recommendation then decides at those.
     """
 
     def fields_of(self, finding: Finding) -> dict:

@@ -22,11 +22,13 @@ Recommendation (:func:`recommend`)
     benchmark, the batches it measured), its speed-up is below :data:`SLOWER_THAN` —
     the measured one at a batch that was measured, else the predicted one.  A slower
     alternative is never recommended, and never applied by a bare ``--fix``
-    (``--fix-select`` can force it).  Among the others that have a fix, the recommended
-    one is the best by, in turn: measured over predicted over no time estimate; the
-    larger speed-up (geometric mean over the decision batches); the larger FLOP saving.
-    When no alternative may be recommended, the site has none: "saves parameters, not
-    time".
+    (``--fix-select`` can force it).  Nor is a fix that needs retraining and is not
+    *faster* (at least :data:`FASTER_THAN` at one decision batch): retraining for no time
+    gained is not a recommendation; an exact fix only has to be not slower.  Among the
+    others that have a fix, the recommended one is the best by, in turn: measured over
+    predicted over no time estimate; the larger speed-up (geometric mean over the
+    decision batches); the larger FLOP saving.  When no alternative may be recommended,
+    the site has none: "saves parameters, not time".
 
 Companions
     An exact fix that only drops a bias the batch norm after the layer cancels
@@ -265,10 +267,19 @@ def speed_words(speeds: dict) -> str:
     return f"speed-up {ratio_text(known)}"
 
 
+def gains_time(alt: Alternative, batches: Sequence[int] = DECISION_BATCHES) -> bool:
+    """Whether a fix may be recommended for its speed: exact, or faster (at least
+    :data:`FASTER_THAN`) at one of ``batches``, or without any time estimate."""
+    tier, speeds = evidence(alt, batches)
+    return (alt.finding.replacement.preserves_function or tier == _NO_ESTIMATE
+            or any(s >= FASTER_THAN for s in speeds.values()))
+
+
 def recommend(alternatives: Sequence[Alternative],
               batches: Sequence[int] = DECISION_BATCHES) -> Optional[Alternative]:
     """The recommended alternative (see the module docstring), or ``None``."""
-    fixes = [a for a in alternatives if a.finding.replacement is not None and not a.slower]
+    fixes = [a for a in alternatives if a.finding.replacement is not None and not a.slower
+             and gains_time(a, batches)]
     architectural = [a for a in fixes if not drops_only_bias(a.finding)]
 
     def key(alt: Alternative) -> tuple:
@@ -304,6 +315,9 @@ def _why(chosen: Optional[Alternative], alts: Sequence[Alternative], batches: Se
             why = "largest FLOP saving; " + why
         elif slower == len(rivals):
             why = f"the only alternative not slower: {why}"
+        elif chosen.finding.replacement.preserves_function \
+                and not any(gains_time(a, batches) for a in rivals):
+            why = f"the only alternative that is exact or faster: {why}"
         else:
             why = f"the fastest of {len(rivals) + 1} alternatives: {why}"
     companions = [a for a in alts if a.companion]
