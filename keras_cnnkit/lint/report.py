@@ -20,13 +20,6 @@ from keras_cnnkit.lint.sites import (DECISION_BATCHES, DEFAULT_MIN_IMPACT, Conte
                                      split_by_impact)
 
 
-def flop_saving(finding: Finding) -> Optional[int]:
-    """``flops_before − flops_after``, or ``None`` where the finding has no figures."""
-    if finding.flops_before is None or finding.flops_after is None:
-        return None
-    return finding.flops_before - finding.flops_after
-
-
 def _json(value):
     if isinstance(value, Severity):
         return str(value)

@@ -304,7 +304,9 @@ def _why(chosen: Optional[Alternative], alts: Sequence[Alternative], batches: Se
     tier, speeds = evidence(chosen, batches)
     rivals = [a for a in fixes if a is not chosen and not a.companion]
     if tier == _MEASURED:
-        why = "measured " + ", ".join(f"{s:.2f}× (b{b})" for b, s in sorted(speeds.items()))
+        why = "measured " + ", ".join(
+            f"{s:.2f}× (b{b}{'' if b in chosen.measured else f', predicted on {profile}'})"
+            for b, s in sorted(speeds.items()))
     elif tier == _PREDICTED:
         why = f"predicted {speed_words(speeds)} on {profile}"
     else:
