@@ -116,8 +116,8 @@ def _head_fits(c: int, s: int) -> bool:
 def finding_for(model, symbol: str):
     """Lint ``model`` with the one rule; its first finding that has a replacement."""
     from keras_cnnkit.lint.api import lint
-    report = lint(model, select=[symbol], options=RULE_OPTIONS)
-    for finding in report.findings:
+    report = lint(model, select=[symbol], options=RULE_OPTIONS, min_impact=0)
+    for finding in report.rule_findings:
         if finding.replacement is not None:
             return report.graph, finding
     return report.graph, None
@@ -284,8 +284,8 @@ def _load_average() -> Optional[float]:
 
 def _named_finding(model, symbol: str, layer: str):
     from keras_cnnkit.lint.api import lint
-    report = lint(model, select=[symbol])
-    for finding in report.findings:
+    report = lint(model, select=[symbol], min_impact=0)
+    for finding in report.rule_findings:
         if finding.layer == layer and finding.replacement is not None:
             return report.graph, finding
     return report.graph, None

@@ -2,10 +2,12 @@
 
 The model collects the habits the seeds warn about: a 5×5 conv where two 3×3 would do, a
 wide 3×3 conv with no 1×1 bottleneck, conv biases in front of batch norm, Dropout feeding
-BatchNormalization, and a Flatten + Dense head.  The script prints the findings with their
+BatchNormalization, and a Flatten + Dense head.  The script prints the findings (one per
+site: the rules proposing fixes for the same layer are its alternatives) with their
 estimated savings, applies the seeds' fixes (``keras_cnnkit.rewrite.apply_report``; where
-two fixes touch the same layer, the bigger FLOP saving wins), re-lints the fixed model, trains both models briefly
-on the same synthetic data and times their forward passes side by side on this machine.
+several of them touch the same layer, the recommended one), re-lints the fixed model,
+trains both models briefly on the same synthetic data and times their forward passes side
+by side on this machine.
 
 Run: ``python examples/lint_a_model.py [--quick]``.
 """
@@ -65,16 +67,19 @@ def main(argv=None) -> dict:
     keras.utils.set_random_seed(0)
 
     model = inefficient_model()
-    report = lint(model)
+    report = lint(model, min_impact=0)   # every finding, however small
     print(f"{len(report.findings)} findings on {model.name}:")
     for f in report.findings:
         saving = "" if f.params_before is None else (
             f"  params {f.params_before:,} → {f.params_after:,}")
-        print(f"  {f.layer}: {f.code} {f.symbol}{saving}")
+        others = ", ".join(a.finding.symbol for a in f.alternatives[1:])
+        print(f"  {f.layer}: {f.code} {f.symbol}{saving}"
+              + (f"  (alternatives: {others})" if others else ""))
 
     fixed = apply_report(model, report, select=FIXES)
-    fixed_report = lint(fixed)
-    applied = {f.symbol for f in report.findings} - {f.symbol for f in fixed_report.findings}
+    fixed_report = lint(fixed, min_impact=0)
+    applied = ({f.symbol for f in report.rule_findings}
+               - {f.symbol for f in fixed_report.rule_findings})
     print(f"\nfixed model: rules no longer reported: {', '.join(sorted(applied))}")
 
     rng = np.random.default_rng(0)

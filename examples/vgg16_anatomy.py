@@ -96,7 +96,7 @@ def main(argv=None) -> dict:
     print(f"\nwhole model with flatten-dense-head and missing-bottleneck fixes applied: "
           f"params {summary.params:,} → {after.params:,}, "
           f"FLOPs {summary.flops:,} → {after.flops:,} (needs retraining)")
-    (fc1,) = [f for f in report.findings if f.symbol == "flatten-dense-head"]
+    (fc1,) = report.by_rule("flatten-dense-head")
     assert (fc1.params_before, fc1.params_after) == (102_764_544, 2_101_248)
     assert after.params < summary.params - 100_000_000
     return {"params": summary.params, "params_fixed": after.params}

@@ -242,12 +242,17 @@ def test_benchmark_a_live_model_end_to_end():
     model = keras.Model(x, keras.layers.Dense(8, name="fc")(y))
     report, result = benchmark(model, batches=(1,), progress=Progress(1, stream=io.StringIO()),
                                **FAST)
-    fixable = [f for f in report.findings if f.replacement is not None]
+    # every alternative of every site is timed
+    fixable = [f for f in report.rule_findings if f.replacement is not None]
     assert {f.symbol for f in fixable} >= {"large-kernel", "flatten-dense-head"}
     assert all(report.measurements_of(f)["batch"] == 1 for f in fixable)
-    savings = [report.measurements_of(f)["saving_ms"] for f in report.findings
+    savings = [result.fields_of(f)["saving_ms"] for f in result.findings
                if result.fields_of(f)]
     assert savings == sorted(savings, reverse=True)
+    # the report's sites were rebuilt with the measurements, deciding at batch 1
+    assert report.benchmark is result and report.context().batches == (1,)
+    assert all(set(alt.measured) <= {1} for site in report.findings
+               for alt in site.alternatives)
     assert result.whole_model and result.whole_model[0].after.median_ms > 0
 
 

@@ -54,7 +54,7 @@ def _lint(capsys, *args):
 
 def test_defaults_and_names():
     assert budgets.names()[:3] == ["max-nodes", "max-kernel-size", "max-channels"]
-    assert Budgets().to_dict()["max-json-bytes"] == 64 * 2 ** 20
+    assert Budgets().to_dict()["max-json-bytes"] == 32 * 2 ** 20
     assert budgets.current() == budgets.DEFAULT
 
 

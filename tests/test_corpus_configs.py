@@ -42,7 +42,7 @@ def test_corpus_config_lints_with_reference_counts(entry, tmp_path):
     path.write_bytes(gzip.decompress((DATA / entry["file"]).read_bytes()))
     report = lint(str(path), select=["ALL"])
     summary = report.summary.to_dict()
-    if any(f.code == "CNK001" for f in report.findings):   # opaque layers
+    if any(f.code == "CNK001" for f in report.rule_findings):   # opaque layers
         # A bare config has no weights: an opaque layer's own weights (ConvNeXt's
         # LayerScale gammas, 0.02%) are not counted; the rest must still add up.
         assert summary["params"] <= entry["count_params"]

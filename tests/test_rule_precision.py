@@ -41,8 +41,9 @@ def config_layers(rel: str) -> list:
 def found(rel_or_model, rule, **options) -> dict:
     """``{layer: finding}`` of one rule."""
     graph = config_graph(rel_or_model) if isinstance(rel_or_model, str) else rel_or_model
-    report = lint(graph, select=[rule], options={rule: options} if options else None)
-    return {f.layer: f for f in report.findings}
+    report = lint(graph, select=[rule], options={rule: options} if options else None,
+                  min_impact=0)   # the rule's own findings, whatever their impact
+    return {f.layer: f for f in report.rule_findings}
 
 
 def convs(rel: str, predicate) -> set:
@@ -184,9 +185,9 @@ def test_flatten_dense_head_silent_on_mtcnn_regression_heads():
     they regress.  The same trunk with one softmax head is a classifier: found."""
     model = mtcnn_onet()
     assert model.get_layer("fc5").input.shape[-1] == 3 * 3 * 128
-    assert not lint(model, select=["flatten-dense-head"]).findings
+    assert not lint(model, select=["flatten-dense-head"], min_impact=0).rule_findings
     classifier = keras.Model(model.input, model.get_layer("fc6-3").output)
-    (finding,) = lint(classifier, select=["flatten-dense-head"]).findings
+    (finding,) = lint(classifier, select=["flatten-dense-head"], min_impact=0).rule_findings
     assert finding.layer == "fc5"
 
 
@@ -206,7 +207,7 @@ def test_relu_after_projection_silent_on_squeeze_and_inner_reductions():
     """SqueezeNet's squeeze also feeds a 3×3 (the inner reduction of a bottleneck, where
     the ReLU belongs), as ResNet50's ``_1_conv`` 1×1s do: no finding; MobileNetV2 and
     EfficientNet keep their projections linear: none there either."""
-    assert not lint(squeezenet_fire(), select=["relu-after-projection"]).findings
+    assert not lint(squeezenet_fire(), select=["relu-after-projection"], min_impact=0).rule_findings
     for rel in ("keras3/ResNet50", "keras3/MobileNetV2", "keras3/EfficientNetB0"):
         assert not found(rel, "relu-after-projection"), rel
 
@@ -245,8 +246,8 @@ def test_alignment_silent_on_heads_through_concat_and_sigmoid():
     score = L.Activation("sigmoid")(L.Conv2D(1, 1, name="objectness")(y))
     classes = L.Activation("sigmoid")(L.Conv2D(3, 1, name="classes")(y))
     model = keras.Model(x, L.Concatenate()([score, classes]))
-    assert not lint(model, select=["tensor-core-alignment"], options={
-        "tensor-core-alignment": {"min_share": 0.0}}).findings
+    assert not lint(model, select=["tensor-core-alignment"], min_impact=0, options={
+        "tensor-core-alignment": {"min_share": 0.0}}).rule_findings
 
 
 # --- opaque-layer ------------------------------------------------------------------------------

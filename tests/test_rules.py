@@ -16,6 +16,7 @@ from keras_cnnkit.analysis.cost import nodes_cost
 from keras_cnnkit.analysis.ir import OpKind
 from keras_cnnkit.lint import registry
 from keras_cnnkit.lint.findings import DOC_SECTIONS, Severity
+from keras_cnnkit.lint.sites import rule_findings
 
 
 def model_of(input_shape, *layers, **input_kwargs):
@@ -35,10 +36,11 @@ def count(input_shape, *layers):
 def findings(model, rule, **options):
     """The findings of one rule on ``model``, with the replacement checked for shape."""
     report = lint(model, select=[rule],
-                               options={rule: options} if options else None)
-    for finding in report.findings:
+                               options={rule: options} if options else None, min_impact=0)
+    found = rule_findings(report.findings)
+    for finding in found:
         check_replacement(report.graph, finding)
-    return report.findings
+    return found
 
 
 def check_replacement(graph, finding):

@@ -2,15 +2,20 @@
 
 ``benchmark(model_or_path)`` lints (for a path, with the static file frontend: nothing in
 the file is imported or run), then times every fix; ``benchmark_report(report)`` times the
-fixes of a report already made and attaches the result to it
-(:meth:`~keras_cnnkit.lint.report.Report.attach_benchmark`: the report re-orders its
-findings by measured saving and shows the figures; the findings are not edited).
+fixes of a report already made (every alternative of every reported site) and attaches
+the result to it (:meth:`~keras_cnnkit.lint.report.Report.attach_benchmark`: the report
+rebuilds its sites, so that the fastest measured alternative is recommended, and shows
+the figures; the rules' findings are not edited).  The whole-model A/B applies the fixes
+a bare ``--fix`` would, once the measurements are in.
 """
 from __future__ import annotations
 
+import dataclasses
 from typing import Any, Iterable, Optional
 
 from keras_cnnkit.bench.harness import BenchResult, benchmark_findings
+from keras_cnnkit.lint.sites import build_sites
+from keras_cnnkit.rewrite.plan import select_findings
 
 
 def benchmark_report(report, model: Any = None, **kwargs: Any) -> BenchResult:
@@ -25,8 +30,17 @@ def benchmark_report(report, model: Any = None, **kwargs: Any) -> BenchResult:
     """
     if getattr(report, "graph", None) is None:
         raise ValueError("the report carries no graph to benchmark")
-    result = benchmark_findings(report.graph, report.findings, model=model, **kwargs)
-    report.attach_benchmark(result, order=result.findings)
+
+    def choose(measured: BenchResult) -> list:
+        """The bare ``--fix`` choice, with the measurements deciding."""
+        sites = build_sites(report.findings, dataclasses.replace(report.context(),
+                                                                 bench=measured,
+                                                                 batches=measured.batches))
+        return select_findings(sites, graph=report.graph)[0]
+
+    result = benchmark_findings(report.graph, report.findings, model=model, choose=choose,
+                                **kwargs)
+    report.attach_benchmark(result)
     return result
 
 

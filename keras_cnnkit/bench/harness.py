@@ -14,7 +14,7 @@ a note.  Findings are never edited; the report layer attaches the figures
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Iterable, Optional, Sequence
+from typing import Any, Callable, Iterable, Optional, Sequence
 
 import keras
 
@@ -24,6 +24,7 @@ from keras_cnnkit.bench.progress import Progress
 from keras_cnnkit.bench.timing import Timing, time_models
 from keras_cnnkit.lint.findings import Finding
 from keras_cnnkit.lint.report import finding_label
+from keras_cnnkit.lint.sites import SLOWER_THAN, conclusive, rule_findings, saves_something
 from keras_cnnkit.rewrite.build import model_from_graph, replacement_models
 from keras_cnnkit.rewrite.codegen import UnsupportedNodeError
 from keras_cnnkit.rewrite.plan import apply_to_graph, select_findings
@@ -32,8 +33,6 @@ from keras_cnnkit.rewrite.plan import apply_to_graph, select_findings
 DTYPES = ("float32", "mixed_float16", "bfloat16")
 #: Default batch sizes.
 DEFAULT_BATCHES = (1, 32)
-#: Below this speed-up a fix "measures slower" (3% guards against timer noise).
-SLOWER_THAN = 0.97
 
 INFERENCE, TRAIN = "inference", "train"
 
@@ -203,12 +202,14 @@ def benchmark_findings(graph: Graph, findings: Iterable[Finding],
                        batches: Sequence[int] = DEFAULT_BATCHES, dtype: str = "float32",
                        train: bool = False, whole_model: bool = True,
                        compile_mode: Optional[str] = None, progress: Optional[Progress] = None,
+                       choose: Optional[Callable[[BenchResult], list]] = None,
                        **measure_kwargs: Any) -> BenchResult:
-    """Benchmark every finding that has a replacement, and the whole model A/B.
+    """Benchmark every fix (every alternative of every site), and the whole model A/B.
 
     Args:
         graph: the IR the findings were computed on (shapes and nodes come from it).
-        findings: the findings; those without a replacement are ignored.
+        findings: the findings (sites or rule findings); every alternative that has a
+            replacement is timed.
         model: the live model, if any: used for the whole-model A/B (in float32) when
             the graph has nodes codegen cannot build (opaque layers).
         batches: batch sizes (default 1 and 32).
@@ -217,6 +218,11 @@ def benchmark_findings(graph: Graph, findings: Iterable[Finding],
         whole_model: run the whole-model A/B.
         compile_mode: see :data:`keras_cnnkit.bench.timing.COMPILE_MODES`.
         progress: a :class:`Progress` (default: one on stderr, silent off a terminal).
+        choose: given the result with every fix measured, the fixes to apply for the
+            whole-model A/B (default: :func:`~keras_cnnkit.rewrite.plan.select_findings`
+            of ``findings``: each site's recommended alternative, as before the
+            measurements; :func:`~keras_cnnkit.bench.api.benchmark_report` passes the
+            choice a bare ``--fix`` makes once the measurements are in).
         **measure_kwargs: ``warmup``, ``repeats``, ``min_sample_s``, ``budget_s``,
             ``max_rel_iqr`` and ``retries`` of
             :func:`keras_cnnkit.bench.timing.measure_interleaved`.  A measurement whose
@@ -226,10 +232,11 @@ def benchmark_findings(graph: Graph, findings: Iterable[Finding],
     batches = _check_args(dtype, batches)
     measure_kwargs.setdefault("max_rel_iqr", 0.10)
     findings = list(findings)
-    candidates = [f for f in findings if f.replacement is not None]
+    candidates = [f for f in rule_findings(findings) if f.replacement is not None]
     result = BenchResult(detect(), dtype, "", batches, train)
-    chosen, _ = select_findings(candidates, graph=graph) if whole_model else ([], [])
-    steps = (len(candidates) + (1 if chosen else 0)) * len(batches) * len(_modes(train))
+    choose = choose or (lambda _: select_findings(findings, graph=graph)[0])
+    steps = (len(candidates) + (1 if whole_model and candidates else 0)) \
+        * len(batches) * len(_modes(train))
     progress = progress or Progress(steps)
     session = _Session(result, progress, compile_mode, measure_kwargs)
     with progress:
@@ -244,10 +251,10 @@ def benchmark_findings(graph: Graph, findings: Iterable[Finding],
                     progress.step(label)
                 continue
             result.comparisons[label] = session.compare(label, before, after)
-        if chosen:
-            _whole_model(session, graph, chosen, model, dtype)
-    for finding in candidates:
-        _record(finding, result)
+        for finding in candidates:
+            _record(finding, result)
+        if whole_model and candidates:
+            _whole_model(session, graph, choose(result), model, dtype)
     result.findings = order_findings(findings, {label: m["saving_ms"] for label, m
                                                 in result.measurements.items()
                                                 if "saving_ms" in m})
@@ -260,20 +267,32 @@ def _reason(exc: BaseException) -> str:
 
 def _whole_model(session: _Session, graph: Graph, chosen: list,
                  model: Optional[keras.Model], dtype: str) -> None:
+    """The whole model A/B with the ``chosen`` fixes (skipped, with the reason, when the
+    model cannot be rebuilt or nothing is chosen)."""
     result = session.result
     opaque = [n.name for n in graph if n.op == OpKind.OPAQUE]
+
+    def skip(why: str) -> None:
+        result.skipped.append(("whole model", why))
+        for _ in range(len(result.batches) * len(_modes(result.train))):
+            session.progress.step("whole model")
+
     try:
         before = model_from_graph(graph, dtype=dtype)
-        after = model_from_graph(apply_to_graph(graph, chosen), dtype=dtype)
+        after = model_from_graph(apply_to_graph(graph, chosen), dtype=dtype) if chosen \
+            else None
     except (UnsupportedNodeError, ValueError, KeyError) as exc:
         if model is None or dtype != "float32":
             what = f"opaque nodes {', '.join(opaque)}" if opaque else _reason(exc)
-            result.skipped.append(("whole model", f"cannot be rebuilt from the IR: {what}"))
-            for _ in range(len(result.batches) * len(_modes(result.train))):
-                session.progress.step("whole model")
+            skip(f"cannot be rebuilt from the IR: {what}")
             return
         from keras_cnnkit.rewrite.apply import apply_findings
-        before, after = model, apply_findings(model, chosen, graph=graph)
+        before = model
+        after = apply_findings(model, chosen, graph=graph) if chosen else None
+    if after is None:
+        skip("no fix to apply: no finding has a recommended alternative (a bare --fix "
+             "changes nothing)")
+        return
     result.whole_model_fixes = [finding_label(f) for f in chosen]
     result.whole_model = session.compare("whole model", before, after)
 
@@ -308,18 +327,13 @@ def _record(finding: Finding, result: BenchResult) -> None:
                     train_latency_after_ms=train.after.median_ms,
                     train_speedup=train.speedup)
     result.measurements[label] = meas
-    if main is not None and main.speedup < SLOWER_THAN and _saves_something(finding):
+    if main is not None and main.speedup < SLOWER_THAN and saves_something(finding) \
+            and conclusive(main.to_dict()):
         result.notes[label] = (
             f" Measured slower on {result.device} ({result.device.backend}, "
             f"{result.dtype}, batch {main.batch}): {main.before.median_ms:.3g} ms → "
             f"{main.after.median_ms:.3g} ms ({main.speedup:.2f}×); it saves "
             "parameters/FLOPs, not time, here.")
-
-
-def _saves_something(finding: Finding) -> bool:
-    params = (finding.params_before or 0) - (finding.params_after or 0)
-    flops = (finding.flops_before or 0) - (finding.flops_after or 0)
-    return params > 0 or flops > 0
 
 
 def order_findings(findings: Iterable[Finding], savings: Optional[dict] = None) -> list:

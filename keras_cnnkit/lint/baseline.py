@@ -3,8 +3,12 @@
 A finding is identified by the model file, its rule and its layer, never by its
 position or message, so a baseline survives edits elsewhere in the model and changes
 to the wording or the savings figures.  Rules match by symbol (the stable public name)
-or by code.  Model paths are stored relative to the baseline file's directory, in POSIX
-form, so a committed baseline works from any checkout and any working directory.
+or by code.  A site finding (:mod:`keras_cnnkit.lint.sites`) is written under its
+recommended (first) alternative, and matches an entry naming any of its alternatives,
+so that a baseline survives a change of recommendation (another device profile, a
+benchmark) and baselines written before findings were grouped into sites.  Model paths
+are stored relative to the baseline file's directory, in POSIX form, so a committed
+baseline works from any checkout and any working directory.
 
 Format (JSON, sorted, one entry per accepted finding; a repeated key is stored as many
 times as it occurs)::
@@ -23,6 +27,7 @@ from typing import Iterable
 
 from keras_cnnkit.errors import ConfigError
 from keras_cnnkit.io_guard import MAX_TEXT_BYTES, read_text_file, write_atomic
+from keras_cnnkit.lint.sites import alternatives_of
 
 SCHEMA_VERSION = 1
 
@@ -79,14 +84,15 @@ class Baseline:
                   if key[0] == file_key}
         new, accepted = [], []
         for finding in findings:
-            rules = unused.get((file_key, finding.layer), [])
-            match = next((i for i, (symbol, code) in enumerate(rules)
-                          if symbol == finding.symbol or code == finding.code), None)
-            if match is None:
-                new.append(finding)
-            else:
-                del rules[match]
-                accepted.append(finding)
+            match = None
+            for alt in alternatives_of(finding):
+                rules = unused.get((file_key, alt.layer), [])
+                match = next((i for i, (symbol, code) in enumerate(rules)
+                              if symbol == alt.symbol or code == alt.code), None)
+                if match is not None:
+                    del rules[match]
+                    break
+            (new if match is None else accepted).append(finding)
         return new, accepted
 
 

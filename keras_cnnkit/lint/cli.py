@@ -5,8 +5,17 @@ Usage::
     cnnkit-lint [options] PATH...
     cnnkit-lint --benchmark [--train] [--dtype DTYPE] PATH... [--batch N [N ...]]
     cnnkit-lint --fix [--fix-select RULES] [--force] [--fold-bn] PATH -o FIXED
+    cnnkit-lint --calibrate
     cnnkit-lint --list-rules
     cnnkit-lint --explain CODE
+
+One finding per site (:mod:`keras_cnnkit.lint.sites`): the rules' findings on the same
+layers are one finding with alternatives; the recommended one is the fastest measured
+(``--benchmark``), else predicted on the device profile (``--device-profile``; default:
+the calibrated local profile if any, else ``cpu-generic``), else the largest FLOP
+saving, and never one measured or predicted slower.  Findings saving less than
+``--min-impact`` (default 1%) of both the model's FLOPs and its parameters are counted,
+not shown; the others are listed largest impact first.
 
 Model files (``.keras``, ``.h5``/``.hdf5``, JSON configs; recognised by content) are read
 statically: neither TensorFlow nor Keras is imported and nothing in the file is executed.
@@ -27,8 +36,13 @@ Two modes import Keras:
     atomically to ``-o`` (here the model file, not the report), never over the input
     and over an existing file only with ``--force``.  It prints each fix, whether the
     model needs retraining, and the whole model's params and FLOPs before and after
-    (JSON with ``--format json``; the other formats print text).  Exit status 0 once
-    written, 2 on any error.
+    (JSON with ``--format json``; the other formats print text).  A bare ``--fix``
+    applies each site's recommended alternative (with the exact fixes that merge into
+    it), never one measured or predicted slower; ``--fix-select`` picks alternatives by
+    rule, slower ones included.  Exit status 0 once written, 2 on any error.
+``--calibrate``
+    times a grid of ops on this machine (about a minute), fits a device profile and
+    writes it to the user's cache directory, where it becomes the default profile.
 
 Exit status:
 
@@ -143,6 +157,10 @@ def build_parser() -> argparse.ArgumentParser:
                           "the fix summary goes to standard output")
     out.add_argument("-q", "--quiet", action="store_true",
                      help="text format: findings only, no summary table")
+    out.add_argument("--min-impact", metavar="FRACTION",
+                     help="report only findings saving at least this share of the "
+                          "model's FLOPs or parameters (0.01 or 1%%, the default; 0: "
+                          "every finding); the others are counted in the summary")
     sel = parser.add_argument_group("rule selection")
     sel.add_argument("--select", type=_csv, metavar="RULES",
                      help="comma-separated codes, code prefixes or symbols to run "
@@ -164,6 +182,16 @@ def build_parser() -> argparse.ArgumentParser:
                             "max-nodes=500000, for giant models); repeatable; also "
                             "[tool.cnnkit-lint.budgets]; see the README's Safety section")
     _add_mode_arguments(parser)
+    timing = parser.add_argument_group("predicted time")
+    timing.add_argument("--device-profile", metavar="NAME",
+                        help="device profile of the predicted speed-ups: a packaged name "
+                             "(cpu-generic, h100-jax-tf32, h100-jax-bf16), 'local' or a "
+                             "profile .json; default: the calibrated local profile if "
+                             "any, else cpu-generic")
+    timing.add_argument("--calibrate", action="store_true",
+                        help="measure this machine (imports Keras; about a minute), fit "
+                             "its device profile and write it to the cache directory, "
+                             "where it becomes the default; then exit")
     base = parser.add_argument_group("configuration and baseline")
     base.add_argument("--config", metavar="FILE",
                       help="read settings from FILE (pyproject.toml, setup.cfg, tox.ini)")
@@ -187,8 +215,10 @@ def _add_mode_arguments(parser: argparse.ArgumentParser) -> None:
                      help="rebuild the one model file PATH with its findings' fixes and "
                           "write it to -o FILE; the input is never modified")
     fix.add_argument("--fix-select", type=_csv, metavar="RULES",
-                     help="--fix: fix only these comma-separated codes, code prefixes or "
-                          "symbols (default: every reported finding that has a fix)")
+                     help="--fix: apply the alternatives of these comma-separated codes, "
+                          "code prefixes or symbols, even where measured or predicted "
+                          "slower (default: each reported finding's recommended "
+                          "alternative)")
     fix.add_argument("--force", action="store_true",
                      help="--fix: replace -o FILE if it exists")
     fix.add_argument("--fold-bn", action="store_true",
@@ -299,6 +329,10 @@ def _settings(args) -> lint_config.Settings:
     if args.baseline is not None:
         settings.baseline = args.baseline
     settings.budgets = {**settings.budgets, **dict(args.budget or ())}
+    if args.min_impact is not None:
+        settings.min_impact = lint_config.parse_min_impact(args.min_impact, "--min-impact")
+    if args.device_profile is not None:
+        settings.device_profile = args.device_profile
     return settings
 
 
@@ -308,26 +342,42 @@ def _suppressed(finding, per_layer: list) -> bool:
                for glob, selectors in per_layer)
 
 
-def _reported(path: str, findings: list, settings: lint_config.Settings,
+def _reported(path: str, report, settings: lint_config.Settings,
               baseline: Optional[Baseline]) -> tuple:
-    """``(kept, suppressed, baselined)``: the findings left after the per-layer ignores
-    and the baseline, and how many each dropped."""
-    kept = [f for f in findings if not _suppressed(f, settings.per_layer_ignores)]
-    suppressed = len(findings) - len(kept)
+    """Drop from ``report`` the alternatives that per-layer ignores name and the sites
+    the baseline holds (its sites are rebuilt from the rest); returns ``(suppressed,
+    baselined)``: the rule findings (alternatives) the ignores dropped, and the sites the
+    baseline accepted."""
+    from keras_cnnkit.lint.sites import alternatives_of
+
+    kept = [f for f in report.rule_findings
+            if not _suppressed(f, settings.per_layer_ignores)]
+    suppressed = len(report.rule_findings) - len(kept)
+    if suppressed:
+        report.regroup(kept)
     baselined = 0
     if baseline is not None:
-        kept, accepted = baseline.filter(path, kept)
+        _, accepted = baseline.filter(path, report.findings)
+        if accepted:
+            dropped = {id(f) for site in accepted for f in alternatives_of(site)}
+            report.regroup([f for f in report.rule_findings if id(f) not in dropped])
         baselined = len(accepted)
-    return kept, suppressed, baselined
+    return suppressed, baselined
+
+
+def _lint(target, settings: lint_config.Settings):
+    """``lint(target)`` with the run's settings."""
+    from keras_cnnkit.lint.api import lint
+
+    return lint(target, select=settings.select, ignore=settings.ignore or None,
+                input_shape=settings.input_shape, min_impact=settings.min_impact,
+                profile=settings.device_profile)
 
 
 def _lint_report(path: str, settings: lint_config.Settings):
     """The lint report of one file, or the one-line problem (a string) on error."""
-    from keras_cnnkit.lint.api import lint
-
     try:
-        return lint(path, select=settings.select, ignore=settings.ignore or None,
-                    input_shape=settings.input_shape)
+        return _lint(path, settings)
     except CnnkitError as exc:
         return getattr(exc, "problem", str(exc))
     except RecursionError:
@@ -351,8 +401,8 @@ def lint_path(path: str, settings: lint_config.Settings, baseline: Optional[Base
     report = _lint_report(path, settings)
     if isinstance(report, str):
         return FileResult(path, error=report)
-    kept, suppressed, baselined = _reported(path, list(report.findings), settings, baseline)
-    result = FileResult(path, summary=report.summary, findings=kept, suppressed=suppressed,
+    suppressed, baselined = _reported(path, report, settings, baseline)
+    result = FileResult(path, summary=report.summary, suppressed=suppressed,
                         baselined=baselined)
     if bench is not None:
         from keras_cnnkit.bench import benchmark_report
@@ -363,14 +413,18 @@ def lint_path(path: str, settings: lint_config.Settings, baseline: Optional[Base
                   "parameters")
         except BudgetError as exc:
             return FileResult(path, error=exc.problem)
-        report.findings = kept
         try:
             result.benchmark = benchmark_report(report, **bench)
         except Exception as exc:  # pylint: disable=broad-exception-caught
             # As for linting: one file's failure is an error of that file.
             return FileResult(path, error=f"internal error while benchmarking "
                                           f"({type(exc).__name__}: {exc}); please report it")
-        result.findings = list(report.findings)
+    result.findings = list(report.findings)
+    result.below_impact = len(report.below_impact)
+    result.min_impact = report.min_impact
+    result.savings = report.savings()
+    result.profile = report.profile
+    result.profile_note = report.profile_note
     return result
 
 
@@ -408,7 +462,6 @@ def fix_model(path: str, args, settings: lint_config.Settings,
             ``--fix-select`` names no rule, or fixing failed.
     """
     from keras_cnnkit.lint import registry
-    from keras_cnnkit.lint.api import lint
     from keras_cnnkit.lint.fix import SAVE_SUFFIXES, fix_file
 
     # Bad paths fail here, before Keras is imported; fix_file checks again.
@@ -422,9 +475,8 @@ def fix_model(path: str, args, settings: lint_config.Settings,
             raise ConfigError("--fix-select", f"{exc.problem} (see --list-rules)") from None
 
     def reported(model):
-        report = lint(model, select=settings.select, ignore=settings.ignore or None,
-                      input_shape=settings.input_shape)
-        report.findings = _reported(path, list(report.findings), settings, baseline)[0]
+        report = _lint(model, settings)
+        _reported(path, report, settings, baseline)
         return report
 
     _quiet_tensorflow()
@@ -443,6 +495,25 @@ def fix_model(path: str, args, settings: lint_config.Settings,
         import json
         return json.dumps(result.to_dict(), indent=2, ensure_ascii=False) + "\n"
     return result.format_text() + "\n"
+
+
+def calibrate_text() -> str:
+    """``--calibrate``: measure this machine, fit and write its profile; returns what to
+    print (where the profile went, and its error figures)."""
+    _quiet_tensorflow()
+    try:
+        from keras_cnnkit.bench.calibration import calibrate, check_cases, grid
+        from keras_cnnkit.bench.device import detect
+        from keras_cnnkit.bench.progress import Progress
+    except ImportError as exc:
+        raise ConfigError("--calibrate", f"needs Keras with an installed backend and "
+                                         f"scipy ({exc})") from None
+    kind = "gpu" if detect().is_gpu else "cpu"
+    with Progress(len(grid(kind)) + len(check_cases(kind))) as progress:
+        profile, path = calibrate(grid_name=kind, progress=progress.step)
+    return (f"wrote device profile {profile.label()} to {path}\n"
+            f"{profile.error_summary()}\n"
+            "cnnkit-lint now predicts speed-ups with it by default.\n")
 
 
 def run_inputs(args, settings: lint_config.Settings) -> list:
@@ -496,10 +567,17 @@ def _run(parser: argparse.ArgumentParser, args, settings: lint_config.Settings) 
     if args.explain:
         _write(explain_text(_find_rule(args.explain)), args.output, inputs)
         return EXIT_OK
+    if args.calibrate:
+        if args.paths:
+            parser.error("--calibrate takes no model files")
+        _write(calibrate_text(), args.output, inputs)
+        return EXIT_OK
     if not args.paths:
         parser.error("no model files given (try --help)")
     _check_modes(parser, args)
     _check_selection(settings, rules)
+    from keras_cnnkit.lint.api import device_profile
+    device_profile(settings.device_profile)   # an unknown profile fails once, here
     baseline = None
     if settings.baseline and not args.write_baseline:
         baseline = Baseline.load(settings.baseline)

@@ -22,6 +22,9 @@ Keys (TOML spelling; in INI, lists are comma- or newline-separated)::
     format = "text"                       # text | json | sarif | github
     input-shape = [224, 224, 3]           # or "224x224"
     baseline = "cnnkit-baseline.json"     # relative to this file
+    min-impact = 0.01                     # or "1%"; 0 reports every finding
+    device-profile = "cpu-generic"        # a name, or a .json path relative to this
+                                          # file; default: the calibrated local profile
     [tool.cnnkit-lint.per-layer-ignores]
     "block5_*" = ["missing-bottleneck"]   # fnmatch glob on the layer name
     "stem*" = ["ALL"]
@@ -45,6 +48,7 @@ from keras_cnnkit.errors import ConfigError
 from keras_cnnkit.io_guard import MAX_TEXT_BYTES, read_text_file, require_regular_file
 from keras_cnnkit.lint.findings import Severity
 from keras_cnnkit.lint.selectors import ALL, selector_matches
+from keras_cnnkit.lint.sites import DEFAULT_MIN_IMPACT
 
 TOOL_NAME = "cnnkit-lint"
 #: Spatial size assumed for inputs whose height/width (etc.) the model leaves open.
@@ -53,7 +57,8 @@ FORMATS = ("text", "json", "sarif", "github")
 #: Severity at or above which findings make the exit status 1.
 DEFAULT_FAIL_ON = Severity.WARNING
 _KEYS = ("select", "ignore", "extend-select", "extend-ignore", "fail-on", "format",
-         "input-shape", "baseline", "per-layer-ignores", "budgets")
+         "input-shape", "baseline", "per-layer-ignores", "budgets", "min-impact",
+         "device-profile")
 
 
 @dataclasses.dataclass
@@ -72,6 +77,10 @@ class Settings:
             ``glob`` is dropped when one of ``selectors`` names its rule.
         budgets: the budgets changed from their defaults (``{"max-nodes": 500000}``;
             see :mod:`keras_cnnkit.budgets`).
+        min_impact: sites saving less than this share of both the model's FLOPs and
+            its parameters are not reported, only counted (0: report all).
+        device_profile: the device profile name or path of the predicted speed-ups
+            (``None``: the calibrated local profile if any, else ``cpu-generic``).
         source: the configuration file the settings came from, if any.
     """
 
@@ -83,7 +92,22 @@ class Settings:
     baseline: Optional[str] = None
     per_layer_ignores: list = dataclasses.field(default_factory=list)
     budgets: dict = dataclasses.field(default_factory=dict)
+    min_impact: float = DEFAULT_MIN_IMPACT
+    device_profile: Optional[str] = None
     source: Optional[str] = None
+
+
+def parse_min_impact(value: Any, source: str = "command line") -> float:
+    """``"0.01"``, ``0.01`` or ``"1%"`` → ``0.01``: a share between 0 and 1."""
+    text = str(value).strip()
+    try:
+        share = float(text[:-1]) / 100 if text.endswith("%") else float(text)
+    except ValueError:
+        share = -1.0
+    if isinstance(value, bool) or not 0.0 <= share <= 1.0:
+        raise ConfigError(source, f"min-impact {value!r}: expected a fraction from 0 to 1 "
+                                  "(0.01) or a percentage (1%)")
+    return share
 
 
 def parse_input_shape(text: Any, source: str = "command line") -> tuple:
@@ -168,6 +192,14 @@ def settings_from_mapping(values: dict, source: str, base_dir: Optional[Path] = 
             settings.format = parse_format(value, source)
         elif norm == "input-shape":
             settings.input_shape = parse_input_shape(value, source)
+        elif norm == "min-impact":
+            settings.min_impact = parse_min_impact(value, source)
+        elif norm == "device-profile":
+            if not isinstance(value, str) or not value.strip():
+                raise ConfigError(source, "'device-profile' must be a profile name or path")
+            value = value.strip()
+            settings.device_profile = (str(base_dir / value)
+                                       if base_dir and value.endswith(".json") else value)
         elif norm == "baseline":
             if not isinstance(value, str):
                 raise ConfigError(source, "'baseline' must be a path")

@@ -119,7 +119,7 @@ def _pct(before: int, after: int) -> str:
 
 def _default_lint(model):
     from keras_cnnkit.lint.api import lint
-    return lint(model)
+    return lint(model, min_impact=0)
 
 
 def _graph_of(report, model):
@@ -137,8 +137,9 @@ def _flops(model) -> int:
 
 
 def still_reported(applied: Iterable, findings: Iterable) -> list:
-    """The ``findings`` (of a re-lint) that repeat an applied fix: the same rule at the
-    fixed layer or at a layer its replacement created."""
+    """The rule findings (of a re-lint's sites) that repeat an applied fix: the same rule
+    at the fixed layer or at a layer its replacement created."""
+    from keras_cnnkit.lint.sites import rule_findings
     from keras_cnnkit.rewrite.codegen import layer_name
     places = set()
     for finding in applied:
@@ -146,7 +147,7 @@ def still_reported(applied: Iterable, findings: Iterable) -> list:
         for node in finding.replacement.nodes:
             places.add((finding.symbol, layer_name(node.name)))
             places.add((finding.symbol, node.name))
-    return [f for f in findings if (f.symbol, f.layer) in places]
+    return [f for f in rule_findings(findings) if (f.symbol, f.layer) in places]
 
 
 def fix_file(in_path: PathLike, out_path: PathLike, select: Optional[Iterable[str]] = None,
@@ -157,11 +158,14 @@ def fix_file(in_path: PathLike, out_path: PathLike, select: Optional[Iterable[st
     Args:
         in_path: a ``.keras`` or ``.h5`` model file (never modified).
         out_path: where the fixed model goes (``.keras`` or ``.h5``).
-        select: codes, code prefixes or symbols of the findings to fix (``--fix-select``);
-            ``None`` fixes every finding that has a replacement.
+        select: codes, code prefixes or symbols of the alternatives to apply
+            (``--fix-select``), slower ones included; ``None`` applies each finding's
+            recommended alternative (:func:`keras_cnnkit.lint.sites.fix_choice`).
         force: replace ``out_path`` if it exists.
         fold_bn: also fold batch norms into the preceding convs (inference only).
-        lint: ``lint(model) -> Report`` (default :func:`keras_cnnkit.lint.api.lint`).
+        lint: ``lint(model) -> Report`` (default :func:`keras_cnnkit.lint.api.lint` with
+            ``min_impact=0``: every finding; ``cnnkit-lint --fix`` passes the findings it
+            would report).
         inputs: the run's other input files (configuration, baseline): ``out_path`` may
             be none of them, nor ``in_path`` (see :mod:`keras_cnnkit.io_guard`).
 

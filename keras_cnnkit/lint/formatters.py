@@ -6,31 +6,43 @@ The last stage of the pipeline: every formatter takes the same inputs, a list of
 model or re-runs an analysis.
 
 ``text``
-    pylint-like, one line per finding::
+    pylint-like, one line per finding (one per site: :mod:`keras_cnnkit.lint.sites`),
+    largest impact first, showing the recommended alternative::
 
         model.h5:block5_conv1: CNK103 missing-bottleneck: <message> [params 2,359,808 →
-        279,296 (−88%), FLOPs 231,211,008 → 27,371,520 (−88%)]
+        279,296 (−88%), FLOPs 231,211,008 → 27,371,520 (−88%); 12% of the model's FLOPs,
+        2.0% of its params] [≈6.8× faster on cpu-generic (predicted)] [recommended: the
+        fastest of 3 alternatives: ...; others: CNK102 asymmetric-factorization ≈1.4×
+        faster, CNK104 depthwise-separable-candidate ≈1.3× slower: saves parameters, not
+        time]
 
-    then a table with one row per model (layers, params, MACs, FLOPs, opaque layers,
-    findings), a one-line total, each model's notes (what the reader assumed, such as a
-    default input size) and, where some node's cost is unknown, a line naming those
-    nodes (the MAC and FLOP totals are then lower bounds).  With ``--benchmark`` a
-    measured finding's line ends in ``[measured 3.59 → 0.623 ms (5.76×, b32)]`` (forward
-    pass before → after, speed-up, batch), and each model's benchmark table (device,
-    every run, the whole-model A/B, what was skipped and why) follows the findings.
+    then a table with one row per model (layers, params, MACs, FLOPs, opaque layers, the
+    share of FLOPs/params the recommended fixes save, each site once, and findings), the
+    device profile of the predictions, a one-line total that counts the findings below
+    ``--min-impact``, each model's notes (what the reader assumed, such as a default
+    input size) and, where some node's cost is unknown, a line naming those nodes (the
+    MAC and FLOP totals are then lower bounds).  With ``--benchmark`` a measured
+    finding's line also has ``[measured 3.59 → 0.623 ms (5.76×, b32)]`` (forward pass
+    before → after, speed-up, batch) beside the predicted speed-up, and each model's
+    benchmark table (device, every run, the whole-model A/B, what was skipped and why)
+    follows the findings.
 ``json``
-    ``{"schema_version": 1, "tool": ..., "models": [{"file", "summary", "findings",
-    "suppressed", "baselined"}], "errors": [{"file", "problem"}], "totals": ...}``.
+    ``{"schema_version": 2, "tool": ..., "models": [{"file", "summary", "findings",
+    "suppressed", "baselined", "below_min_impact", "min_impact", "savings",
+    "device_profile"}], "errors": [{"file", "problem"}], "totals": ...}``.
     A model's ``summary`` has ``costs_complete``: ``false`` when some node's cost is
     unknown (listed in ``unknown``), so that ``macs``/``flops`` are lower bounds, and
-    ``notes``.  A finding carries every :class:`~keras_cnnkit.lint.findings.Finding` field.  With
+    ``notes``.  A finding carries every :class:`~keras_cnnkit.lint.findings.Finding`
+    field (those of its recommended, else first, alternative), ``flops_share``,
+    ``params_share``, ``recommended`` (index), ``why``, ``predicted_speedup`` and
+    ``profile``, and ``alternatives`` (:func:`~keras_cnnkit.lint.report.alternative_dict`).  With
     ``--benchmark`` a measured finding also has ``latency_before_ms``,
     ``latency_after_ms``, ``speedup`` and ``device`` at its top level (every run under
-    ``measurements``), and each model a ``"benchmark"`` entry
-    (:meth:`~keras_cnnkit.bench.harness.BenchResult.to_dict`).
+    ``measurements``), its alternatives their ``measured_speedup``, and each model a
+    ``"benchmark"`` entry (:meth:`~keras_cnnkit.bench.harness.BenchResult.to_dict`).
 ``sarif``
-    SARIF 2.1.0: one run; the driver lists every rule (id, name, short and full
-    description, help, default level); each result has the model file as location,
+    SARIF 2.1.0: one run, one result per site; the driver lists every rule (id, name,
+    short and full description, help, default level); each result has the model file as location,
     the layer as a logical location and in the message, and a ``partialFingerprints``
     entry hashed from (rule symbol, model file, layer), so that code-scanning tracks a
     finding across runs however the model changes elsewhere.  A model's notes are
@@ -49,11 +61,12 @@ import os
 from pathlib import Path
 from typing import Optional
 
-from keras_cnnkit.lint.findings import Finding, Severity
+from keras_cnnkit.lint.findings import Alternative, Finding, Severity
 from keras_cnnkit.lint.report import (finding_dict, finding_message, measured_fields,
-                                      measurement_text, merged_measurements)
+                                      measurement_text, merged_measurements, profile_dict)
+from keras_cnnkit.lint.sites import speed_words
 
-JSON_SCHEMA_VERSION = 1
+JSON_SCHEMA_VERSION = 2
 TOOL_NAME = "cnnkit-lint"
 SARIF_SCHEMA = "https://json.schemastore.org/sarif-2.1.0.json"
 
@@ -89,11 +102,17 @@ class FileResult:
         summary: the model's cost summary (a ``ModelSummary``), ``None`` on error.
         findings: the findings reported (after select/ignore, suppressions, baseline).
         error: the one-line problem when the file could not be linted.
-        suppressed: findings dropped by per-layer ignores.
-        baselined: findings dropped because the baseline holds them.
+        suppressed: rule findings (alternatives) dropped by per-layer ignores.
+        baselined: findings (sites) dropped because the baseline holds them.
         benchmark: the :class:`~keras_cnnkit.bench.harness.BenchResult` of
             ``--benchmark``, else ``None``: the formatters attach its figures to the
             findings they print (see :class:`~keras_cnnkit.lint.report.Measurements`).
+        below_impact: sites not reported because they are under ``min_impact``.
+        min_impact: the reporting threshold (``None``: not given).
+        savings: what the recommended fixes save, each site once
+            (:class:`~keras_cnnkit.lint.sites.Savings`), or ``None``.
+        profile / profile_note: the device profile of the predictions, and why it was
+            chosen.
     """
 
     path: str
@@ -103,6 +122,11 @@ class FileResult:
     suppressed: int = 0
     baselined: int = 0
     benchmark: object = None
+    below_impact: int = 0
+    min_impact: Optional[float] = None
+    savings: object = None
+    profile: object = None
+    profile_note: str = ""
 
 
 # --- helpers -------------------------------------------------------------------------
@@ -131,12 +155,80 @@ def savings_text(finding: Finding) -> str:
     return ", ".join(parts)
 
 
+def _pct_share(share: float) -> str:
+    """``0.4499`` → ``"45%"``, ``0.0123`` → ``"1.2%"``, ``0.00004`` → ``"<0.01%"``."""
+    pct = 100 * share
+    if pct >= 10:
+        return f"{pct:.0f}%"
+    return f"{pct:.2g}%" if pct >= 0.01 else "<0.01%"
+
+
+def share_text(finding: Finding) -> str:
+    """``"45% of the model's FLOPs, 52% of its params"`` (what the site saves), or, for
+    a site without a saving, the share of the model's MACs its layers carry."""
+    if finding.flops_share is None and finding.params_share is None:
+        return ""
+    saves = any((b or 0) > (a or 0) for b, a in ((finding.params_before, finding.params_after),
+                                                 (finding.flops_before, finding.flops_after)))
+    if not saves:
+        share = "unknown" if finding.flops_share is None else _pct_share(finding.flops_share)
+        return f"layers with {share} of the model's MACs"
+    parts = []
+    if finding.flops_share is not None:
+        parts.append(f"{_pct_share(finding.flops_share)} of the model's FLOPs")
+    if finding.params_share is not None:
+        parts.append(f"{_pct_share(finding.params_share)} of its params")
+    return ", ".join(parts)
+
+
+def predicted_text(alt: Alternative) -> str:
+    """``"≈6.8× faster on cpu-generic (predicted)"``; empty without a prediction."""
+    if not alt.predicted:
+        return ""
+    return f"{speed_words(alt.predicted)} on {alt.profile} (predicted)"
+
+
+def _other_text(alt: Alternative) -> str:
+    """How the text output names an alternative that is not recommended: its speed
+    (measured if it was, else predicted) and, if slower, what it saves instead."""
+    text = f"{alt.finding.code} {alt.finding.symbol}"
+    if alt.finding.replacement is None:
+        return text + " (advice)"
+    if alt.companion:
+        return text + " (exact; merged into the recommended fix)"
+    if alt.measured:
+        text += f" {speed_words(alt.measured)} (measured)"
+    elif alt.predicted:
+        text += f" {speed_words(alt.predicted)}"
+    return text + (": saves parameters, not time" if alt.slower else "")
+
+
+def _choice_text(finding: Finding) -> str:
+    """``"recommended: <why>; others: ..."`` for a site with several alternatives or
+    none recommended; empty otherwise."""
+    alts = finding.alternatives
+    if not alts or (len(alts) == 1 and finding.recommended is not None):
+        return ""
+    head = ("recommended: " + finding.why) if finding.recommended is not None else \
+        ("not recommended: " + finding.why)
+    others = [_other_text(a) for i, a in enumerate(alts) if i != finding.recommended
+              and not (finding.recommended is None and i == 0)]
+    return head + (f"; others: {', '.join(others)}" if others else "")
+
+
 def _finding_text(finding: Finding, bench=None) -> str:
-    """``"<message> [<savings>] [measured <times>]"``; ``bench``: the file's benchmark."""
-    savings = savings_text(finding)
+    """``"<message> [<savings>; <share>] [<predicted>] [measured <times>] [<choice>]"``;
+    ``bench``: the file's benchmark."""
+    savings = "; ".join(p for p in (savings_text(finding), share_text(finding)) if p)
+    speed = predicted_text(finding.alternatives[0]) if finding.alternatives else ""
     measured = measurement_text(merged_measurements(finding, bench)) if bench else ""
+    choice = _choice_text(finding)
+    if speed and speed.removesuffix(" (predicted)") in choice:
+        speed = ""  # the reason for the recommendation states it already
     return (finding_message(finding, bench) + (f" [{savings}]" if savings else "")
-            + (f" [measured {measured}]" if measured else ""))
+            + (f" [{speed}]" if speed else "")
+            + (f" [measured {measured}]" if measured else "")
+            + (f" [{choice}]" if choice else ""))
 
 
 def _opaque(summary) -> list:
@@ -182,16 +274,17 @@ def format_text(results: list, rules: list, show_summary: bool = True) -> str:
         return "\n".join(lines) + ("\n" if lines else "")
     if lines:
         lines.append("")
-    table = [("model", "layers", "params", "MACs", "FLOPs", "opaque", "findings")]
+    table = [("model", "layers", "params", "MACs", "FLOPs", "opaque",
+              "fixes save FLOPs/params", "findings")]
     for result in results:
         if result.error is not None:
-            table.append((result.path, "-", "-", "-", "-", "-", "error"))
+            table.append((result.path, "-", "-", "-", "-", "-", "-", "error"))
             continue
         s = result.summary
         counts = _counts(result.findings)
         detail = ", ".join(f"{n} {sev}" for sev, n in counts.items() if n)
         table.append((result.path, _int(s.layer_count), _int(s.params), _int(s.macs),
-                      _int(s.flops), str(len(_opaque(s))),
+                      _int(s.flops), str(len(_opaque(s))), _savings_cell(result.savings),
                       str(len(result.findings)) + (f" ({detail})" if detail else "")))
     widths = [max(len(row[i]) for row in table) for i in range(len(table[0]))]
     for k, row in enumerate(table):
@@ -200,6 +293,9 @@ def format_text(results: list, rules: list, show_summary: bool = True) -> str:
         if k == 0:
             lines.append("  ".join("-" * w for w in widths))
     lines.append("")
+    profile = _profile_line(results)
+    if profile:
+        lines.append(profile)
     lines.append(_totals_line(results))
     for result in results:
         if result.error is None:
@@ -228,6 +324,10 @@ def _totals_line(results: list) -> str:
     suppressed = sum(r.suppressed for r in results)
     baselined = sum(r.baselined for r in results)
     errors = sum(r.error is not None for r in results)
+    below = sum(r.below_impact for r in results)
+    if below:
+        threshold = next(r.min_impact for r in results if r.min_impact is not None)
+        extras.append(f"{below} below --min-impact {_pct_share(threshold)}")
     if suppressed:
         extras.append(f"{suppressed} suppressed")
     if baselined:
@@ -235,6 +335,23 @@ def _totals_line(results: list) -> str:
     if errors:
         extras.append(f"{_plural(errors, 'file')} not linted")
     return text + (f"; {', '.join(extras)}" if extras else "") + "."
+
+
+def _savings_cell(savings) -> str:
+    """The table's "fixes save FLOPs/params" cell: ``"84%/84%"``, the FLOPs and the parameters the
+    recommended fixes of the reported findings save, each site once (``"-"``: none)."""
+    if savings is None or not savings.sites:
+        return "-"
+    return "/".join("?" if share is None else _pct_share(share)
+                    for share in (savings.flops_share, savings.params_share))
+
+
+def _profile_line(results: list) -> str:
+    """The device profile of the predictions and its error figures (once per run)."""
+    done = [r for r in results if r.error is None and r.profile is not None]
+    if not done:
+        return ""
+    return f"speed-ups predicted on {done[0].profile_note}; {done[0].profile.error_summary()}"
 
 
 # --- json ----------------------------------------------------------------------------
@@ -250,7 +367,10 @@ def format_json(results: list, rules: list) -> str:
             continue
         model = {"file": result.path, "summary": summary_dict(result.summary),
                  "findings": [finding_dict(f, result.benchmark) for f in result.findings],
-                 "suppressed": result.suppressed, "baselined": result.baselined}
+                 "suppressed": result.suppressed, "baselined": result.baselined,
+                 "below_min_impact": result.below_impact, "min_impact": result.min_impact,
+                 "savings": result.savings.to_dict() if result.savings else None,
+                 "device_profile": profile_dict(result.profile, result.profile_note)}
         if result.benchmark is not None:
             model["benchmark"] = result.benchmark.to_dict()
         models.append(model)
@@ -263,7 +383,8 @@ def format_json(results: list, rules: list) -> str:
         "models": models,
         "errors": errors,
         "totals": {"models": len(models), "errors": len(errors), "findings": len(findings),
-                   "by_severity": _counts(findings)},
+                   "by_severity": _counts(findings),
+                   "below_min_impact": sum(r.below_impact for r in results)},
     }
     return json.dumps(data, indent=2, ensure_ascii=False) + "\n"
 
@@ -300,6 +421,19 @@ def _rule_descriptor(rule: RuleInfo) -> dict:
     }
 
 
+def _sarif_alternatives(finding: Finding) -> dict:
+    """A site's alternatives as SARIF result properties (one result per site)."""
+    if not finding.alternatives:
+        return {}
+    return {"recommended": (finding.alternatives[finding.recommended].finding.symbol
+                            if finding.recommended is not None else None),
+            "alternatives": [{"ruleId": a.finding.code, "symbol": a.finding.symbol,
+                              "predicted_speedup": {str(b): v for b, v in a.predicted.items()},
+                              "measured_speedup": {str(b): v for b, v in a.measured.items()},
+                              "slower": a.slower}
+                             for a in finding.alternatives]}
+
+
 def format_sarif(results: list, rules: list, base: Optional[Path] = None) -> str:
     """SARIF 2.1.0 (see the module docstring); paths relative to ``base`` (the CWD)."""
     from keras_cnnkit import __version__
@@ -329,8 +463,9 @@ def format_sarif(results: list, rules: list, base: Optional[Path] = None) -> str
                                                                            f.layer)},
                 "properties": {**{k: getattr(f, k) for k in (
                     "symbol", "params_before", "params_after", "macs_before", "macs_after",
-                    "flops_before", "flops_after") if getattr(f, k) is not None},
-                    **measured_fields(f, result.benchmark)},
+                    "flops_before", "flops_after", "flops_share", "params_share", "why")
+                    if getattr(f, k) not in (None, "")},
+                    **measured_fields(f, result.benchmark), **_sarif_alternatives(f)},
             }
             if f.suggestion:
                 entry["properties"]["suggestion"] = f.suggestion

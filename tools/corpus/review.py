@@ -109,7 +109,10 @@ class ModelView:
         self.rec = rec
         self.model = rec["report"]["models"][0]
         self.summary = self.model["summary"]
-        self.findings = self.model["findings"]
+        # The rules' own findings: each site's alternatives (reports before sites: the
+        # findings themselves).
+        self.findings = [alt for f in self.model["findings"]
+                         for alt in (f.get("alternatives") or [f])]
         g = rec.get("graph") or {"nodes": [], "outputs": []}
         self.nodes = {n["name"]: n for n in g["nodes"]}
         self.by_layer = {}

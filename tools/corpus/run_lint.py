@@ -3,8 +3,9 @@
     python tools/corpus/run_lint.py [--force] [--only SUBSTR] [--timeout 900]
 
 For each file in the manifests, one subprocess (``--worker``) runs exactly
-``cnnkit-lint FILE --format json --select ALL`` in-process (``keras_cnnkit.lint.cli.main``)
-and records its exit status, stderr and JSON, then dumps the file's graph IR
+``cnnkit-lint FILE --format json --select ALL --min-impact 0`` in-process
+(``keras_cnnkit.lint.cli.main``; every site, whose alternatives are the rules' own
+findings) and records its exit status, stderr and JSON, then dumps the file's graph IR
 (``keras_cnnkit.lint.api.graph_of``: every node's op, attrs, shapes, params) for the review.
 Results go to ``<corpus>/lint/<file>.json``; existing results are kept unless ``--force``.
 The linter imported is the one of the current directory's checkout (run it from the
@@ -39,7 +40,8 @@ def worker(path: str, out: str) -> int:
     stdout, stderr = io.StringIO(), io.StringIO()
     t = time.time()
     with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
-        rc = cli.main([path, "--format", "json", "--select", "ALL", "--no-config"])
+        rc = cli.main([path, "--format", "json", "--select", "ALL", "--no-config",
+                       "--min-impact", "0"])
     rec["cli_seconds"] = round(time.time() - t, 2)
     rec["rc"] = rc
     rec["stderr"] = stderr.getvalue()[-4000:]
@@ -53,11 +55,12 @@ def worker(path: str, out: str) -> int:
         so, se = io.StringIO(), io.StringIO()
         with contextlib.redirect_stdout(so), contextlib.redirect_stderr(se):
             rc2 = cli.main([path, "--format", "json", "--select", "ALL", "--no-config",
-                            "--input-shape", "224x224"])
+                            "--min-impact", "0", "--input-shape", "224x224"])
         try:
             m = json.loads(so.getvalue())["models"][0]
             rec["with_input_shape_224"] = {"rc": rc2, "summary": m["summary"],
-                                           "findings": [[f["code"], f["layer"]] for f in m["findings"]]}
+                                           "findings": [[a["code"], a["layer"]] for f in m["findings"]
+                                                        for a in f.get("alternatives") or [f]]}
         except (ValueError, KeyError, IndexError):
             rec["with_input_shape_224"] = {"rc": rc2, "stderr": se.getvalue()[-2000:]}
     # The graph IR, for the review's classifications (same frontend as the CLI).
