@@ -7,21 +7,29 @@ deserialised; ``keras_cnnkit`` layers are registered first), converts and verifi
 ``OUT.onnx`` atomically.  The output is never the model file, not even with ``--force``
 (nor a link to it).  Exit status 0 on success, 2 on bad input (a missing, unreadable or
 non-regular model file; an unwritable or existing output without ``--force``; failed
-conversion or verification) with a one-line message.
+conversion or verification) or a missing optional dependency (TensorFlow, tf2onnx, onnx,
+onnxruntime: the message names the extra to install), with a one-line message.  A
+progress bar goes to stderr when it is a terminal (not with ``-q``); TensorFlow's C++
+start-up lines are kept off it (:mod:`keras_cnnkit.console`).
 """
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from typing import Optional, Sequence
 
+from keras_cnnkit import console, progress
 from keras_cnnkit.errors import CnnkitError
 from keras_cnnkit.io_guard import check_output_path, load_keras_model
 from keras_cnnkit.onnx_convert import (DEFAULT_OPSET, DEFAULT_TOLERANCE, VERIFY_BATCH,
                                        VERIFY_SIZE, ExportError, ExportResult, export_onnx,
                                        max_abs_difference, split_group_convs, to_onnx,
                                        verification_inputs)
+
+PROG = "cnnkit-export"
+#: What the command imports: TensorFlow (the Keras backend tf2onnx traces) and the
+#: ``export`` extra.
+REQUIRES = ("tensorflow", "tf2onnx", "onnx", "onnxruntime")
 
 __all__ = ["DEFAULT_OPSET", "DEFAULT_TOLERANCE", "VERIFY_BATCH", "VERIFY_SIZE", "ExportError",
            "ExportResult", "export_onnx", "main", "max_abs_difference", "split_group_convs",
@@ -32,10 +40,12 @@ __all__ = ["DEFAULT_OPSET", "DEFAULT_TOLERANCE", "VERIFY_BATCH", "VERIFY_SIZE", 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="cnnkit-export",
+        prog=PROG,
         description="Export a Keras model file (.keras, .h5) to ONNX through tf2onnx and "
-                    "check it against Keras with onnxruntime.",
-        epilog="Exit codes: 0 exported; 2 bad input, conversion or verification failure.")
+                    "check it against Keras with onnxruntime.  Needs the tensorflow and "
+                    'export extras: pip install "keras-cnnkit[tensorflow,export]".',
+        epilog="Exit codes: 0 exported; 2 bad input, conversion or verification failure, "
+               "or a missing optional dependency.")
     parser.add_argument("model", help="the Keras model file (.keras or .h5)")
     parser.add_argument("-o", "--output", required=True, help="the .onnx file to write")
     parser.add_argument("--opset", type=int, default=DEFAULT_OPSET,
@@ -46,28 +56,46 @@ def _parser() -> argparse.ArgumentParser:
                         help=f"relative tolerance of the comparison (default "
                              f"{DEFAULT_TOLERANCE:g})")
     parser.add_argument("--force", action="store_true", help="overwrite an existing output")
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     return parser
+
+
+def _export(args) -> str:
+    """Check, load, convert, verify and write; the line to print."""
+    inputs = [args.model]
+    check_output_path(args.output, inputs, force=args.force)
+    console.require(PROG, REQUIRES)
+    with progress.Progress(5 if not args.no_verify else 4, PROG) as bar:
+        bar.step("importing TensorFlow")
+        console.import_keras()
+        bar.step("loading the model")
+        model = load_keras_model(args.model)
+        result = export_onnx(model, args.output, opset=args.opset, verify=not args.no_verify,
+                             tolerance=args.tolerance, overwrite=args.force, inputs=inputs,
+                             progress=bar)
+    check = ("not verified" if result.max_abs_diff is None
+             else f"onnxruntime vs Keras max |diff| {result.max_abs_diff:.3g}")
+    split = (f"; grouped convs in split form: {', '.join(result.split_group_convs)}"
+             if result.split_group_convs else "")
+    return (f"wrote {args.output} (opset {result.opset}, {result.size_bytes:,} bytes; "
+            f"{check}{split})")
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """The ``cnnkit-export`` command; returns the exit code."""
     args = _parser().parse_args(argv)
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    progress.set_quiet(args.quiet)
     try:
-        inputs = [args.model]
-        check_output_path(args.output, inputs, force=args.force)
-        model = load_keras_model(args.model)
-        result = export_onnx(model, args.output, opset=args.opset, verify=not args.no_verify,
-                             tolerance=args.tolerance, overwrite=args.force, inputs=inputs)
+        print(_export(args))
     except CnnkitError as exc:
-        print(f"cnnkit-export: error: {exc}", file=sys.stderr)
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
         return 2
-    check = ("not verified" if result.max_abs_diff is None
-             else f"onnxruntime vs Keras max |diff| {result.max_abs_diff:.3g}")
-    split = (f"; grouped convs in split form: {', '.join(result.split_group_convs)}"
-             if result.split_group_convs else "")
-    print(f"wrote {args.output} (opset {result.opset}, {result.size_bytes:,} bytes; "
-          f"{check}{split})")
+    except ImportError as exc:
+        missing = console.missing_dependency(exc, PROG)
+        if missing is None:
+            raise
+        print(f"{PROG}: error: {missing}", file=sys.stderr)
+        return 2
     return 0
 
 

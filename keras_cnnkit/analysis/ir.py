@@ -160,6 +160,9 @@ class Graph:
         inputs / outputs: names of the graph's input and output nodes.
         source: where it came from (a path, or ``"<keras model>"``).
         frontend: which frontend made it (``"keras"``, ``"file"``, ``"onnx"``).
+        source_lines: layer name → the 1-based line of the source text (a JSON model
+            config, or a ``.keras`` archive's ``config.json``) that names it; empty
+            where the source is not text (``.h5``, ONNX, live models).
     """
 
     name: str = "model"
@@ -168,6 +171,7 @@ class Graph:
     outputs: list = dataclasses.field(default_factory=list)
     source: str = ""
     frontend: str = ""
+    source_lines: dict = dataclasses.field(default_factory=dict)
 
     def __post_init__(self):
         self._consumers = None

@@ -20,7 +20,7 @@ Keys (TOML spelling; in INI, lists are comma- or newline-separated)::
     ignore = ["tensor-core-alignment"]
     fail-on = "warning"                   # info | warning | error
     format = "text"                       # text | json | sarif | github
-    input-shape = [224, 224, 3]           # or "224x224"
+    input-shape = [224, 224, 3]           # or "224x224"; fills unknown dims only
     baseline = "cnnkit-baseline.json"     # relative to this file
     [tool.cnnkit-lint.per-layer-ignores]
     "block5_*" = ["missing-bottleneck"]   # fnmatch glob on the layer name
@@ -37,6 +37,7 @@ import re
 from pathlib import Path
 from typing import Any, Iterable, Optional
 
+from keras_cnnkit.analysis.input_shape import InputShape
 from keras_cnnkit.errors import ConfigError
 from keras_cnnkit.io_guard import MAX_TEXT_BYTES, read_text_file, require_regular_file
 from keras_cnnkit.lint.findings import Severity
@@ -62,7 +63,8 @@ class Settings:
         ignore: rule selectors to drop after ``select``.
         fail_on: lowest severity that makes the exit status 1.
         format: output format, one of :data:`FORMATS`.
-        input_shape: dims for inputs of unknown size (see :func:`parse_input_shape`).
+        input_shape: dims for inputs of unknown size (see :func:`parse_input_shape`); from
+            a configuration file, a default that never overrides a model's declared dims.
         baseline: path of a baseline file of accepted findings, or ``None``.
         per_layer_ignores: ``(glob, selectors)`` pairs; a finding on a layer matching
             ``glob`` is dropped when one of ``selectors`` names its rule.
@@ -79,8 +81,13 @@ class Settings:
     source: Optional[str] = None
 
 
-def parse_input_shape(text: Any, source: str = "command line") -> tuple:
-    """``"224x224"``, ``"299,299,3"`` or ``[224, 224]`` → a tuple of positive ints."""
+def parse_input_shape(text: Any, source: str = "command line",
+                      default: bool = False) -> InputShape:
+    """``"224x224"``, ``"299,299,3"`` or ``[224, 224]`` → an :class:`InputShape`.
+
+    ``default``: the value comes from the configuration file ``source``; it then fills
+    only the dims a model leaves unknown (see :mod:`keras_cnnkit.analysis.input_shape`).
+    """
     if isinstance(text, (list, tuple)):
         items = list(text)
     else:
@@ -97,7 +104,7 @@ def parse_input_shape(text: Any, source: str = "command line") -> tuple:
         dims.append(value)
     if not dims:
         raise ConfigError(source, "input-shape is empty")
-    return tuple(dims)
+    return InputShape(dims, source=source if default else "--input-shape", default=default)
 
 
 def _as_list(value: Any, key: str, source: str) -> list:
@@ -146,7 +153,7 @@ def settings_from_mapping(values: dict, source: str, base_dir: Optional[Path] = 
         elif norm == "format":
             settings.format = parse_format(value, source)
         elif norm == "input-shape":
-            settings.input_shape = parse_input_shape(value, source)
+            settings.input_shape = parse_input_shape(value, source, default=True)
         elif norm == "baseline":
             if not isinstance(value, str):
                 raise ConfigError(source, "'baseline' must be a path")

@@ -53,6 +53,8 @@ class ModelFile:
             :func:`.h5_reader.archive_weight_shapes` returns them; ``None`` when the file
             holds no weights.
         keras_version: the Keras version that wrote the file, where recorded.
+        config_text: the architecture JSON as written (a JSON config file, a ``.keras``
+            archive's ``config.json``), for :func:`name_lines`; ``None`` for ``h5``.
     """
 
     path: str
@@ -60,6 +62,25 @@ class ModelFile:
     config: dict
     weight_shapes: Optional[dict] = None
     keras_version: Optional[str] = None
+    config_text: Optional[str] = None
+
+
+_NAME_KEY = re.compile(r'"name"\s*:\s*("(?:[^"\\]|\\.)*")')
+
+
+def name_lines(text: Optional[str]) -> dict:
+    """``{name: line}``: the 1-based line of the first ``"name": "<name>"`` of a JSON
+    text (where a Keras config defines each layer); empty for ``None``."""
+    lines: dict = {}
+    if not text:
+        return lines
+    for match in _NAME_KEY.finditer(text):
+        try:
+            name = json.loads(match.group(1))
+        except ValueError:
+            continue
+        lines.setdefault(name, text.count("\n", 0, match.start()) + 1)
+    return lines
 
 
 def detect_format(path: str) -> str:
@@ -121,7 +142,8 @@ def _read_json_file(path: str) -> ModelFile:
         data = fh.read(MAX_JSON_BYTES + 1)
     if len(data) > MAX_JSON_BYTES:
         raise ModelFileError(path, f"JSON config larger than {MAX_JSON_BYTES:,} bytes")
-    return ModelFile(path, FORMAT_JSON, parse_config(path, data))
+    return ModelFile(path, FORMAT_JSON, parse_config(path, data),
+                     config_text=data.decode("utf-8-sig", "replace"))
 
 
 def _read_h5_file(path: str) -> ModelFile:
@@ -244,7 +266,8 @@ def _read_keras_archive(path: str) -> ModelFile:
         raise ModelFileError(path, f"damaged zip archive ({exc})") from None
     except (zipfile.LargeZipFile, NotImplementedError, EOFError) as exc:
         raise ModelFileError(path, f"unreadable zip archive ({exc})") from None
-    return ModelFile(path, FORMAT_KERAS, config, shapes, _version_text(version))
+    return ModelFile(path, FORMAT_KERAS, config, shapes, _version_text(version),
+                     text.decode("utf-8-sig", "replace"))
 
 
 def read_model_file(path) -> ModelFile:

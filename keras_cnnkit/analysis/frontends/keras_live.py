@@ -24,6 +24,7 @@ from __future__ import annotations
 
 from typing import Optional
 
+from keras_cnnkit.analysis.input_shape import as_input_shape, fill_unknown
 from keras_cnnkit.analysis.ir import Graph, OpKind, call_name
 from keras_cnnkit.analysis.keras_layers import (
     Expansion,
@@ -181,7 +182,9 @@ def graph_from_keras(model, input_shape: Optional[tuple] = None) -> Graph:
         model: a ``keras.Model`` (Functional or a built Sequential).
         input_shape: optional batch-excluded shape for a single-input model whose spatial
             size Keras leaves unknown (``(None, None, 3)``); shapes are then re-inferred
-            from it with the IR's shape rules.
+            from it with the IR's shape rules.  A configuration default
+            (:class:`~keras_cnnkit.analysis.input_shape.InputShape`) fills only the
+            unknown dims.
 
     Raises:
         UnsupportedModelError: a subclassed model or an unbuilt Sequential.
@@ -203,5 +206,12 @@ def graph_from_keras(model, input_shape: Optional[tuple] = None) -> Graph:
         from keras_cnnkit.analysis.shapes import propagate_shapes
         if len(walker.graph.inputs) != 1:
             raise ValueError("input_shape applies to single-input models only")
-        return propagate_shapes(walker.graph, {walker.graph.inputs[0]: tuple(input_shape)})
+        requested = as_input_shape(input_shape)
+        declared = tuple(functional.inputs[0].shape[1:])
+        shape = fill_unknown(declared, requested)
+        if shape is None:
+            raise ShapeError(f"{requested.describe()} does not fit the model's input of "
+                             f"shape {declared}")
+        if shape != declared:
+            return propagate_shapes(walker.graph, {walker.graph.inputs[0]: shape})
     return walker.graph

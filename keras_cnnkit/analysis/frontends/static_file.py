@@ -37,6 +37,7 @@ from keras_cnnkit.analysis.frontends.containers import (
     FORMAT_ONNX,
     ModelFile,
     detect_format,
+    name_lines,
     read_model_file,
 )
 from keras_cnnkit.analysis.frontends.keras_config import (
@@ -44,6 +45,7 @@ from keras_cnnkit.analysis.frontends.keras_config import (
     ModelSpec,
     normalise_model,
 )
+from keras_cnnkit.analysis.input_shape import as_input_shape
 from keras_cnnkit.analysis.ir import Graph
 from keras_cnnkit.errors import ModelFileError
 
@@ -147,9 +149,11 @@ def load_graph(path, input_shape: Optional[Sequence[int]] = None) -> Graph:
     weights = model_file.weight_shapes
     if model_file.format == FORMAT_KERAS and weights is not None:
         weights = archive_layer_shapes(weights, spec)
-    shape = None if input_shape is None else tuple(int(d) for d in input_shape)
+    shape = as_input_shape(input_shape)
     try:
-        return build_graph(spec, source=path, weights=weights, input_shape=shape)
+        graph = build_graph(spec, source=path, weights=weights, input_shape=shape)
+        graph.source_lines = name_lines(model_file.config_text)
+        return graph
     except GraphBuildError as exc:
         raise ModelFileError(path, str(exc)) from None
     except RecursionError:
