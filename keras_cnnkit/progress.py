@@ -85,7 +85,7 @@ class Progress:
         self._bar = RichProgress(TextColumn("{task.description}"), BarColumn(),
                                  MofNCompleteColumn(), TimeElapsedColumn(),
                                  TextColumn("{task.fields[label]}"), console=console,
-                                 refresh_per_second=4)
+                                 refresh_per_second=4, redirect_stdout=False)
         self._task = self._bar.add_task(self.description, total=self.total, label="")
         self._bar.start()
 

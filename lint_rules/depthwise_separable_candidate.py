@@ -16,13 +16,16 @@ class DepthwiseSeparableCandidate(Rule):
     Finds standard convolutions with a spatial kernel whose depthwise-separable form
     (a k×k depthwise conv, then a 1×1 conv to C_out) saves at least half of their
     parameters and FLOPs, and proposes that form.  Both new convs keep the original's
-    bias (as seed 000 counts it); the activation goes after the pointwise conv.  It stays
+    bias (a 3→4 3×3 conv has 3·9·4 + 4 = 112 parameters; its depthwise conv
+    3·9 + 3 = 30 and its pointwise conv 3·4 + 4 = 16, 46 in all); the activation goes
+    after the pointwise conv.  It stays
     silent on the RGB stem (≤ 4 input channels) of a network that already uses
     depthwise convolutions: MobileNet and Xception keep that one standard on purpose.
 
     ## Why is this bad?
     A standard conv costs D_K²·C_I·C_O weights (×D_O² multiply-adds); the separable form
-    C_I·(D_K² + C_O): a ratio of 1/C_O + 1/D_K² (seed 003).  3→256 3×3: 6,912 → 795.
+    C_I·(D_K² + C_O): a ratio of (D_K² + C_O)/(D_K²·C_O) = 1/C_O + 1/D_K² (MobileNets
+    §3.1).  3→256 3×3: 3·9·256 = 6,912 → 3·9 + 3·256 = 795.
 
     ## Example
     ```python
@@ -38,9 +41,9 @@ class DepthwiseSeparableCandidate(Rule):
 
     ## References
     - Howard et al., "MobileNets: Efficient Convolutional Neural Networks for Mobile
-      Vision Applications", 2017, §3.1.
-    - Chollet, "Xception: Deep Learning with Depthwise Separable Convolutions", CVPR 2017.
-    - Seeds 000 ((3,5,5) → 4: 112 → 46), 001/004 (6,912 → 795), 003 (cost ratio).
+      Vision Applications", 2017, §3.1, https://arxiv.org/abs/1704.04861.
+    - Chollet, "Xception: Deep Learning with Depthwise Separable Convolutions", CVPR 2017,
+      https://arxiv.org/abs/1610.02357.
     """
 
     code = "CNK104"

@@ -47,7 +47,7 @@ from keras_cnnkit.analysis.frontends.keras_config import (
 )
 from keras_cnnkit.analysis.input_shape import as_input_shape
 from keras_cnnkit.analysis.ir import Graph
-from keras_cnnkit.errors import ModelFileError
+from keras_cnnkit.errors import MissingDependencyError, ModelFileError
 
 __all__ = ["DEFAULT_SPATIAL", "load_graph", "read_model_file"]
 
@@ -120,8 +120,8 @@ def _load_onnx(path: str, input_shape: Optional[Sequence[int]]) -> Graph:
     try:
         import onnx  # noqa: F401  pylint: disable=unused-import,import-outside-toplevel
     except ImportError:
-        raise ModelFileError(path, "an ONNX model: linting it needs the 'onnx' package "
-                                   "(pip install 'keras-cnnkit[export]')") from None
+        raise ModelFileError(path, str(MissingDependencyError("linting an ONNX model",
+                                                              ["onnx"]))) from None
     from keras_cnnkit.analysis.frontends.onnx_frontend import load_onnx_graph
     return load_onnx_graph(path, input_shape=input_shape)
 
