@@ -18,6 +18,8 @@ dependency, so it is always installed); it is imported only when a bar is drawn.
 """
 from __future__ import annotations
 
+import io
+import os
 import sys
 from typing import Optional, TextIO
 
@@ -65,6 +67,7 @@ class Progress:
         self.started = 0
         self._bar = None
         self._task = None
+        self._own: Optional[TextIO] = None
 
     def __enter__(self) -> "Progress":
         self._start()
@@ -81,13 +84,27 @@ class Progress:
                                    TimeElapsedColumn)
         from rich.progress import Progress as RichProgress
 
-        console = Console(file=self.stream, force_terminal=True, highlight=False)
+        console = Console(file=self._terminal(), force_terminal=True, highlight=False)
         self._bar = RichProgress(TextColumn("{task.description}"), BarColumn(),
                                  MofNCompleteColumn(), TimeElapsedColumn(),
                                  TextColumn("{task.fields[label]}"), console=console,
                                  refresh_per_second=4, redirect_stdout=False)
         self._task = self._bar.add_task(self.description, total=self.total, label="")
         self._bar.start()
+
+    def _terminal(self) -> TextIO:
+        """Where the bar is drawn: for the process's stderr, a duplicate of its file
+        descriptor, so that :func:`keras_cnnkit.console.import_keras` (which points
+        descriptor 2 at a file while TensorFlow loads, to filter its start-up lines)
+        does not capture the bar's redraws."""
+        try:
+            if self.stream is sys.stderr and self.stream.fileno() == 2:
+                encoding = getattr(self.stream, "encoding", None) or "utf-8"
+                self._own = os.fdopen(os.dup(2), "w", encoding=encoding, errors="replace")
+                return self._own
+        except (AttributeError, OSError, ValueError, io.UnsupportedOperation):
+            pass
+        return self.stream
 
     def _draw(self, label: Optional[str] = None) -> None:
         self._start()
@@ -114,6 +131,9 @@ class Progress:
             self._bar.update(self._task, completed=self.total, label="done")
             self._bar.stop()
             self._bar = None
+        if self._own is not None:
+            self._own.close()
+            self._own = None
 
     def keras_callback(self, epochs: int):
         """A ``keras.callbacks.Callback`` that moves this bar by one step per ``fit``:

@@ -8,6 +8,7 @@ one wrote (``m.keras``).  A block ends with the exit status it is marked with (0
 ``<!-- notest: REASON -->`` are not run, and every such mark carries a reason.
 """
 import os
+import re
 import sys
 
 import pytest
@@ -19,6 +20,9 @@ import readme_snippets  # noqa: E402  pylint: disable=wrong-import-position,impo
 
 DOCUMENTS = [d for d in readme_snippets.DOCUMENTS
              if any(b.runner for b in readme_snippets.parse(d))]
+#: TensorFlow's start-up lines, which our commands keep off stderr (Python blocks import
+#: Keras themselves, as a user's script does, and are not held to it).
+TF_STARTUP = re.compile(r"oneDNN|cudart_stub|absl::InitializeLog|cpu_feature_guard|cuInit")
 
 
 def test_every_code_block_is_run_or_says_why_not():
@@ -48,6 +52,8 @@ def test_document_blocks_run(document, tmp_path):
         assert proc.returncode == block.exit, (
             f"{block.where}: exit status {proc.returncode}, expected {block.exit}\n"
             f"{proc.stdout[-2000:]}\n{proc.stderr[-3000:]}")
+        if block.runner == "bash":
+            assert not TF_STARTUP.search(proc.stderr), f"{block.where}: {proc.stderr[-2000:]}"
         if block.output is not None:
             assert readme_snippets.normalise(proc.stdout) == \
                 readme_snippets.normalise(block.output.code), (
