@@ -9,7 +9,7 @@ deserialised; ``keras_cnnkit`` layers are registered first), converts and verifi
 non-regular model file; an unwritable or existing output without ``--force``; failed
 conversion or verification) or a missing optional dependency (TensorFlow, tf2onnx, onnx,
 onnxruntime: the message names the extra to install), with a one-line message.  A
-progress bar goes to stderr when it is a terminal (not with ``-q``); TensorFlow's C++
+progress meter goes to stderr when it is a terminal (not with ``-q``); TensorFlow's C++
 start-up lines are kept off it (:mod:`keras_cnnkit.console`).
 """
 from __future__ import annotations
@@ -56,7 +56,7 @@ def _parser() -> argparse.ArgumentParser:
                         help=f"relative tolerance of the comparison (default "
                              f"{DEFAULT_TOLERANCE:g})")
     parser.add_argument("--force", action="store_true", help="overwrite an existing output")
-    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress meter")
     return parser
 
 
@@ -65,14 +65,14 @@ def _export(args) -> str:
     inputs = [args.model]
     check_output_path(args.output, inputs, force=args.force)
     console.require(PROG, REQUIRES)
-    with progress.Progress(5 if not args.no_verify else 4, PROG) as bar:
-        bar.step("importing TensorFlow")
+    with progress.Progress(5 if not args.no_verify else 4, PROG) as meter:
+        meter.step("importing TensorFlow")
         console.import_keras()
-        bar.step("loading the model")
+        meter.step("loading the model")
         model = load_keras_model(args.model)
         result = export_onnx(model, args.output, opset=args.opset, verify=not args.no_verify,
                              tolerance=args.tolerance, overwrite=args.force, inputs=inputs,
-                             progress=bar)
+                             progress=meter)
     check = ("not verified" if result.max_abs_diff is None
              else f"onnxruntime vs Keras max |diff| {result.max_abs_diff:.3g}")
     split = (f"; grouped convs in split form: {', '.join(result.split_group_convs)}"

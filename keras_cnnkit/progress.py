@@ -5,9 +5,9 @@ and ``--fix``, ``cnnkit-export``, the examples' training loops, and any later mo
 
     from keras_cnnkit.progress import Progress
 
-    with Progress(len(items), "benchmark") as bar:
+    with Progress(len(items), "benchmark") as meter:
         for item in items:
-            bar.step(str(item))        # step `item` begins; the ones before are done
+            meter.step(str(item))      # step `item` begins; the ones before are done
             work(item)
 
 A bar is drawn only where a person watches: when its stream (default ``sys.stderr``) is
@@ -141,7 +141,7 @@ class Progress:
         batch.  Imports Keras (only for the callback's base class)."""
         import keras
 
-        bar = self
+        owner = self
 
         class _FitProgress(keras.callbacks.Callback):
             """Advances the bar as training batches end."""
@@ -152,11 +152,11 @@ class Progress:
 
             def on_epoch_begin(self, epoch, logs=None):  # pylint: disable=unused-argument
                 """Show the epoch."""
-                bar.advance(0.0, f"epoch {epoch + 1}/{epochs}")
+                owner.advance(0.0, f"epoch {epoch + 1}/{epochs}")
 
             def on_train_batch_end(self, batch, logs=None):  # pylint: disable=unused-argument
                 """One batch of an epoch done."""
                 steps = (self.params or {}).get("steps") or 1
-                bar.advance(self.share / steps)
+                owner.advance(self.share / steps)
 
         return _FitProgress()

@@ -353,8 +353,8 @@ def _import_keras(mode: str) -> None:
     when its backend is not installed, a progress bar while it loads, TensorFlow's
     start-up lines filtered (:func:`keras_cnnkit.console.import_keras`)."""
     console.require(mode, keras=True)
-    with progress.Progress(1, f"{PROG} {mode}") as bar:
-        bar.step("importing Keras and its backend")
+    with progress.Progress(1, f"{PROG} {mode}") as meter:
+        meter.step("importing Keras and its backend")
         console.import_keras()
 
 
@@ -408,13 +408,13 @@ def fix_model(path: str, args, settings: lint_config.Settings,
         return report
 
     console.require("--fix", keras=True)
-    with progress.Progress(1 + fix_steps(args.fold_bn), f"{PROG} --fix") as bar:
-        bar.step("importing Keras and its backend")
+    with progress.Progress(1 + fix_steps(args.fold_bn), f"{PROG} --fix") as meter:
+        meter.step("importing Keras and its backend")
         try:
             console.import_keras()
             result = fix_file(path, args.output, select=args.fix_select or None,
                               force=args.force, fold_bn=args.fold_bn, lint=reported,
-                              inputs=inputs, progress=bar)
+                              inputs=inputs, progress=meter)
         except CnnkitError:
             raise
         except ImportError as exc:
