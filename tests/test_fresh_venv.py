@@ -54,6 +54,8 @@ def test_first_command_as_written(clone):
     assert 'pip install "keras-cnnkit[tensorflow,export]"' in line
     proc = _shell(clone, "python -m keras_cnnkit --version && cnnkit-lint --help")
     assert proc.returncode == 0 and ".onnx" in proc.stdout
+    proc = _shell(clone, "cnnkit-lint examples/models/inefficient_cnn.h5 --format json")
+    assert proc.returncode == 1 and '"schema_version": 2' in proc.stdout   # schema shipped
 
 
 def test_second_command_as_written(clone):

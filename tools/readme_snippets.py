@@ -22,8 +22,8 @@ README's own test command), and ``tests/test_fresh_venv.py`` (marked ``slow``) r
 README's first commands as written in a fresh virtual environment.
 
 Commands run with this interpreter: a ``bin`` directory first on ``PATH`` holds
-``python`` and the console scripts of ``setup.cfg`` (``cnnkit-lint``, ``cnnkit-export``),
-each running this checkout's code, whatever else is installed.
+``python``, the console scripts of ``setup.cfg`` (``cnnkit-lint``, ``cnnkit-export``),
+each running this checkout's code whatever else is installed, and ``pylint``.
 """
 from __future__ import annotations
 
@@ -48,6 +48,8 @@ _MARK = re.compile(r"<!--\s*(notest|exit|output)\s*(?::\s*(.*?))?\s*-->\s*$")
 _INSTALL = re.compile(r"^python -m pip install [^&]*&&\s*")
 #: Seconds one block may run.
 TIMEOUT = 600
+#: Tools the blocks call that run as ``python -m NAME`` with this interpreter.
+MODULE_SHIMS = ("pylint",)
 
 
 @dataclasses.dataclass
@@ -152,11 +154,15 @@ def workspace(directory: Path) -> dict:
     bin_dir.mkdir()
     (bin_dir / "python").symlink_to(sys.executable)
     (bin_dir / "python3").symlink_to(sys.executable)
-    for name, target in _console_scripts().items():
-        module, function = target.split(":")
+    scripts = {name: f"from {target.split(':')[0]} import {target.split(':')[1]} as main"
+               for name, target in _console_scripts().items()}
+    scripts.update({name: f"from runpy import run_module\n"
+                          f"main = lambda: run_module({name!r}, run_name='__main__')"
+                    for name in MODULE_SHIMS})
+    for name, body in scripts.items():
         script = bin_dir / name
-        script.write_text(f"#!{sys.executable}\nimport sys\nfrom {module} import {function}\n"
-                          f"sys.exit({function}())\n", encoding="utf-8")
+        script.write_text(f"#!{sys.executable}\nimport sys\n{body}\nsys.exit(main())\n",
+                          encoding="utf-8")
         script.chmod(script.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
     env = dict(os.environ)
     env.update(PATH=f"{bin_dir}{os.pathsep}{env.get('PATH', '')}",
