@@ -74,12 +74,15 @@ def name_lines(text: Optional[str]) -> dict:
     lines: dict = {}
     if not text:
         return lines
+    line, counted = 1, 0            # the line at offset ``counted``: one pass over the text
     for match in _NAME_KEY.finditer(text):
+        line += text.count("\n", counted, match.start())
+        counted = match.start()
         try:
             name = json.loads(match.group(1))
         except ValueError:
             continue
-        lines.setdefault(name, text.count("\n", 0, match.start()) + 1)
+        lines.setdefault(name, line)
     return lines
 
 
