@@ -20,7 +20,7 @@ from typing import Optional, Sequence
 
 from keras_cnnkit import console, progress
 from keras_cnnkit.errors import CnnkitError
-from keras_cnnkit.io_guard import check_output_path, load_keras_model
+from keras_cnnkit.io_guard import check_output_path, load_keras_model, require_regular_file
 from keras_cnnkit.onnx_convert import (DEFAULT_OPSET, DEFAULT_TOLERANCE, VERIFY_BATCH,
                                        VERIFY_SIZE, ExportError, ExportResult, export_onnx,
                                        max_abs_difference, split_group_convs, to_onnx,
@@ -63,6 +63,7 @@ def _parser() -> argparse.ArgumentParser:
 def _export(args) -> str:
     """Check, load, convert, verify and write; the line to print."""
     inputs = [args.model]
+    require_regular_file(args.model)     # bad paths fail before TensorFlow loads
     check_output_path(args.output, inputs, force=args.force)
     console.require(PROG, REQUIRES)
     with progress.Progress(5 if not args.no_verify else 4, PROG) as meter:

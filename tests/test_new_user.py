@@ -111,6 +111,7 @@ def test_extras_table_matches_setup_cfg():
 def test_missing_extra_is_one_line_and_exit_2(hidden, call, extra, tmp_path):
     """No traceback: one line on stderr naming the extra (pip install
     "keras-cnnkit[...]"), exit status 2."""
+    (tmp_path / "m.keras").write_bytes(b"PK")      # a model file (never read: deps first)
     proc = _without(hidden, call, cwd=tmp_path)
     lines = proc.stderr.strip().splitlines()
     assert proc.returncode == 2, proc.stderr[-2000:]
