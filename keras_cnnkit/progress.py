@@ -73,8 +73,8 @@ class Progress:
         self._start()
         return self
 
-    def __exit__(self, *exc) -> None:
-        self.close()
+    def __exit__(self, exc_type, *exc) -> None:
+        self.close(completed=exc_type is None)
 
     def _start(self) -> None:
         if not self.enabled or self._bar is not None:
@@ -124,11 +124,14 @@ class Progress:
         self.done = min(float(self.total), self.done + amount)
         self._draw(label)
 
-    def close(self) -> None:
-        """Complete the bar and finish its line."""
-        self.done = float(self.total)
+    def close(self, completed: bool = True) -> None:
+        """Finish the bar's line: complete (``completed``), or left where an error
+        stopped it."""
+        if completed:
+            self.done = float(self.total)
         if self._bar is not None:
-            self._bar.update(self._task, completed=self.total, label="done")
+            if completed:
+                self._bar.update(self._task, completed=self.total, label="done")
             self._bar.stop()
             self._bar = None
         if self._own is not None:
