@@ -186,7 +186,7 @@ def run(args, results_dir: Optional[str] = None) -> dict:
     import keras
 
     from keras_cnnkit.bench.device import detect
-    from keras_cnnkit.bench.progress import Progress
+    from keras_cnnkit.progress import Progress
 
     if args.cpu_threads:
         from keras_cnnkit.bench.device import set_cpu_threads
@@ -216,7 +216,7 @@ def run(args, results_dir: Optional[str] = None) -> dict:
     done = _done_jobs(results_dir, record, args.batches) if args.resume and results_dir else set()
     jobs = [job for job in jobs if _job_key(job) not in done]
     models: dict = {}
-    progress = Progress(len(jobs))
+    progress = Progress(len(jobs), "bench_rules")
     started = time.perf_counter()
     with progress:
         for index, (kind, symbol, a, b, build) in enumerate(jobs):

@@ -8,23 +8,31 @@ Keras; :mod:`keras_cnnkit.analysis.frontends.keras_gate`), then loads it in safe
 (:mod:`keras_cnnkit.onnx_convert`, whose public names are re-exported here) and writes
 ``OUT.onnx`` atomically.  The output is never the model file, not even with ``--force``
 (nor a link to it).  Exit status 0 on success, 2 on bad input (a missing, unreadable or
-non-regular model file; a file over a budget; an unwritable or existing output without
-``--force``; failed conversion or verification) with a one-line message.
+non-regular model file; a file over a budget; an unwritable or existing output without ``--force``; failed
+conversion or verification) or a missing optional dependency (TensorFlow, tf2onnx, onnx,
+onnxruntime: the message names the extra to install), with a one-line message.  A
+progress meter goes to stderr when it is a terminal (not with ``-q``); TensorFlow's C++
+start-up lines are kept off it (:mod:`keras_cnnkit.console`).
 """
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from typing import Optional, Sequence
 
+from keras_cnnkit import console, progress
 from keras_cnnkit.budgets import using
 from keras_cnnkit.errors import CnnkitError
-from keras_cnnkit.io_guard import check_output_path, load_keras_model
+from keras_cnnkit.io_guard import check_output_path, load_keras_model, require_regular_file
 from keras_cnnkit.onnx_convert import (DEFAULT_OPSET, DEFAULT_TOLERANCE, VERIFY_BATCH,
                                        VERIFY_SIZE, ExportError, ExportResult, export_onnx,
                                        max_abs_difference, split_group_convs, to_onnx,
                                        verification_inputs)
+
+PROG = "cnnkit-export"
+#: What the command imports: TensorFlow (the Keras backend tf2onnx traces) and the
+#: ``export`` extra.
+REQUIRES = ("tensorflow", "tf2onnx", "onnx", "onnxruntime")
 
 __all__ = ["DEFAULT_OPSET", "DEFAULT_TOLERANCE", "VERIFY_BATCH", "VERIFY_SIZE", "ExportError",
            "ExportResult", "export_onnx", "main", "max_abs_difference", "split_group_convs",
@@ -35,10 +43,12 @@ __all__ = ["DEFAULT_OPSET", "DEFAULT_TOLERANCE", "VERIFY_BATCH", "VERIFY_SIZE", 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="cnnkit-export",
+        prog=PROG,
         description="Export a Keras model file (.keras, .h5) to ONNX through tf2onnx and "
-                    "check it against Keras with onnxruntime.",
-        epilog="Exit codes: 0 exported; 2 bad input, conversion or verification failure.")
+                    "check it against Keras with onnxruntime.  Needs the tensorflow and "
+                    'export extras: pip install "keras-cnnkit[tensorflow,export]".',
+        epilog="Exit codes: 0 exported; 2 bad input, conversion or verification failure, "
+               "or a missing optional dependency.")
     parser.add_argument("model", help="the Keras model file (.keras or .h5)")
     parser.add_argument("-o", "--output", required=True, help="the .onnx file to write")
     parser.add_argument("--opset", type=int, default=DEFAULT_OPSET,
@@ -54,6 +64,7 @@ def _parser() -> argparse.ArgumentParser:
                              "Keras loads the model, e.g. max-nodes=500000 (also read "
                              "from [tool.cnnkit-lint.budgets]); see the README's Safety "
                              "section")
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress meter")
     return parser
 
 
@@ -67,28 +78,46 @@ def _budgets(args) -> dict:
     return budgets
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
-    """The ``cnnkit-export`` command; returns the exit code."""
-    args = _parser().parse_args(argv)
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    try:
-        inputs = [args.model]
-        check_output_path(args.output, inputs, force=args.force)
-        with using(_budgets(args)):
-            from keras_cnnkit.analysis.frontends.keras_gate import check_before_keras
-            check_before_keras(args.model, "cnnkit-export")   # before Keras sees it
+def _export(args) -> str:
+    """Check, load, convert, verify and write; the line to print."""
+    inputs = [args.model]
+    require_regular_file(args.model)     # bad paths fail before TensorFlow loads
+    check_output_path(args.output, inputs, force=args.force)
+    console.require(PROG, REQUIRES)      # a missing extra is named before the file is read
+    with using(_budgets(args)):
+        from keras_cnnkit.analysis.frontends.keras_gate import check_before_keras
+        check_before_keras(args.model, "cnnkit-export")   # before Keras sees it
+    with progress.Progress(5 if not args.no_verify else 4, PROG) as meter:
+        meter.step("importing TensorFlow")
+        console.import_keras()
+        meter.step("loading the model")
         model = load_keras_model(args.model)
         result = export_onnx(model, args.output, opset=args.opset, verify=not args.no_verify,
-                             tolerance=args.tolerance, overwrite=args.force, inputs=inputs)
-    except CnnkitError as exc:
-        print(f"cnnkit-export: error: {exc}", file=sys.stderr)
-        return 2
+                             tolerance=args.tolerance, overwrite=args.force, inputs=inputs,
+                             progress=meter)
     check = ("not verified" if result.max_abs_diff is None
              else f"onnxruntime vs Keras max |diff| {result.max_abs_diff:.3g}")
     split = (f"; grouped convs in split form: {', '.join(result.split_group_convs)}"
              if result.split_group_convs else "")
-    print(f"wrote {args.output} (opset {result.opset}, {result.size_bytes:,} bytes; "
-          f"{check}{split})")
+    return (f"wrote {args.output} (opset {result.opset}, {result.size_bytes:,} bytes; "
+            f"{check}{split})")
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """The ``cnnkit-export`` command; returns the exit code."""
+    args = _parser().parse_args(argv)
+    progress.set_quiet(args.quiet)
+    try:
+        print(_export(args))
+    except CnnkitError as exc:
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return 2
+    except ImportError as exc:
+        missing = console.missing_dependency(exc, PROG)
+        if missing is None:
+            raise
+        print(f"{PROG}: error: {missing}", file=sys.stderr)
+        return 2
     return 0
 
 

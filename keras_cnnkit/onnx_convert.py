@@ -367,7 +367,7 @@ def _check_path(path, overwrite: bool, inputs: Sequence = ()) -> str:
 
 def export_onnx(model, path, opset: int = DEFAULT_OPSET, verify: bool = True,
                 tolerance: float = DEFAULT_TOLERANCE, overwrite: bool = True,
-                input_shape=None, inputs: Sequence = ()) -> ExportResult:
+                input_shape=None, inputs: Sequence = (), progress=None) -> ExportResult:
     """Export ``model`` to the ONNX file ``path`` (see the module docstring).
 
     Args:
@@ -379,6 +379,8 @@ def export_onnx(model, path, opset: int = DEFAULT_OPSET, verify: bool = True,
         overwrite: replace an existing file.
         input_shape: input shape(s) without the batch dimension (subclassed models).
         inputs: files the run read (the model file): ``path`` may be none of them.
+        progress: a :class:`keras_cnnkit.progress.Progress` told of each stage
+            (converting, verifying, writing), or ``None``.
 
     Returns:
         An :class:`ExportResult` with the measured ``max_abs_diff``.
@@ -387,9 +389,12 @@ def export_onnx(model, path, opset: int = DEFAULT_OPSET, verify: bool = True,
         ExportError: conversion or verification failed, or ``path`` cannot be written.
     """
     _check_path(path, overwrite, inputs)
+    step = progress.step if progress is not None else (lambda label: None)
+    step("converting to ONNX (tf2onnx)")
     proto, result = to_onnx(model, opset=opset, input_shape=input_shape)
     diff = None
     if verify:
+        step("verifying with onnxruntime")
         diff, scale = max_abs_difference(proto, model)
         if not diff <= tolerance * max(1.0, scale):
             raise ExportError(f"onnxruntime and Keras disagree: max |diff| = {diff:.3g} > "
@@ -397,6 +402,7 @@ def export_onnx(model, path, opset: int = DEFAULT_OPSET, verify: bool = True,
     data = proto.SerializeToString() if proto.ByteSize() <= _PROTOBUF_LIMIT else None
     if data is None:
         raise ExportError("the ONNX model is larger than protobuf's 2 GiB limit")
+    step("writing")
     try:
         written = os.path.abspath(write_atomic(path, data, inputs, force=overwrite))
     except OutputFileError as exc:

@@ -37,8 +37,8 @@ class AsymmetricFactorization(Rule):
 
     ## References
     - Szegedy et al., "Rethinking the Inception Architecture for Computer Vision", CVPR
-      2016, §3.2 (InceptionV3's 17×17 modules).
-    - Seed 002 (Inception-V3: 1×3/3×1, 1×7/7×1).
+      2016, §3.2 (InceptionV3's 17×17 modules: 1×3/3×1, 1×7/7×1),
+      https://arxiv.org/abs/1512.00567.
     """
 
     code = "CNK102"

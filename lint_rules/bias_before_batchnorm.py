@@ -46,8 +46,8 @@ class BiasBeforeBatchnorm(Rule):
 
     ## References
     - Ioffe & Szegedy, "Batch Normalization: Accelerating Deep Network Training by
-      Reducing Internal Covariate Shift", ICML 2015, §3.2 ("the bias b can be ignored").
-    - Seed 000 (its Char-CNN puts biased convs before BatchNorm).
+      Reducing Internal Covariate Shift", ICML 2015, §3.2 ("the bias b can be ignored"),
+      https://arxiv.org/abs/1502.03167.
     """
 
     code = "CNK108"

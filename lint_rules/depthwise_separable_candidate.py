@@ -24,12 +24,14 @@ class DepthwiseSeparableCandidate(Rule):
     Finds standard convolutions with a spatial kernel whose depthwise-separable form
     (a k×k depthwise conv, then a 1×1 conv to C_out) saves at least half of their
     parameters and FLOPs, and proposes that form.  Both new convs keep the original's
-    bias (as the parameter counts above assume); the activation goes after the pointwise conv.
+    bias (a 3→4 3×3 conv has 3·9·4 + 4 = 112 parameters; its depthwise conv
+    3·9 + 3 = 30 and its pointwise conv 3·4 + 4 = 16, 46 in all); the activation goes
+    after the pointwise conv.
 
     ## Why is this bad?
     A standard conv costs D_K²·C_I·C_O weights (×D_O² multiply-adds); the separable form
-    C_I·(D_K² + C_O): a ratio of 1/C_O + 1/D_K² (Howard et al. 2017, eq. 5).  64→256 3×3: 147,456 →
-    16,960.
+    C_I·(D_K² + C_O): a ratio of 1/C_O + 1/D_K² (MobileNets
+    §3.1).  64→256 3×3: 147,456 → 16,960.
 
     ## Known problems
     Fewer FLOPs is not less time: a depthwise conv is memory-bound.  This project's
@@ -79,8 +81,9 @@ class DepthwiseSeparableCandidate(Rule):
     ## References
     - Howard et al., "MobileNets: Efficient Convolutional Neural Networks for Mobile
       Vision Applications", 2017, §3.1 and Table 1 (a full conv stem, depthwise from 32
-      channels on).
-    - Chollet, "Xception: Deep Learning with Depthwise Separable Convolutions", CVPR 2017.
+      channels on), https://arxiv.org/abs/1704.04861.
+    - Chollet, "Xception: Deep Learning with Depthwise Separable Convolutions", CVPR 2017,
+      https://arxiv.org/abs/1610.02357.
     - Tan & Le, "EfficientNetV2: Smaller Models and Faster Training", ICML 2021, §3.2
       (Fused-MBConv).
     - Ding et al., "RepVGG: Making VGG-style ConvNets Great Again", CVPR 2021, §3.1.

@@ -32,8 +32,8 @@ class FlattenDenseHead(Rule):
     Finds a ``Flatten`` (or a ``Reshape`` to one dimension) of a feature map with more
     than one position that feeds a ``Dense`` layer (dropout in between is allowed), and
     proposes global average pooling, then the same Dense on the C pooled channels.  A
-    ``Concatenate`` of several flattened maps feeding one Dense (seed 000's Char-CNN
-    head) is the same pattern: each map is pooled, then the pooled vectors concatenated.
+    ``Concatenate`` of several flattened maps feeding one Dense (a multi-scale
+    head, as in character-level text CNNs) is the same pattern: each map is pooled, then the pooled vectors concatenated.
     So is a conv whose kernel spans its whole input map with one output position (VGG's
     fc6 written as a 7×7 conv over the 7×7 map, timm's ``ConvMlp``): it is the same
     Dense on the flattened map, and becomes global average pooling then a 1×1 conv.
@@ -65,9 +65,12 @@ class FlattenDenseHead(Rule):
     ```
 
     ## References
-    - Lin et al., "Network In Network", ICLR 2014, §3.2 (global average pooling).
-    - Szegedy et al., "Going Deeper with Convolutions" (GoogLeNet), CVPR 2015, §5.
-    - Seeds 000, 002, 003 (VGG16's FC6: 7·7·512·4096 = 102,760,448 weights).
+    - Lin et al., "Network In Network", ICLR 2014, §3.2 (global average pooling),
+      https://arxiv.org/abs/1312.4400.
+    - Szegedy et al., "Going Deeper with Convolutions" (GoogLeNet), CVPR 2015, §5,
+      https://arxiv.org/abs/1409.4842.
+    - Simonyan & Zisserman, "Very Deep Convolutional Networks for Large-Scale Image
+      Recognition" (VGG), ICLR 2015, Table 1 (fc6: 7·7·512·4096 = 102,760,448 weights).
     - Zhang et al., "Joint Face Detection and Alignment using Multi-task Cascaded
       Convolutional Networks" (MTCNN), IEEE SPL 2016, Fig. 2 (the regression heads).
     """

@@ -51,11 +51,12 @@ class LargeKernel(Rule):
 
     ## References
     - Simonyan & Zisserman, "Very Deep Convolutional Networks for Large-Scale Image
-      Recognition" (VGG), ICLR 2015, §2.3.
+      Recognition" (VGG), ICLR 2015, §2.3 (two stacked 3×3 see a 5×5 window with
+      2·3² = 18 weights per channel pair instead of 5² = 25),
+      https://arxiv.org/abs/1409.1556.
     - Szegedy et al., "Rethinking the Inception Architecture for Computer Vision", CVPR
-      2016, §3.1 (InceptionV3's 5×5 branches: 76,800 → 64,512 weights).
-    - Seeds 001/004 (18 vs 25 weights per channel pair) and 003 ((7,7,3) input, 3
-      filters: 162 vs 225 weights).
+      2016, §3.1 (InceptionV3's 5×5 branches: 76,800 → 64,512 weights),
+      https://arxiv.org/abs/1512.00567.
     """
 
     code = "CNK101"

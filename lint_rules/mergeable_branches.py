@@ -59,10 +59,12 @@ class MergeableBranches(Rule):
     inference model: its batch norms are folded.
 
     ## References
-    - Ding et al., "RepVGG: Making VGG-style ConvNets Great Again", CVPR 2021, §3.3.
+    - Ding et al., "RepVGG: Making VGG-style ConvNets Great Again", CVPR 2021, §3.3,
+      https://arxiv.org/abs/2101.03697.
     - Ding et al., "ACNet: Strengthening the Kernel Skeletons for Powerful CNN via
-      Asymmetric Convolution Blocks", ICCV 2019.
-    - Vasu et al., "MobileOne: An Improved One millisecond Mobile Backbone", CVPR 2023.
+      Asymmetric Convolution Blocks", ICCV 2019, https://arxiv.org/abs/1908.03930.
+    - Vasu et al., "MobileOne: An Improved One millisecond Mobile Backbone", CVPR 2023,
+      https://arxiv.org/abs/2206.04040.
     """
 
     code = "CNK112"

@@ -37,9 +37,11 @@ class MissingBottleneck(Rule):
     proposes:
 
     * for a conv that keeps or narrows the width: the ResNet bottleneck, 1×1 reduce to
-      C_out/4, the k×k at that width, 1×1 expand back to C_out (seeds 001/004);
+      C_out/4, the k×k at that width, 1×1 expand back to C_out (256→256 3×3:
+      256·9·256 = 589,824 weights; 256·64 + 64·9·64 + 64·256 = 69,632);
     * for a conv that at least doubles the width: GoogLeNet's form, 1×1 reduce to C_in/2
-      then the k×k straight to C_out (Szegedy et al. 2015).
+      then the k×k straight to C_out (24→48 3×3 with bias: 24·9·48 + 48 = 10,416; with a
+      1×1 to 12 first: 24·12 + 12 + 12·9·48 + 48 = 5,532).
 
     Every new conv keeps the original's bias and fused activation.  The bottleneck must
     be at least 32 channels wide (``min_width``).
@@ -81,9 +83,11 @@ class MissingBottleneck(Rule):
 
     ## References
     - He et al., "Deep Residual Learning for Image Recognition", CVPR 2016, §4.1
-      (bottleneck architectures).
-    - Szegedy et al., "Going Deeper with Convolutions" (GoogLeNet), CVPR 2015, §4.
-    - Lin et al., "Network In Network", ICLR 2014 (1×1 convolutions).
+      (bottleneck architectures), https://arxiv.org/abs/1512.03385.
+    - Szegedy et al., "Going Deeper with Convolutions" (GoogLeNet), CVPR 2015, §4,
+      https://arxiv.org/abs/1409.4842.
+    - Lin et al., "Network In Network", ICLR 2014 (1×1 convolutions),
+      https://arxiv.org/abs/1312.4400.
     - Tan & Le, "EfficientNetV2: Smaller Models and Faster Training", ICML 2021, §3.2.
     """
 

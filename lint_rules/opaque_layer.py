@@ -39,8 +39,8 @@ class OpaqueLayer(Rule):
     ```
 
     ## References
-    - CVE-2024-3660, CVE-2025-1550: code execution when loading Keras models.
-    - Issue 4/5 of this project: unknown costs are listed, never counted as 0.
+    - CVE-2024-3660, CVE-2025-1550: code execution when loading Keras models,
+      https://nvd.nist.gov/vuln/detail/CVE-2024-3660.
     """
 
     code = "CNK001"

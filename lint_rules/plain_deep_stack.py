@@ -46,9 +46,9 @@ class PlainDeepStack(Rule):
 
     ## References
     - He et al., "Deep Residual Learning for Image Recognition", CVPR 2016, §4.1 and
-      Figure 4 (plain 18 vs 34 layers).
-    - Huang et al., "Densely Connected Convolutional Networks", CVPR 2017.
-    - Seeds 000–004 (residual blocks).
+      Figure 4 (plain 18 vs 34 layers), https://arxiv.org/abs/1512.03385.
+    - Huang et al., "Densely Connected Convolutional Networks", CVPR 2017,
+      https://arxiv.org/abs/1608.06993.
     """
 
     code = "CNK110"

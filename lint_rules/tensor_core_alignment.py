@@ -56,8 +56,10 @@ class TensorCoreAlignment(Rule):
 
     ## References
     - NVIDIA, "Deep Learning Performance Guide: Tensor Core Requirements" (channel
-      counts multiple of 8 for fp16).
-    - Sandler et al., "MobileNetV2", 2018 (``make_divisible``: widths rounded to 8).
+      counts multiple of 8 for fp16),
+      https://docs.nvidia.com/deeplearning/performance/index.html.
+    - Sandler et al., "MobileNetV2", 2018 (``make_divisible``: widths rounded to 8),
+      https://arxiv.org/abs/1801.04381.
     """
 
     code = "CNK111"

@@ -110,16 +110,17 @@ def test_random_inputs_are_random_and_shaped():
 
 
 def test_progress_is_silent_off_a_terminal():
+    """Nothing is written off a terminal; forced on, the bar ends complete (rich)."""
     stream = io.StringIO()
-    with Progress(3, stream=stream) as progress:
+    with Progress(3, "demo", stream=stream) as progress:
         progress.step("a")
     assert stream.getvalue() == ""
     stream = io.StringIO()
-    with Progress(2, stream=stream, enabled=True) as progress:
+    with Progress(2, "demo", stream=stream, enabled=True) as progress:
         progress.step("first")
         progress.step("second")
     text = stream.getvalue()
-    assert "\r[" in text and "2/2 second" in text and text.endswith("\n")
+    assert "demo" in text and "2/2" in text and "done\n" in text   # the line is finished
 
 
 def test_detect_names_the_backend_and_device():

@@ -96,7 +96,8 @@ def test_text_output(capsys):
 
 
 def test_json_output(capsys):
-    """JSON: schema version, per-model summary and every Finding field."""
+    """JSON: schema version, per-model summary and every documented Finding field (the
+    replacement graph only with --verbose-json, see tests/test_output_contract.py)."""
     status, out, _ = lint(capsys, EXAMPLE, "--no-config", "--format", "json")
     assert status == 1
     data = json.loads(out)
@@ -112,8 +113,8 @@ def test_json_output(capsys):
                    if f["symbol"] == "missing-bottleneck" and f["layer"] == "wide_conv")
     assert set(finding) >= {"code", "symbol", "severity", "layer", "message", "suggestion",
                             "params_before", "params_after", "macs_before", "macs_after",
-                            "flops_before", "flops_after", "replacement",
-                            "needs_retraining"}
+                            "flops_before", "flops_after", "needs_retraining"}
+    assert "replacement" not in finding
     assert (finding["code"], finding["severity"]) == ("CNK103", "warning")
     assert (finding["params_before"], finding["params_after"]) == \
         (EXAMPLE_PARAMS["wide_conv"], BOTTLENECK_PARAMS)
@@ -196,14 +197,15 @@ def test_sarif_reports_unreadable_files(capsys):
 
 
 def test_github_output(capsys, cwd):
-    """Workflow commands: one per finding, info as notice."""
+    """Workflow commands: one per finding, info as notice; an .h5 file is binary, so the
+    annotation goes on its line 1."""
     shutil.copy(EXAMPLE, cwd / "model.h5")
     status, out, _ = lint(capsys, "model.h5", "--no-config", "--format", "github",
                           "--fail-on", "info")
     assert status == 1
     lines = out.splitlines()
-    assert any(ln.startswith("::warning file=model.h5,title=CNK103 missing-bottleneck::"
-                             "wide_conv: ") for ln in lines)
+    assert any(ln.startswith("::warning file=model.h5,line=1,title=CNK103 "
+                             "missing-bottleneck::wide_conv: ") for ln in lines)
     assert all(ln.startswith(("::warning ", "::notice ", "::error ")) for ln in lines)
     _, out, _ = lint(capsys, "model.h5", "--no-config", "--format", "github",
                      "--select", "asymmetric-factorization")

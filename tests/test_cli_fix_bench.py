@@ -297,9 +297,21 @@ def test_benchmark_progress_bar_on_a_terminal(capsys, files, monkeypatch):
     status, stdout, _ = run_cli(capsys, files[0]["tiny"], "--benchmark", "--batch", "1",
                                 "--select", "CNK105", "--format", "json")
     assert status == 1
-    assert "[########################] 2/2" in terminal.getvalue()
-    assert "[#" not in stdout
+    drawn = terminal.getvalue()
+    assert "benchmark" in drawn and "2/2" in drawn      # rich's bar, complete
+    assert "\x1b[" not in stdout and "2/2" not in stdout
     json.loads(stdout)
+
+
+def test_benchmark_progress_bar_is_off_with_quiet(capsys, files, monkeypatch):
+    """``-q`` turns the bar off even on a terminal."""
+    terminal = _Terminal()
+    monkeypatch.setattr("sys.stderr", terminal)
+    monkeypatch.setattr("keras_cnnkit.progress._QUIET", False)   # restored afterwards
+    status, _, _ = run_cli(capsys, files[0]["tiny"], "--benchmark", "--batch", "1",
+                           "--select", "CNK105", "--format", "json", "-q")
+    assert status == 1
+    assert terminal.getvalue() == ""
 
 
 @pytest.mark.parametrize("fail_on, expected", [("warning", 1), ("error", 0)])

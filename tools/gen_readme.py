@@ -1,23 +1,34 @@
 """Regenerate the README sections and the setup.cfg lines that are derived from code.
 
-``python tools/gen_readme.py`` rewrites the README's rule table (from the rules'
+``python tools/gen_readme.py`` rewrites, in README.md, the rule table (from the rules'
 docstrings), its precision table (from the corpus test's reviewed tables,
-``tests/data/corpus/expected``) and setup.cfg's ``keras_cnnkit.lint_rules`` entry points
-(from the rule modules, :func:`lint_rules.builtin_rules`); ``--check`` exits 1 when one
-is out of date (the test suite runs that check).
+``tests/data/corpus/expected``), the ``cnnkit-lint`` usage (from its argument parser), the configuration
+example (``examples/config/pyproject.toml``), the JSON output description (from the JSON
+Schema ``keras_cnnkit/schemas/lint-report.schema.json``) and the list of SARIF rules
+checked (``tools/sarif_github_rules.py``); and setup.cfg's ``keras_cnnkit.lint_rules``
+entry points (from the rule modules, :func:`lint_rules.builtin_rules`).  ``--check``
+exits 1 when one is out of date (the test suite runs that check).
+``--outputs`` also reruns every runnable block of README.md and docs/*.md
+(``tools/readme_snippets.py``) and writes their ``<!-- output -->`` blocks (TensorFlow
+needed, a minute or two; ``tests/test_readme_snippets.py`` compares them).
 ``--builders`` also rebuilds the builders table: it builds every model (TensorFlow needed,
 about a minute) and takes params and MACs from the linter's cost model.
 """
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
 import sys
+import tempfile
+from pathlib import Path
 
+os.environ["COLUMNS"] = "100"   # argparse wraps the usage text at the terminal width
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 README = os.path.join(ROOT, "README.md")
 SETUP_CFG = os.path.join(ROOT, "setup.cfg")
+CONFIG_EXAMPLE = os.path.join(ROOT, "examples", "config", "pyproject.toml")
 ENTRY_POINTS = ("# rules:start  generated from lint_rules/ by tools/gen_readme.py: do not edit",
                 "# rules:end")
 START, END = "<!-- rules:start -->", "<!-- rules:end -->"
@@ -25,9 +36,13 @@ BUILDERS = ("<!-- builders:start -->", "<!-- builders:end -->")
 PRECISION = ("<!-- precision:start -->", "<!-- precision:end -->")
 #: The corpus tables' sources, as the precision table's columns name them.
 PRECISION_SOURCES = (("keras3", "keras.applications (Keras 3, 40)"),
-                     ("tf_keras", "tf_keras (40 of 71 readable)"),
+                     ("tf_keras", "tf_keras (71)"),
                      ("extra", "keras-hub / kimm (4)"),
                      ("onnx", "torchvision / timm ONNX (40)"))
+USAGE = ("<!-- usage:start -->", "<!-- usage:end -->")
+CONFIG = ("<!-- config:start -->", "<!-- config:end -->")
+JSON_SCHEMA = ("<!-- json-schema:start -->", "<!-- json-schema:end -->")
+SARIF_RULES = ("<!-- sarif-rules:start -->", "<!-- sarif-rules:end -->")
 
 #: builder → (keyword arguments, what it is checked against in tests/test_models_*.py).
 BUILDER_ROWS = {
@@ -113,6 +128,114 @@ def builders_table() -> str:
     return "\n".join(lines)
 
 
+def usage_text() -> str:
+    """``cnnkit-lint``'s usage lines, as ``--help`` prints them."""
+    from keras_cnnkit.lint.cli import build_parser
+
+    return "```text\n" + build_parser().format_usage().strip() + "\n```"
+
+
+def config_text() -> str:
+    """The configuration example, verbatim from its (tested) file."""
+    with open(CONFIG_EXAMPLE, encoding="utf-8") as handle:
+        return "```toml\n" + handle.read().strip() + "\n```"
+
+
+def _type_text(node: dict) -> str:
+    if "const" in node:
+        return f"`{json.dumps(node['const'])}`"
+    if "enum" in node:
+        return " \\| ".join(f"`{json.dumps(v)}`" for v in node["enum"])
+    kinds = node.get("type", "object")
+    kinds = kinds if isinstance(kinds, list) else [kinds]
+    if "array" in kinds and isinstance(node.get("items"), dict):
+        items = node["items"]
+        inner = "object" if "properties" in items or "$ref" in items else \
+            items.get("type", "any")
+        return f"array of {inner}"
+    return " or ".join(kinds)
+
+
+def schema_rows(schema: dict) -> list:
+    """``(key path, type, description)`` of every key the schema describes, depth first."""
+    defs = schema.get("$defs", {})
+
+    def resolve(node: dict) -> dict:
+        if "$ref" in node:
+            target = dict(defs[node["$ref"].rsplit("/", 1)[-1]])
+            target.update({k: v for k, v in node.items() if k != "$ref"})
+            return resolve(target)
+        return node
+
+    rows = []
+
+    def walk(node: dict, path: str) -> None:
+        required = set(node.get("required", ()))
+        for key, sub in node.get("properties", {}).items():
+            sub = resolve(sub)
+            here = f"{path}.{key}" if path else key
+            text = " ".join(sub.get("description", "").split())
+            if key not in required and not text.startswith("Optional"):
+                text = f"Optional. {text}".strip()
+            rows.append((here, _type_text(sub), text.replace("|", "\\|")))
+            if "properties" in sub:
+                walk(sub, here)
+            items = resolve(sub.get("items", {})) if isinstance(sub.get("items"), dict) else {}
+            if "properties" in items:
+                walk(items, f"{here}[]")
+
+    walk(schema, "")
+    return rows
+
+
+def json_schema_text() -> str:
+    """The README's JSON output table, from the shipped schema."""
+    sys.path.insert(0, ROOT)
+    from keras_cnnkit.lint.formatters import json_schema
+
+    schema = json_schema()
+    lines = [f"Schema version {schema['properties']['schema_version']['const']}. "
+             + " ".join(schema.get("description", "").split()), "",
+             "| key | type | meaning |", "|---|---|---|"]
+    lines += [f"| `{path}` | {kind} | {text} |" for path, kind, text in schema_rows(schema)]
+    return "\n".join(lines)
+
+
+def sarif_rules_text() -> str:
+    """The list of GitHub SARIF rules the tests check."""
+    sys.path.insert(0, os.path.join(ROOT, "tools"))
+    from sarif_github_rules import markdown_list
+
+    return markdown_list()
+
+
+def run_outputs(text: str, document: str) -> str:
+    """``text`` (the document ``document``) with every ``<!-- output -->`` block replaced
+    by what the runnable block before it prints (blocks run in order, in one scratch
+    directory, as the test runs them)."""
+    sys.path.insert(0, os.path.join(ROOT, "tools"))
+    import readme_snippets
+
+    blocks = readme_snippets.parse(document, text)
+    replacements = []
+    with tempfile.TemporaryDirectory() as scratch:
+        env = readme_snippets.workspace(Path(scratch))
+        for block in blocks:
+            if block.runner is None:
+                continue
+            proc = readme_snippets.run(block, Path(scratch), env)
+            if proc.returncode != block.exit:
+                raise SystemExit(f"{block.where}: exit status {proc.returncode}, expected "
+                                 f"{block.exit}\n{proc.stdout[-2000:]}{proc.stderr[-3000:]}")
+            if block.output is not None:
+                out = readme_snippets.normalise(proc.stdout)
+                replacements.append((block.output.start, block.output.end,
+                                     out + "\n" if out else ""))
+    for start, end, body in reversed(replacements):
+        text = text[:start] + body + text[end:]
+    return text
+
+
 def _replace(text: str, markers: tuple, body: str) -> str:
     start, end = markers
     pattern = re.compile(re.escape(start) + ".*?" + re.escape(end), re.DOTALL)
@@ -125,6 +248,9 @@ def render(text: str, builders: bool = False) -> str:
     """``text`` with the generated sections replaced (the builders table if asked)."""
     text = _replace(text, (START, END), rule_table())
     text = _replace(text, PRECISION, precision_table())
+    for markers, make in ((USAGE, usage_text), (CONFIG, config_text),
+                          (JSON_SCHEMA, json_schema_text), (SARIF_RULES, sarif_rules_text)):
+        text = _replace(text, markers, make())
     return _replace(text, BUILDERS, builders_table()) if builders else text
 
 
@@ -133,14 +259,24 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--check", action="store_true")
     parser.add_argument("--builders", action="store_true", help="rebuild the builders table")
+    parser.add_argument("--outputs", action="store_true",
+                        help="rerun the README's and docs' blocks and write their outputs")
     args = parser.parse_args(argv)
     sys.path.insert(0, ROOT)
     from lint_rules import entry_points_text
 
+    def readme(text: str) -> str:
+        text = render(text, builders=args.builders)
+        return run_outputs(text, "README.md") if args.outputs else text
+
+    targets = [(README, readme),
+               (SETUP_CFG, lambda text: _replace(text, ENTRY_POINTS, entry_points_text()))]
+    if args.outputs:
+        docs = sorted(Path(ROOT, "docs").glob("*.md"))
+        targets += [(str(doc), lambda text, doc=doc: run_outputs(text, f"docs/{doc.name}"))
+                    for doc in docs]
     stale = []
-    for path, make in ((README, lambda text: render(text, builders=args.builders)),
-                       (SETUP_CFG, lambda text: _replace(text, ENTRY_POINTS,
-                                                         entry_points_text()))):
+    for path, make in targets:
         with open(path, encoding="utf-8") as fh:
             text = fh.read()
         new = make(text)

@@ -169,6 +169,9 @@ class Graph:
         notes: one line each, what the frontend assumed in reading the model (a default
             input size it applied, a dimension it could not know) — shown with the
             report, so that no assumption is silent.
+        source_lines: layer name → the 1-based line of the source text (a JSON model
+            config, or a ``.keras`` archive's ``config.json``) that names it; empty
+            where the source is not text (``.h5``, ONNX, live models).
     """
 
     name: str = "model"
@@ -178,6 +181,7 @@ class Graph:
     source: str = ""
     frontend: str = ""
     notes: list = dataclasses.field(default_factory=list)
+    source_lines: dict = dataclasses.field(default_factory=dict)
 
     def __post_init__(self):
         self._consumers = None

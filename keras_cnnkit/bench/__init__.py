@@ -12,7 +12,7 @@ from keras_cnnkit.bench.api import benchmark, benchmark_report
 from keras_cnnkit.bench.device import DeviceInfo, detect, gpu_available
 from keras_cnnkit.bench.harness import (DEFAULT_BATCHES, DTYPES, BenchResult, Comparison,
                                         benchmark_findings, order_findings)
-from keras_cnnkit.bench.progress import Progress
+from keras_cnnkit.progress import Progress
 from keras_cnnkit.bench.timing import (Timing, measure, measure_interleaved, time_model,
                                        time_models)
 

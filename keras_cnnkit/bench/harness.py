@@ -20,7 +20,7 @@ import keras
 
 from keras_cnnkit.analysis.ir import Graph, OpKind
 from keras_cnnkit.bench.device import DeviceInfo, detect
-from keras_cnnkit.bench.progress import Progress
+from keras_cnnkit.progress import Progress
 from keras_cnnkit.bench.timing import Timing, time_models
 from keras_cnnkit.lint.findings import Finding
 from keras_cnnkit.lint.report import finding_label
@@ -237,7 +237,7 @@ def benchmark_findings(graph: Graph, findings: Iterable[Finding],
     choose = choose or (lambda _: select_findings(findings, graph=graph)[0])
     steps = (len(candidates) + (1 if whole_model and candidates else 0)) \
         * len(batches) * len(_modes(train))
-    progress = progress or Progress(steps)
+    progress = progress or Progress(steps, "benchmark")
     session = _Session(result, progress, compile_mode, measure_kwargs)
     with progress:
         for finding in candidates:

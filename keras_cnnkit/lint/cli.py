@@ -17,8 +17,11 @@ saving, and never one measured or predicted slower.  Findings saving less than
 ``--min-impact`` (default 1%) of both the model's FLOPs and its parameters are counted,
 not shown; the others are listed largest impact first.
 
-Model files (``.keras``, ``.h5``/``.hdf5``, JSON configs; recognised by content) are read
-statically: neither TensorFlow nor Keras is imported and nothing in the file is executed.
+Model files (``.keras``, ``.h5``/``.hdf5``, JSON configs, ``.onnx``; recognised by
+content) are read statically: neither TensorFlow nor Keras is imported and nothing in the
+file is executed.  Linting needs only the base install; ``.onnx`` files need the ``onnx``
+package (the ``export`` extra), ``--fix`` and ``--benchmark`` a Keras backend (the
+``tensorflow`` extra).  A missing one is a one-line error naming the extra, exit status 2.
 
 Two modes import Keras:
 
@@ -27,8 +30,7 @@ Two modes import Keras:
     the statically read graph with random weights: nothing in the file runs) and the
     whole model with all fixes against the original, on the best device present
     (:mod:`keras_cnnkit.bench`).  Findings are then ordered by measured saving; what
-    could not be built (opaque layers) is named as skipped.  A progress bar goes to
-    stderr when it is a terminal.  Exit status as for linting.
+    could not be built (opaque layers) is named as skipped.  Exit status as for linting.
 ``--fix``
     loads the one model file safely (a ``Lambda`` is refused, never run), applies the
     fixes of the findings it would report (after ``--select``/``--ignore``, per-layer
@@ -43,6 +45,9 @@ Two modes import Keras:
 ``--calibrate``
     times a grid of ops on this machine (about a minute), fits a device profile and
     writes it to the user's cache directory, where it becomes the default profile.
+
+Both modes draw a progress bar on stderr when it is a terminal (not with ``-q``) and keep
+TensorFlow's C++ start-up lines off stderr (:mod:`keras_cnnkit.console`).
 
 Exit status:
 
@@ -79,6 +84,7 @@ import os
 import sys
 from typing import Optional, Sequence
 
+from keras_cnnkit import console, progress
 from keras_cnnkit.budgets import BudgetError, check, parse_assignment, using
 from keras_cnnkit.errors import CnnkitError, ConfigError, ModelFileError
 from keras_cnnkit.io_guard import check_output_path, require_regular_file, write_atomic
@@ -99,9 +105,10 @@ _EPILOG = f"""\
 exit status: 0 no finding at or above --fail-on; 1 findings; 2 usage, config or input
 error (other files are still linted); 130 interrupted.
 
---fix and --benchmark import Keras; plain linting never does.  With --fix, -o names
-the fixed model file (required), not the report; --fix exits 0 once the model is
-written, 2 on any error.  Put PATH before --batch (or use --).
+--fix and --benchmark import Keras (pip install "keras-cnnkit[tensorflow]"); plain
+linting never does.  With --fix, -o names the fixed model file (required), not the
+report; --fix exits 0 once the model is written, 2 on any error.  Put PATH before
+--batch (or use --).
 
 Unknown input dimensions default to {lint_config.DEFAULT_SPATIAL} (e.g. (None, None, 3) is
 linted as (224, 224, 3)); --input-shape overrides.  Settings: pyproject.toml
@@ -144,7 +151,8 @@ def build_parser() -> argparse.ArgumentParser:
                      "saves.", epilog=_EPILOG,
                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("paths", nargs="*", metavar="PATH",
-                        help=".keras, .h5/.hdf5 or JSON model config files")
+                        help="model files: .keras, .h5/.hdf5, Keras JSON configs or .onnx "
+                             "(recognised by content, not by suffix)")
     parser.add_argument("-j", "--jobs", type=parallel.jobs_argument, default=1, metavar="N",
                         help="lint the files in N worker processes (0: one per CPU; "
                              "default 1); the output is the serial run's")
@@ -156,11 +164,14 @@ def build_parser() -> argparse.ArgumentParser:
                           "--fix, FILE is the fixed model (.keras or .h5, required) and "
                           "the fix summary goes to standard output")
     out.add_argument("-q", "--quiet", action="store_true",
-                     help="text format: findings only, no summary table")
+                     help="no progress bar; text format: findings only, no summary table")
     out.add_argument("--min-impact", metavar="FRACTION",
                      help="report only findings saving at least this share of the "
                           "model's FLOPs or parameters (0.01 or 1%%, the default; 0: "
                           "every finding); the others are counted in the summary")
+    out.add_argument("--verbose-json", action="store_true",
+                     help="json format: add each finding's replacement graph (the "
+                          "linter's internal IR; outside the schema's stability promise)")
     sel = parser.add_argument_group("rule selection")
     sel.add_argument("--select", type=_csv, metavar="RULES",
                      help="comma-separated codes, code prefixes or symbols to run "
@@ -278,15 +289,6 @@ def _find_rule(name: str) -> RuleInfo:
         raise ConfigError("--explain", f"unknown rule {name!r} (see --list-rules)") from None
 
 
-def explain_text(rule: RuleInfo) -> str:
-    """The ``--explain`` page of a rule, from its docstring sections."""
-    fix = "fix available" if rule.fixable else "no automatic fix"
-    lines = [f"{rule.code} {rule.symbol} ({rule.severity}; {fix})", "", rule.summary]
-    for heading, body in rule.docs.items():
-        lines += ["", f"## {heading}", "", body]
-    return "\n".join(lines) + "\n"
-
-
 def list_rules_text(rules: list, fmt: str) -> str:
     """The ``--list-rules`` output (a table, or JSON for ``--format json``)."""
     if fmt == "json":
@@ -299,18 +301,21 @@ def list_rules_text(rules: list, fmt: str) -> str:
                    f"{'fix' if r.fixable else '   '}  {r.summary}\n" for r in rules)
 
 
-def _check_selection(settings: lint_config.Settings, rules: list) -> None:
-    """Fail early, once, on a selector that names no rule (not once per file)."""
+def _check_selection(settings: lint_config.Settings, rules: list) -> list:
+    """The rules that will run, as :class:`RuleInfo`; fails early, once, on a selector
+    that names no rule (not once per file)."""
     from keras_cnnkit.lint import registry
 
     try:
-        registry.select_rules(settings.select, settings.ignore)
+        selected = {rule.code for rule in registry.select_rules(settings.select,
+                                                                settings.ignore)}
     except ConfigError as exc:
         raise ConfigError(settings.source or f"--{exc.source}",
                           f"{exc.problem} (see --list-rules)") from None
     known = [(r.code, r.symbol) for r in rules]
     for _, selectors in settings.per_layer_ignores:
         lint_config.check_selectors(selectors, known, settings.source or "per-layer-ignores")
+    return [r for r in rules if r.code in selected]
 
 
 def _settings(args) -> lint_config.Settings:
@@ -403,7 +408,8 @@ def lint_path(path: str, settings: lint_config.Settings, baseline: Optional[Base
         return FileResult(path, error=report)
     suppressed, baselined = _reported(path, report, settings, baseline)
     result = FileResult(path, summary=report.summary, suppressed=suppressed,
-                        baselined=baselined)
+                        baselined=baselined,
+                        source_lines=dict(getattr(report.graph, "source_lines", None) or {}))
     if bench is not None:
         from keras_cnnkit.bench import benchmark_report
 
@@ -428,20 +434,26 @@ def lint_path(path: str, settings: lint_config.Settings, baseline: Optional[Base
     return result
 
 
-def _quiet_tensorflow() -> None:
-    """Keep TensorFlow's C++ info and warning logs off stderr (unless the user set
-    ``TF_CPP_MIN_LOG_LEVEL``); called before a mode that imports Keras."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+def _import_keras(mode: str) -> None:
+    """Import Keras for ``--fix`` or ``--benchmark``: a one-line error naming the extra
+    when its backend is not installed, a progress bar while it loads, TensorFlow's
+    start-up lines filtered (:func:`keras_cnnkit.console.import_keras`)."""
+    console.require(mode, keras=True)
+    with progress.Progress(1, f"{PROG} {mode}") as meter:
+        meter.step("importing Keras and its backend")
+        console.import_keras()
 
 
 def _bench_options(args) -> dict:
-    """``benchmark_report`` keyword arguments from the flags; checks Keras imports."""
-    _quiet_tensorflow()
+    """``benchmark_report`` keyword arguments from the flags; imports Keras."""
+    _import_keras("--benchmark")
     try:
         import keras_cnnkit.bench  # noqa: F401  pylint: disable=unused-import
     except ImportError as exc:
-        raise ConfigError("--benchmark", f"needs Keras with an installed backend ({exc})") \
-            from None
+        missing = console.missing_dependency(exc, "--benchmark")
+        if missing is None:
+            raise
+        raise missing from None
     options = {"train": args.train}
     if args.batch is not None:
         options["batches"] = tuple(args.batch)
@@ -462,7 +474,7 @@ def fix_model(path: str, args, settings: lint_config.Settings,
             ``--fix-select`` names no rule, or fixing failed.
     """
     from keras_cnnkit.lint import registry
-    from keras_cnnkit.lint.fix import SAVE_SUFFIXES, fix_file
+    from keras_cnnkit.lint.fix import SAVE_SUFFIXES, fix_file, fix_steps
 
     # Bad paths fail here, before Keras is imported; fix_file checks again.
     require_regular_file(path)
@@ -479,18 +491,25 @@ def fix_model(path: str, args, settings: lint_config.Settings,
         _reported(path, report, settings, baseline)
         return report
 
-    _quiet_tensorflow()
-    try:
-        result = fix_file(path, args.output, select=args.fix_select or None,
-                          force=args.force, fold_bn=args.fold_bn, lint=reported,
-                          inputs=inputs)
-    except CnnkitError:
-        raise
-    except ImportError as exc:
-        raise ConfigError("--fix", f"needs Keras with an installed backend ({exc})") from None
-    except Exception as exc:  # pylint: disable=broad-exception-caught
-        raise ModelFileError(path, f"internal error while fixing ({type(exc).__name__}: "
-                                   f"{exc}); please report it") from None
+    console.require("--fix", keras=True)
+    with progress.Progress(1 + fix_steps(args.fold_bn), f"{PROG} --fix") as meter:
+        meter.step("importing Keras and its backend")
+        try:
+            console.import_keras()
+            result = fix_file(path, args.output, select=args.fix_select or None,
+                              force=args.force, fold_bn=args.fold_bn, lint=reported,
+                              inputs=inputs, progress=meter)
+        except CnnkitError:
+            raise
+        except ImportError as exc:
+            missing = console.missing_dependency(exc, "--fix")
+            if missing is None:
+                raise ModelFileError(path, f"internal error while fixing (ImportError: "
+                                           f"{exc}); please report it") from None
+            raise missing from None
+        except Exception as exc:  # pylint: disable=broad-exception-caught
+            raise ModelFileError(path, f"internal error while fixing ({type(exc).__name__}: "
+                                       f"{exc}); please report it") from None
     if settings.format == "json":
         import json
         return json.dumps(result.to_dict(), indent=2, ensure_ascii=False) + "\n"
@@ -504,13 +523,13 @@ def calibrate_text() -> str:
     try:
         from keras_cnnkit.bench.calibration import calibrate, check_cases, grid
         from keras_cnnkit.bench.device import detect
-        from keras_cnnkit.bench.progress import Progress
+        from keras_cnnkit.progress import Progress
     except ImportError as exc:
         raise ConfigError("--calibrate", f"needs Keras with an installed backend and "
                                          f"scipy ({exc})") from None
     kind = "gpu" if detect().is_gpu else "cpu"
-    with Progress(len(grid(kind)) + len(check_cases(kind))) as progress:
-        profile, path = calibrate(grid_name=kind, progress=progress.step)
+    with Progress(len(grid(kind)) + len(check_cases(kind)), "calibrating") as meter:
+        profile, path = calibrate(grid_name=kind, progress=meter.step)
     return (f"wrote device profile {profile.label()} to {path}\n"
             f"{profile.error_summary()}\n"
             "cnnkit-lint now predicts speed-ups with it by default.\n")
@@ -543,6 +562,21 @@ def _write(text: str, output: Optional[str], inputs: Sequence[str] = ()) -> None
     stream.flush()
 
 
+def _load_baseline(settings: lint_config.Settings, args) -> Baseline:
+    """The baseline the settings name; a missing one says where it was named and how to
+    make it."""
+    try:
+        return Baseline.load(settings.baseline)
+    except ConfigError:
+        if os.path.lexists(settings.baseline):
+            raise
+        origin = ("--baseline" if args.baseline is not None
+                  else f"the baseline setting of {settings.source}")
+        raise ConfigError(settings.baseline, f"no such baseline file (named by {origin}); "
+                                             "write it first with --write-baseline "
+                                             f"{settings.baseline}") from None
+
+
 def _error(message: str) -> None:
     sys.stderr.write(f"{PROG}: error: {' '.join(message.split())}\n")
     sys.stderr.flush()
@@ -552,6 +586,7 @@ def run(argv: Optional[Sequence[str]] = None) -> int:
     """Parse ``argv``, lint, report; returns the exit status (may raise CnnkitError)."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    progress.set_quiet(args.quiet)
     settings = _settings(args)
     with using(settings.budgets):
         return _run(parser, args, settings)
@@ -559,13 +594,15 @@ def run(argv: Optional[Sequence[str]] = None) -> int:
 
 def _run(parser: argparse.ArgumentParser, args, settings: lint_config.Settings) -> int:
     """:func:`run` once the settings (and so the budgets) are known."""
+    if args.verbose_json and settings.format != "json":
+        parser.error("--verbose-json needs --format json")
     rules = _rules()
     inputs = run_inputs(args, settings)
     if args.list_rules:
         _write(list_rules_text(rules, settings.format), args.output, inputs)
         return EXIT_OK
     if args.explain:
-        _write(explain_text(_find_rule(args.explain)), args.output, inputs)
+        _write(_find_rule(args.explain).explain(), args.output, inputs)
         return EXIT_OK
     if args.calibrate:
         if args.paths:
@@ -575,12 +612,12 @@ def _run(parser: argparse.ArgumentParser, args, settings: lint_config.Settings) 
     if not args.paths:
         parser.error("no model files given (try --help)")
     _check_modes(parser, args)
-    _check_selection(settings, rules)
+    selected = _check_selection(settings, rules)
     from keras_cnnkit.lint.api import device_profile
     device_profile(settings.device_profile)   # an unknown profile fails once, here
     baseline = None
     if settings.baseline and not args.write_baseline:
-        baseline = Baseline.load(settings.baseline)
+        baseline = _load_baseline(settings, args)
     if args.fix:
         _write(fix_model(args.paths[0], args, settings, baseline), None)
         return EXIT_OK
@@ -605,11 +642,9 @@ def _run(parser: argparse.ArgumentParser, args, settings: lint_config.Settings) 
                                inputs)
         sys.stderr.write(f"{PROG}: wrote {count} finding(s) to {args.write_baseline}\n")
         return EXIT_OK
-    formatter = FORMATTERS[settings.format]
-    if settings.format == "text":
-        text = formatter(results, rules, show_summary=not args.quiet)
-    else:
-        text = formatter(results, rules)
+    options = {"text": {"show_summary": not args.quiet},
+               "json": {"verbose": args.verbose_json}}.get(settings.format, {})
+    text = FORMATTERS[settings.format](results, selected, **options)
     _write(text, args.output, inputs)
     if failed:
         return EXIT_ERROR
@@ -629,6 +664,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return exc.code if isinstance(exc.code, int) else EXIT_ERROR
     except CnnkitError as exc:
         _error(str(exc))
+        return EXIT_ERROR
+    except ImportError as exc:  # an optional package, imported late
+        missing = console.missing_dependency(exc, PROG)
+        if missing is None:
+            raise
+        _error(str(missing))
         return EXIT_ERROR
     except KeyboardInterrupt:
         _error("interrupted")

@@ -20,7 +20,7 @@ Keys (TOML spelling; in INI, lists are comma- or newline-separated)::
     ignore = ["tensor-core-alignment"]
     fail-on = "warning"                   # info | warning | error
     format = "text"                       # text | json | sarif | github
-    input-shape = [224, 224, 3]           # or "224x224"
+    input-shape = [224, 224, 3]           # or "224x224"; fills unknown dims only
     baseline = "cnnkit-baseline.json"     # relative to this file
     min-impact = 0.01                     # or "1%"; 0 reports every finding
     device-profile = "cpu-generic"        # a name, or a .json path relative to this
@@ -43,6 +43,7 @@ import re
 from pathlib import Path
 from typing import Any, Iterable, Optional
 
+from keras_cnnkit.analysis.input_shape import InputShape
 from keras_cnnkit.budgets import parse_assignment, parse_budgets
 from keras_cnnkit.errors import ConfigError
 from keras_cnnkit.io_guard import MAX_TEXT_BYTES, read_text_file, require_regular_file
@@ -71,7 +72,8 @@ class Settings:
         ignore: rule selectors to drop after ``select``.
         fail_on: lowest severity that makes the exit status 1.
         format: output format, one of :data:`FORMATS`.
-        input_shape: dims for inputs of unknown size (see :func:`parse_input_shape`).
+        input_shape: dims for inputs of unknown size (see :func:`parse_input_shape`); from
+            a configuration file, a default that never overrides a model's declared dims.
         baseline: path of a baseline file of accepted findings, or ``None``.
         per_layer_ignores: ``(glob, selectors)`` pairs; a finding on a layer matching
             ``glob`` is dropped when one of ``selectors`` names its rule.
@@ -110,8 +112,13 @@ def parse_min_impact(value: Any, source: str = "command line") -> float:
     return share
 
 
-def parse_input_shape(text: Any, source: str = "command line") -> tuple:
-    """``"224x224"``, ``"299,299,3"`` or ``[224, 224]`` → a tuple of positive ints."""
+def parse_input_shape(text: Any, source: str = "command line",
+                      default: bool = False) -> InputShape:
+    """``"224x224"``, ``"299,299,3"`` or ``[224, 224]`` → an :class:`InputShape`.
+
+    ``default``: the value comes from the configuration file ``source``; it then fills
+    only the dims a model leaves unknown (see :mod:`keras_cnnkit.analysis.input_shape`).
+    """
     if isinstance(text, (list, tuple)):
         items = list(text)
     else:
@@ -128,7 +135,7 @@ def parse_input_shape(text: Any, source: str = "command line") -> tuple:
         dims.append(value)
     if not dims:
         raise ConfigError(source, "input-shape is empty")
-    return tuple(dims)
+    return InputShape(dims, source=source if default else "--input-shape", default=default)
 
 
 def _as_list(value: Any, key: str, source: str) -> list:
@@ -191,7 +198,7 @@ def settings_from_mapping(values: dict, source: str, base_dir: Optional[Path] = 
         elif norm == "format":
             settings.format = parse_format(value, source)
         elif norm == "input-shape":
-            settings.input_shape = parse_input_shape(value, source)
+            settings.input_shape = parse_input_shape(value, source, default=True)
         elif norm == "min-impact":
             settings.min_impact = parse_min_impact(value, source)
         elif norm == "device-profile":

@@ -19,10 +19,20 @@ from keras_cnnkit.errors import PathLike
 from keras_cnnkit.io_guard import (OutputFileError, check_output_path, load_keras_model,
                                    write_atomic)
 
-__all__ = ["SAVE_SUFFIXES", "FixResult", "OutputFileError", "fix_file", "still_reported"]
+__all__ = ["SAVE_SUFFIXES", "FixResult", "OutputFileError", "fix_file", "fix_steps",
+           "still_reported"]
 
 #: Output suffixes Keras can save to.
 SAVE_SUFFIXES = (".keras", ".h5")
+#: The stages :func:`fix_file` reports to its progress bar, in order (the folding stage
+#: only with ``fold_bn``).
+STAGES = ("loading the model", "linting", "applying the fixes", "folding batch norms",
+          "writing", "re-linting the fixed model")
+
+
+def fix_steps(fold_bn: bool = False) -> int:
+    """How many stages :func:`fix_file` reports to its ``progress``."""
+    return len(STAGES) - (0 if fold_bn else 1)
 
 
 @dataclasses.dataclass
@@ -152,7 +162,8 @@ def still_reported(applied: Iterable, findings: Iterable) -> list:
 
 def fix_file(in_path: PathLike, out_path: PathLike, select: Optional[Iterable[str]] = None,
              force: bool = False, fold_bn: bool = False,
-             lint: Optional[Callable] = None, inputs: Iterable[PathLike] = ()) -> FixResult:
+             lint: Optional[Callable] = None, inputs: Iterable[PathLike] = (),
+             progress=None) -> FixResult:
     """Apply the lint fixes of model file ``in_path`` and write the result to ``out_path``.
 
     Args:
@@ -168,6 +179,8 @@ def fix_file(in_path: PathLike, out_path: PathLike, select: Optional[Iterable[st
             would report).
         inputs: the run's other input files (configuration, baseline): ``out_path`` may
             be none of them, nor ``in_path`` (see :mod:`keras_cnnkit.io_guard`).
+        progress: a :class:`keras_cnnkit.progress.Progress` told of each of the
+            :func:`fix_steps` stages (:data:`STAGES`), or ``None``.
 
     Raises:
         ModelFileError: the input cannot be loaded safely, or is over a budget
@@ -176,26 +189,34 @@ def fix_file(in_path: PathLike, out_path: PathLike, select: Optional[Iterable[st
     """
     from keras_cnnkit.analysis.frontends.keras_gate import check_before_keras
 
+    step = progress.step if progress is not None else (lambda label: None)
     inputs = [in_path, *inputs]
     out = check_output_path(out_path, inputs, force=force, suffixes=SAVE_SUFFIXES)
     check_before_keras(in_path, "--fix")   # within the budgets, before Keras is imported
     from keras_cnnkit.rewrite.apply import fold_batchnorm, rewrite_model
 
+    loading, linting, applying, folding_bn, writing, relinting = STAGES
+    step(loading)
     model = load_keras_model(in_path)
     lint = lint or _default_lint
+    step(linting)
     report = lint(model)
     graph = _graph_of(report, model)
+    step(applying)
     result = rewrite_model(model, report.findings, select=select, graph=graph)
     fixed = result.model
     folded = 0
     if fold_bn:
+        step(folding_bn)
         folding = fold_batchnorm(fixed)
         fixed, folded = folding.model, len(folding.applied)
+    step(writing)
     write_atomic(out, fixed.save, inputs, force=force, suffixes=SAVE_SUFFIXES)
     applied = result.applied_findings
     params_before = int(model.count_params())
     expected = params_before + sum((f.params_after or 0) - (f.params_before or 0)
                                    for f in applied)
+    step(relinting)
     remaining = still_reported(applied, lint(fixed).findings)
     return FixResult(
         input_path=os.fspath(in_path), output_path=out, params_before=params_before,

@@ -27,7 +27,7 @@ model or re-runs an analysis.
     benchmark table (device, every run, the whole-model A/B, what was skipped and why)
     follows the findings.
 ``json``
-    ``{"schema_version": 2, "tool": ..., "models": [{"file", "summary", "findings",
+    ``{"schema_version": ..., "tool": ..., "models": [{"file", "summary", "findings",
     "suppressed", "baselined", "below_min_impact", "min_impact", "savings",
     "device_profile"}], "errors": [{"file", "problem"}], "totals": ...}``.
     A model's ``summary`` has ``costs_complete``: ``false`` when some node's cost is
@@ -35,29 +35,42 @@ model or re-runs an analysis.
     ``notes``.  A finding carries every :class:`~keras_cnnkit.lint.findings.Finding`
     field (those of its recommended, else first, alternative), ``flops_share``,
     ``params_share``, ``recommended`` (index), ``why``, ``predicted_speedup`` and
-    ``profile``, and ``alternatives`` (:func:`~keras_cnnkit.lint.report.alternative_dict`).  With
+    ``profile``, and ``alternatives`` (:func:`~keras_cnnkit.lint.report.alternative_dict`).
+    A contract, not a dump: the JSON Schema shipped as
+    ``keras_cnnkit/schemas/lint-report.schema.json`` (:func:`json_schema`) names and
+    describes every key, the README's description of the format is generated from it, and
+    the tests validate real reports against it.  ``schema_version`` (the schema's
+    ``schema_version`` const) changes whenever the shape does.  A finding's replacement
+    graph, the linter's internal IR, is added only by ``--verbose-json``.  With
     ``--benchmark`` a measured finding also has ``latency_before_ms``,
     ``latency_after_ms``, ``speedup`` and ``device`` at its top level (every run under
     ``measurements``), its alternatives their ``measured_speedup``, and each model a
     ``"benchmark"`` entry (:meth:`~keras_cnnkit.bench.harness.BenchResult.to_dict`).
 ``sarif``
-    SARIF 2.1.0: one run, one result per site; the driver lists every rule (id, name,
-    short and full description, help, default level); each result has the model file as location,
-    the layer as a logical location and in the message, and a ``partialFingerprints``
-    entry hashed from (rule symbol, model file, layer), so that code-scanning tracks a
-    finding across runs however the model changes elsewhere.  A model's notes are
-    tool-execution notifications of level ``note``.
+    SARIF 2.1.0 that GitHub code scanning displays: one run; the driver lists the rules
+    that ran (id, name, short and full description, ``help`` text and markdown — the
+    ``--explain`` page —, ``helpUri`` — the rule's first reference with a URL —, default
+    level); each result has a ``physicalLocation`` (the model file, relative to the
+    working directory, and a ``region.startLine``: the line of a JSON config, or of a
+    ``.keras`` archive's ``config.json``, that names the layer, else 1), the layer as a
+    ``logicalLocation`` and in the message, and a ``partialFingerprints`` entry hashed
+    from (rule symbol, model file, layer), so that code scanning tracks a finding across
+    runs however the model changes elsewhere.  A model's notes are tool-execution
+    notifications of level ``note``.
 ``github``
-    ``::warning file=model.h5,title=CNK103 missing-bottleneck::block5_conv1: ...``
-    workflow commands (severity info → ``notice``), annotating the file in a pull request;
-    a model's notes are ``::notice`` commands.
+    ``::warning file=model.h5,line=1,title=CNK103 missing-bottleneck::block5_conv1: ...``
+    workflow commands (severity info → ``notice``; the line as in SARIF), annotating
+    the file in a pull request; a model's notes are ``::notice`` commands.
 """
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
+import importlib.resources
 import json
 import os
+import re
 from pathlib import Path
 from typing import Optional
 
@@ -66,9 +79,24 @@ from keras_cnnkit.lint.report import (finding_dict, finding_message, measured_fi
                                       measurement_text, merged_measurements, profile_dict)
 from keras_cnnkit.lint.sites import speed_words
 
-JSON_SCHEMA_VERSION = 2
 TOOL_NAME = "cnnkit-lint"
 SARIF_SCHEMA = "https://json.schemastore.org/sarif-2.1.0.json"
+#: The JSON Schema of ``--format json``, inside the package.
+JSON_SCHEMA_FILE = "schemas/lint-report.schema.json"
+_URL = re.compile(r"https?://[^\s<>()\]`'\"]+[^\s<>()\]`'\".,;:]")
+
+
+@functools.lru_cache(maxsize=1)
+def json_schema() -> dict:
+    """The JSON Schema of ``cnnkit-lint --format json`` (shipped in the package)."""
+    text = importlib.resources.files("keras_cnnkit").joinpath(JSON_SCHEMA_FILE).read_text(
+        encoding="utf-8")
+    return json.loads(text)
+
+
+def json_schema_version() -> int:
+    """The ``schema_version`` the JSON report carries: the schema's own const."""
+    return int(json_schema()["properties"]["schema_version"]["const"])
 
 _SARIF_LEVELS = {Severity.INFO: "note", Severity.WARNING: "warning", Severity.ERROR: "error"}
 _GITHUB_LEVELS = {Severity.INFO: "notice", Severity.WARNING: "warning",
@@ -92,6 +120,20 @@ class RuleInfo:
         return cls(rule.code, rule.symbol, Severity(rule.severity), rule.summary(),
                    rule.docs(), bool(getattr(rule, "fixable", False)))
 
+    def explain(self) -> str:
+        """The ``--explain`` page (markdown): heading line, summary, docstring sections."""
+        fix = "fix available" if self.fixable else "no automatic fix"
+        lines = [f"{self.code} {self.symbol} ({self.severity}; {fix})", "", self.summary]
+        for heading, body in self.docs.items():
+            lines += ["", f"## {heading}", "", body]
+        return "\n".join(lines) + "\n"
+
+    @property
+    def help_uri(self) -> Optional[str]:
+        """The first URL of the rule's *References* (its paper), or ``None``."""
+        found = _URL.search(self.docs.get("References", ""))
+        return found.group(0) if found else None
+
 
 @dataclasses.dataclass
 class FileResult:
@@ -113,6 +155,9 @@ class FileResult:
             (:class:`~keras_cnnkit.lint.sites.Savings`), or ``None``.
         profile / profile_note: the device profile of the predictions, and why it was
             chosen.
+        source_lines: layer → line of the model file that names it (JSON configs; see
+            :attr:`keras_cnnkit.analysis.ir.Graph.source_lines`); SARIF and GitHub
+            annotations point there, at line 1 where it is not known.
     """
 
     path: str
@@ -127,6 +172,12 @@ class FileResult:
     savings: object = None
     profile: object = None
     profile_note: str = ""
+    source_lines: dict = dataclasses.field(default_factory=dict)
+
+    def line_of(self, layer: str) -> int:
+        """The 1-based line where the model file names ``layer`` (1 where unknown)."""
+        return int(self.source_lines.get(layer) or
+                   self.source_lines.get(layer.rsplit("/", 1)[-1]) or 1)
 
 
 # --- helpers -------------------------------------------------------------------------
@@ -239,7 +290,7 @@ def _opaque(summary) -> list:
 def summary_dict(summary) -> dict:
     """The JSON summary of a model: totals, unknown-cost and opaque layers."""
     out = summary.to_dict(per_node=False)
-    out["unknown_cost_layers"] = list(summary.unknown)
+    out["unknown_cost_layers"] = list(out.pop("unknown"))
     out["opaque_layers"] = _opaque(summary)
     return out
 
@@ -356,8 +407,19 @@ def _profile_line(results: list) -> str:
 
 # --- json ----------------------------------------------------------------------------
 
-def format_json(results: list, rules: list) -> str:
-    """The JSON report (see the module docstring)."""
+def _json_finding(finding: Finding, bench, verbose: bool) -> dict:
+    """A finding as the schema describes it; the replacement graph only if ``verbose``."""
+    out = finding_dict(finding, bench)
+    if not verbose:
+        out.pop("replacement", None)
+        for alternative in out.get("alternatives", ()):
+            alternative.pop("replacement", None)
+    return out
+
+
+def format_json(results: list, rules: list, verbose: bool = False) -> str:
+    """The JSON report, as :func:`json_schema` describes it (see the module docstring);
+    ``verbose`` (``--verbose-json``) adds each finding's replacement graph."""
     from keras_cnnkit import __version__
 
     models, errors = [], []
@@ -366,7 +428,8 @@ def format_json(results: list, rules: list) -> str:
             errors.append({"file": result.path, "problem": result.error})
             continue
         model = {"file": result.path, "summary": summary_dict(result.summary),
-                 "findings": [finding_dict(f, result.benchmark) for f in result.findings],
+                 "findings": [_json_finding(f, result.benchmark, verbose)
+                              for f in result.findings],
                  "suppressed": result.suppressed, "baselined": result.baselined,
                  "below_min_impact": result.below_impact, "min_impact": result.min_impact,
                  "savings": result.savings.to_dict() if result.savings else None,
@@ -376,10 +439,9 @@ def format_json(results: list, rules: list) -> str:
         models.append(model)
     findings = [f for r in results for f in r.findings]
     data = {
-        "schema_version": JSON_SCHEMA_VERSION,
+        "schema_version": json_schema_version(),
         "tool": {"name": TOOL_NAME, "version": __version__},
-        "rules": [{"code": r.code, "symbol": r.symbol, "severity": str(r.severity),
-                   "summary": r.summary, "fixable": r.fixable} for r in rules],
+        "rules": [r.code for r in rules],
         "models": models,
         "errors": errors,
         "totals": {"models": len(models), "errors": len(errors), "findings": len(findings),
@@ -400,6 +462,12 @@ def _uri(path: str, base: Path) -> str:
         return absolute.as_uri()
 
 
+def _physical(uri: str, line: int) -> dict:
+    """A SARIF location in file ``uri`` at ``line`` (GitHub needs ``region.startLine``)."""
+    return {"physicalLocation": {"artifactLocation": {"uri": uri},
+                                 "region": {"startLine": max(1, int(line))}}}
+
+
 def _fingerprint(*parts: str) -> str:
     return hashlib.sha256("\x1f".join(parts).encode("utf-8")).hexdigest()
 
@@ -408,17 +476,19 @@ def _rule_descriptor(rule: RuleInfo) -> dict:
     what = rule.docs.get("What it does", rule.summary)
     why = rule.docs.get("Why is this bad?", "")
     full = f"{what}\n\n{why}".strip()
-    help_md = "\n\n".join(f"## {heading}\n\n{body}" for heading, body in rule.docs.items())
-    return {
+    page = rule.explain()
+    descriptor = {
         "id": rule.code,
         "name": rule.symbol,
         "shortDescription": {"text": rule.summary or rule.symbol},
         "fullDescription": {"text": full or rule.summary or rule.symbol},
-        "help": {"text": help_md or rule.summary or rule.symbol,
-                 "markdown": help_md or rule.summary or rule.symbol},
+        "help": {"text": page, "markdown": page},
         "defaultConfiguration": {"level": _SARIF_LEVELS[Severity(rule.severity)]},
         "properties": {"tags": ["efficiency"], "fixable": rule.fixable},
     }
+    if rule.help_uri:
+        descriptor["helpUri"] = rule.help_uri
+    return descriptor
 
 
 def _sarif_alternatives(finding: Finding) -> dict:
@@ -443,10 +513,9 @@ def format_sarif(results: list, rules: list, base: Optional[Path] = None) -> str
     sarif_results, notifications = [], []
     for result in results:
         uri = _uri(result.path, base)
-        location = {"physicalLocation": {"artifactLocation": {"uri": uri}}}
         if result.error is not None:
             notifications.append({"level": "error", "message": {"text": result.error},
-                                  "locations": [location]})
+                                  "locations": [_physical(uri, 1)]})
             continue
         notifications += [{"level": "note", "message": {"text": note},
                            "locations": [location]} for note in _notes(result.summary)]
@@ -456,7 +525,7 @@ def format_sarif(results: list, rules: list, base: Optional[Path] = None) -> str
                 "ruleId": f.code,
                 "level": _SARIF_LEVELS[Severity(f.severity)],
                 "message": {"text": text},
-                "locations": [{**location, "logicalLocations": [
+                "locations": [{**_physical(uri, result.line_of(f.layer)), "logicalLocations": [
                     {"name": f.layer, "fullyQualifiedName": f"{uri}:{f.layer}",
                      "kind": "object"}]}],
                 "partialFingerprints": {"cnnkitRuleLayer/v1": _fingerprint(f.symbol, uri,
@@ -509,7 +578,8 @@ def format_github(results: list, rules: list) -> str:
             message = f"{f.layer}: {_finding_text(f, result.benchmark)}"
             level = _GITHUB_LEVELS[Severity(f.severity)]
             title = _gh_property(f"{f.code} {f.symbol}")
-            lines.append(f"::{level} file={path},title={title}::{_gh_data(message)}")
+            lines.append(f"::{level} file={path},line={result.line_of(f.layer)},"
+                         f"title={title}::{_gh_data(message)}")
     return "\n".join(lines) + ("\n" if lines else "")
 
 

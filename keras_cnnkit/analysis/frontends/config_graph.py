@@ -25,6 +25,7 @@ import re
 from typing import Optional
 
 from keras_cnnkit.analysis.frontends.keras_config import MAX_NESTING, LayerSpec, ModelSpec
+from keras_cnnkit.analysis.input_shape import as_input_shape, fill_unknown
 from keras_cnnkit.analysis.ir import Graph, Node, OpKind, call_name
 from keras_cnnkit.analysis.keras_ops import KERAS_OP_PREFIX, is_keras_op_class
 from keras_cnnkit.analysis.keras_layers import (
@@ -98,33 +99,32 @@ def _batchless(shape) -> Optional[tuple]:
 def resolve_input_shape(name: str, declared: tuple, requested: Optional[tuple]) -> tuple:
     """The shape an input gets: ``declared`` with its unknown dims filled.
 
-    With ``requested`` (``--input-shape``): either a full shape (known dims must agree)
-    or exactly one value per unknown dim.  Without: each unknown dim becomes
-    :data:`DEFAULT_SPATIAL` unless every dim is unknown (then the channels are unknown
-    too, and the user must say).
+    With ``requested`` (an :class:`~keras_cnnkit.analysis.input_shape.InputShape`, or a
+    tuple counted as ``--input-shape``): either a full shape or exactly one value per
+    unknown dim.  A flag's known dims must agree with the declared ones; a configuration
+    value fills the unknown dims only and never conflicts.  Without: each unknown dim
+    becomes :data:`DEFAULT_SPATIAL` unless every dim is unknown (then the channels are
+    unknown too, and the user must say).
     """
-    unknown = [i for i, d in enumerate(declared) if d is None]
     if requested is None:
-        if unknown and len(unknown) == len(declared):
+        if declared and all(d is None for d in declared):
             raise GraphBuildError(f"input {name!r} has fully unknown shape "
                                   f"{_fmt(declared)}; pass --input-shape")
         return tuple(DEFAULT_SPATIAL if d is None else d for d in declared)
-    requested = tuple(requested)
-    if len(requested) == len(declared):
+    requested = as_input_shape(requested)
+    if not requested.default and len(requested) == len(declared):
         for i, (have, want) in enumerate(zip(declared, requested)):
             if have is not None and have != want:
                 raise GraphBuildError(
-                    f"--input-shape {_fmt(requested)} conflicts with input {name!r} of shape "
+                    f"{requested.describe()} conflicts with input {name!r} of shape "
                     f"{_fmt(declared)} (dimension {i + 1})")
-        return requested
-    if unknown and len(requested) == len(unknown):
-        dims = list(declared)
-        for i, value in zip(unknown, requested):
-            dims[i] = value
-        return tuple(dims)
-    raise GraphBuildError(f"--input-shape {_fmt(requested)} does not fit input {name!r} of "
-                          f"shape {_fmt(declared)}: give {len(declared)} dims, or "
-                          f"{len(unknown)} for its unknown ones")
+    shape = fill_unknown(declared, requested)
+    if shape is None:
+        unknown = sum(d is None for d in declared)
+        raise GraphBuildError(f"{requested.describe()} does not fit input {name!r} of "
+                              f"shape {_fmt(declared)}: give {len(declared)} dims, or "
+                              f"{unknown} for its unknown ones")
+    return shape
 
 
 def _fmt(shape) -> str:

@@ -57,6 +57,8 @@ class ModelFile:
             :func:`.h5_reader.archive_weight_shapes` returns them; ``None`` when the file
             holds no weights.
         keras_version: the Keras version that wrote the file, where recorded.
+        config_text: the architecture JSON as written (a JSON config file, a ``.keras``
+            archive's ``config.json``), for :func:`name_lines`; ``None`` for ``h5``.
     """
 
     path: str
@@ -64,6 +66,28 @@ class ModelFile:
     config: dict
     weight_shapes: Optional[dict] = None
     keras_version: Optional[str] = None
+    config_text: Optional[str] = None
+
+
+_NAME_KEY = re.compile(r'"name"\s*:\s*("(?:[^"\\]|\\.)*")')
+
+
+def name_lines(text: Optional[str]) -> dict:
+    """``{name: line}``: the 1-based line of the first ``"name": "<name>"`` of a JSON
+    text (where a Keras config defines each layer); empty for ``None``."""
+    lines: dict = {}
+    if not text:
+        return lines
+    line, counted = 1, 0            # the line at offset ``counted``: one pass over the text
+    for match in _NAME_KEY.finditer(text):
+        line += text.count("\n", counted, match.start())
+        counted = match.start()
+        try:
+            name = json.loads(match.group(1))
+        except ValueError:
+            continue
+        lines.setdefault(name, line)
+    return lines
 
 
 def detect_format(path: str) -> str:
@@ -133,7 +157,8 @@ def _read_json_file(path: str) -> ModelFile:
         size = max(os.path.getsize(path), len(data))
         raise BudgetError(path, "max-json-bytes", size, limit,
                           f"the JSON config is {size:,} bytes")
-    return ModelFile(path, FORMAT_JSON, parse_config(path, data))
+    return ModelFile(path, FORMAT_JSON, parse_config(path, data),
+                     config_text=data.decode("utf-8-sig", "replace"))
 
 
 def _read_h5_file(path: str) -> ModelFile:
@@ -221,7 +246,8 @@ def _read_archive_members(path: str, raw, archive: zipfile.ZipFile) -> ModelFile
             except h5_reader.H5_ERRORS as exc:
                 raise ModelFileError(path, "model.weights.h5: damaged or truncated HDF5 "
                                            f"({_h5_reason(exc)})") from None
-    return ModelFile(path, FORMAT_KERAS, config, shapes, _version_text(version))
+    return ModelFile(path, FORMAT_KERAS, config, shapes, _version_text(version),
+                     text.decode("utf-8-sig", "replace"))
 
 
 def read_model_file(path) -> ModelFile:

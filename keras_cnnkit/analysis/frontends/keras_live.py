@@ -35,6 +35,7 @@ from __future__ import annotations
 
 from typing import Optional
 
+from keras_cnnkit.analysis.input_shape import as_input_shape, fill_unknown
 from keras_cnnkit.analysis.ir import Graph, Node, OpKind, call_name
 from keras_cnnkit.analysis.keras_layers import (
     Expansion,
@@ -280,19 +281,16 @@ def _analysed_shapes(functional, input_shape: Optional[tuple]) -> list:
                 if any(d is not None for d in shape) else shape for shape in declared]
     if len(declared) != 1:
         raise ValueError("input_shape applies to single-input models only")
-    requested, shape = tuple(int(d) for d in input_shape), declared[0]
-    unknown = [i for i, d in enumerate(shape) if d is None]
-    if len(requested) == len(shape):
-        if any(d is not None and d != r for d, r in zip(shape, requested)):
-            raise ValueError(f"input_shape {requested} conflicts with the model's input "
-                             f"{_fmt(shape)}")
-        return [requested]
-    if unknown and len(requested) == len(unknown):
-        dims = list(shape)
-        for i, value in zip(unknown, requested):
-            dims[i] = value
-        return [tuple(dims)]
-    raise ValueError(f"input_shape {requested} does not fit the model's input {_fmt(shape)}")
+    requested, shape = as_input_shape(input_shape), declared[0]
+    if not requested.default and len(requested) == len(shape) and any(
+            d is not None and d != r for d, r in zip(shape, requested)):
+        raise ValueError(f"{requested.describe()} conflicts with the model's input "
+                         f"{_fmt(shape)}")
+    filled = fill_unknown(shape, requested)
+    if filled is None:
+        raise ShapeError(f"{requested.describe()} does not fit the model's input "
+                         f"{_fmt(shape)}")
+    return [filled]
 
 
 def _concrete_shapes(functional, inputs: list, out: dict) -> list:
@@ -338,7 +336,9 @@ def graph_from_keras(model, input_shape: Optional[tuple] = None, *,
         model: a ``keras.Model`` (Functional or a built Sequential).
         input_shape: optional batch-excluded shape for a single-input model whose spatial
             size Keras leaves unknown (``(None, None, 3)``): the full shape or one value
-            per unknown dim.  Without it, unknown dims are :data:`DEFAULT_SPATIAL` and the
+            per unknown dim.  A configuration default
+            (:class:`~keras_cnnkit.analysis.input_shape.InputShape`) fills only the
+            unknown dims.  Without it, unknown dims are :data:`DEFAULT_SPATIAL` and the
             graph's notes say so (naming ``size_option`` as the way to choose another).
             Shapes at that size are Keras' own.
 

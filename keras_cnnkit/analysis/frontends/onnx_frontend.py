@@ -118,6 +118,7 @@ from keras_cnnkit.analysis.frontends.onnx_budget import check_shape_inference
 from keras_cnnkit.analysis.frontends.onnx_eval import evaluate
 from keras_cnnkit.analysis.frontends.onnx_movement import MovementOps
 from keras_cnnkit.analysis.frontends.onnx_ops import ComputeOps
+from keras_cnnkit.analysis.input_shape import InputShape, as_input_shape, fill_unknown
 from keras_cnnkit.analysis.ir import Graph, Node, OpKind
 from keras_cnnkit.analysis.ops.geometry import prod
 from keras_cnnkit.errors import ModelFileError
@@ -314,18 +315,16 @@ class _Converter(ComputeOps, MovementOps):
                 shapes[value.name] = shape
         return shapes
 
-    def _apply_shape(self, name: str, dims: list, given: tuple) -> None:
+    def _apply_shape(self, name: str, dims: list, given: InputShape) -> None:
         """Set the non-batch ``dims`` of input ``name`` from ``given``: the full shape,
-        or one value per unknown dimension."""
-        unknown = [d for d in dims if not d.HasField("dim_value")]
-        if len(given) == len(dims):
-            targets = dims
-        elif len(given) == len(unknown):
-            targets = unknown
-        else:
-            raise ModelFileError(self.source, f"input_shape {tuple(given)} does not fit "
-                                 f"input {name!r} of rank {len(dims) + 1}")
-        for dim, size in zip(targets, given):
+        or one value per unknown dimension (a configuration default fills the unknown
+        ones only, see :mod:`keras_cnnkit.analysis.input_shape`)."""
+        declared = [d.dim_value if d.HasField("dim_value") else None for d in dims]
+        shape = fill_unknown(declared, given)
+        if shape is None:
+            raise ModelFileError(self.source, f"{given.describe()} does not fit input "
+                                 f"{name!r} of rank {len(dims) + 1}")
+        for dim, size in zip(dims, shape):
             if size is not None:
                 dim.Clear()
                 dim.dim_value = int(size)
@@ -354,17 +353,17 @@ class _Converter(ComputeOps, MovementOps):
                                 f"{DEFAULT_SPATIAL} (the default), linted as {after}; "
                                 "--input-shape (input_shape=...) sets them")
 
-    def _given_shape(self, name: str, count: int) -> Optional[tuple]:
+    def _given_shape(self, name: str, count: int) -> Optional[InputShape]:
         given = self.input_shape
         if given is None:
             return None
         if isinstance(given, dict):
             shape = given.get(name)
-            return None if shape is None else tuple(shape)
+            return None if shape is None else as_input_shape(shape)
         if count != 1:
             raise ModelFileError(self.source, "the model has several inputs: give "
                                  "input_shape as {name: shape}")
-        return tuple(given)
+        return as_input_shape(given)
 
     def _add_input(self, value) -> None:
         shape = self._shape_of(value.name) or self.given.get(value.name)

@@ -46,6 +46,7 @@ from keras_cnnkit.analysis.frontends.containers import (
     FORMAT_ONNX,
     ModelFile,
     detect_format,
+    name_lines,
     read_model_file,
 )
 from keras_cnnkit.analysis.frontends.library_model import (
@@ -58,8 +59,9 @@ from keras_cnnkit.analysis.frontends.keras_config import (
     ModelSpec,
     normalise_model,
 )
+from keras_cnnkit.analysis.input_shape import as_input_shape
 from keras_cnnkit.analysis.ir import Graph
-from keras_cnnkit.errors import ModelFileError
+from keras_cnnkit.errors import MissingDependencyError, ModelFileError
 
 __all__ = ["DEFAULT_SPATIAL", "load_graph", "read_model_file"]
 
@@ -132,8 +134,8 @@ def _load_onnx(path: str, input_shape: Optional[Sequence[int]]) -> Graph:
     try:
         import onnx  # noqa: F401  pylint: disable=unused-import,import-outside-toplevel
     except ImportError:
-        raise ModelFileError(path, "an ONNX model: linting it needs the 'onnx' package "
-                                   "(pip install 'keras-cnnkit[export]')") from None
+        raise ModelFileError(path, str(MissingDependencyError("linting an ONNX model",
+                                                              ["onnx"]))) from None
     from keras_cnnkit.analysis.frontends.onnx_frontend import load_onnx_graph
     return load_onnx_graph(path, input_shape=input_shape)
 
@@ -167,9 +169,11 @@ def load_graph(path, input_shape: Optional[Sequence[int]] = None) -> Graph:
     weights = model_file.weight_shapes
     if model_file.format == FORMAT_KERAS and weights is not None:
         weights = archive_layer_shapes(weights, spec)
-    shape = None if input_shape is None else tuple(int(d) for d in input_shape)
+    shape = as_input_shape(input_shape)
     try:
-        return build_graph(spec, source=path, weights=weights, input_shape=shape)
+        graph = build_graph(spec, source=path, weights=weights, input_shape=shape)
+        graph.source_lines = name_lines(model_file.config_text)
+        return graph
     except GraphBuildError as exc:
         raise ModelFileError(path, str(exc)) from None
     except RecursionError:
