@@ -519,7 +519,7 @@ def fix_model(path: str, args, settings: lint_config.Settings,
 def calibrate_text() -> str:
     """``--calibrate``: measure this machine, fit and write its profile; returns what to
     print (where the profile went, and its error figures)."""
-    _quiet_tensorflow()
+    _import_keras("--calibrate")
     try:
         from keras_cnnkit.bench.calibration import calibrate, check_cases, grid
         from keras_cnnkit.bench.device import detect
