@@ -101,7 +101,7 @@ def test_json_output(capsys):
     status, out, _ = lint(capsys, EXAMPLE, "--no-config", "--format", "json")
     assert status == 1
     data = json.loads(out)
-    assert data["schema_version"] == 2 and data["tool"]["name"] == "cnnkit-lint"
+    assert data["schema_version"] == 3 and data["tool"]["name"] == "cnnkit-lint"
     (model,) = data["models"]
     summary = model["summary"]
     assert summary["params"] == sum(EXAMPLE_PARAMS.values())

@@ -175,12 +175,18 @@ def test_inceptionv3_large_kernel_on_its_5x5_branches():
 
 
 def test_lint_on_model_without_spatial_size():
-    """A model built for any input size gets costs once ``input_shape`` is given."""
+    """A model built for any input size is analysed at 224×224 by default, with a note
+    saying so, and at the size ``input_shape`` gives."""
     model = keras.applications.MobileNetV2(weights=None, include_top=False,
                                            input_shape=(None, None, 3))
     unsized = lint(model)
-    assert unsized.summary.unknown
+    assert not unsized.summary.unknown
+    assert any("analysed at (224, 224, 3)" in note for note in unsized.summary.notes)
+    big = lint(model, input_shape=(448, 448))
+    # at twice the side every map (224/32 = 7 at the end) has 4× the positions: 4× MACs
+    assert big.summary.macs == 4 * unsized.summary.macs
     sized = lint(model, input_shape=(224, 224, 3))
+    assert sized.summary.macs == unsized.summary.macs
     assert not sized.summary.unknown
     assert sized.summary.macs == keras_conv_dense_macs(cached("MobileNetV2")) - 1280 * 1000
     assert graph_from_keras(model, input_shape=(224, 224, 3)).name == model.name

@@ -111,7 +111,7 @@ def test_cli_prints_the_note_and_flags_incomplete_totals(tmp_path, capsys):
     assert models[str(dynamic)]["macs"] == 112 * 112 * 8 * 27 + 80
     assert "taken as 224" in models[str(dynamic)]["notes"][0]
     assert models[str(unknown)]["costs_complete"] is False
-    assert "conv" in models[str(unknown)]["unknown"]
+    assert "conv" in models[str(unknown)]["unknown_cost_layers"]
     cli.main([str(dynamic), "--no-config"])
     out = capsys.readouterr().out
     assert f"{dynamic}: note: input 'x' (batch, 3, height, width): unknown dims taken as " \

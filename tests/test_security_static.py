@@ -262,5 +262,9 @@ def test_deeply_nested_call_arguments_are_one_line_errors(tmp_path):
     path = smf.write_json(tmp_path / "deep.json", text)
     from keras_cnnkit.analysis.frontends.static_file import load_graph
     from keras_cnnkit.errors import ModelFileError
-    with pytest.raises(ModelFileError, match="call arguments nested too deeply"):
-        load_graph(path)
+    from keras_cnnkit.budgets import using
+    with pytest.raises(ModelFileError, match="over budget max-json-depth"):
+        load_graph(path)                  # the JSON scan stops it before parsing
+    with using({"max-json-depth": 5000}), pytest.raises(
+            ModelFileError, match="call arguments nested too deeply"):
+        load_graph(path)                  # past the budget, the reader's own guard

@@ -60,7 +60,7 @@ def test_cli_fix_select_all_and_lowercase_codes_fix(tmp_path, capsys, fix_select
     keras.Model(x, y).save(tmp_path / "m.keras")
     out = tmp_path / "fixed.keras"
     status = main(["--fix", str(tmp_path / "m.keras"), "-o", str(out), "--no-config",
-                   "--fix-select", fix_select])
+                   "--min-impact", "0", "--fix-select", fix_select])
     printed = capsys.readouterr().out
     assert status == 0, printed
     assert "fixed CNK108 bias-before-batchnorm at conv" in printed

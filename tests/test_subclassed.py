@@ -88,14 +88,17 @@ def test_twin_is_the_same_function(char_cnn):
 
 
 def test_subclassed_gets_the_twins_findings(char_cnn):
-    traced = keras_cnnkit.lint(char_cnn, input_shape=SHAPE)
-    twin = keras_cnnkit.lint(functional_twin(char_cnn))
+    # every finding (min_impact=0), and bottlenecks as narrow as 12 (the default 32 would
+    # leave these small convs alone)
+    options = {"missing-bottleneck": {"min_width": 12}}
+    traced = keras_cnnkit.lint(char_cnn, input_shape=SHAPE, min_impact=0, options=options)
+    twin = keras_cnnkit.lint(functional_twin(char_cnn), min_impact=0, options=options)
     assert traced.graph.frontend == "trace" and twin.graph.frontend == "keras"
     symbols = {"flatten-dense-head", "missing-bottleneck"}
     assert _by_layer(traced, symbols) == _by_layer(twin, symbols) == [
         # fc1 over the flattened 75×48 map: 3,600·128 + 128 → 48·128 + 128
         ("flatten-dense-head", "fc1", 460_928, 6_272),
-        # seed 000: conv1d 24→48 k=3, 3,504 → 2,076 with a 1×1 reduction to 12
+        # conv1d 24→48 k=3: 24·3·48 + 48 = 3,504 → 24·12 + 12 + 12·3·48 + 48 = 2,076
         ("missing-bottleneck", "conv1", 1_176, 384),
         ("missing-bottleneck", "conv2", 3_504, 2_076),
     ]

@@ -1,7 +1,7 @@
 """``ReLU6``: min(max(0, x), 6), MobileNet's low-precision-friendly activation.
 
 Reference: Howard et al., "MobileNets: Efficient Convolutional Neural Networks for
-Mobile Vision Applications", 2017; Sandler et al., "MobileNetV2", 2018 (seed 002).
+Mobile Vision Applications", 2017; Sandler et al., "MobileNetV2", 2018.
 """
 # Keras layers: a deep class hierarchy, Layer.add_metric is an abstract stub, and
 # Layer.call/compute_output_shape take *args.

@@ -1,7 +1,7 @@
 """``ConvBNAct`` (conv, optional batch norm and activation) and ``DilatedConv``, 1D and 2D.
 
 ``DilatedConv``: Yu & Koltun, "Multi-Scale Context Aggregation by Dilated Convolutions",
-ICLR 2016, https://arxiv.org/abs/1511.07122 (seeds 001, 004).
+ICLR 2016, https://arxiv.org/abs/1511.07122.
 """
 # Keras layers: a deep class hierarchy, Layer.add_metric is an abstract stub, and
 # Layer.call/compute_output_shape take *args.

@@ -1,8 +1,8 @@
 """``DeformableConv2D``: deformable convolution, v1 and modulated v2, in ``keras.ops``.
 
 * Dai et al., "Deformable Convolutional Networks", ICCV 2017,
-  https://arxiv.org/abs/1703.06211 (v1; seeds 001, 004: an extra conv predicts
-  per-position sampling offsets for the main kernel).
+  https://arxiv.org/abs/1703.06211 (v1: an extra conv predicts per-position
+  sampling offsets for the main kernel).
 * Zhu, Hu, Lin & Dai, "Deformable ConvNets v2: More Deformable, Better Results",
   CVPR 2019, https://arxiv.org/abs/1811.11168 (v2: a learned modulation per tap).
 

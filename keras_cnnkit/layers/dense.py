@@ -1,7 +1,7 @@
 """DenseNet blocks: ``DenseBlock`` and ``TransitionBlock``.
 
 Huang, Liu, van der Maaten & Weinberger, "Densely Connected Convolutional Networks",
-CVPR 2017, https://arxiv.org/abs/1608.06993 (seed 002).
+CVPR 2017, https://arxiv.org/abs/1608.06993.
 """
 # Keras layers: a deep class hierarchy, Layer.add_metric is an abstract stub, and
 # Layer.call/compute_output_shape take *args.

@@ -1,11 +1,11 @@
 """``FactorizedConv`` (stacked 3×3 or asymmetric 1×n/n×1) and ``Bottleneck1x1``.
 
 * Simonyan & Zisserman, "Very Deep Convolutional Networks for Large-Scale Image
-  Recognition", ICLR 2015, https://arxiv.org/abs/1409.1556 (stacked 3×3; seeds 001-004).
+  Recognition", ICLR 2015, https://arxiv.org/abs/1409.1556 (stacked 3×3).
 * Szegedy et al., "Rethinking the Inception Architecture for Computer Vision", CVPR 2016,
-  https://arxiv.org/abs/1512.00567 (asymmetric factorisation; seed 002).
+  https://arxiv.org/abs/1512.00567 (asymmetric factorisation).
 * Lin, Chen & Yan, "Network In Network", ICLR 2014, https://arxiv.org/abs/1312.4400
-  (1×1 convolutions; seeds 000-004).
+  (1×1 convolutions).
 """
 # Keras layers: a deep class hierarchy, Layer.add_metric is an abstract stub, and
 # Layer.call/compute_output_shape take *args.
@@ -57,9 +57,9 @@ class FactorizedConv(SpecBlock):
 class Bottleneck1x1(SpecBlock):
     """1×1 reduce → k×k → optional 1×1 expand (conv → BN → activation each); 1D or 2D.
 
-    Without ``expand``: ``C → bottleneck_filters → filters`` (seed 000: 24 → 12 → 48 costs
+    Without ``expand``: ``C → bottleneck_filters → filters`` (24 → 12 → 48 costs
     5,532 parameters instead of 10,416).  With ``expand``: ``C → b → b → filters``
-    (seeds 001/004: 256 → 64 → 64 → 256 costs 69,632 instead of 589,824).
+    (256 → 64 → 64 → 256 costs 69,632 instead of 589,824).
 
     Args:
         filters: output channels.

@@ -2,8 +2,8 @@
 
 Krizhevsky, Sutskever & Hinton, "ImageNet Classification with Deep Convolutional Neural
 Networks", NIPS 2012; Xie et al., "Aggregated Residual Transformations for Deep Neural
-Networks" (ResNeXt), CVPR 2017, https://arxiv.org/abs/1611.05431 (seeds 001, 004:
-parameters and FLOPs divided by the group count).
+Networks" (ResNeXt), CVPR 2017, https://arxiv.org/abs/1611.05431 (parameters
+and FLOPs divided by the group count).
 
 Keras' ``Conv2D(groups>1)`` does not convert with tf2onnx (tensorflow-onnx issue 2099:
 the TF backend runs grouped convs through an XLA-compiled function).  ``"split"`` slices

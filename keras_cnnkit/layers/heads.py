@@ -1,8 +1,8 @@
 """``ClassifierHead``: global-average, global-max, Flatten+Dense and NIN 1×1-conv heads.
 
 * Lin, Chen & Yan, "Network In Network", ICLR 2014, https://arxiv.org/abs/1312.4400
-  (seeds 000, 002, 003: GAP replaces fully connected layers; 1×1 convs as classifier).
-* Simonyan & Zisserman, ICLR 2015 (VGG's Flatten + Dense head; seed 003).
+  (GAP replaces fully connected layers; 1×1 convs as classifier).
+* Simonyan & Zisserman, ICLR 2015 (VGG's Flatten + Dense head).
 """
 # Keras layers: a deep class hierarchy, Layer.add_metric is an abstract stub, and
 # Layer.call/compute_output_shape take *args.
@@ -31,7 +31,7 @@ class ClassifierHead(SpecBlock):
         variant: one of the table's rows.
         hidden_units: widths of hidden Dense layers (or convs for ``conv1x1``).
         kernel_size: ``conv1x1``: kernel of the first hidden conv (the map size turns it
-            into FC6 of seed 002's example).
+            into VGG16's FC6).
         dropout: rate of a Dropout before each Dense/conv layer (0: none).
         activation: of the hidden layers.
         classifier_activation: of the output (``None`` for logits).

@@ -1,9 +1,9 @@
 """``InceptionModule``: GoogLeNet (naive, v1) and Inception-V3 modules.
 
 * Szegedy et al., "Going Deeper with Convolutions", CVPR 2015,
-  https://arxiv.org/abs/1409.4842 (seeds 001-004).
+  https://arxiv.org/abs/1409.4842.
 * Szegedy et al., "Rethinking the Inception Architecture for Computer Vision", CVPR 2016,
-  https://arxiv.org/abs/1512.00567 (seed 002).
+  https://arxiv.org/abs/1512.00567.
 """
 # Keras layers: a deep class hierarchy, Layer.add_metric is an abstract stub, and
 # Layer.call/compute_output_shape take *args.

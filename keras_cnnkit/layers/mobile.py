@@ -1,9 +1,9 @@
 """MobileNet blocks: ``DepthwiseSeparableConv`` (V1) and ``InvertedResidual`` (V2).
 
 * Howard et al., "MobileNets: Efficient Convolutional Neural Networks for Mobile Vision
-  Applications", 2017, https://arxiv.org/abs/1704.04861 (seeds 000-004).
+  Applications", 2017, https://arxiv.org/abs/1704.04861.
 * Sandler et al., "MobileNetV2: Inverted Residuals and Linear Bottlenecks", CVPR 2018,
-  https://arxiv.org/abs/1801.04381 (seed 002).
+  https://arxiv.org/abs/1801.04381.
 """
 # Keras layers: a deep class hierarchy, Layer.add_metric is an abstract stub, and
 # Layer.call/compute_output_shape take *args.
@@ -17,7 +17,7 @@ class DepthwiseSeparableConv(SpecBlock):
     """k×k depthwise conv → [BN → act] → 1×1 pointwise conv → [BN → act]; 1D or 2D.
 
     Parameters: ``C·k²·m (+C·m) + C·m·filters (+filters)`` against ``C·k²·filters`` for
-    a standard conv; cost ratio ``1/filters + 1/k²`` (seed 003).
+    a standard conv; cost ratio ``1/filters + 1/k²``.
 
     Args:
         filters: output channels of the pointwise conv.
@@ -57,8 +57,8 @@ class DepthwiseSeparableConv(SpecBlock):
 class InvertedResidual(SpecBlock):
     """MobileNetV2 block: 1×1 expand → ReLU6 → depthwise → ReLU6 → 1×1 linear project.
 
-    The projection has no activation (a ReLU on the narrow tensor destroys information,
-    seed 002); the identity shortcut is added only when ``strides`` is 1 and the input
+    The projection has no activation (a ReLU on the narrow tensor destroys information;
+    Sandler et al.); the identity shortcut is added only when ``strides`` is 1 and the input
     already has ``filters`` channels.  Strided blocks pad with keras' ``correct_pad``
     and run the depthwise conv "valid", exactly like ``keras.applications.MobileNetV2``.
 

@@ -1,7 +1,7 @@
 """``ResidualBlock``: basic and bottleneck, v1 and pre-activation v2.
 
 * He, Zhang, Ren & Sun, "Deep Residual Learning for Image Recognition", CVPR 2016,
-  https://arxiv.org/abs/1512.03385 (seeds 000-004).
+  https://arxiv.org/abs/1512.03385.
 * He, Zhang, Ren & Sun, "Identity Mappings in Deep Residual Networks", ECCV 2016,
   https://arxiv.org/abs/1603.05027.
 """

@@ -1,8 +1,8 @@
 """ShuffleNet primitives and units: ``ChannelShuffle``, ``ChannelSlice``, ``ShuffleUnit``.
 
 * Zhang, Zhou, Lin & Sun, "ShuffleNet: An Extremely Efficient Convolutional Neural
-  Network for Mobile Devices", CVPR 2018, https://arxiv.org/abs/1707.01083 (v1; seeds
-  001, 004: channel shuffle lets stacked group convs exchange information).
+  Network for Mobile Devices", CVPR 2018, https://arxiv.org/abs/1707.01083 (v1:
+  channel shuffle lets stacked group convs exchange information).
 * Ma, Zhang, Zheng & Sun, "ShuffleNet V2: Practical Guidelines for Efficient CNN
   Architecture Design", ECCV 2018, https://arxiv.org/abs/1807.11164 (v2: channel split).
 """

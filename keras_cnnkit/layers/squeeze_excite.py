@@ -1,7 +1,7 @@
 """``SqueezeExcite``: channel attention from a global average.
 
 Hu, Shen & Sun, "Squeeze-and-Excitation Networks", CVPR 2018,
-https://arxiv.org/abs/1709.01507 (seeds 001, 004).
+https://arxiv.org/abs/1709.01507.
 """
 # Keras layers: a deep class hierarchy, Layer.add_metric is an abstract stub, and
 # Layer.call/compute_output_shape take *args.

@@ -480,6 +480,8 @@ def fix_model(path: str, args, settings: lint_config.Settings,
     require_regular_file(path)
     inputs = run_inputs(args, settings)
     check_output_path(args.output, inputs, force=args.force, suffixes=SAVE_SUFFIXES)
+    from keras_cnnkit.analysis.frontends.keras_gate import check_before_keras
+    check_before_keras(path, "--fix")   # within the budgets, before Keras is imported
     if args.fix_select:
         try:
             registry.select_rules(args.fix_select, None)

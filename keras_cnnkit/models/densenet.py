@@ -1,5 +1,5 @@
 """DenseNet121/169/201: Huang, Liu, van der Maaten & Weinberger, "Densely Connected
-Convolutional Networks", CVPR 2017, https://arxiv.org/abs/1608.06993 (seed 002).
+Convolutional Networks", CVPR 2017, https://arxiv.org/abs/1608.06993.
 
 Layer for layer keras.applications ``DenseNet121/169/201``: a 7x7 stem, four
 ``DenseBlock`` stages (growth rate 32, named ``conv{stage}_block{i}_*``) joined by

@@ -1,5 +1,5 @@
 """GoogLeNet (Inception v1): Szegedy et al., "Going Deeper with Convolutions", CVPR 2015,
-https://arxiv.org/abs/1409.4842 (seeds 001-004), with optional auxiliary classifiers.
+https://arxiv.org/abs/1409.4842, with optional auxiliary classifiers.
 
 The layout of Table 1 as torchvision builds it: batch-normalised convs instead of the
 paper's local response normalisation, nine ``InceptionModule`` (variant ``"v1"``)

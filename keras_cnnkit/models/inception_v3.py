@@ -1,5 +1,5 @@
 """Inception-V3: Szegedy et al., "Rethinking the Inception Architecture for Computer
-Vision", CVPR 2016, https://arxiv.org/abs/1512.00567 (seed 002).
+Vision", CVPR 2016, https://arxiv.org/abs/1512.00567.
 
 Layer for layer keras.applications ``InceptionV3``: five ``conv2d_bn`` stem units
 (``ConvBNAct`` with an unscaled batch norm) and two max pools, then the eleven

@@ -1,5 +1,5 @@
 """MobileNet (v1): Howard et al., "MobileNets: Efficient Convolutional Neural Networks for
-Mobile Vision Applications", 2017, https://arxiv.org/abs/1704.04861 (seeds 000-004).
+Mobile Vision Applications", 2017, https://arxiv.org/abs/1704.04861.
 
 Layer for layer keras.applications ``MobileNet`` at every ``alpha`` and
 ``depth_multiplier``: a ``ConvBNAct`` stem, 13 ``DepthwiseSeparableConv`` blocks named

@@ -1,5 +1,5 @@
 """MobileNetV2: Sandler et al., "MobileNetV2: Inverted Residuals and Linear Bottlenecks",
-CVPR 2018, https://arxiv.org/abs/1801.04381 (seed 002).
+CVPR 2018, https://arxiv.org/abs/1801.04381.
 
 Layer for layer keras.applications ``MobileNetV2`` at every ``alpha``: the stem and the
 last 1x1 conv are ``ConvBNAct`` blocks, the body is 17 ``InvertedResidual`` blocks named

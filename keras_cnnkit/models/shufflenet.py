@@ -1,6 +1,6 @@
 """ShuffleNetV2: Ma, Zhang, Zheng & Sun, "ShuffleNet V2: Practical Guidelines for
 Efficient CNN Architecture Design", ECCV 2018, https://arxiv.org/abs/1807.11164
-(channel shuffle: seeds 001, 004).
+(channel shuffle).
 
 torchvision's ``shufflenet_v2_x{0_5,1_0,1_5,2_0}`` layer for layer: a 3x3/2 conv and a
 3x3/2 max pool, three stages of ``ShuffleUnit`` (version 2; the first unit of each stage

@@ -1,7 +1,7 @@
 """Shape arithmetic the op definitions share: layouts, window lengths, broadcasting.
 
 Shapes exclude the batch dimension; an unknown dimension is ``None`` and propagates.
-Output-size formulas (Keras' conventions; seed 003: ``o = (n + 2p − k)/s + 1``):
+Output-size formulas (Keras' conventions: ``o = (n + 2p − k)/s + 1``):
 
 * convolution, ``"valid"``: ``o = ⌊(n − d(k−1) − 1)/s⌋ + 1``; ``"same"`` and
   ``"causal"``: ``o = ⌈n/s⌉``; explicit pads ``(b, e)``: ``o = ⌊(n + b + e − d(k−1) − 1)/s⌋ + 1``;

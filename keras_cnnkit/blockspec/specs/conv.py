@@ -1,7 +1,7 @@
 """Specs of ``ConvBNAct`` and ``DilatedConv``, and the op helpers every family shares.
 
 ``DilatedConv`` follows Yu & Koltun, "Multi-Scale Context Aggregation by Dilated
-Convolutions", ICLR 2016 (seeds 001, 004: a larger receptive field with the same kernel).
+Convolutions", ICLR 2016 (a larger receptive field with the same kernel).
 """
 from __future__ import annotations
 

@@ -1,8 +1,8 @@
 """Specs of ``DenseBlock`` and ``TransitionBlock`` (DenseNet-BC).
 
 Huang, Liu, van der Maaten & Weinberger, "Densely Connected Convolutional Networks",
-CVPR 2017, https://arxiv.org/abs/1608.06993 (seed 002: growth rate k = 32, DenseNet121
-blocks of 6, 12, 24, 16 layers, transitions halve the channels and pool).
+CVPR 2017, https://arxiv.org/abs/1608.06993 (growth rate k = 32, DenseNet121 blocks of
+6, 12, 24, 16 layers, transitions halve the channels and pool).
 
 Op names and structure follow keras.applications ``densenet.conv_block`` (``block{i}_…``)
 and ``densenet.transition_block``.

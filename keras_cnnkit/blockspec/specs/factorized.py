@@ -1,13 +1,13 @@
 """Specs of ``FactorizedConv`` (stacked 3×3 / asymmetric 1×n-n×1) and ``Bottleneck1x1``.
 
 * Simonyan & Zisserman, "Very Deep Convolutional Networks for Large-Scale Image
-  Recognition", ICLR 2015, https://arxiv.org/abs/1409.1556 (stacked 3×3; seeds 001-004:
-  two 3×3 = one 5×5 receptive field, 18 vs 25 weights per channel pair).
+  Recognition", ICLR 2015, https://arxiv.org/abs/1409.1556 (stacked 3×3: two
+  3×3 = one 5×5 receptive field, 18 vs 25 weights per channel pair).
 * Szegedy et al., "Rethinking the Inception Architecture for Computer Vision", CVPR 2016,
-  https://arxiv.org/abs/1512.00567 (asymmetric n×1 factorisation; seed 002).
+  https://arxiv.org/abs/1512.00567 (asymmetric n×1 factorisation).
 * Lin, Chen & Yan, "Network In Network", ICLR 2014, https://arxiv.org/abs/1312.4400,
   and He et al., "Deep Residual Learning for Image Recognition", CVPR 2016
-  (1×1 bottlenecks; seeds 000-004: 10,416 → 5,520 parameters, 589,824 → 69,632).
+  (1×1 bottlenecks: 10,416 → 5,520 parameters, 589,824 → 69,632).
 """
 from __future__ import annotations
 

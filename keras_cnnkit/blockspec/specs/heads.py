@@ -1,10 +1,9 @@
 """Spec of ``ClassifierHead``: GAP, GMP, Flatten+Dense and NIN-style 1×1-conv heads.
 
 * Lin, Chen & Yan, "Network In Network", ICLR 2014, https://arxiv.org/abs/1312.4400
-  (global average pooling instead of fully connected layers; 1×1 convs as a classifier;
-  seeds 000, 002, 003).
+  (global average pooling instead of fully connected layers; 1×1 convs as a classifier).
 * Simonyan & Zisserman, ICLR 2015 (VGG's Flatten + Dense head, where most of VGG16's
-  parameters sit: FC6 = 7·7·512·4096 weights, seed 003).
+  parameters sit: FC6 = 7·7·512·4096 weights).
 """
 from __future__ import annotations
 

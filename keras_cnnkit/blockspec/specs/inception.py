@@ -1,10 +1,10 @@
 """Spec of ``InceptionModule``: GoogLeNet (naive, v1) and Inception-V3 modules.
 
 * Szegedy et al., "Going Deeper with Convolutions", CVPR 2015,
-  https://arxiv.org/abs/1409.4842 (Inception v1 / GoogLeNet; seeds 001-004).
+  https://arxiv.org/abs/1409.4842 (Inception v1 / GoogLeNet).
 * Szegedy et al., "Rethinking the Inception Architecture for Computer Vision", CVPR 2016,
   https://arxiv.org/abs/1512.00567 (Inception-V3: factorised and asymmetric convs, the
-  wide "NININ" modules; seed 002).
+  wide "NININ" modules).
 
 The V3 variants are keras.applications ``inception_v3`` mixed0-10, branch for branch:
 every conv is ``conv2d_bn`` (Conv2D without bias → BatchNormalization(scale=False) →

@@ -1,9 +1,9 @@
 """Specs of ``DepthwiseSeparableConv`` (MobileNet V1) and ``InvertedResidual`` (V2).
 
 * Howard et al., "MobileNets: Efficient Convolutional Neural Networks for Mobile Vision
-  Applications", 2017, https://arxiv.org/abs/1704.04861 (seeds 000-004).
+  Applications", 2017, https://arxiv.org/abs/1704.04861.
 * Sandler et al., "MobileNetV2: Inverted Residuals and Linear Bottlenecks", CVPR 2018,
-  https://arxiv.org/abs/1801.04381 (seed 002: t = 6, ReLU6, linear projection).
+  https://arxiv.org/abs/1801.04381 (t = 6, ReLU6, linear projection).
 
 Op names and structure follow keras.applications ``mobilenet._depthwise_conv_block`` and
 ``mobilenet_v2._inverted_res_block``, so builders reproduce those models layer for layer.

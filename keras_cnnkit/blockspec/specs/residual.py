@@ -1,7 +1,7 @@
 """Spec of ``ResidualBlock``: basic and bottleneck, v1 (post-activation) and v2 (pre-act).
 
 * He, Zhang, Ren & Sun, "Deep Residual Learning for Image Recognition", CVPR 2016,
-  https://arxiv.org/abs/1512.03385 (v1; seeds 000-004).
+  https://arxiv.org/abs/1512.03385 (v1).
 * He, Zhang, Ren & Sun, "Identity Mappings in Deep Residual Networks", ECCV 2016,
   https://arxiv.org/abs/1603.05027 (v2, pre-activation).
 

@@ -1,8 +1,7 @@
 """Spec of ``ShuffleUnit`` (ShuffleNet v1 and v2 units).
 
 * Zhang, Zhou, Lin & Sun, "ShuffleNet: An Extremely Efficient Convolutional Neural
-  Network for Mobile Devices", CVPR 2018, https://arxiv.org/abs/1707.01083 (seeds 001,
-  004).
+  Network for Mobile Devices", CVPR 2018, https://arxiv.org/abs/1707.01083.
 * Ma, Zhang, Zheng & Sun, "ShuffleNet V2: Practical Guidelines for Efficient CNN
   Architecture Design", ECCV 2018, https://arxiv.org/abs/1807.11164.
 """

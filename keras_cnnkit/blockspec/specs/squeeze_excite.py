@@ -1,7 +1,7 @@
 """Spec of ``SqueezeExcite``, and the SE ops other blocks embed.
 
 Hu, Shen & Sun, "Squeeze-and-Excitation Networks", CVPR 2018,
-https://arxiv.org/abs/1709.01507 (seeds 001, 004).
+https://arxiv.org/abs/1709.01507.
 """
 from __future__ import annotations
 

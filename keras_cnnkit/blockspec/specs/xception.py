@@ -1,7 +1,7 @@
 """Spec of ``XceptionBlock``: separable-conv stacks with a residual shortcut.
 
 Chollet, "Xception: Deep Learning with Depthwise Separable Convolutions", CVPR 2017,
-https://arxiv.org/abs/1610.02357 (depthwise separable convs: seeds 000-004).
+https://arxiv.org/abs/1610.02357 (depthwise separable convs).
 
 Op names and structure follow keras.applications ``xception``: ``sepconv{i}_act``,
 ``sepconv{i}``, ``sepconv{i}_bn``, the closing max pool ``pool``; keras leaves the
