@@ -412,9 +412,23 @@ def _json_finding(finding: Finding, bench, verbose: bool) -> dict:
     out = finding_dict(finding, bench)
     if not verbose:
         out.pop("replacement", None)
-        for alternative in out.get("alternatives", ()):
-            alternative.pop("replacement", None)
+        out["alternatives"] = [_brief_alternative(a) for a in out.get("alternatives", ())]
     return out
+
+
+#: What an alternative carries without ``--verbose-json``: which rule, what it saves, how
+#: its weights come, its speed-ups and standing (the site's own fields are the
+#: recommended alternative's in full).
+BRIEF_ALTERNATIVE_KEYS = ("code", "symbol", "params_before", "params_after", "flops_before",
+                          "flops_after", "weights", "predicted_speedup", "slower",
+                          "companion")
+
+
+def _brief_alternative(alternative: dict) -> dict:
+    brief = {key: alternative[key] for key in BRIEF_ALTERNATIVE_KEYS if key in alternative}
+    if alternative.get("measured_speedup"):
+        brief["measured_speedup"] = alternative["measured_speedup"]
+    return brief
 
 
 def format_json(results: list, rules: list, verbose: bool = False) -> str:

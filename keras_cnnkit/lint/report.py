@@ -124,7 +124,9 @@ def measurement_text(measurements: Mapping) -> str:
 
 
 def _by_batch(speeds: Mapping) -> dict:
-    return {str(batch): speed for batch, speed in sorted(speeds.items())}
+    """``{"1": 2.13, "32": 1.87}``: speed-ups by batch, to 3 decimals (a prediction is
+    good to ±25% at best; a measurement's spread is wider than 0.1%)."""
+    return {str(batch): round(float(speed), 3) for batch, speed in sorted(speeds.items())}
 
 
 def alternative_dict(alt: Alternative, recommended: bool,
