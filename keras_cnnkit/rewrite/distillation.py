@@ -2,10 +2,11 @@
 
 Hinton, Vinyals & Dean, "Distilling the Knowledge in a Neural Network" (2015): the
 student (the fixed model) learns the teacher's (the original's) class probabilities
-softened by a temperature T (a softmax of the logits divided by T), with the loss scaled
-by T² so that its gradients keep their size as T changes; where labels are given, a share ``alpha`` of the loss is the
-usual cross-entropy on them.  A model whose output is not a ``(batch, classes)``
-distribution is distilled on its raw outputs (mean squared error).
+softened by a temperature T (a softmax of the logits divided by T), with the loss
+scaled by T² so that its gradients keep their size as T changes; where labels are
+given, a share ``alpha`` of the loss is the usual cross-entropy on them.  A model whose
+output is not a ``(batch, classes)`` distribution is distilled on its raw outputs (mean
+squared error).
 
 The teacher runs once, before training (its outputs become the targets), and the student
 trains with Keras' own ``fit`` loop, so its callbacks (early stopping, learning-rate
@@ -45,7 +46,7 @@ def ends_in_softmax(model: keras.Model) -> bool:
     return getattr(act, "__name__", "") == "softmax"
 
 
-class _DenseLogits(keras.layers.Layer):
+class _DenseLogits(keras.layers.Layer):  # pylint: disable=too-many-ancestors,abstract-method
     """A softmax Dense's logits, computed with that Dense's own variables (shared)."""
 
     def __init__(self, dense, **kwargs):

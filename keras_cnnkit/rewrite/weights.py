@@ -211,7 +211,7 @@ def _bottleneck(ctx: _Context) -> WeightPlan:
     nodes = ctx.rep.nodes
     if len(nodes) not in (2, 3) or any(n.op != OpKind.CONV for n in nodes):
         raise _Unsupported("not a 1×1 reduce + k×k (+ 1×1 expand) fragment")
-    rank, ones = conv.attrs["rank"], (1,) * conv.attrs["rank"]
+    ones = (1,) * conv.attrs["rank"]
     s_in = np.linalg.svd(decompose.unfold(kernel, -2), compute_uv=False)
     r_in = ctx.rank.choose(s_in, nodes[0].attrs["filters"])
     frag = FragmentBuilder(ctx.graph, ctx.rep.removed[-1])
