@@ -1,7 +1,8 @@
 """Fixes that keep what a trained model learned, on real data (scikit-learn's digits).
 
 1. Train a deliberately wasteful CNN on the 8×8 digits: a 5×5 conv where cheaper forms
-   exist, a wide 3×3 conv with no 1×1 bottleneck, and a Flatten + Dense head.
+   exist, a wide 3×3 conv with no 1×1 bottleneck, and a Flatten + Dense head (over the
+   2×2 map left after two poolings, as VGG flattens its last pooled map).
 2. Lint it and apply the bottleneck and head fixes with the trained weights carried into
    the new layers (``keras_cnnkit.rewrite.rewrite_with_weights``: Tucker-2 by HOSVD for
    both convs, the Dense kernel summed over positions for the pooled head), refitted by
@@ -65,6 +66,7 @@ def wasteful_cnn() -> keras.Model:
     x = keras.layers.Conv2D(64, 5, padding="same", activation="relu", name="conv5x5")(x)
     x = keras.layers.MaxPooling2D(2, name="pool")(x)
     x = keras.layers.Conv2D(64, 3, padding="same", activation="relu", name="wide_conv")(x)
+    x = keras.layers.MaxPooling2D(2, name="pool2")(x)
     x = keras.layers.Flatten(name="flatten")(x)
     out = keras.layers.Dense(10, activation="softmax", name="classifier")(x)
     return keras.Model(inp, out, name="wasteful_cnn")

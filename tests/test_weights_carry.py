@@ -265,9 +265,27 @@ def test_refit_recovers_a_planted_low_dimensional_input():
     assert fix.before_refit.error > 0.05
     assert fix.after_refit.error < 1e-3 and result.fidelity.output_error < 1e-3
     assert result.fidelity_before_refit.output_error > 0.05
-    assert fix.refit.startswith("refit fc_fixed")
+    assert fix.refit.startswith("refit fc_svd then fc_fixed")
     text = result.format_text()
     assert "before the refit" in text and fidelity.WEAK_PROXY not in text
+
+
+def test_solve_through_a_pointwise_layer_recovers_a_planted_kernel():
+    """``solve_layer(..., mixer=M)`` finds C with conv(x; C)·M = Y when Y was made so."""
+    from keras_cnnkit.rewrite.refit import solve_layer
+    rng = np.random.default_rng(5)
+    layer = keras.layers.Conv2D(3, 3, padding="same", use_bias=False)
+    layer.build((None, 6, 6, 4))
+    planted = rng.standard_normal((3, 3, 4, 3))
+    mixer = rng.standard_normal((3, 7))                  # full row rank: 3 → 7 channels
+    x = rng.standard_normal((8, 6, 6, 4)).astype("float32")
+    probe = keras.layers.Conv2D(3, 3, padding="same", use_bias=False)
+    probe.build((None, 6, 6, 4))
+    probe.set_weights([planted.astype("float32")])
+    target = np.asarray(probe(x)).reshape(-1, 3) @ mixer
+    residual = solve_layer(layer, x, target, ridge=1e-12, mixer=mixer)
+    assert residual < 1e-5
+    np.testing.assert_allclose(layer.get_weights()[0], planted, atol=1e-4)
 
 
 def test_random_inputs_say_they_are_a_weak_proxy_and_max_error_refuses():

@@ -3,7 +3,10 @@
 For each approximate fix, in model order, the fragment's last weighted layer (a conv or
 a Dense: the ``refit_node`` of its plan) is solved so that, fed what the *fixed* model
 computes there, it reproduces what the *original* model computes at the replaced layer
-(before its activation, when both have the same one).  Earlier fixes are refitted first,
+(before its activation, when both have the same one).  When that layer is pointwise (a
+1×1 conv or a Dense) after a linear conv or Dense of the fragment (the core of a
+Tucker-2 bottleneck, the first factor of a truncated SVD), that one is solved first,
+through the pointwise kernel, then the last layer again on its new inputs.  Earlier fixes are refitted first,
 so each solve also absorbs the error that reaches it from upstream: the layer-by-layer
 reconstruction of He et al., "Channel Pruning for Accelerating Very Deep Neural
 Networks" (ICCV 2017), and Zhang et al., "Accelerating Very Deep Convolutional Networks
@@ -17,7 +20,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from typing import Sequence
+from typing import Optional, Sequence
 
 import keras
 import numpy as np
@@ -83,16 +86,30 @@ def _targets(layer, outputs: np.ndarray) -> np.ndarray:
     return out.reshape(-1, out.shape[-1])
 
 
-def solve_layer(layer, inputs: np.ndarray, targets: np.ndarray, ridge: float = 1e-4,
-                seed: int = 0) -> float:
-    """Set ``layer``'s kernel (and bias) to the least-squares solution of
-    ``layer_linear(inputs) ≈ targets``; returns the relative residual on the rows used.
+def _lstsq(design: np.ndarray, target: np.ndarray, ridge: float) -> np.ndarray:
+    scale = ridge * float(np.mean(np.sum(design ** 2, axis=0)))
+    system = np.concatenate([design, np.sqrt(scale) * np.eye(design.shape[1])])
+    rhs = np.concatenate([target, np.zeros((design.shape[1], target.shape[1]))])
+    return np.linalg.lstsq(system, rhs, rcond=None)[0]
 
-    ``ridge`` adds ``ridge × mean(column square norms)`` to the normal equations'
-    diagonal (Tikhonov), which keeps the solve stable on few samples.
+
+def solve_layer(layer, inputs: np.ndarray, targets: np.ndarray, ridge: float = 1e-4,
+                seed: int = 0, mixer: Optional[np.ndarray] = None) -> float:
+    """Set ``layer``'s kernel (and bias) to the least-squares solution of
+    ``layer_linear(inputs) · mixer ≈ targets``; returns the relative residual on the rows
+    used.
+
+    ``mixer`` (default: none) is the ``(layer's outputs, final outputs)`` matrix of a
+    linear pointwise layer after this one (a 1×1 conv or a Dense): with its thin SVD
+    ``U·S·Vᵀ``, the problem is ``min ‖P·(C·U·S) − Y·V‖`` (V has orthonormal columns), so
+    ``C = lstsq(P, Y·V)·S⁻¹·Uᵀ``.  ``ridge`` adds ``ridge × mean(column square norms)`` to
+    the normal equations' diagonal (Tikhonov), which keeps the solve stable on few
+    samples.
     """
     design = _design(layer, np.asarray(inputs, dtype=np.float64))
-    target = _targets(layer, np.asarray(targets, dtype=np.float64))
+    target = np.asarray(targets, dtype=np.float64)
+    target = target.reshape(-1, target.shape[-1]) if mixer is not None else _targets(
+        layer, target)
     rows = design.shape[0]
     budget = max(MAX_ELEMENTS // max(design.shape[1], 1), 4 * design.shape[1])
     if rows > budget:
@@ -101,20 +118,54 @@ def solve_layer(layer, inputs: np.ndarray, targets: np.ndarray, ridge: float = 1
     use_bias = bool(getattr(layer, "use_bias", False))
     if use_bias:
         design = np.concatenate([design, np.ones((design.shape[0], 1))], axis=1)
-    scale = ridge * float(np.mean(np.sum(design ** 2, axis=0)))
-    system = np.concatenate([design, np.sqrt(scale) * np.eye(design.shape[1])])
-    rhs = np.concatenate([target, np.zeros((design.shape[1], target.shape[1]))])
-    solution, *_ = np.linalg.lstsq(system, rhs, rcond=None)
-    residual = np.linalg.norm(design @ solution - target) / max(np.linalg.norm(target), 1e-30)
+    if mixer is None:
+        solution = _lstsq(design, target, ridge)
+        fitted = design @ solution
+    else:
+        u, s, vt = np.linalg.svd(np.asarray(mixer, dtype=np.float64), full_matrices=False)
+        kept = s > s[0] * 1e-10
+        u, s, vt = u[:, kept], s[kept], vt[kept]
+        solution = _lstsq(design, target @ vt.T, ridge) / s @ u.T
+        fitted = design @ solution @ mixer
+    residual = np.linalg.norm(fitted - target) / max(np.linalg.norm(target), 1e-30)
     kernel_shape = tuple(layer.weights[0].shape)
-    weights = [solution[:-1] if use_bias else solution]
-    weights[0] = weights[0].reshape(kernel_shape)
+    weights = [(solution[:-1] if use_bias else solution).reshape(kernel_shape)]
     if use_bias:
         weights.append(solution[-1])
-    dtype = layer.weights[0].dtype
-    layer.set_weights([np.asarray(w, dtype=keras.backend.standardize_dtype(dtype))
-                       for w in weights])
+    dtype = keras.backend.standardize_dtype(layer.weights[0].dtype)
+    layer.set_weights([np.asarray(w, dtype=dtype) for w in weights])
     return float(residual)
+
+
+def _pointwise_matrix(layer) -> Optional[np.ndarray]:
+    """A 1×…×1, stride-1, ungrouped conv's or a Dense's kernel as an ``(in, out)``
+    matrix; ``None`` for other layers."""
+    name = type(layer).__name__
+    if name == "Dense":
+        return np.asarray(layer.kernel.numpy())
+    if name not in _CONVS or getattr(layer, "groups", 1) != 1:
+        return None
+    config = layer.get_config()
+    if set(config["kernel_size"]) != {1} or set(config["strides"]) != {1}:
+        return None
+    kernel = np.asarray(layer.kernel.numpy())
+    return kernel.reshape(kernel.shape[-2], kernel.shape[-1])
+
+
+def _linear_predecessor(fix, node_name: str):
+    """The layer of the fragment node feeding ``node_name`` when it is a conv or Dense
+    with no activation whose only reader is ``node_name``; else ``None``."""
+    nodes = {n.name: n for n in fix.plan.finding.replacement.nodes}
+    node = nodes.get(node_name)
+    if node is None or len(node.inputs) != 1 or node.inputs[0] not in nodes:
+        return None
+    prev = node.inputs[0]
+    if sum(prev in n.inputs for n in nodes.values()) != 1:
+        return None
+    layer = fix.layers.get(prev, [None])[-1]
+    if type(layer).__name__ not in _CONVS + ("Dense",) or getattr(layer, "groups", 1) != 1:
+        return None
+    return layer if _activation_name(layer) == "linear" else None
 
 
 def _activation_name(layer) -> str:
@@ -174,9 +225,21 @@ def refit_fix(original: keras.Model, fixed: keras.Model, fix, x, ridge: float = 
         # softmax(z + c) = softmax(z): match the logits up to a per-sample constant.
         target = target - target.mean(axis=-1, keepdims=True)
         space = "centred logit"
+    done = []
+    mixer, prev = _pointwise_matrix(new), _linear_predecessor(fix, plan.refit_node)
+    if mixer is not None and prev is not None:
+        shifted = (target if type(new).__name__ == "Dense"
+                   else _channels_last(target, new.get_config()["data_format"]))
+        if new.use_bias:
+            shifted = shifted - np.asarray(new.bias.numpy())
+        solve_layer(prev, _input_of(fixed, prev, x, batch_size), shifted, ridge=ridge,
+                    seed=seed, mixer=mixer)
+        done.append(prev.name)
     new_in = _input_of(fixed, new, x, batch_size)
     residual = solve_layer(new, new_in, target, ridge=ridge, seed=seed)
-    return f"refit {new.name} by least squares ({space} residual {residual:.2%})"
+    done.append(new.name)
+    return (f"refit {' then '.join(done)} by least squares ({space} residual "
+            f"{residual:.2%})")
 
 
 def _broadcast_bias(bias: np.ndarray, layer) -> np.ndarray:
