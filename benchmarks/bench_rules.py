@@ -48,7 +48,8 @@ GRIDS = {"full": FULL_PAIRS, "quick": QUICK_PAIRS, "tiny": TINY_PAIRS}
 #: Rule options that let every pattern fire at every grid shape (the benchmark wants the
 #: replacement's timing everywhere, not only where the rule would report it).
 RULE_OPTIONS = {"asymmetric-factorization": {"min_size": 1, "max_size": 10 ** 6},
-                "depthwise-separable-candidate": {"min_saving": 0.0}}
+                "depthwise-separable-candidate": {"min_saving": 0.0, "min_channels": 0},
+                "missing-bottleneck": {"min_width": 1}}
 
 #: Noise criterion: two consecutive runs agree within this for cases over 1 ms.
 NOISE_LIMIT = 0.10
@@ -115,8 +116,8 @@ def _head_fits(c: int, s: int) -> bool:
 def finding_for(model, symbol: str):
     """Lint ``model`` with the one rule; its first finding that has a replacement."""
     from keras_cnnkit.lint.api import lint
-    report = lint(model, select=[symbol], options=RULE_OPTIONS)
-    for finding in report.findings:
+    report = lint(model, select=[symbol], options=RULE_OPTIONS, min_impact=0)
+    for finding in report.rule_findings:
         if finding.replacement is not None:
             return report.graph, finding
     return report.graph, None
@@ -185,7 +186,7 @@ def run(args, results_dir: Optional[str] = None) -> dict:
     import keras
 
     from keras_cnnkit.bench.device import detect
-    from keras_cnnkit.bench.progress import Progress
+    from keras_cnnkit.progress import Progress
 
     if args.cpu_threads:
         from keras_cnnkit.bench.device import set_cpu_threads
@@ -215,7 +216,7 @@ def run(args, results_dir: Optional[str] = None) -> dict:
     done = _done_jobs(results_dir, record, args.batches) if args.resume and results_dir else set()
     jobs = [job for job in jobs if _job_key(job) not in done]
     models: dict = {}
-    progress = Progress(len(jobs))
+    progress = Progress(len(jobs), "bench_rules")
     started = time.perf_counter()
     with progress:
         for index, (kind, symbol, a, b, build) in enumerate(jobs):
@@ -283,8 +284,8 @@ def _load_average() -> Optional[float]:
 
 def _named_finding(model, symbol: str, layer: str):
     from keras_cnnkit.lint.api import lint
-    report = lint(model, select=[symbol])
-    for finding in report.findings:
+    report = lint(model, select=[symbol], min_impact=0)
+    for finding in report.rule_findings:
         if finding.layer == layer and finding.replacement is not None:
             return report.graph, finding
     return report.graph, None

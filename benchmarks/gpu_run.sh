@@ -14,8 +14,13 @@
 #   bf16    the same grid in bfloat16 (resumable likewise)
 #   torch   the same grid on the torch backend (eager), for comparison
 #   tests   the backend-agnostic tests (every layer in keras.ops) on the GPU
+#   latency the latency model's measurements (benchmarks/latency_gpu.py): the calibration
+#           grid, its check pairs, the rule grid (held-out shapes first) and MobileNetV2 /
+#           ResNet50, into $OUT/latency_gpu.json; stops starting items after MINUTES
+#           (default 4.5 for this stage; the command is killed at MINUTES + 3).  Fit and
+#           check here with: python tools/fit_latency_profiles.py h200 <that file>
 set -u
-stage=${1:?stage: check, rules, bf16, torch or tests}
+stage=${1:?stage: check, rules, bf16, torch, tests or latency}
 minutes=${2:-7}
 OUT=${OUT:-$PWD/gpu-out}
 mkdir -p "$OUT"
@@ -67,6 +72,14 @@ torch)
 tests)
     XLA_PYTHON_CLIENT_PREALLOCATE=false timeout $((${minutes%.*} * 60)) python3 -m pytest \
         -p no:cacheprovider -q -rs -m "backend_agnostic or gpu" 2>&1 | tee "$OUT/pytest_backend_agnostic.txt" | tail -n 15
+    ;;
+latency)
+    minutes=${2:-4.5}
+    nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm \
+        --format=csv | tee "$OUT/nvidia-smi-latency.csv"
+    timeout $(( ${minutes%.*} * 60 + 180 )) python3 benchmarks/latency_gpu.py \
+        --out "$OUT/latency_gpu.json" --max-minutes "$minutes" --models 2>&1 \
+        | tee "$OUT/latency_gpu.log" | tail -n 25
     ;;
 *)
     echo "unknown stage $stage" >&2

@@ -50,6 +50,8 @@ one hand-written part: it reads the GPU tables, and it comes after them (the sec
 | `cnnkit-lint` on InceptionV3 `.h5`: <= 0.15 of `load_model`'s wall time, peak RSS <= 250 MB; linear in layers (#5) | `results_cli.md` |
 | lint of a built InceptionV3 well under 1 s; graph walk linear in layers (#4) | `results_lint_scaling.md` |
 | each rule's fix: estimated FLOP ratio vs measured time ratio, per device (CPU, H100); harness noise within 10% (#6) | `results_rules.md`, `rules_ratio.png`, `results_rules_gpu.md` |
+| `cnnkit-lint -j 2` over the 40 keras.applications model files: models/s vs serial, byte-identical output (#21) | `results_zoo.md`, `results_zoo_json.md` |
+| a bare `cnnkit-lint --fix` on the bundled example gives a model faster at batch 1 and 32 on this CPU (#15, #16) | `results_fix_example.md` |
 """
 
 

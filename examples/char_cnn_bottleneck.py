@@ -1,33 +1,36 @@
-"""Seed 000's Char-CNN in Keras: original vs 1×1 bottleneck vs global-average-pooling head.
+"""A character-level text CNN in Keras: original vs 1×1 bottleneck vs global-average-pooling head.
 
-Seed 000 optimises a character-level CNN text classifier twice:
+A small character-level CNN text classifier (Embedding, two Conv1D + BatchNorm blocks, a
+Flatten + Dense head with Dropout and BatchNorm) is optimised twice:
 
 1. a 1×1 Conv1D (24 → 12) before the second conv (12 → 48, k=3) cuts that conv pair from
-   24·3·48 + 48 = 3,504 parameters to (24·12 + 12) + (12·3·48 + 48) = 300 + 1,776 = 2,076;
-2. the Flatten + Dense head is replaced by 1×1 convs and global average pooling, which
-   removes almost all of the head's parameters.
+   24·3·48 + 48 = 3,504 parameters to (24·12 + 12) + (12·3·48 + 48) = 300 + 1,776 = 2,076
+   (the 1×1 reduction of Lin et al., "Network In Network", ICLR 2014,
+   https://arxiv.org/abs/1312.4400, and GoogLeNet);
+2. the Flatten + Dense head is replaced by 1×1 convs and global average pooling (Network
+   In Network, §3.2), which removes almost all of the head's parameters.
 
 This script builds the three variants from ``keras_cnnkit`` blocks, prints their parameter
 counts, trains each for a few epochs on a synthetic task (does a sequence contain a fixed
 trigram?), prints the test accuracy, and lints each model.
 
-Run: ``python examples/char_cnn_bottleneck.py [--quick] [--epochs N]``.
+Run: ``python examples/char_cnn_bottleneck.py [--quick] [--epochs N] [-q]`` (a progress
+bar on stderr in a terminal).
 """
 from __future__ import annotations
 
 import argparse
 import os
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+import numpy as np
 
-import keras  # noqa: E402  pylint: disable=wrong-import-position
-import numpy as np  # noqa: E402  pylint: disable=wrong-import-position
-
-from keras_cnnkit.layers import Bottleneck1x1, ConvBNAct  # noqa: E402  pylint: disable=wrong-import-position
+from keras_cnnkit import lint
+from keras_cnnkit.console import import_keras
+from keras_cnnkit.progress import Progress, set_quiet
 
 VOCAB, SEQ_LEN, EMBED = 32, 64, 16
 TRIGRAM = (1, 2, 3)
-# PyTorch's BatchNorm momentum 0.1 (the seed's) is Keras' momentum 0.9.
+# PyTorch's BatchNorm momentum 0.1 (the original model is PyTorch's) is Keras' 0.9.
 BN = {"bn_momentum": 0.9}
 
 
@@ -41,8 +44,12 @@ def make_data(n: int, rng: np.random.Generator) -> tuple:
     return x, y
 
 
-def build(variant: str) -> keras.Model:
-    """``"original"``, ``"bottleneck"`` or ``"gap"`` (bottleneck + GAP head), as in seed 000."""
+def build(variant: str):
+    """``"original"``, ``"bottleneck"`` or ``"gap"`` (bottleneck + GAP head)."""
+    import keras
+
+    from keras_cnnkit.layers import Bottleneck1x1, ConvBNAct
+
     inp = keras.Input((SEQ_LEN,), dtype="int32", name="chars")
     x = keras.layers.Embedding(VOCAB, EMBED, name="embedding")(inp)
     x1 = ConvBNAct(24, 3, use_bias=True, name="cnn1", **BN)(x)
@@ -62,7 +69,7 @@ def build(variant: str) -> keras.Model:
         out = keras.layers.Activation("softmax", name="softmax")(
             keras.layers.Add(name="add")([p1, p2]))
         return keras.Model(inp, out, name="char_cnn_gap")
-    # The seed's head, in its own order: Linear → Dropout → BatchNorm → ReLU.
+    # The original head, in its own order: Linear → Dropout → BatchNorm → ReLU.
     h = keras.layers.Concatenate(name="concat")([keras.layers.Flatten(name="flat1")(x1),
                                                  keras.layers.Flatten(name="flat2")(x2)])
     h = keras.layers.Dense(128, name="linear1")(h)
@@ -76,8 +83,10 @@ def build(variant: str) -> keras.Model:
     return keras.Model(inp, out, name=f"char_cnn_{variant}")
 
 
-def conv_pair_params(model: keras.Model) -> int:
+def conv_pair_params(model) -> int:
     """Weights + biases of the convolutions inside block ``cnn2`` (BN excluded)."""
+    import keras
+
     block = model.get_layer("cnn2")
     return sum(layer.count_params() for layer in block.op_layers
                if isinstance(layer, keras.layers.Conv1D))
@@ -89,33 +98,39 @@ def main(argv=None) -> dict:
     parser.add_argument("--quick", action="store_true", help="small data, 2 epochs")
     parser.add_argument("--epochs", type=int, default=6)
     parser.add_argument("--out", default=os.path.join("examples", "out"))
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
-    keras.utils.set_random_seed(0)
-    rng = np.random.default_rng(0)
+    set_quiet(args.quiet)
     n_train, epochs = (1500, 3) if args.quick else (6000, args.epochs)
-    x_train, y_train = make_data(n_train, rng)
-    x_test, y_test = make_data(1000, rng)
-
-    from keras_cnnkit import lint  # pylint: disable=import-outside-toplevel
 
     rows = {}
-    for variant in ("original", "bottleneck", "gap"):
-        model = build(variant)
-        model.compile(keras.optimizers.Adam(3e-3), "sparse_categorical_crossentropy",
-                      metrics=["accuracy"])
-        model.fit(x_train, y_train, epochs=epochs, batch_size=64, verbose=0)
-        _, acc = model.evaluate(x_test, y_test, verbose=0)
-        report = lint(model)
-        rows[variant] = {"params": model.count_params(), "conv_pair": conv_pair_params(model),
-                         "accuracy": float(acc), "findings": len(report.findings),
-                         "symbols": sorted({f.symbol for f in report.findings})}
+    with Progress(4, "char_cnn_bottleneck") as bar:
+        bar.step("importing Keras")
+        keras = import_keras()
+        keras.utils.set_random_seed(0)
+        rng = np.random.default_rng(0)
+        x_train, y_train = make_data(n_train, rng)
+        x_test, y_test = make_data(1000, rng)
+        for variant in ("original", "bottleneck", "gap"):
+            bar.step(f"training the {variant} variant")
+            model = build(variant)
+            model.compile(keras.optimizers.Adam(3e-3), "sparse_categorical_crossentropy",
+                          metrics=["accuracy"])
+            model.fit(x_train, y_train, epochs=epochs, batch_size=64, verbose=0,
+                      callbacks=[bar.keras_callback(epochs)])
+            _, acc = model.evaluate(x_test, y_test, verbose=0)
+            report = lint(model, min_impact=0)   # every finding, every rule's proposal
+            rows[variant] = {"params": model.count_params(),
+                             "conv_pair": conv_pair_params(model),
+                             "accuracy": float(acc), "findings": len(report.findings),
+                             "symbols": sorted({f.symbol for f in report.rule_findings})}
     print(f"{'variant':<11} | {'total params':>12} | {'cnn2 convs':>10} | {'test acc':>8} | "
           "lint findings")
     print("-" * 80)
     for variant, row in rows.items():
         print(f"{variant:<11} | {row['params']:>12,} | {row['conv_pair']:>10,} | "
               f"{row['accuracy']:>8.3f} | {row['findings']} {', '.join(row['symbols'])}")
-    # Seed 000's numbers, from its formulas.
+    # The conv pair's parameters, from the formulas above.
     assert rows["original"]["conv_pair"] == 24 * 3 * 48 + 48 == 3504
     assert rows["bottleneck"]["conv_pair"] == (24 * 12 + 12) + (12 * 3 * 48 + 48) == 2076
     assert rows["gap"]["params"] < rows["bottleneck"]["params"] / 10

@@ -1,7 +1,7 @@
 """Why MobileNetV2 keeps its projection linear: ReLU destroys low-dimensional manifolds.
 
-Reproduces seed 002's figure (Sandler et al., "MobileNetV2: Inverted Residuals and Linear
-Bottlenecks", CVPR 2018, Figure 1): a 2-D spiral is embedded into n dimensions by a random
+Reproduces Figure 1 of Sandler et al., "MobileNetV2: Inverted Residuals and Linear
+Bottlenecks", CVPR 2018 (https://arxiv.org/abs/1801.04381): a 2-D spiral is embedded into n dimensions by a random
 matrix T, passed through ReLU, and projected back with the pseudo-inverse of T.  With
 n = 2, 3 or 5 much of the spiral is lost; with n = 15 or 30 it survives almost intact.  That is
 why the ``relu-after-projection`` lint rule flags a non-linearity after a narrow projection.
@@ -52,7 +52,7 @@ def run(trials: int = 50, seed: int = 0) -> dict:
 
 
 def plot(path: str, seed: int = 0) -> None:
-    """Draw the spiral and its ReLU round trip at each dimension (seed 002's figure)."""
+    """Draw the spiral and its ReLU round trip at each dimension (the paper's Figure 1)."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -76,7 +76,7 @@ def plot(path: str, seed: int = 0) -> None:
 
 
 def main(argv=None) -> dict:
-    """Print the table, write the PNG, and check the seed's claim."""
+    """Print the table, write the PNG, and check the paper's claim."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default=os.path.join("examples", "out"))
     parser.add_argument("--trials", type=int, default=50)
@@ -91,7 +91,7 @@ def main(argv=None) -> dict:
     png = os.path.join(args.out, "relu_information_loss.png")
     plot(png)
     print(f"figure written to {png}")
-    # Seed 002: dims 2-5 lose much, 15+ lose little.
+    # The paper's Figure 1: dims 2-5 lose much, 15+ lose little.
     assert min(errors[d] for d in (2, 3, 5)) > 1.5 * max(errors[d] for d in (15, 30)), errors
     assert all(errors[a] > errors[b] for a, b in zip(DIMS, DIMS[1:])), errors
     return errors

@@ -45,3 +45,34 @@ class ConfigError(CnnkitError, ValueError):
         self.source = source
         self.problem = " ".join(str(problem).split())
         super().__init__(f"{source}: {self.problem}")
+
+
+#: The ``setup.cfg`` extra that installs each optional top-level module (a test checks
+#: this table against ``[options.extras_require]``).
+EXTRAS = {"tensorflow": "tensorflow", "tf2onnx": "export", "onnx": "export",
+          "onnxruntime": "export"}
+
+
+class MissingDependencyError(CnnkitError, ImportError):
+    """What the user asked for needs an optional package that is not installed.
+
+    Attributes:
+        what: the capability (``"cnnkit-export"``, ``"--fix"``, ``"an ONNX model"``).
+        modules: the missing top-level modules.
+
+    ``str(error)`` is one line naming the extra to install:
+    ``cnnkit-export needs tensorflow, which is not installed: pip install
+    "keras-cnnkit[tensorflow]"``.
+    """
+
+    def __init__(self, what: str, modules):
+        self.what = what
+        self.modules = list(dict.fromkeys(modules))
+        extras = list(dict.fromkeys(EXTRAS[m] for m in self.modules if m in EXTRAS))
+        others = [m for m in self.modules if m not in EXTRAS]
+        names = ", ".join(self.modules)
+        verb = "is" if len(self.modules) == 1 else "are"
+        fixes = ([f'pip install "keras-cnnkit[{",".join(extras)}]"'] if extras else []) + \
+            ([f"pip install {' '.join(others)}"] if others else [])
+        super().__init__(f"{what} needs {names}, which {verb} not installed: "
+                         + " and ".join(fixes))

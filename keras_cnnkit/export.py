@@ -1,463 +1,54 @@
-"""ONNX export of Keras models through tf2onnx, verified against Keras with onnxruntime.
+"""``cnnkit-export``: the command line that exports a Keras model file to ONNX.
 
-``export_onnx(model, path)`` converts a built Functional, Sequential (or, given
-``input_shape``, subclassed) Keras 3 model on the TensorFlow backend:
-
-* **Tracing.** The model is traced as ``tf.function(lambda *x: model(*x, training=False))``
-  with an explicit input signature (batch dimension dynamic) and converted with
-  ``tf2onnx.convert.from_function``.  This sidesteps ``tf2onnx.convert.from_keras``, which
-  reads ``model.output_names`` — an attribute Keras 3 ``Sequential`` models no longer have
-  (tensorflow-onnx issue 2448).  The ONNX outputs are named after the model's output
-  layers (``"output_0"``... where a model has none).
-* **Grouped convolutions.** ``Conv1D``/``Conv2D`` with ``groups > 1`` do not convert:
-  TensorFlow runs them through a compiled function tf2onnx cannot read (tensorflow-onnx
-  issue 2099).  Before tracing, the model is cloned with each such layer (and each
-  :class:`~keras_cnnkit.layers.GroupConv` set to ``implementation="native"``) replaced by
-  an equivalent ``GroupConv(implementation="split")`` — one convolution per group, then a
-  concatenation — carrying the same weights.  Every other layer is reused as is.
-* **Verification.** The ONNX model runs in onnxruntime on seeded random input (uniform
-  in ``[-1, 1)``; integer inputs in ``{0, 1}``; unknown non-batch dimensions set to
-  :data:`VERIFY_SIZE`) beside the Keras model; the largest absolute difference over all
-  outputs is reported.  It must be at most ``tolerance × max(1, max |Keras output|)``,
-  else :class:`ExportError` is raised and nothing is written.
-* **Writing.** The file is written atomically: to a temporary file in the target
-  directory, then ``os.replace``.  An existing file is replaced only with
-  ``overwrite=True``.
-
-The command line ``cnnkit-export MODEL -o OUT.onnx [--opset N] [--no-verify] [--force]``
-loads ``MODEL`` with ``keras.models.load_model`` in safe mode (Lambda bytecode is never
-deserialised; ``keras_cnnkit`` layers are registered first) and exits 0 on success, 2 on
-bad input (missing or unreadable model, unwritable or existing output without
-``--force``, failed conversion or verification) with a one-line message.
-
-TensorFlow, tf2onnx, onnx and onnxruntime are imported only when a function that needs
-them runs.
+``cnnkit-export MODEL -o OUT.onnx [--opset N] [--no-verify] [--force] [--budget NAME=N]``
+reads ``MODEL`` statically within the budgets first (a file over budget never reaches
+Keras; :mod:`keras_cnnkit.analysis.frontends.keras_gate`), then loads it in safe mode
+(:func:`keras_cnnkit.io_guard.load_keras_model`: Lambda bytecode is never deserialised;
+``keras_cnnkit`` layers are registered first), converts and verifies it
+(:mod:`keras_cnnkit.onnx_convert`, whose public names are re-exported here) and writes
+``OUT.onnx`` atomically.  The output is never the model file, not even with ``--force``
+(nor a link to it).  Exit status 0 on success, 2 on bad input (a missing, unreadable or
+non-regular model file; a file over a budget; an unwritable or existing output without ``--force``; failed
+conversion or verification) or a missing optional dependency (TensorFlow, tf2onnx, onnx,
+onnxruntime: the message names the extra to install), with a one-line message.  A
+progress meter goes to stderr when it is a terminal (not with ``-q``); TensorFlow's C++
+start-up lines are kept off it (:mod:`keras_cnnkit.console`).
 """
 from __future__ import annotations
 
 import argparse
-import dataclasses
-import os
-import re
 import sys
-import tempfile
-from typing import Any, Optional, Sequence
+from typing import Optional, Sequence
 
+from keras_cnnkit import console, progress
+from keras_cnnkit.budgets import using
 from keras_cnnkit.errors import CnnkitError
-
-#: ONNX opset used unless told otherwise (tf2onnx 1.16+ and onnxruntime 1.17+ support it).
-DEFAULT_OPSET = 17
-
-#: Relative tolerance of the onnxruntime-vs-Keras check (see the module docstring).
-DEFAULT_TOLERANCE = 1e-4
-
-#: Size given to unknown non-batch input dimensions when verifying.
-VERIFY_SIZE = 32
-
-#: Batch size of the verification input.
-VERIFY_BATCH = 2
-
-#: Protobuf's limit on one serialised message; larger models cannot be written inline.
-_PROTOBUF_LIMIT = 2 ** 31 - 1
-
-
-class ExportError(CnnkitError, ValueError):
-    """A model cannot be exported (conversion failed, verification failed, bad path)."""
-
-
-@dataclasses.dataclass(frozen=True)
-class ExportResult:
-    """What :func:`export_onnx` did.
-
-    Attributes:
-        path: the file written (``None`` for :func:`to_onnx`'s in-memory result).
-        opset: the ONNX opset of the model.
-        max_abs_diff: largest |onnxruntime − Keras| over all outputs on the verification
-            input; ``None`` when not verified.
-        tolerance: the relative tolerance it was checked against.
-        input_names, output_names: the ONNX graph's input and output names.
-        split_group_convs: names of the layers exported in the split (per-group) form.
-        size_bytes: size of the serialised ONNX model.
-    """
-
-    path: Optional[str]
-    opset: int
-    max_abs_diff: Optional[float]
-    tolerance: float
-    input_names: tuple
-    output_names: tuple
-    split_group_convs: tuple = ()
-    size_bytes: int = 0
-
-
-# --- grouped convolutions → split form ------------------------------------------------
-
-def _needs_split(layer) -> bool:
-    """True for a layer tf2onnx cannot convert as is: a grouped Keras conv, or a
-    ``GroupConv`` running its native (one grouped conv) implementation."""
-    from keras_cnnkit.layers.group_conv import GroupConv, resolve_implementation
-    if isinstance(layer, GroupConv):
-        return layer.groups > 1 and resolve_implementation(layer.implementation,
-                                                           "tensorflow") == "native"
-    return (type(layer).__name__ in ("Conv1D", "Conv2D", "Conv3D")
-            and getattr(layer, "groups", 1) > 1)
-
-
-def _walk_layers(model) -> list:
-    """Every layer of ``model``, nested models' layers included (depth first)."""
-    import keras
-    out = []
-    for layer in getattr(model, "layers", []):
-        out.append(layer)
-        if isinstance(layer, keras.Model):
-            out.extend(_walk_layers(layer))
-    return out
-
-
-def _split_replacement(layer):
-    """An equivalent of grouped conv ``layer`` in split form, with its weights."""
-    import keras
-
-    from keras_cnnkit.layers.group_conv import GroupConv
-    if type(layer).__name__ == "Conv3D" or len(layer.kernel.shape) not in (3, 4):
-        raise ExportError(f"layer {layer.name!r}: grouped 3D convolutions cannot be "
-                          "exported to ONNX (tensorflow-onnx issue 2099)")
-    padding = getattr(layer, "padding", "valid")
-    if padding not in ("same", "valid"):
-        raise ExportError(f"layer {layer.name!r}: grouped convolution with padding "
-                          f"{padding!r} has no split form")
-    data_format = getattr(layer, "data_format", None) or keras.config.image_data_format()
-    split = GroupConv(layer.filters, kernel_size=layer.kernel_size, strides=layer.strides,
-                      groups=layer.groups, padding=padding, dilation_rate=layer.dilation_rate,
-                      use_bias=layer.use_bias, implementation="split",
-                      data_format=data_format, name=layer.name, dtype=layer.dtype_policy)
-    rank = len(layer.kernel.shape) - 2
-    channels = layer.kernel.shape[-2] * layer.groups
-    spatial = (None,) * rank
-    shape = spatial + (channels,) if data_format == "channels_last" else (channels,) + spatial
-    split.build((None,) + shape)
-    split.set_weights(layer.get_weights())
-    activation = getattr(layer, "activation", None)
-    if activation is None or activation is keras.activations.linear:
-        return split
-    return keras.Sequential([keras.Input(shape), split, keras.layers.Activation(activation)],
-                            name=f"{layer.name}_split")
-
-
-def split_group_convs(model) -> tuple:
-    """``(model', names)``: ``model`` with its grouped convolutions in split form.
-
-    ``model'`` is ``model`` itself when it has none; otherwise a clone (Functional and
-    Sequential, nested models included) that reuses every other layer object, so weights
-    are shared, not copied.  ``names`` lists the replaced layers.
-    """
-    import keras
-    targets = [layer for layer in _walk_layers(model) if _needs_split(layer)]
-    if not targets:
-        return model, ()
-    if not (isinstance(model, keras.Sequential) or _is_functional(model)):
-        raise ExportError("grouped convolutions in a subclassed model cannot be rewritten "
-                          "to their exportable split form; use "
-                          "keras_cnnkit.layers.GroupConv(implementation='split')")
-
-    def clone(layer):
-        return _split_replacement(layer) if _needs_split(layer) else layer
-
-    cloned = keras.models.clone_model(model, clone_function=clone, recursive=True)
-    return cloned, tuple(layer.name for layer in targets)
-
-
-def _is_functional(model) -> bool:
-    return hasattr(model, "_nodes_by_depth") and getattr(model, "inputs", None) is not None
-
-
-# --- tracing and conversion ------------------------------------------------------------
-
-_TF_NAME_RE = re.compile(r"[^A-Za-z0-9_.\-/]")
-
-
-def _clean_name(name: str, fallback: str) -> str:
-    """A name TensorFlow accepts for a tensor spec (``[A-Za-z0-9.][A-Za-z0-9_.\\-/]*``)."""
-    name = _TF_NAME_RE.sub("_", str(name or ""))
-    if not name or not re.match(r"[A-Za-z0-9.]", name[0]):
-        name = f"{fallback}{'_' + name if name else ''}"
-    return name
-
-
-def _unique(names: Sequence[str]) -> list:
-    seen: dict = {}
-    out = []
-    for name in names:
-        n = seen.get(name, 0)
-        seen[name] = n + 1
-        out.append(name if n == 0 else f"{name}_{n}")
-    return out
-
-
-def _input_specs(model, input_shape) -> list:
-    """``[(name, shape incl. batch None, dtype)]`` of the model's inputs."""
-    if input_shape is not None:
-        shapes = input_shape if input_shape and isinstance(input_shape[0], (list, tuple)) \
-            else [input_shape]
-        specs = [(f"input_{i}" if len(shapes) > 1 else "input", (None,) + tuple(s), "float32")
-                 for i, s in enumerate(shapes)]
-    else:
-        inputs = getattr(model, "inputs", None) if _has_graph(model) else None
-        if not inputs:
-            raise ExportError("the model has no known inputs (a subclassed or unbuilt "
-                              "model): pass input_shape")
-        specs = []
-        for i, tensor in enumerate(inputs):
-            history = getattr(tensor, "_keras_history", None)
-            name = history.operation.name if history is not None else f"input_{i}"
-            specs.append((name, tuple(tensor.shape), str(tensor.dtype)))
-    names = _unique([_clean_name(name, f"input_{i}") for i, (name, _, _) in enumerate(specs)])
-    return [(n, (None,) + tuple(shape[1:]), dtype) for n, (_, shape, dtype) in zip(names, specs)]
-
-
-def _has_graph(model) -> bool:
-    """True for models with symbolic inputs (Functional, built Sequential)."""
-    try:
-        return bool(getattr(model, "inputs", None))
-    except (AttributeError, ValueError):
-        return False
-
-
-def _output_names(model, count: int) -> list:
-    """Names for the model's outputs: the producing layers' names where known."""
-    names = []
-    outputs = getattr(model, "outputs", None) if _has_graph(model) else None
-    for i in range(count):
-        name = None
-        if outputs and len(outputs) == count:
-            history = getattr(outputs[i], "_keras_history", None)
-            name = history.operation.name if history is not None else None
-        names.append(_clean_name(name, f"output_{i}") if name else f"output_{i}")
-    return _unique(names)
-
-
-def _call(model, args):
-    return model(args[0] if len(args) == 1 else list(args), training=False)
-
-
-def to_onnx(model, opset: int = DEFAULT_OPSET, input_shape=None) -> tuple:
-    """Convert ``model`` to an in-memory ONNX model.
-
-    Args:
-        model: a Keras 3 model on the TensorFlow backend.
-        opset: the ONNX opset.
-        input_shape: the input shape without the batch dimension (a list of shapes for
-            several inputs); needed for subclassed models, optional otherwise.
-
-    Returns:
-        ``(onnx.ModelProto, ExportResult)`` — the result has ``path=None`` and is not
-        verified.
-
-    Raises:
-        ExportError: the model cannot be traced or converted.
-    """
-    import tensorflow as tf
-    import tf2onnx  # noqa: F401  pylint: disable=unused-import
-
-    _quiet_tf2onnx()
-    model, split = split_group_convs(model)
-    specs = _input_specs(model, input_shape)
-    signature = tuple(tf.TensorSpec(shape, tf.as_dtype(dtype), name=name)
-                      for name, shape, dtype in specs)
-    if _has_graph(model):
-        count = len(model.outputs)
-    else:
-        try:
-            count = len(tf.nest.flatten(tf.function(lambda *xs: _call(model, xs))
-                                        .get_concrete_function(*signature).structured_outputs))
-        except Exception as exc:  # any tracing failure is the model's, in one line
-            raise ExportError(f"cannot trace the model: {_one_line(exc)}") from exc
-    out_names = _output_names(model, count)
-
-    def named(*xs):
-        outs = tf.nest.flatten(_call(model, xs))
-        return {name: tf.identity(t, name=name) for name, t in zip(out_names, outs)}
-
-    try:
-        proto, _ = tf2onnx.convert.from_function(tf.function(named), input_signature=signature,
-                                                 opset=opset)
-    except Exception as exc:  # tf2onnx raises many types; all mean "cannot convert"
-        raise ExportError(f"tf2onnx cannot convert the model: {_one_line(exc)}") from exc
-    _keep_output_order(proto, out_names)
-    return proto, ExportResult(
-        path=None, opset=opset, max_abs_diff=None, tolerance=DEFAULT_TOLERANCE,
-        input_names=tuple(i.name for i in proto.graph.input),
-        output_names=tuple(o.name for o in proto.graph.output),
-        split_group_convs=split, size_bytes=proto.ByteSize())
-
-
-def _keep_output_order(proto, names: list) -> None:
-    """Put the graph's outputs in the Keras model's order.
-
-    tf2onnx writes the outputs of a function returning a dict in sorted key order; a
-    multi-output model (GoogLeNet with auxiliary heads) must keep its own order.
-    """
-    rank = {name: i for i, name in enumerate(names)}
-    outputs = sorted(proto.graph.output, key=lambda o: rank.get(o.name, len(rank)))
-    del proto.graph.output[:]
-    proto.graph.output.extend(outputs)
-
-
-def _quiet_tf2onnx() -> None:
-    import logging
-    for name in ("tf2onnx", "tensorflow"):
-        logging.getLogger(name).setLevel(logging.ERROR)
-
-
-def _one_line(exc: BaseException) -> str:
-    text = " ".join(str(exc).split()) or type(exc).__name__
-    return text if len(text) <= 300 else text[:297] + "..."
-
-
-# --- verification ----------------------------------------------------------------------
-
-def verification_inputs(proto, seed: int = 0) -> dict:
-    """Seeded random inputs for the ONNX model's inputs (see the module docstring)."""
-    import numpy as np
-    from onnx import helper
-
-    rng = np.random.default_rng(seed)
-    feeds = {}
-    for value in proto.graph.input:
-        tensor_type = value.type.tensor_type
-        dims = [d.dim_value if d.HasField("dim_value") else None
-                for d in tensor_type.shape.dim]
-        shape = [VERIFY_BATCH if i == 0 else (d or VERIFY_SIZE) for i, d in enumerate(dims)]
-        dtype = np.dtype(helper.tensor_dtype_to_np_dtype(tensor_type.elem_type))
-        if np.issubdtype(dtype, np.integer):
-            feeds[value.name] = rng.integers(0, 2, size=shape).astype(dtype)
-        else:
-            feeds[value.name] = rng.uniform(-1.0, 1.0, size=shape).astype(dtype)
-    return feeds
-
-
-def max_abs_difference(proto, model, seed: int = 0) -> tuple:
-    """``(max |onnxruntime − Keras|, max |Keras|)`` over all outputs on seeded input."""
-    import numpy as np
-    import onnxruntime as ort
-
-    feeds = verification_inputs(proto, seed)
-    try:
-        session = ort.InferenceSession(proto.SerializeToString(),
-                                       providers=["CPUExecutionProvider"])
-        got = session.run(None, feeds)
-    except Exception as exc:  # onnxruntime's errors are its own classes
-        raise ExportError(f"onnxruntime cannot run the exported model: {_one_line(exc)}") \
-            from exc
-    args = [feeds[i.name] for i in proto.graph.input]
-    import tensorflow as tf
-    want = [np.asarray(t) for t in tf.nest.flatten(_call(model, args))]
-    if len(want) != len(got):
-        raise ExportError(f"the ONNX model has {len(got)} outputs, Keras {len(want)}")
-    diff = scale = 0.0
-    for a, b in zip(got, want):
-        if a.shape != b.shape:
-            raise ExportError(f"output shape {a.shape} from onnxruntime, {b.shape} from Keras")
-        if a.size:
-            diff = max(diff, float(np.max(np.abs(a.astype(np.float64) - b))))
-            scale = max(scale, float(np.max(np.abs(b))))
-    return diff, scale
-
-
-# --- writing ---------------------------------------------------------------------------
-
-def check_output_path(path, overwrite: bool) -> str:
-    """The absolute output path, after checking it can be written.
-
-    Raises:
-        ExportError: it is a directory, exists (without ``overwrite``), or its directory is
-            missing or not writable.
-    """
-    path = os.path.abspath(os.fspath(path))
-    if os.path.isdir(path):
-        raise ExportError(f"{path}: is a directory")
-    if os.path.exists(path) and not overwrite:
-        raise ExportError(f"{path}: already exists (use --force to overwrite)")
-    folder = os.path.dirname(path)
-    if not os.path.isdir(folder):
-        raise ExportError(f"{path}: directory {folder} does not exist")
-    if not os.access(folder, os.W_OK | os.X_OK):
-        raise ExportError(f"{path}: directory {folder} is not writable")
-    return path
-
-
-def write_atomic(path, data: bytes, overwrite: bool = True) -> str:
-    """Write ``data`` to ``path`` through a temporary file and ``os.replace``.
-
-    Returns the absolute path.  Raises :class:`ExportError` when the path cannot be
-    written or exists and ``overwrite`` is false; a failed write leaves no partial file.
-    """
-    path = check_output_path(path, overwrite)
-    folder, base = os.path.split(path)
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{base}.", suffix=".tmp", dir=folder)
-    except OSError as exc:
-        raise ExportError(f"{path}: cannot write: {exc.strerror or exc}") from exc
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        if not overwrite and os.path.exists(path):
-            raise ExportError(f"{path}: already exists (use --force to overwrite)")
-        os.replace(tmp, path)
-    except OSError as exc:
-        raise ExportError(f"{path}: cannot write: {exc.strerror or exc}") from exc
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return path
-
-
-def export_onnx(model, path, opset: int = DEFAULT_OPSET, verify: bool = True,
-                tolerance: float = DEFAULT_TOLERANCE, overwrite: bool = True,
-                input_shape=None) -> ExportResult:
-    """Export ``model`` to the ONNX file ``path`` (see the module docstring).
-
-    Args:
-        model: a built Keras 3 model (TensorFlow backend).
-        path: the ``.onnx`` file to write.
-        opset: the ONNX opset.
-        verify: compare onnxruntime's outputs with Keras' before writing.
-        tolerance: the largest allowed difference, relative to ``max(1, max |output|)``.
-        overwrite: replace an existing file.
-        input_shape: input shape(s) without the batch dimension (subclassed models).
-
-    Returns:
-        An :class:`ExportResult` with the measured ``max_abs_diff``.
-
-    Raises:
-        ExportError: conversion or verification failed, or ``path`` cannot be written.
-    """
-    check_output_path(path, overwrite)
-    proto, result = to_onnx(model, opset=opset, input_shape=input_shape)
-    diff = None
-    if verify:
-        diff, scale = max_abs_difference(proto, model)
-        if not diff <= tolerance * max(1.0, scale):
-            raise ExportError(f"onnxruntime and Keras disagree: max |diff| = {diff:.3g} > "
-                              f"{tolerance:g} × max(1, {scale:.3g})")
-    data = proto.SerializeToString() if proto.ByteSize() <= _PROTOBUF_LIMIT else None
-    if data is None:
-        raise ExportError("the ONNX model is larger than protobuf's 2 GiB limit")
-    written = write_atomic(path, data, overwrite)
-    return dataclasses.replace(result, path=written, max_abs_diff=diff, tolerance=tolerance,
-                               size_bytes=len(data))
+from keras_cnnkit.io_guard import check_output_path, load_keras_model, require_regular_file
+from keras_cnnkit.onnx_convert import (DEFAULT_OPSET, DEFAULT_TOLERANCE, VERIFY_BATCH,
+                                       VERIFY_SIZE, ExportError, ExportResult, export_onnx,
+                                       max_abs_difference, split_group_convs, to_onnx,
+                                       verification_inputs)
+
+PROG = "cnnkit-export"
+#: What the command imports: TensorFlow (the Keras backend tf2onnx traces) and the
+#: ``export`` extra.
+REQUIRES = ("tensorflow", "tf2onnx", "onnx", "onnxruntime")
+
+__all__ = ["DEFAULT_OPSET", "DEFAULT_TOLERANCE", "VERIFY_BATCH", "VERIFY_SIZE", "ExportError",
+           "ExportResult", "export_onnx", "main", "max_abs_difference", "split_group_convs",
+           "to_onnx", "verification_inputs"]
 
 
 # --- command line ----------------------------------------------------------------------
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="cnnkit-export",
+        prog=PROG,
         description="Export a Keras model file (.keras, .h5) to ONNX through tf2onnx and "
-                    "check it against Keras with onnxruntime.",
-        epilog="Exit codes: 0 exported; 2 bad input, conversion or verification failure.")
+                    "check it against Keras with onnxruntime.  Needs the tensorflow and "
+                    'export extras: pip install "keras-cnnkit[tensorflow,export]".',
+        epilog="Exit codes: 0 exported; 2 bad input, conversion or verification failure, "
+               "or a missing optional dependency.")
     parser.add_argument("model", help="the Keras model file (.keras or .h5)")
     parser.add_argument("-o", "--output", required=True, help="the .onnx file to write")
     parser.add_argument("--opset", type=int, default=DEFAULT_OPSET,
@@ -468,46 +59,65 @@ def _parser() -> argparse.ArgumentParser:
                         help=f"relative tolerance of the comparison (default "
                              f"{DEFAULT_TOLERANCE:g})")
     parser.add_argument("--force", action="store_true", help="overwrite an existing output")
+    parser.add_argument("--budget", action="append", default=[], metavar="NAME=VALUE",
+                        help="raise (or lower) a budget of the static check made before "
+                             "Keras loads the model, e.g. max-nodes=500000 (also read "
+                             "from [tool.cnnkit-lint.budgets]); see the README's Safety "
+                             "section")
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress meter")
     return parser
 
 
-def load_keras_model(path) -> Any:
-    """``keras.models.load_model(path, compile=False)`` in safe mode, with keras_cnnkit's
-    layers registered; :class:`ExportError` with one line on any failure."""
-    path = os.fspath(path)
-    if not os.path.exists(path):
-        raise ExportError(f"{path}: no such file")
-    if not os.path.isfile(path):
-        raise ExportError(f"{path}: not a file")
-    if not os.access(path, os.R_OK):
-        raise ExportError(f"{path}: not readable")
-    import keras
+def _budgets(args) -> dict:
+    """The budgets of the run: the configuration's, then the ``--budget`` flags."""
+    from keras_cnnkit.budgets import parse_assignment
+    from keras_cnnkit.lint.config import load_settings
 
-    import keras_cnnkit.layers  # noqa: F401  pylint: disable=unused-import,import-outside-toplevel
-    try:
-        return keras.models.load_model(path, compile=False, safe_mode=True)
-    except Exception as exc:  # Keras raises many types for a bad file; all are bad input
-        raise ExportError(f"{path}: cannot load the Keras model: {_one_line(exc)}") from exc
+    budgets = dict(load_settings().budgets)
+    budgets.update(parse_assignment(text) for text in args.budget)
+    return budgets
+
+
+def _export(args) -> str:
+    """Check, load, convert, verify and write; the line to print."""
+    inputs = [args.model]
+    require_regular_file(args.model)     # bad paths fail before TensorFlow loads
+    check_output_path(args.output, inputs, force=args.force)
+    console.require(PROG, REQUIRES)      # a missing extra is named before the file is read
+    with using(_budgets(args)):
+        from keras_cnnkit.analysis.frontends.keras_gate import check_before_keras
+        check_before_keras(args.model, "cnnkit-export")   # before Keras sees it
+    with progress.Progress(5 if not args.no_verify else 4, PROG) as meter:
+        meter.step("importing TensorFlow")
+        console.import_keras()
+        meter.step("loading the model")
+        model = load_keras_model(args.model)
+        result = export_onnx(model, args.output, opset=args.opset, verify=not args.no_verify,
+                             tolerance=args.tolerance, overwrite=args.force, inputs=inputs,
+                             progress=meter)
+    check = ("not verified" if result.max_abs_diff is None
+             else f"onnxruntime vs Keras max |diff| {result.max_abs_diff:.3g}")
+    split = (f"; grouped convs in split form: {', '.join(result.split_group_convs)}"
+             if result.split_group_convs else "")
+    return (f"wrote {args.output} (opset {result.opset}, {result.size_bytes:,} bytes; "
+            f"{check}{split})")
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """The ``cnnkit-export`` command; returns the exit code."""
     args = _parser().parse_args(argv)
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    progress.set_quiet(args.quiet)
     try:
-        check_output_path(args.output, args.force)
-        model = load_keras_model(args.model)
-        result = export_onnx(model, args.output, opset=args.opset, verify=not args.no_verify,
-                             tolerance=args.tolerance, overwrite=args.force)
+        print(_export(args))
     except CnnkitError as exc:
-        print(f"cnnkit-export: error: {exc}", file=sys.stderr)
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
         return 2
-    check = ("not verified" if result.max_abs_diff is None
-             else f"onnxruntime vs Keras max |diff| {result.max_abs_diff:.3g}")
-    split = (f"; grouped convs in split form: {', '.join(result.split_group_convs)}"
-             if result.split_group_convs else "")
-    print(f"wrote {args.output} (opset {result.opset}, {result.size_bytes:,} bytes; "
-          f"{check}{split})")
+    except ImportError as exc:
+        missing = console.missing_dependency(exc, PROG)
+        if missing is None:
+            raise
+        print(f"{PROG}: error: {missing}", file=sys.stderr)
+        return 2
     return 0
 
 

@@ -3,11 +3,10 @@ from __future__ import annotations
 
 from typing import Iterable
 
-from keras_cnnkit.analysis.fragments import FragmentBuilder, try_build
 from keras_cnnkit.analysis.ir import Graph, Node
 from keras_cnnkit.analysis.patterns import is_standard_conv
 from keras_cnnkit.lint.findings import Finding, Rule, Severity
-from lint_rules.common import costed_finding, costs_of, num, saves
+from lint_rules.common import conv_replacement, findings_at, num
 
 
 class AsymmetricFactorization(Rule):
@@ -38,8 +37,8 @@ class AsymmetricFactorization(Rule):
 
     ## References
     - Szegedy et al., "Rethinking the Inception Architecture for Computer Vision", CVPR
-      2016, §3.2 (InceptionV3's 17×17 modules).
-    - Seed 002 (Inception-V3: 1×3/3×1, 1×7/7×1).
+      2016, §3.2 (InceptionV3's 17×17 modules: 1×3/3×1, 1×7/7×1),
+      https://arxiv.org/abs/1512.00567.
     """
 
     code = "CNK102"
@@ -51,11 +50,8 @@ class AsymmetricFactorization(Rule):
         self.min_size, self.max_size, self.min_kernel = min_size, max_size, min_kernel
 
     def check(self, graph: Graph) -> Iterable[Finding]:
-        for node in graph:
-            if self._applies(node):
-                finding = self._check_conv(graph, node)
-                if finding is not None:
-                    yield finding
+        return findings_at((n for n in graph if self._applies(n)),
+                           lambda node: self._check_conv(graph, node))
 
     def _applies(self, node: Node) -> bool:
         """A square n×n, stride-1, undilated 2D conv on a medium-size map."""
@@ -72,23 +68,14 @@ class AsymmetricFactorization(Rule):
     def _check_conv(self, graph: Graph, node: Node):
         n, filters = node.attrs["kernel"][0], node.attrs["filters"]
 
-        def build():
-            frag = FragmentBuilder(graph, node.name)
+        def build(frag):
             row = frag.conv(f"1x{n}", node.inputs[0], node, filters, (1, n))
             frag.conv(f"{n}x1", row.name, node, filters, (n, 1))
-            return frag
 
-        frag = try_build(build)
-        if frag is None or not frag.matches(node, frag.nodes[-1]):
-            return None
-        before, after = costs_of(graph, [node.name], frag.nodes)
-        if not saves(before, after):
-            return None
         size = "×".join(str(d) for d in node.spatial())
-        return costed_finding(
-            self, graph, node,
-            f"{n}×{n} conv on a {size} map: 1×{n} then {n}×1 has {num(after.params)} "
-            f"instead of {num(before.params)} parameters",
-            f"factorise into a 1×{n} and an {n}×1 conv of {filters} filters",
-            [node.name], frag.nodes, frag.nodes[-1].name, measurements={"kernel": n},
-            costs=(before, after))
+        return conv_replacement(
+            self, graph, node, build, lambda before, after: (
+                f"{n}×{n} conv on a {size} map: 1×{n} then {n}×1 has {num(after.params)} "
+                f"instead of {num(before.params)} parameters",
+                f"factorise into a 1×{n} and an {n}×1 conv of {filters} filters"),
+            measurements={"kernel": n})

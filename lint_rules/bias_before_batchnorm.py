@@ -4,7 +4,7 @@ from __future__ import annotations
 from typing import Iterable
 
 from keras_cnnkit.analysis.fragments import FragmentBuilder
-from keras_cnnkit.analysis.ir import Graph, OpKind
+from keras_cnnkit.analysis.ir import Graph, Node, OpKind
 from keras_cnnkit.analysis.patterns import WEIGHTED
 from keras_cnnkit.lint.findings import Finding, Rule, Severity
 from lint_rules.common import costed_finding, num
@@ -17,12 +17,20 @@ class BiasBeforeBatchnorm(Rule):
     Finds conv, depthwise, transposed-conv and dense layers with ``use_bias=True`` and
     no fused activation whose only consumer is a ``BatchNormalization`` over their
     channel axis, and proposes ``use_bias=False``.  The fix keeps the function exactly:
-    the bias folds into the batch norm's moving mean.
+    the bias folds into the batch norm's moving mean.  A batch norm folded into its
+    inference form (an ONNX per-channel ``Mul`` + ``Add``) counts only with its shift,
+    into which the bias folds; a per-channel scale alone (a layer scale, ConvNeXt's
+    ``x · γ``) subtracts nothing, so a bias before it is scaled, not cancelled.
 
     ## Why is this bad?
     Batch norm subtracts the per-channel mean right after the layer, so a per-channel
     bias is cancelled: C_out parameters that do nothing, a gradient that goes nowhere,
     and an add per output element at inference.
+
+    ## Known problems
+    Only a batch norm that shifts cancels the bias.  An ONNX export's per-channel
+    multiply without an add (ConvNeXt's layer scale, read as a scale-only folded batch
+    norm) scales the bias and cancels nothing: the rule stays silent there.
 
     ## Example
     ```python
@@ -38,8 +46,8 @@ class BiasBeforeBatchnorm(Rule):
 
     ## References
     - Ioffe & Szegedy, "Batch Normalization: Accelerating Deep Network Training by
-      Reducing Internal Covariate Shift", ICML 2015, §3.2 ("the bias b can be ignored").
-    - Seed 000 (its Char-CNN puts biased convs before BatchNorm).
+      Reducing Internal Covariate Shift", ICML 2015, §3.2 ("the bias b can be ignored"),
+      https://arxiv.org/abs/1502.03167.
     """
 
     code = "CNK108"
@@ -55,9 +63,11 @@ class BiasBeforeBatchnorm(Rule):
             bn = graph.single_consumer(node)
             if bn is None or bn.op != OpKind.BATCHNORM or node.name in graph.outputs:
                 continue
+            if bn.attrs.get("folded") and not bn.attrs.get("center"):
+                continue
             channel_axis = 0 if node.data_format == "channels_first" else len(
                 node.output_shape) - 1
-            if bn.attrs.get("axis") != channel_axis:
+            if bn.attrs.get("axis") != channel_axis or not _cancels_bias(bn):
                 continue
             frag = FragmentBuilder(graph, node.name)
             fixed = frag.copy(node, use_bias=False)
@@ -68,3 +78,10 @@ class BiasBeforeBatchnorm(Rule):
                 f"the batch norm {bn.layer or bn.name} that follows",
                 "set use_bias=False (the bias folds into the batch norm's moving mean)",
                 [node.name], [fixed], fixed.name, preserves_function=True)
+
+
+def _cancels_bias(bn: Node) -> bool:
+    """True unless ``bn`` is a per-channel multiply the ONNX frontend folded into a batch
+    norm without a shift (a layer scale): a batch norm subtracts its mean, a folded
+    multiply-add absorbs the bias into its add, a bare multiply does neither."""
+    return not bn.attrs.get("folded") or bool(bn.attrs.get("center"))

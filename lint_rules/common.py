@@ -7,11 +7,15 @@ Third-party rules can use it too.
 """
 from __future__ import annotations
 
-from typing import Iterable, Optional
+from typing import Callable, Iterable, Iterator, Optional
 
 from keras_cnnkit.analysis.cost import Cost, replacement_costs
+from keras_cnnkit.analysis.fragments import FragmentBuilder, try_build
 from keras_cnnkit.analysis.ir import Graph, Node
 from keras_cnnkit.lint.findings import Finding, Replacement, Rule
+
+#: Input channels of an image stem (RGB, RGBA, grey): no rule proposes to thin it.
+STEM_CHANNELS = 4
 
 
 def costs_of(graph: Graph, removed: Iterable[str], nodes: Iterable[Node]) -> tuple:
@@ -54,6 +58,44 @@ def costed_finding(rule: Rule, graph: Graph, node: Node, message: str, suggestio
         macs_before=before.macs, macs_after=after.macs,
         flops_before=before.flops, flops_after=after.flops,
         replacement=replacement, measurements=dict(measurements or {}))
+
+
+def findings_at(nodes: Iterable[Node], check: Callable[[Node], Optional[Finding]]
+                ) -> Iterator[Finding]:
+    """The findings ``check(node)`` makes over ``nodes`` (``None``: no finding there)."""
+    for node in nodes:
+        finding = check(node)
+        if finding is not None:
+            yield finding
+
+
+def conv_replacement(rule: Rule, graph: Graph, node: Node,
+                     build: Callable[[FragmentBuilder], None],
+                     describe: Callable[[Cost, Cost], tuple],
+                     accept: Callable[[Cost, Cost], bool] = saves,
+                     measurements: Optional[dict] = None) -> Optional[Finding]:
+    """The finding of ``rule`` that replaces one node by a fragment, if it is worth it.
+
+    ``build(frag)`` adds the replacement's nodes to a :class:`FragmentBuilder` (the last
+    one takes ``node``'s place); it is skipped when it cannot be built, does not produce
+    ``node``'s output shape, or ``accept(before, after)`` says it saves nothing.
+    ``describe(before, after)`` gives ``(message, suggestion)``.
+    """
+    def make():
+        frag = FragmentBuilder(graph, node.name)
+        build(frag)
+        return frag
+
+    frag = try_build(make)
+    if frag is None or not frag.matches(node, frag.nodes[-1]):
+        return None
+    before, after = costs_of(graph, [node.name], frag.nodes)
+    if not accept(before, after):
+        return None
+    message, suggestion = describe(before, after)
+    return costed_finding(rule, graph, node, message, suggestion, [node.name], frag.nodes,
+                          frag.nodes[-1].name, measurements=measurements,
+                          costs=(before, after))
 
 
 def num(value: Optional[int]) -> str:

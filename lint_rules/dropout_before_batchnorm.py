@@ -43,8 +43,7 @@ class DropoutBeforeBatchnorm(Rule):
 
     ## References
     - Li et al., "Understanding the Disharmony between Dropout and Batch Normalization
-      by Variance Shift", CVPR 2019.
-    - Seed 000 (its Char-CNN heads are Linear → Dropout → BatchNorm1d).
+      by Variance Shift", CVPR 2019, https://arxiv.org/abs/1801.05134.
     """
 
     code = "CNK109"

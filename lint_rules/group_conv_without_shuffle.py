@@ -42,9 +42,9 @@ class GroupConvWithoutShuffle(Rule):
 
     ## References
     - Zhang et al., "ShuffleNet: An Extremely Efficient Convolutional Neural Network for
-      Mobile Devices", CVPR 2018, §3.1 and Figure 1.
-    - Ma et al., "ShuffleNet V2", ECCV 2018 (guideline G2: group convs cost memory).
-    - Seeds 001/004 (group convolution, channel shuffle).
+      Mobile Devices", CVPR 2018, §3.1 and Figure 1, https://arxiv.org/abs/1707.01083.
+    - Ma et al., "ShuffleNet V2", ECCV 2018 (guideline G2: group convs cost memory),
+      https://arxiv.org/abs/1807.11164.
     """
 
     code = "CNK107"

@@ -3,11 +3,15 @@ from __future__ import annotations
 
 from typing import Iterable
 
-from keras_cnnkit.analysis.fragments import FragmentBuilder, try_build
 from keras_cnnkit.analysis.ir import Graph, Node
-from keras_cnnkit.analysis.patterns import is_standard_conv
+from keras_cnnkit.analysis.patterns import is_patchify, is_standard_conv, spans_input
 from keras_cnnkit.lint.findings import Finding, Rule, Severity
-from lint_rules.common import costed_finding, costs_of, kernel_text, num, saves
+from lint_rules.common import conv_replacement, findings_at, kernel_text, num
+
+
+def stack_depth(kernel: int) -> int:
+    """How many stacked 3-wide convs see a ``kernel``-wide window: ⌈(k − 1)/2⌉."""
+    return -(-(kernel - 1) // 2)
 
 
 class LargeKernel(Rule):
@@ -26,6 +30,12 @@ class LargeKernel(Rule):
     channels (ResNet50's 7×7 stem on RGB) the stack would be *more* expensive: the
     intermediate layers are as wide as the output.  No finding there.
 
+    ## Known problems
+    A patchify conv (stride = kernel: ViT's 16×16 patch embedding) sees non-overlapping
+    windows, and a conv spanning its whole input map is a dense head
+    (``flatten-dense-head`` reports it): stacked 3×3s are not the same layer there, so
+    the rule is silent on both.
+
     ## Example
     ```python
     y = keras.layers.Conv2D(64, 5, padding="same", use_bias=False)(x)   # 102,400
@@ -41,27 +51,27 @@ class LargeKernel(Rule):
 
     ## References
     - Simonyan & Zisserman, "Very Deep Convolutional Networks for Large-Scale Image
-      Recognition" (VGG), ICLR 2015, §2.3.
+      Recognition" (VGG), ICLR 2015, §2.3 (two stacked 3×3 see a 5×5 window with
+      2·3² = 18 weights per channel pair instead of 5² = 25),
+      https://arxiv.org/abs/1409.1556.
     - Szegedy et al., "Rethinking the Inception Architecture for Computer Vision", CVPR
-      2016, §3.1 (InceptionV3's 5×5 branches: 76,800 → 64,512 weights).
-    - Seeds 001/004 (18 vs 25 weights per channel pair) and 003 ((7,7,3) input, 3
-      filters: 162 vs 225 weights).
+      2016, §3.1 (InceptionV3's 5×5 branches: 76,800 → 64,512 weights),
+      https://arxiv.org/abs/1512.00567.
     """
 
     code = "CNK101"
     symbol = "large-kernel"
     severity = Severity.WARNING
     fixable = True
+    #: The smallest square kernel the rule considers (also the pylint plugin's default).
+    MIN_KERNEL = 5
 
-    def __init__(self, min_kernel: int = 5):
+    def __init__(self, min_kernel: int = MIN_KERNEL):
         self.min_kernel = min_kernel
 
     def check(self, graph: Graph) -> Iterable[Finding]:
-        for node in graph:
-            if self._applies(node):
-                finding = self._check_conv(graph, node)
-                if finding is not None:
-                    yield finding
+        return findings_at((n for n in graph if self._applies(n)),
+                           lambda node: self._check_conv(graph, node))
 
     def _applies(self, node: Node) -> bool:
         """A standard conv with a square kernel of at least ``min_kernel``, undilated."""
@@ -69,35 +79,28 @@ class LargeKernel(Rule):
             return False
         kernel = node.attrs["kernel"]
         return (len(set(kernel)) == 1 and kernel[0] >= self.min_kernel
-                and set(node.attrs["dilation"]) == {1})
+                and set(node.attrs["dilation"]) == {1}
+                and not is_patchify(node) and not spans_input(node))
 
     def _check_conv(self, graph: Graph, node: Node):
         k, rank = node.attrs["kernel"][0], node.attrs["rank"]
-        depth = -(-(k - 1) // 2)
+        depth = stack_depth(k)
         filters = node.attrs["filters"]
 
-        def build():
-            frag = FragmentBuilder(graph, node.name)
+        def build(frag):
             src = node.inputs[0]
             for i in range(depth):
                 src = frag.conv(f"3x3_{i + 1}", src, node, filters, (3,) * rank,
                                 strides=node.attrs["strides"] if i == 0 else None).name
-            return frag
 
-        frag = try_build(build)
-        if frag is None or not frag.matches(node, frag.nodes[-1]):
-            return None
-        before, after = costs_of(graph, [node.name], frag.nodes)
-        if not saves(before, after):
-            return None
         window = kernel_text(node.attrs["kernel"])
-        return costed_finding(
-            self, graph, node,
-            f"{window} conv {node.attrs['in_channels']}→{filters}: {depth} stacked "
-            f"{kernel_text((3,) * rank)} convs see the same {window} window with "
-            f"{num(after.params)} instead of {num(before.params)} parameters",
-            f"replace it by {depth} stacked {kernel_text((3,) * rank)} convs of {filters} "
-            f"filters (stride on the first); or a dilated 3×3 where only the receptive "
-            f"field matters",
-            [node.name], frag.nodes, frag.nodes[-1].name,
-            measurements={"kernel": k, "stack_depth": depth}, costs=(before, after))
+        small = kernel_text((3,) * rank)
+        return conv_replacement(
+            self, graph, node, build, lambda before, after: (
+                f"{window} conv {node.attrs['in_channels']}→{filters}: {depth} stacked "
+                f"{small} convs see the same {window} window with "
+                f"{num(after.params)} instead of {num(before.params)} parameters",
+                f"replace it by {depth} stacked {small} convs of {filters} "
+                f"filters (stride on the first); or a dilated 3×3 where only the receptive "
+                f"field matters"),
+            measurements={"kernel": k, "stack_depth": depth})

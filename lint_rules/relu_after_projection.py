@@ -8,6 +8,7 @@ from keras_cnnkit.analysis.patterns import (
     RECTIFIERS,
     TRANSPARENT,
     is_pointwise,
+    is_spatial_conv,
     reach_forward,
     spatial_size,
 )
@@ -35,6 +36,13 @@ class ReluAfterProjection(Rule):
     15+ dimensions little.  The projected tensor of an inverted residual block is the
     narrow one; keeping it linear improved accuracy at no cost.
 
+    ## Known problems
+    The argument is about the tensor that carries an inverted-residual block's output.
+    The rule stays silent where the narrow tensor also feeds a k×k conv: that 1×1 is
+    the inner reduction of a bottleneck (ResNet's, SqueezeNet's squeeze feeding its 1×1
+    and 3×3 expands, DLA's aggregation roots feeding the next tree's 3×3), where the
+    ReLU belongs.  It is silent on squeeze-and-excitation MLPs (1×1 maps) too.
+
     ## Example
     ```python
     y = keras.layers.Conv2D(24, 1, use_bias=False)(expanded)   # 144 → 24
@@ -52,8 +60,8 @@ class ReluAfterProjection(Rule):
 
     ## References
     - Sandler et al., "MobileNetV2: Inverted Residuals and Linear Bottlenecks", CVPR
-      2018, §3.2 and Figure 1.
-    - Seed 002 (linear after the projection; ReLU on 2–5 dimensions loses much).
+      2018, §3.2 and Figure 1 (a manifold embedded in 2–5 dimensions loses much through
+      ReLU, in 15 or more little), https://arxiv.org/abs/1801.04381.
     """
 
     code = "CNK106"
@@ -106,11 +114,11 @@ def _projection_before(graph: Graph, act: Node) -> Optional[Node]:
 
 
 def _feeds_residual_or_expansion(graph: Graph, node: Node) -> bool:
-    for consumer in reach_forward(graph, node, TRANSPARENT):
-        if consumer.op == OpKind.ADD:
-            return True
-        if (is_pointwise(consumer)
-                and consumer.attrs["filters"] > consumer.attrs["in_channels"]
-                and (spatial_size(consumer) or 0) > 1):
-            return True
-    return False
+    """True when the tensor feeds a residual ``Add`` or a 1×1 expansion and no k×k conv
+    (which would make it a bottleneck's inner reduction)."""
+    consumers = list(reach_forward(graph, node, TRANSPARENT))
+    if any(is_spatial_conv(c) for c in consumers):
+        return False
+    return any(c.op == OpKind.ADD or (
+        is_pointwise(c) and c.attrs["filters"] > c.attrs["in_channels"]
+        and (spatial_size(c) or 0) > 1) for c in consumers)

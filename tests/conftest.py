@@ -1,7 +1,13 @@
 """Shared test fixtures and helpers (kept small)."""
 import os
 
+import tempfile  # noqa: E402  pylint: disable=wrong-import-position
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+# A profile calibrated on this machine (``cnnkit-lint --calibrate``) would become the
+# default device profile and change which alternative each finding recommends: the
+# tests use an empty cache directory of their own, so the default is cpu-generic.
+os.environ["KERAS_CNNKIT_CACHE_DIR"] = tempfile.mkdtemp(prefix="cnnkit-test-cache-")
 
 import pytest  # noqa: E402  pylint: disable=wrong-import-position
 

@@ -238,6 +238,20 @@ def save_quietly(model, path) -> str:
     return os.fspath(path)
 
 
+def run_python(code: str, cwd, timeout: int = 600):
+    """Run ``code`` in a fresh interpreter that imports this checkout's keras_cnnkit (the
+    repository root first on ``PYTHONPATH``, whatever is installed)."""
+    import subprocess
+    import sys
+    import textwrap
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    path = os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p)
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=path)
+    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=timeout, check=False)
+
+
 def weights_h5_bytes(builder) -> bytes:
     """An in-memory HDF5 file filled by ``builder(h5py.File)``."""
     buffer = io.BytesIO()

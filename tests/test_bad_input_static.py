@@ -136,21 +136,39 @@ def test_inconsistent_graphs(tmp_path, capsys, layers, outputs, problem):
     assert err.startswith(f"cnnkit-lint: error: {path}: ") and problem in err, err
 
 
-def test_absurd_sizes_do_not_allocate(tmp_path, capsys):
-    """filters = 10¹² and a 10⁹×10⁹ input: exact Python-int arithmetic, no arrays."""
-    filters = 10 ** 12
-    layers = [smf.k3_input("x", [10 ** 9, 10 ** 9, 3]),
+def _huge_conv(tmp_path, side, filters):
+    layers = [smf.k3_input("x", [side, side, 3]),
               smf.k3_layer("Conv2D", "c", ["x"], filters=filters, kernel_size=[1, 1],
                            use_bias=False)]
-    path = smf.write_json(tmp_path / "huge.json",
+    return smf.write_json(tmp_path / "huge.json",
                           smf.k3_functional("huge", layers, ["x"], ["c"]))
+
+
+def test_absurd_sizes_do_not_allocate(tmp_path, capsys):
+    """A 10⁶×10⁶ input and 10⁶ filters: exact Python-int arithmetic, no arrays."""
+    filters = 10 ** 6
+    path = _huge_conv(tmp_path, 10 ** 6, filters)
     start = time.perf_counter()
     status, out, err = _lint(capsys, path, "--format", "json", "--exit-zero")
     assert time.perf_counter() - start < 10
     assert status == 0, err
     summary = json.loads(out)["models"][0]["summary"]
     assert summary["params"] == 3 * filters
-    assert summary["macs"] == 10 ** 18 * 3 * filters
+    assert summary["macs"] == 10 ** 12 * 3 * filters
+
+
+def test_absurd_sizes_are_refused_before_the_work(tmp_path, capsys):
+    """filters = 10¹² is over the max-channels budget; raised, the conv's 10³⁰-element
+    output no longer fits a 64-bit integer: one line each, exit 2."""
+    path = _huge_conv(tmp_path, 10 ** 9, 10 ** 12)
+    status, _, err = _lint(capsys, path)
+    assert status == 2 and len(err.splitlines()) == 1
+    assert "over budget max-channels: layer 'c' (Conv2D) has filters 1,000,000,000,000; " \
+           "the limit is 16,777,216" in err
+    status, _, err = _lint(capsys, path, "--budget", f"max-channels={10 ** 12}")
+    assert status == 2 and len(err.splitlines()) == 1
+    assert "layer 'c': its tensor's element count has about 31 digits, more than a 64-bit " \
+           "integer holds; not a real model" in err, err
 
 
 def test_deeply_nested_json_and_models(tmp_path, capsys):
@@ -159,7 +177,10 @@ def test_deeply_nested_json_and_models(tmp_path, capsys):
     deep.write_text('{"class_name": "Functional", "config": ' + "[" * 200_000
                     + "]" * 200_000 + "}")
     status, _, err = _lint(capsys, deep)
-    assert status == 2 and "nested too deeply" in err
+    assert status == 2 and "over budget max-json-depth: the JSON config nests 200,001 deep; " \
+                           "the limit is 256" in err
+    status, _, err = _lint(capsys, deep, "--budget", "max-json-depth=1000000")
+    assert status == 2 and "nested too deeply" in err   # json's own recursion limit
     inner = {"class_name": "Sequential", "config": {"name": "s0", "layers": [
         {"class_name": "InputLayer", "config": {"batch_shape": [None, 4], "name": "i0"}},
         {"class_name": "Dense", "config": {"name": "d0", "units": 2}}]}}

@@ -10,6 +10,7 @@ from keras_cnnkit.bench import (BenchResult, Progress, benchmark_findings, detec
                                 gpu_available, measure, order_findings)
 from keras_cnnkit.bench.timing import measure_interleaved, random_inputs
 from keras_cnnkit.lint.findings import Finding, Replacement, Severity
+from keras_cnnkit.lint.report import finding_message
 
 pytestmark = pytest.mark.backend_agnostic
 
@@ -109,16 +110,17 @@ def test_random_inputs_are_random_and_shaped():
 
 
 def test_progress_is_silent_off_a_terminal():
+    """Nothing is written off a terminal; forced on, the bar ends complete (rich)."""
     stream = io.StringIO()
-    with Progress(3, stream=stream) as progress:
+    with Progress(3, "demo", stream=stream) as progress:
         progress.step("a")
     assert stream.getvalue() == ""
     stream = io.StringIO()
-    with Progress(2, stream=stream, enabled=True) as progress:
+    with Progress(2, "demo", stream=stream, enabled=True) as progress:
         progress.step("first")
         progress.step("second")
     text = stream.getvalue()
-    assert "\r[" in text and "2/2 second" in text and text.endswith("\n")
+    assert "demo" in text and "2/2" in text and "done\n" in text   # the line is finished
 
 
 def test_detect_names_the_backend_and_device():
@@ -136,23 +138,25 @@ def test_harness_measures_findings_and_whole_model():
     assert isinstance(result, BenchResult)
     good, bad = findings[1], findings[2]
     for f in (good, bad):
-        m = f.measurements
+        m = result.fields_of(f)
         assert m["device"] == str(result.device) and m["backend"] == keras.backend.backend()
         assert m["dtype"] == "float32" and m["batch"] == 2
         assert m["latency_before_ms"] > 0 and m["latency_after_ms"] > 0
         assert m["speedup"] == pytest.approx(m["latency_before_ms"] / m["latency_after_ms"])
         assert {(r["batch"], r["mode"]) for r in m["runs"]} == {(1, "inference"),
                                                                 (2, "inference")}
-    assert not findings[0].measurements   # advisory: nothing to time
+    assert not result.fields_of(findings[0])   # advisory: nothing to time
     # A fix that measures slower says so, and only then.  (Which of the two is faster is
     # the machine's business: timings are asserted in benchmarks/, not in tests.)
     for f in (good, bad):
-        assert ("Measured slower" in f.message) == (f.measurements["speedup"] < 1)
+        assert ("Measured slower" in finding_message(f, result)) == \
+            (result.fields_of(f)["speedup"] < 1)
+        assert "Measured slower" not in f.message   # the finding itself is never edited
     assert [c.batch for c in result.whole_model] == [1, 2]
     assert len(result.whole_model_fixes) == 2
     # ordered by measured saving, the advisory finding (nothing measured) after them
     assert result.findings[-1] is findings[0]
-    savings = [f.measurements["saving_ms"] for f in result.findings[:-1]]
+    savings = [result.fields_of(f)["saving_ms"] for f in result.findings[:-1]]
     assert savings == sorted(savings, reverse=True)
     text = result.format_text()
     assert "whole model (2 fixes)" in text and "large-kernel" in text
@@ -164,7 +168,7 @@ def test_harness_times_training_steps_and_other_dtypes():
     result = benchmark_findings(graph, findings[1:2], batches=(2,), dtype="bfloat16",
                                 train=True, whole_model=False,
                                 progress=Progress(1, stream=io.StringIO()), **FAST)
-    m = findings[1].measurements
+    m = result.fields_of(findings[1])
     assert m["dtype"] == "bfloat16"
     assert m["train_latency_before_ms"] > 0 and m["train_latency_after_ms"] > 0
     assert not result.whole_model and not result.skipped
@@ -192,7 +196,7 @@ def test_opaque_layers_are_skipped_and_named():
     skipped = dict(result.skipped)
     assert "mystery" in skipped[touches_label(touching)]
     assert "mystery" in skipped["whole model"]
-    assert findings[1].measurements["latency_before_ms"] > 0   # the rest still ran
+    assert result.fields_of(findings[1])["latency_before_ms"] > 0   # the rest still ran
 
 
 def touches_label(finding):
@@ -200,19 +204,19 @@ def touches_label(finding):
 
 
 def test_measurement_text_for_the_text_formatter():
-    from keras_cnnkit.bench import measurement_text
+    from keras_cnnkit.lint.report import measurement_text
     f = Finding("C1", "a", Severity.INFO, "l", "m")
-    assert measurement_text(f) == ""
+    assert measurement_text(f.measurements) == ""
     f.measurements.update(latency_before_ms=3.587, latency_after_ms=0.623, speedup=5.757,
                           batch=32)
-    assert measurement_text(f) == "3.59 → 0.623 ms (5.76×, b32)"
+    assert measurement_text(f.measurements) == "3.59 → 0.623 ms (5.76×, b32)"
 
 
 def test_order_findings_falls_back_to_estimated_flops():
     a = Finding("C1", "a", Severity.INFO, "l", "m", flops_before=10, flops_after=9)
     b = Finding("C2", "b", Severity.INFO, "l", "m", flops_before=10, flops_after=1)
-    c = Finding("C3", "c", Severity.INFO, "l", "m", measurements={"saving_ms": 0.5})
-    assert order_findings([a, b, c]) == [c, b, a]
+    c = Finding("C3", "c", Severity.INFO, "l", "m")
+    assert order_findings([a, b, c], {touches_label(c): 0.5}) == [c, b, a]
 
 
 @pytest.mark.gpu
@@ -226,7 +230,7 @@ def test_harness_runs_on_the_gpu_when_one_is_visible():
     result = benchmark_findings(graph, findings[1:2], batches=(1, 32),
                                 progress=Progress(1, stream=io.StringIO()))
     assert result.device.kind == "gpu"
-    m = findings[1].measurements
+    m = result.fields_of(findings[1])
     assert m["device"].startswith("gpu:") and m["latency_before_ms"] > 0
 
 
@@ -239,11 +243,17 @@ def test_benchmark_a_live_model_end_to_end():
     model = keras.Model(x, keras.layers.Dense(8, name="fc")(y))
     report, result = benchmark(model, batches=(1,), progress=Progress(1, stream=io.StringIO()),
                                **FAST)
-    fixable = [f for f in report.findings if f.replacement is not None]
+    # every alternative of every site is timed
+    fixable = [f for f in report.rule_findings if f.replacement is not None]
     assert {f.symbol for f in fixable} >= {"large-kernel", "flatten-dense-head"}
-    assert all(f.measurements["batch"] == 1 for f in fixable)
-    savings = [f.measurements["saving_ms"] for f in report.findings if f.measurements]
+    assert all(report.measurements_of(f)["batch"] == 1 for f in fixable)
+    savings = [result.fields_of(f)["saving_ms"] for f in result.findings
+               if result.fields_of(f)]
     assert savings == sorted(savings, reverse=True)
+    # the report's sites were rebuilt with the measurements, deciding at batch 1
+    assert report.benchmark is result and report.context().batches == (1,)
+    assert all(set(alt.measured) <= {1} for site in report.findings
+               for alt in site.alternatives)
     assert result.whole_model and result.whole_model[0].after.median_ms > 0
 
 
@@ -264,7 +274,7 @@ def test_benchmark_a_file_with_a_lambda_never_runs_it(tmp_path):
                                progress=Progress(1, stream=io.StringIO()), **FAST)
     assert not marker.exists()
     large = report.by_rule("large-kernel")
-    assert large and large[0].measurements["latency_before_ms"] > 0
+    assert large and report.measurements_of(large[0])["latency_before_ms"] > 0
     skipped = dict(result.skipped)
     assert "mystery" in skipped["whole model"]
 

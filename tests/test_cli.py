@@ -70,25 +70,38 @@ def test_text_output(capsys):
     before, after = EXAMPLE_PARAMS["wide_conv"], BOTTLENECK_PARAMS
     pct = round(100 * (after - before) / before)
     assert f"[params {before:,} → {after:,} (−{-pct}%), FLOPs " in wide[0]
-    assert f"{EXAMPLE}:stem_conv: CNK108 bias-before-batchnorm: " in out
+    # one line per site: the conv's other rules are its alternatives
+    assert "others: CNK102 asymmetric-factorization" in wide[0]
+    assert "CNK104 depthwise-separable-candidate ≈1.3× slower: saves parameters, not time" \
+        in wide[0]
     assert f"{EXAMPLE}:classifier: CNK105 flatten-dense-head: " in out
-    assert f"{EXAMPLE}:conv5x5: CNK101 large-kernel: " in out
+    conv5 = next(ln for ln in lines if ln.startswith(f"{EXAMPLE}:conv5x5: "))
+    assert "CNK101 large-kernel" in conv5
+    # the bias drop saves 64 of 1,007,178 params: below --min-impact 1%, counted
+    assert f"{EXAMPLE}:stem_conv: " not in out
+    _, everything, _ = lint(capsys, EXAMPLE, "--no-config", "--min-impact", "0")
+    assert f"{EXAMPLE}:stem_conv: CNK108 bias-before-batchnorm: " in everything
     row = next(ln for ln in lines if ln.startswith(EXAMPLE + " "))
     cells = row.split()
     assert cells[1:5] == ["12", f"{sum(EXAMPLE_PARAMS.values()):,}", f"{EXAMPLE_MACS:,}",
                           cells[4]]
-    assert lines[-1].endswith("in 1 model.")
+    assert lines[-1].endswith("in 1 model; 2 below --min-impact 1%.")
+    assert any(ln.startswith("speed-ups predicted on device profile cpu-generic ")
+               for ln in lines)
+    # the findings, largest impact first: wide_conv saves 52% of the params
+    assert lines[0].startswith(f"{EXAMPLE}:wide_conv: ")
     status, quiet, _ = lint(capsys, EXAMPLE, "--no-config", "-q")
     assert status == 1 and quiet.splitlines() == [ln for ln in lines if ln.startswith(
         EXAMPLE + ":")]
 
 
 def test_json_output(capsys):
-    """JSON: schema version, per-model summary and every Finding field."""
+    """JSON: schema version, per-model summary and every documented Finding field (the
+    replacement graph only with --verbose-json, see tests/test_output_contract.py)."""
     status, out, _ = lint(capsys, EXAMPLE, "--no-config", "--format", "json")
     assert status == 1
     data = json.loads(out)
-    assert data["schema_version"] == 1 and data["tool"]["name"] == "cnnkit-lint"
+    assert data["schema_version"] == 2 and data["tool"]["name"] == "cnnkit-lint"
     (model,) = data["models"]
     summary = model["summary"]
     assert summary["params"] == sum(EXAMPLE_PARAMS.values())
@@ -100,12 +113,26 @@ def test_json_output(capsys):
                    if f["symbol"] == "missing-bottleneck" and f["layer"] == "wide_conv")
     assert set(finding) >= {"code", "symbol", "severity", "layer", "message", "suggestion",
                             "params_before", "params_after", "macs_before", "macs_after",
-                            "flops_before", "flops_after", "replacement",
-                            "needs_retraining"}
+                            "flops_before", "flops_after", "needs_retraining"}
+    assert "replacement" not in finding
     assert (finding["code"], finding["severity"]) == ("CNK103", "warning")
     assert (finding["params_before"], finding["params_after"]) == \
         (EXAMPLE_PARAMS["wide_conv"], BOTTLENECK_PARAMS)
     assert finding["macs_before"] == 16 * 16 * 256 * 9 * 256
+    assert finding["params_share"] == pytest.approx(
+        (EXAMPLE_PARAMS["wide_conv"] - BOTTLENECK_PARAMS) / sum(EXAMPLE_PARAMS.values()))
+    assert finding["recommended"] == 0 and "cpu-generic" in finding["why"]
+    alternatives = {a["symbol"]: a for a in finding["alternatives"]}
+    assert set(alternatives) == {"missing-bottleneck", "depthwise-separable-candidate",
+                                 "asymmetric-factorization"}
+    separable = alternatives["depthwise-separable-candidate"]
+    assert separable["slower"] and not separable["recommended"]
+    assert set(separable["predicted_speedup"]) == {"1", "32"}
+    assert separable["profile"] == "cpu-generic" and separable["weights"] == "reinitialised"
+    assert separable["preserves_function"] is False
+    assert model["below_min_impact"] == 2 and model["min_impact"] == 0.01
+    assert model["savings"]["flops"] <= summary["flops"]
+    assert model["device_profile"]["name"] == "cpu-generic"
     assert data["totals"]["findings"] == len(model["findings"])
     assert data["errors"] == []
 
@@ -143,9 +170,9 @@ def test_sarif_output_is_valid_and_complete(capsys, cwd):
 
 def test_sarif_fingerprints_follow_rule_and_layer(capsys, cwd):
     """A finding keeps its fingerprint when the model changes elsewhere."""
-    base = smf.conv_chain_config(2, size=16, channels=16)
+    base = smf.conv_chain_config(2, size=16, channels=32)
     layers = base["config"]["layers"]
-    layers[1]["config"].update(kernel_size=[5, 5], filters=64)   # c0: 16→64 5×5
+    layers[1]["config"].update(kernel_size=[5, 5], filters=64)   # c0: 32→64 5×5
     path = smf.write_json(cwd / "m.json", base)
     _, first, _ = _sarif(capsys, path)
     layers.append(smf.k3_layer("Conv2D", "extra", ["r1"], filters=64, kernel_size=[1, 1]))
@@ -170,16 +197,19 @@ def test_sarif_reports_unreadable_files(capsys):
 
 
 def test_github_output(capsys, cwd):
-    """Workflow commands: one per finding, info as notice."""
+    """Workflow commands: one per finding, info as notice; an .h5 file is binary, so the
+    annotation goes on its line 1."""
     shutil.copy(EXAMPLE, cwd / "model.h5")
     status, out, _ = lint(capsys, "model.h5", "--no-config", "--format", "github",
                           "--fail-on", "info")
     assert status == 1
     lines = out.splitlines()
-    assert any(ln.startswith("::warning file=model.h5,title=CNK103 missing-bottleneck::"
-                             "wide_conv: ") for ln in lines)
+    assert any(ln.startswith("::warning file=model.h5,line=1,title=CNK103 "
+                             "missing-bottleneck::wide_conv: ") for ln in lines)
     assert all(ln.startswith(("::warning ", "::notice ", "::error ")) for ln in lines)
-    assert any(ln.startswith("::notice ") for ln in lines)  # info → notice
+    _, out, _ = lint(capsys, "model.h5", "--no-config", "--format", "github",
+                     "--select", "asymmetric-factorization")
+    assert any(ln.startswith("::notice ") for ln in out.splitlines())  # info → notice
 
 
 @pytest.mark.parametrize("args, status", [
@@ -202,13 +232,16 @@ def test_input_errors_exit_2_even_with_exit_zero(capsys):
 
 
 def _symbols(out):
-    return {f["symbol"] for f in json.loads(out)["models"][0]["findings"]}
+    """The rules of the reported findings, their alternatives included."""
+    return {a["symbol"] for f in json.loads(out)["models"][0]["findings"]
+            for a in f["alternatives"]}
 
 
 @pytest.mark.parametrize("args, expected", [
     (("--select", "CNK103"), {"missing-bottleneck"}),
     (("--select", "large-kernel,CNK105"), {"large-kernel", "flatten-dense-head"}),
-    (("--select", "CNK10", "--ignore", "CNK104,CNK103,asymmetric-factorization"),
+    (("--select", "CNK10", "--ignore", "CNK104,CNK103,asymmetric-factorization",
+      "--min-impact", "0"),
      {"large-kernel", "flatten-dense-head", "bias-before-batchnorm",
       "dropout-before-batchnorm"}),
 ])
@@ -305,9 +338,10 @@ def test_per_layer_suppressions(capsys, cwd):
     assert ("wide_conv", "asymmetric-factorization") in layers
     assert ("widen_conv", "missing-bottleneck") in layers     # glob does not match
     assert not any(layer.startswith("stem_") for layer, _ in layers)
-    assert findings["suppressed"] >= 4
+    # wide_conv's two, stem_conv's bias (no depthwise-separable finding on an RGB stem)
+    assert findings["suppressed"] >= 3
     status, text, _ = lint(capsys, EXAMPLE)
-    assert f"; {findings['suppressed']} suppressed." in text
+    assert f", {findings['suppressed']} suppressed." in text   # after "N below --min-impact"
 
 
 def test_ini_per_layer_suppressions(capsys, cwd):
@@ -318,7 +352,7 @@ def test_ini_per_layer_suppressions(capsys, cwd):
     layers = {(f["layer"], f["symbol"]) for f in json.loads(out)["models"][0]["findings"]}
     assert ("wide_conv", "missing-bottleneck") not in layers
     assert ("classifier", "flatten-dense-head") not in layers
-    assert ("conv5x5", "missing-bottleneck") in layers
+    assert ("conv5x5", "large-kernel") in layers
 
 
 def test_baseline_round_trip(capsys, cwd):
@@ -334,7 +368,8 @@ def test_baseline_round_trip(capsys, cwd):
             "layer": "wide_conv"} in entries
     status, out, _ = lint(capsys, "models/net.h5", "--no-config", "--baseline", baseline)
     assert status == 0 and out.splitlines()[-1] == \
-        f"0 findings (0 error, 0 warning, 0 info) in 1 model; {len(entries)} in baseline."
+        (f"0 findings (0 error, 0 warning, 0 info) in 1 model; 2 below --min-impact 1%, "
+         f"{len(entries)} in baseline.")
     # From another directory, the same file by another path: still matched.
     os.chdir(models)
     status, _, _ = lint(capsys, "net.h5", "--no-config", "--baseline", baseline)

@@ -181,8 +181,9 @@ def _bad_input_cases(tmp_path, saved_model):
     plain_file.write_text("x")
     return [
         ([str(tmp_path / "missing.keras"), "-o", str(tmp_path / "a.onnx")], "no such file"),
-        ([str(corrupt), "-o", str(tmp_path / "b.onnx")], "cannot load"),
-        ([str(truncated), "-o", str(tmp_path / "c.onnx")], "cannot load"),
+        # The static read within the budgets comes first, and says what is wrong.
+        ([str(corrupt), "-o", str(tmp_path / "b.onnx")], "not a model file"),
+        ([str(truncated), "-o", str(tmp_path / "c.onnx")], "damaged zip archive"),
         ([str(tmp_path), "-o", str(tmp_path / "d.onnx")], "not a file"),
         ([str(saved_model), "-o", str(plain_file / "e.onnx")], "does not exist"),
         ([str(saved_model), "-o", str(tmp_path / "nodir" / "f.onnx")], "does not exist"),

@@ -42,8 +42,8 @@ def bottleneck():
 
 
 def separable():
-    x = keras.Input((16, 16, 3))
-    return _gap(x, L.Conv2D(256, 3, padding="same", name="stem")(x))
+    x = keras.Input((16, 16, 32))
+    return _gap(x, L.Conv2D(256, 3, padding="same", name="wide")(x))
 
 
 def gap_head():
@@ -91,8 +91,8 @@ CASES = {
     "asymmetric-factorization": (asymmetric, 2 * (7 * 64 * 64 + 64)),
     # 256→256 3×3 → 1×1 to 64, 3×3 at 64, 1×1 to 256 (biases kept)
     "missing-bottleneck": (bottleneck, (256 * 64 + 64) + (9 * 64 * 64 + 64) + (64 * 256 + 256)),
-    # 3→256 3×3 → depthwise 3×3 (27 + 3 bias) + pointwise 3→256 (768 + 256)
-    "depthwise-separable-candidate": (separable, 30 + 1024),
+    # 32→256 3×3 → depthwise 3×3 (288 + 32 bias) + pointwise 32→256 (8,192 + 256)
+    "depthwise-separable-candidate": (separable, 320 + 8448),
     # Flatten(7·7·64)→128 → GAP, Dense 64→128, then fc2 128→10
     "flatten-dense-head": (gap_head, (64 * 128 + 128) + (128 * 10 + 10)),
     # dropping the ReLU changes no parameter count
@@ -129,7 +129,7 @@ def test_fix_per_rule(symbol, tmp_path, rng):
     randomise(model, rng)
     src, out = tmp_path / "in.keras", tmp_path / "out.keras"
     model.save(src)
-    report = lint(keras.models.load_model(src, compile=False))
+    report = lint(keras.models.load_model(src, compile=False), min_impact=0)
     targets = report.by_rule(symbol)
     assert targets, f"the pattern model should trigger {symbol}"
     estimate = report.summary.params + sum(f.params_after - f.params_before for f in targets)
@@ -142,7 +142,7 @@ def test_fix_per_rule(symbol, tmp_path, rng):
     assert fixed.count_params() == estimate == params_by_hand == result.params_after
     assert [t.shape for t in fixed.inputs] == [t.shape for t in model.inputs]
     assert [t.shape for t in fixed.outputs] == [t.shape for t in model.outputs]
-    assert not lint(fixed).by_rule(symbol) and not result.remaining
+    assert not lint(fixed, min_impact=0).by_rule(symbol) and not result.remaining
     data = rng.standard_normal((4,) + tuple(model.inputs[0].shape[1:])).astype("float32")
     if symbol in EXACT:
         np.testing.assert_allclose(infer(fixed, data), infer(model, data),
@@ -154,10 +154,11 @@ def test_fix_per_rule(symbol, tmp_path, rng):
 
 
 def test_report_apply_rebuilds_a_live_model(rng):
-    """``Report.apply``: the Python twin of ``--fix``, on a live model."""
+    """``apply_report``: the Python twin of ``--fix``, on a live model."""
+    from keras_cnnkit.rewrite import apply_report
     model = gap_head()
     report = lint(model)
-    fixed = report.apply(model, select=["flatten-dense-head"])
+    fixed = apply_report(model, report, select=["flatten-dense-head"])
     assert fixed.count_params() == (64 * 128 + 128) + (128 * 10 + 10)
     assert model.count_params() == (7 * 7 * 64 * 128 + 128) + (128 * 10 + 10)  # untouched
     np.testing.assert_array_equal(fixed.get_layer("fc2").get_weights()[0],

@@ -343,16 +343,25 @@ def test_densenet121_channel_growth_of_seed_002():
 
 
 def test_input_shape_fills_unknown_spatial_dims():
-    """input_shape gives a (None, None, 3) model concrete shapes and costs."""
+    """Unknown spatial dims are analysed at 224 (as from a file), and the graph says so;
+    input_shape chooses another size.  Both equal a model built at that size."""
     model = keras.applications.MobileNetV2(weights=None, input_shape=(None, None, 3),
                                            include_top=False)
     graph = graph_from_keras(model)
-    assert summarize(graph).unknown  # spatial size unknown: costs unknown, not 0
-    sized = graph_from_keras(model, input_shape=(224, 224, 3))
     reference = graph_from_keras(keras.applications.MobileNetV2(
         weights=None, include_top=False, input_shape=(224, 224, 3)))
-    assert [n.output_shape for n in sized] == [n.output_shape for n in reference]
-    assert summarize(sized).macs == summarize(reference).macs
+    assert [n.output_shape for n in graph] == [n.output_shape for n in reference]
+    assert not summarize(graph).unknown
+    assert summarize(graph).macs == summarize(reference).macs
+    (note,) = graph.notes
+    assert "(None, None, 3) analysed at (224, 224, 3)" in note
+    assert not reference.notes
+    sized = graph_from_keras(model, input_shape=(160, 160))
+    assert sized[sized.outputs[0]].output_shape == (5, 5, 1280)
+    fixed = keras.applications.MobileNetV2(weights=None, include_top=False,
+                                           input_shape=(96, 96, 3))
+    with pytest.raises(ValueError, match="conflicts"):
+        graph_from_keras(fixed, input_shape=(64, 64, 3))
     resized = propagate_shapes(reference, {reference.inputs[0]: (160, 160, 3)})
     assert resized["Conv1"].output_shape == (80, 80, 32)
     assert resized[resized.outputs[0]].output_shape == (5, 5, 1280)

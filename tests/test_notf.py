@@ -38,8 +38,8 @@ def test_bundled_example_is_linted_with_exact_savings():
     proc = _lint(EXAMPLE, "--format", "json", "--no-config")
     assert proc.returncode == 1, proc.stderr
     (model,) = json.loads(proc.stdout)["models"]
-    found = {(f["symbol"], f["layer"]): (f["params_before"], f["params_after"])
-             for f in model["findings"]}
+    found = {(a["symbol"], f["layer"]): (a["params_before"], a["params_after"])
+             for f in model["findings"] for a in f["alternatives"]}
     assert found[("missing-bottleneck", "wide_conv")] == (590_080, 70_016)
     assert found[("large-kernel", "conv5x5")] == (102_464, 73_856)
     assert ("flatten-dense-head", "classifier") in found

@@ -227,8 +227,12 @@ def test_input_shape_fills_symbolic_dims():
     nodes = [helper.make_node("Conv", ["x", "w"], ["y"], name="conv", kernel_shape=[3, 3],
                               pads=[1, 1, 1, 1])]
     model = _model(nodes, [_init("w", 4, 3, 3, 3)], ["N", 3, "H", "W"], ["N", 4, "H", "W"])
-    unknown = summarize(load_onnx_graph(model))
-    assert unknown.unknown == ["x", "conv"] and unknown.params == 108
+    default = load_onnx_graph(model)    # unknown dims default to 224, as for Keras files
+    assert summarize(default).unknown == [] and summarize(default).params == 108
+    assert summarize(default).macs == 224 * 224 * 4 * 27
+    assert default.notes == ["input 'x' (N, 3, H, W): unknown dims taken as 224 (the "
+                             "default), linted as 1x3x224x224; --input-shape "
+                             "(input_shape=...) sets them"]
     known = summarize(load_onnx_graph(model, input_shape=(3, 20, 10)))
     assert known.unknown == [] and known.macs == 20 * 10 * 4 * 27
     # one value per unknown dimension, as cnnkit-lint's --input-shape allows

@@ -16,6 +16,7 @@ from keras_cnnkit.analysis.cost import nodes_cost
 from keras_cnnkit.analysis.ir import OpKind
 from keras_cnnkit.lint import registry
 from keras_cnnkit.lint.findings import DOC_SECTIONS, Severity
+from keras_cnnkit.lint.sites import rule_findings
 
 
 def model_of(input_shape, *layers, **input_kwargs):
@@ -35,10 +36,11 @@ def count(input_shape, *layers):
 def findings(model, rule, **options):
     """The findings of one rule on ``model``, with the replacement checked for shape."""
     report = lint(model, select=[rule],
-                               options={rule: options} if options else None)
-    for finding in report.findings:
+                               options={rule: options} if options else None, min_impact=0)
+    found = rule_findings(report.findings)
+    for finding in found:
         check_replacement(report.graph, finding)
-    return report.findings
+    return found
 
 
 def check_replacement(graph, finding):
@@ -67,7 +69,7 @@ EXPECTED = {
     "CNK101": ("large-kernel", Severity.WARNING),
     "CNK102": ("asymmetric-factorization", Severity.INFO),
     "CNK103": ("missing-bottleneck", Severity.WARNING),
-    "CNK104": ("depthwise-separable-candidate", Severity.WARNING),
+    "CNK104": ("depthwise-separable-candidate", Severity.INFO),
     "CNK105": ("flatten-dense-head", Severity.WARNING),
     "CNK106": ("relu-after-projection", Severity.WARNING),
     "CNK107": ("group-conv-without-shuffle", Severity.WARNING),
@@ -75,16 +77,26 @@ EXPECTED = {
     "CNK109": ("dropout-before-batchnorm", Severity.WARNING),
     "CNK110": ("plain-deep-stack", Severity.INFO),
     "CNK111": ("tensor-core-alignment", Severity.INFO),
+    "CNK112": ("mergeable-branches", Severity.WARNING),
 }
 
 
+#: ruff's optional sections, each after the required one named (ruff's order).
+OPTIONAL_SECTIONS = {"Known problems": "Why is this bad?", "Fix safety": "Use instead"}
+
+
 def test_rule_codes_symbols_severities_and_docs():
-    """The fixed codes and symbols, and every docstring section, non-empty."""
+    """The fixed codes and symbols, and every docstring section, non-empty, in ruff's
+    order (*Known problems* and *Fix safety* where a rule has them)."""
     rules = {r.code: r for r in registry.all_rules()}
     assert {c: (r.symbol, r.severity) for c, r in rules.items()} == EXPECTED
     for rule in rules.values():
         docs = rule.docs()
-        assert list(docs) == list(DOC_SECTIONS), rule.symbol
+        assert [s for s in docs if s not in OPTIONAL_SECTIONS] == list(DOC_SECTIONS), \
+            rule.symbol
+        for section, after in OPTIONAL_SECTIONS.items():
+            if section in docs:
+                assert list(docs).index(section) == list(docs).index(after) + 1, rule.symbol
         assert all(docs.values()) and rule.summary()
         assert rule.__module__ == "lint_rules." + rule.symbol.replace("-", "_")
 
@@ -171,13 +183,27 @@ def test_missing_bottleneck_seeds_001_004():
 
 
 def test_missing_bottleneck_seed_000():
-    """24→48 3×3: 10,416 → 5,520 + the 1×1's 12 biases; Char-CNN Conv1D: 3,504 → 2,076."""
-    (f,) = findings(model_of((50, 50, 24), L.Conv2D(48, 3, padding="same")),
-                    "missing-bottleneck")
+    """24→48 3×3: 10,416 → 5,520 + the 1×1's 12 biases; Char-CNN Conv1D: 3,504 → 2,076.
+    Their 12-wide bottlenecks are below the default ``min_width`` (32): silent unless
+    it is lowered."""
+    seed = model_of((50, 50, 24), L.Conv2D(48, 3, padding="same"))
+    char_cnn = model_of((150, 24), L.Conv1D(48, 3, padding="same"))
+    assert not findings(seed, "missing-bottleneck")
+    assert not findings(char_cnn, "missing-bottleneck")
+    (f,) = findings(seed, "missing-bottleneck", min_width=12)
     assert f.params_before == 24 * 3 * 3 * 48 + 48 == 10_416
     assert f.params_after - 12 == 24 * 12 + 12 * 3 * 3 * 48 + 48 == 5_520
-    (f,) = findings(model_of((150, 24), L.Conv1D(48, 3, padding="same")), "missing-bottleneck")
+    (f,) = findings(char_cnn, "missing-bottleneck", min_width=12)
     assert (f.params_before, f.params_after) == (3_504, 300 + 1_776)
+
+
+def test_missing_bottleneck_widening_at_the_minimum_width():
+    """64→128 3×3 doubles the width: 1×1 reduce to 32, then the 3×3 to 128."""
+    (f,) = findings(model_of((28, 28, 64), L.Conv2D(128, 3, padding="same")),
+                    "missing-bottleneck")
+    reduced = count((28, 28, 64), L.Conv2D(32, 1), L.Conv2D(128, 3, padding="same"))
+    assert (f.params_before, f.params_after) == (64 * 9 * 128 + 128, reduced)
+    assert f.measurements == {"form": "reduce", "width": 32}
 
 
 def test_missing_bottleneck_silent_inside_bottlenecks():
@@ -197,34 +223,45 @@ def test_missing_bottleneck_silent_inside_bottlenecks():
 
 # --- CNK104 depthwise-separable-candidate ----------------------------------------------------
 
-def test_depthwise_separable_seeds_001_004_and_003():
-    """3→256 3×3: 6,912 → 27 + 768 = 795; the MAC ratio is 1/D_K² + 1/C_O (seed 003)."""
-    (f,) = findings(model_of((32, 32, 3), L.Conv2D(256, 3, padding="same", use_bias=False)),
+def test_depthwise_separable_seed_003_ratio():
+    """64→256 3×3: 147,456 → 576 + 16,384 = 16,960; the MAC ratio is 1/D_K² + 1/C_O
+    (seed 003)."""
+    (f,) = findings(model_of((32, 32, 64), L.Conv2D(256, 3, padding="same", use_bias=False)),
                     "depthwise-separable-candidate")
-    separable = count((32, 32, 3), L.DepthwiseConv2D(3, padding="same", use_bias=False),
+    separable = count((32, 32, 64), L.DepthwiseConv2D(3, padding="same", use_bias=False),
                       L.Conv2D(256, 1, use_bias=False))
-    assert (f.params_before, f.params_after) == (6_912, 795) == (3 * 9 * 256, separable)
+    assert (f.params_before, f.params_after) == (147_456, 16_960) == (64 * 9 * 256, separable)
     assert Fraction(f.macs_after, f.macs_before) == Fraction(1, 9) + Fraction(1, 256)
-    assert f.macs_before == 32 * 32 * 3 * 9 * 256
+    assert f.macs_before == 32 * 32 * 64 * 9 * 256
+    assert f.severity == Severity.INFO
 
 
-def test_depthwise_separable_seed_000_channels_first():
-    """(3,5,5) input to 4 channels: 112 → 30 + 16 = 46 (biases on both, as the seed)."""
-    model = model_of((3, 5, 5), L.Conv2D(4, 3, data_format="channels_first"))
+def test_depthwise_separable_channels_first_with_biases():
+    """(32,5,5) input to 64 channels: 18,496 → 288 + 32 + 2,048 + 64 = 2,432 (biases on
+    both convs, as seed 000 counts them)."""
+    model = model_of((32, 5, 5), L.Conv2D(64, 3, data_format="channels_first"))
     (f,) = findings(model, "depthwise-separable-candidate")
-    assert (f.params_before, f.params_after) == (4 * 3 * 3 * 3 + 4, 3 * 3 * 3 + 3 + 3 * 4 + 4)
-    assert (f.params_before, f.params_after) == (112, 46)
-    assert f.replacement.nodes[-1].output_shape == (4, 3, 3)
+    assert (f.params_before, f.params_after) == (32 * 9 * 64 + 64, 32 * 9 + 32 + 32 * 64 + 64)
+    assert (f.params_before, f.params_after) == (18_496, 2_432)
+    assert f.replacement.nodes[-1].output_shape == (64, 3, 3)
 
 
-def test_depthwise_separable_silent_on_separable_nets_stem_and_small_savings():
-    """MobileNet's RGB stem (the net already uses depthwise convs) and a conv whose
-    separable form saves under half: none."""
-    mobile = model_of((64, 64, 3), L.Conv2D(32, 3, strides=2, padding="same"),
-                      L.DepthwiseConv2D(3, padding="same"), L.Conv2D(64, 1))
-    assert not findings(mobile, "depthwise-separable-candidate")
-    narrow = model_of((16, 16, 8), L.Conv2D(2, 3, padding="same", use_bias=False))
-    assert not findings(narrow, "depthwise-separable-candidate")   # 144 → 88: −39%
+def test_depthwise_separable_silent_on_rgb_stems_and_seed_examples():
+    """The seeds' examples are RGB stems — 3→256 3×3 (6,912 → 795), (3,5,5) → 4
+    (112 → 46) — and any conv over ≤ 4 channels: silent, whatever the options."""
+    for model in (model_of((32, 32, 3), L.Conv2D(256, 3, padding="same", use_bias=False)),
+                  model_of((3, 5, 5), L.Conv2D(4, 3, data_format="channels_first")),
+                  model_of((32, 32, 4), L.Conv2D(64, 5, padding="same"))):
+        assert not findings(model, "depthwise-separable-candidate", min_channels=0)
+
+
+def test_depthwise_separable_silent_on_narrow_and_small_savings():
+    """A conv over fewer than 32 channels, and one whose separable form saves under
+    half: none."""
+    assert not findings(model_of((16, 16, 16), L.Conv2D(64, 3, padding="same")),
+                        "depthwise-separable-candidate")
+    narrow = model_of((16, 16, 64), L.Conv2D(2, 3, padding="same", use_bias=False))
+    assert not findings(narrow, "depthwise-separable-candidate")   # 1,152 → 704: −39%
 
 
 # --- CNK105 flatten-dense-head -----------------------------------------------------------------

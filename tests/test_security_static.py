@@ -9,8 +9,6 @@ marker never appears.  The same holds for configs naming importable callables
 import json
 import os
 import subprocess
-import sys
-import textwrap
 
 import pytest
 import static_model_files as smf
@@ -48,9 +46,7 @@ def lambda_files(tmp_path_factory):
 
 
 def _run(code: str, cwd) -> subprocess.CompletedProcess:
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
-    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=300, check=False)
+    return smf.run_python(code, cwd, timeout=300)
 
 
 _LINT_AND_CHECK_IMPORTS = """
@@ -153,7 +149,9 @@ def test_configs_naming_callables_run_nothing(tmp_path):
     assert proc.stderr.strip() == (f"cnnkit-lint: error: {files[-1]}: top-level class "
                                    "'system' is not a Functional or Sequential model (no "
                                    "'layers' list); subclassed models cannot be read "
-                                   "statically")
+                                   "statically: save it as keras.Model(model.inputs, "
+                                   "model.outputs), or lint the model object "
+                                   "(keras_cnnkit.lint(model))")
     report = json.loads(out.read_text())
     assert [m["file"] for m in report["models"]] == files[:-1]
     for model in report["models"]:
@@ -188,3 +186,81 @@ def test_bundled_example_never_imports_keras(tmp_path):
                            "inefficient_cnn.h5")
     result, _ = _lint_subprocess([os.path.abspath(example), "-q", "-o", os.devnull], tmp_path)
     assert result == {"status": 1, "heavy": []}
+
+
+def _op_and_wrapper_config(marker: str) -> dict:
+    """Keras 3 entries the new readers interpret: keras.ops calls with crafted arguments,
+    wrappers whose wrapped layer names a callable, a Pipeline holding one."""
+    evil = {"module": "os", "class_name": "system", "registered_name": None,
+            "config": {"command": f"touch {marker}"}}
+    lam = {"class_name": "__lambda__", "config": {"code": f"touch {marker}"}}
+    layers = [
+        smf.k3_input("x", [8, 8, 3]),
+        smf.k3_layer("Eval", "op_eval", ["x"], module="keras.src.ops.numpy"),
+        {**smf.k3_layer("Add", "op_add", ["x"], module="keras.src.ops.numpy"),
+         "inbound_nodes": [{"args": [smf.k3_tensor("x"), lam], "kwargs": {"f": evil}}]},
+        {**smf.k3_layer("GetItem", "op_item", ["x"], module="keras.src.ops.numpy"),
+         "inbound_nodes": [{"args": [smf.k3_tensor("x"), [evil, lam]], "kwargs": {}}]},
+        smf.k3_layer("TimeDistributed", "td", ["x"], layer=evil),
+        smf.k3_layer("Bidirectional", "bi", ["x"], layer=evil),
+        smf.k3_layer("RNN", "rnn", ["x"], cell=evil),
+        smf.k3_layer("Pipeline", "pipe", ["x"], layers=[evil, lam]),
+        smf.k3_layer("SpectralNormalization", "sn", ["x"], layer=evil),
+    ]
+    return smf.k3_functional("ops", layers, ["x"], [entry["name"] for entry in layers[1:]])
+
+
+def _keras2_op_config(marker: str) -> dict:
+    """Keras 2 TF-op layers naming callables: ``os.system``, ``__import__``, ``eval``."""
+    layers = [{"class_name": "InputLayer", "name": "x",
+               "config": {"name": "x", "batch_input_shape": [None, 8, 8, 3]},
+               "inbound_nodes": []}]
+    for i, function in enumerate(("os.system", "__import__", "builtins.eval", "math.add")):
+        layers.append({"class_name": "TFOpLambda", "name": f"tf_{i}",
+                       "config": {"name": f"tf_{i}", "function": function},
+                       "inbound_nodes": [["x", 0, 0, {"y": f"touch {marker}",
+                                                      "command": f"touch {marker}"}]]})
+    layers.append({"class_name": "SlicingOpLambda", "name": "slice",
+                   "config": {"name": "slice", "function": "__operators__.getitem"},
+                   "inbound_nodes": [["x", 0, 0, {"slice_spec": [
+                       {"class_name": "__lambda__", "config": {"code": marker}}]}]]})
+    return {"class_name": "Functional",
+            "config": {"name": "k2", "layers": layers, "input_layers": [["x", 0, 0]],
+                       "output_layers": [[e["name"], 0, 0] for e in layers[1:]]}}
+
+
+def test_op_calls_and_wrappers_run_nothing(tmp_path):
+    """keras.ops calls with crafted arguments, TF-op layers naming callables, wrappers
+    holding a callable: each is an opaque node (or a plain op), nothing is imported or
+    called, Keras is never imported."""
+    marker = tmp_path / "MARKER"
+    files = [smf.write_json(tmp_path / "ops.json", _op_and_wrapper_config(str(marker))),
+             smf.write_keras_archive(tmp_path / "ops.keras",
+                                     _op_and_wrapper_config(str(marker))),
+             smf.write_legacy_h5(tmp_path / "k2.h5", _keras2_op_config(str(marker)))]
+    out = tmp_path / "report.json"
+    result, proc = _lint_subprocess([*files, "--format", "json", "-o", str(out)], tmp_path)
+    assert not marker.exists()
+    assert result["heavy"] == [], result
+    assert result["status"] == 0, proc.stderr
+    report = json.loads(out.read_text())
+    opaque = [{f["layer"] for f in model["findings"] if f["symbol"] == "opaque-layer"}
+              for model in report["models"]]
+    assert opaque[0] == opaque[1] == {"op_eval", "op_add", "op_item", "td", "bi", "rnn",
+                                      "pipe", "sn"}
+    assert opaque[2] == {"tf_0", "tf_1", "tf_2", "tf_3", "slice"}
+
+
+def test_deeply_nested_call_arguments_are_one_line_errors(tmp_path):
+    """Call arguments nested thousands deep: a one-line error, no recursion crash."""
+    config = smf.k3_functional("deep", [
+        smf.k3_input("x", [4]),
+        {**smf.k3_layer("Add", "add", ["x"], module="keras.src.ops.numpy"),
+         "inbound_nodes": [{"args": [smf.k3_tensor("x"), "DEEP"], "kwargs": {}}]}],
+        ["x"], ["add"])
+    text = json.dumps(config).replace('"DEEP"', "[" * 900 + "]" * 900)
+    path = smf.write_json(tmp_path / "deep.json", text)
+    from keras_cnnkit.analysis.frontends.static_file import load_graph
+    from keras_cnnkit.errors import ModelFileError
+    with pytest.raises(ModelFileError, match="call arguments nested too deeply"):
+        load_graph(path)

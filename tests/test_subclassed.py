@@ -78,7 +78,7 @@ def char_cnn():
 
 def _by_layer(report, symbols):
     return sorted((f.symbol, f.layer, f.params_before, f.params_after)
-                  for f in report.findings if f.symbol in symbols)
+                  for f in report.rule_findings if f.symbol in symbols)
 
 
 def test_twin_is_the_same_function(char_cnn):
@@ -101,10 +101,10 @@ def test_subclassed_gets_the_twins_findings(char_cnn):
     ]
     # Everything else the twin finds, but for what inference-mode tracing changes: the
     # Dropout between fc1 and bn3 is not in the trace, so fc1's bias feeds bn3 directly.
-    twin_keys = collections.Counter((f.symbol, f.layer) for f in twin.findings)
+    twin_keys = collections.Counter((f.symbol, f.layer) for f in twin.rule_findings)
     assert twin_keys.pop(("dropout-before-batchnorm", "drop")) == 1
     twin_keys[("bias-before-batchnorm", "fc1")] += 1
-    assert collections.Counter((f.symbol, f.layer) for f in traced.findings) == twin_keys
+    assert collections.Counter((f.symbol, f.layer) for f in traced.rule_findings) == twin_keys
     assert traced.summary.params == twin.summary.params == char_cnn.count_params() == 466_666
     assert traced.summary.macs == twin.summary.macs
 

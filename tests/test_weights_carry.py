@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from keras_cnnkit.lint.api import lint
+from keras_cnnkit.lint.sites import rule_findings
 from keras_cnnkit.rewrite import carry, fidelity, weights
 from keras_cnnkit.rewrite.carry import apply_plans, rewrite_with_weights
 from keras_cnnkit.rewrite.weights import APPROXIMATE, EXACT, REINITIALISED
@@ -46,8 +47,20 @@ def conv_model(filters_in=24, filters=24, kernel=3, size=8, padding="same", **co
     return randomise(keras.Model(inp, out))
 
 
+#: Small test models: the rules' width thresholds (main's defaults target real networks)
+#: relaxed so that the planted kernels stay small and the tests fast.
+OPTIONS = {"missing-bottleneck": {"min_width": 1},
+           "depthwise-separable-candidate": {"min_channels": 1}}
+
+
+def rules_of(model):
+    """The report and every rule finding of a lint of ``model`` (sites flattened)."""
+    report = lint(model, min_impact=0, options=OPTIONS)
+    return report, rule_findings(report.findings)
+
+
 def findings_of(model, symbol):
-    return [f for f in lint(model).findings if f.symbol == symbol]
+    return [f for f in rules_of(model)[1] if f.symbol == symbol]
 
 
 def x_for(model, n=16, seed=2):
@@ -208,7 +221,7 @@ def test_merged_bias_moves_into_the_batch_norm():
     h = keras.layers.Conv2D(24, 3, padding="same", name="conv")(inp)
     out = keras.layers.BatchNormalization(name="bn")(h)
     model = randomise(keras.Model(inp, out))
-    findings = [f for f in lint(model).findings
+    findings = [f for f in rules_of(model)[1]
                 if f.symbol in ("bias-before-batchnorm", "missing-bottleneck")]
     result = rewrite_with_weights(model, findings, rank="ratio:1.0")
     (fix,) = result.fixes
@@ -330,9 +343,9 @@ def test_alternatives_declare_how_they_carry_weights():
     h = keras.layers.Flatten(name="flat")(h)
     out = keras.layers.Dense(3, name="fc")(h)
     model = randomise(keras.Model(inp, out))
-    report = lint(model)
+    report, rules = rules_of(model)
     weights_of = carry.layer_weights(model)
-    by_symbol = {f.symbol: f for f in report.findings}
+    by_symbol = {f.symbol: f for f in rules}
     head = weights.alternatives(by_symbol["flatten-dense-head"], report.graph, weights_of)
     assert [p.how for p in head] == ["approximate:gap-sum", "exact"]
     bottleneck = weights.alternatives(by_symbol["missing-bottleneck"], report.graph, weights_of)

@@ -2,7 +2,9 @@
 
 One model serves the summary and the rules: a finding's before/after figures are the
 costs of the nodes it removes and of its replacement fragment, both computed here
-(:func:`replacement_costs`).
+(:func:`replacement_costs`).  Each kind's formulas are written once, in its definition in
+:mod:`keras_cnnkit.analysis.ops` (``weights``, ``macs``, ``flops``, ``bytes_moved``); this
+module applies them and adds them up.  The conventions they follow:
 
 Parameters
     Always from the formula over the node's attributes (so that comparing the total with
@@ -11,10 +13,10 @@ Parameters
     and used where no formula exists (opaque layers).  Conv: ``∏k · C_in/groups · C_out``
     (+ ``C_out`` bias); dense: ``in · units`` (+ ``units``); batch norm: ``C · (2 +
     center + scale)`` (moving mean and variance included, as Keras counts them);
-    embedding: ``input_dim · output_dim``; layer /
-    group norm: ``size · (center + scale)``; PReLU: its alpha; ``Normalization``: mean,
-    variance and count.  A later call of a shared layer (``attrs["shares_weights_with"]``)
-    has 0 parameters of its own.
+    embedding: ``input_dim · output_dim``; layer / group norm: ``size · (center +
+    scale)``; PReLU: its alpha; ``Normalization``: mean, variance and count; layer scale:
+    ``C``.  A later call of a shared layer (``attrs["shares_weights_with"]``) has 0
+    parameters of its own.
 
 MACs
     Multiply-accumulates of convolutions and dense layers only: conv ``H_o·W_o·C_out ·
@@ -33,8 +35,10 @@ transcendental; inference mode)
       + 1 for ``scale`` + 1 for ``center``; unit norm: 3 per element;
     * activations, per element: relu, relu6 (one clamp) 1; leaky_relu 2; prelu, sigmoid, elu,
       hard_sigmoid 4; selu, silu/swish, hard_silu, gelu, mish, softmax, log_softmax 5;
-      softplus, softsign 3; tanh, exponential 1; linear 0.  An activation not in this
+      softplus, softsign 3; tanh, exponential 1; linear 0 (the activation table,
+      :mod:`keras_cnnkit.analysis.ops.activation_table`).  An activation not in this
       table has unknown cost;
+    * layer scale (ConvNeXt's per-channel ``x · γ``): 1 per element;
     * element-wise merges (add, subtract, multiply, maximum, minimum): ``n_inputs − 1``
       per output element; average: ``n_inputs``;
     * pooling: ``∏pool_size`` per output element; global pooling: 1 per input element;
@@ -58,30 +62,22 @@ Unknown cost
     An opaque node, an unknown dimension or an activation outside the table gives a
     :class:`Cost` with ``known=False`` and ``None`` for what cannot be computed; the
     summary lists those nodes, and totals say which parts they leave out.  Nothing
-    unknown is silently counted as 0.
+    unknown is silently counted as 0.  An opaque node whose known sub-layers the live
+    frontend ran (``attrs["inner_macs"]``) contributes their MACs; its FLOPs stay
+    unknown.
 """
 from __future__ import annotations
 
 import dataclasses
 from typing import Iterable, Optional
 
-from keras_cnnkit.analysis.ir import Graph, Node, OpKind
+from keras_cnnkit.analysis.ir import Graph, Node
+from keras_cnnkit.analysis.ops import Sizes, Trait, op_def
+from keras_cnnkit.analysis.ops.activation_table import TABLE as _ACTIVATIONS
 from keras_cnnkit.analysis.shapes import num_elements
 
-#: FLOPs per element of each activation (see the module docstring).
-ACTIVATION_FLOPS = {
-    None: 0, "linear": 0, "relu": 1, "relu6": 1, "leaky_relu": 2, "prelu": 4, "elu": 4,
-    "selu": 5, "sigmoid": 4, "hard_sigmoid": 4, "silu": 5, "hard_silu": 5, "tanh": 1,
-    "exponential": 1, "softplus": 3, "softsign": 3, "gelu": 5, "mish": 5, "softmax": 5,
-    "log_softmax": 5,
-}
-
-_CONVS = (OpKind.CONV, OpKind.DEPTHWISE_CONV, OpKind.DEFORM_CONV)
-_MERGES = (OpKind.ADD, OpKind.SUBTRACT, OpKind.MULTIPLY, OpKind.MAXIMUM, OpKind.MINIMUM)
-_ZERO_FLOP = (OpKind.INPUT, OpKind.CONCAT, OpKind.FLATTEN, OpKind.RESHAPE, OpKind.TRANSPOSE,
-              OpKind.SLICE, OpKind.PAD, OpKind.CROP, OpKind.CHANNEL_SHUFFLE, OpKind.IDENTITY,
-              OpKind.DROPOUT, OpKind.EMBEDDING)
-_VIEWS = (OpKind.INPUT, OpKind.FLATTEN, OpKind.RESHAPE, OpKind.IDENTITY, OpKind.DROPOUT)
+#: FLOPs per element of each activation (from the activation table; linear is 0).
+ACTIVATION_FLOPS = {None: 0, "linear": 0, **{row.name: row.flops for row in _ACTIVATIONS}}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -120,13 +116,6 @@ def total(costs: Iterable[Cost]) -> Cost:
     return out
 
 
-def _prod(values) -> int:
-    out = 1
-    for v in values:
-        out *= v
-    return out
-
-
 def node_params(node: Node) -> Optional[int]:
     """The parameter count of ``node`` by formula; ``None`` where none exists (opaque).
 
@@ -139,101 +128,30 @@ def node_params(node: Node) -> Optional[int]:
 
 def weight_count(node: Node) -> Optional[int]:
     """The number of weights ``node`` reads (shared or not), by formula."""
-    a = node.attrs
-    op = node.op
-    if op in _CONVS or op == OpKind.CONV_TRANSPOSE:
-        weights = _prod(a["kernel"]) * a["in_channels"] // a.get("groups", 1) * a["filters"]
-        return weights + (a["filters"] if a.get("use_bias") else 0)
-    if op == OpKind.DENSE:
-        return a["in_features"] * a["units"] + (a["units"] if a.get("use_bias") else 0)
-    if op == OpKind.EMBEDDING:
-        return a["input_dim"] * a["output_dim"]
-    if op == OpKind.BATCHNORM:
-        return None if a["channels"] is None else a["channels"] * (
-            2 + bool(a.get("center", True)) + bool(a.get("scale", True)))
-    if op == OpKind.NORM:
-        size = a.get("norm_size")
-        return None if size is None else size * (bool(a.get("center")) + bool(a.get("scale")))
-    if op == OpKind.ACTIVATION:
-        return a.get("alpha_size", 0)
-    if op == OpKind.RESCALE:
-        return a.get("params", 0)
-    if op == OpKind.OPAQUE:
-        return None
-    return 0
-
-
-def _macs(node: Node, out_elems: int) -> int:
-    a = node.attrs
-    if node.op in _CONVS:
-        macs = out_elems * _prod(a["kernel"]) * (a["in_channels"] // a.get("groups", 1))
-        if node.op == OpKind.DEFORM_CONV:
-            positions = out_elems // a["filters"]
-            macs += 4 * positions * _prod(a["kernel"]) * a["in_channels"]
-        return macs
-    if node.op == OpKind.CONV_TRANSPOSE:
-        in_elems = num_elements(node.input_shapes[0])
-        return in_elems * _prod(a["kernel"]) * (a["filters"] // a.get("groups", 1))
-    if node.op == OpKind.DENSE:
-        return out_elems * a["in_features"]
-    return 0
-
-
-def _flops(node: Node, macs: int, out_elems: int, in_elems: list) -> Optional[int]:
-    a, op = node.attrs, node.op
-    if op in _CONVS or op in (OpKind.CONV_TRANSPOSE, OpKind.DENSE):
-        act = ACTIVATION_FLOPS.get(a.get("activation"))
-        if act is None:
-            return None
-        flops = 2 * macs + (out_elems if a.get("use_bias") else 0) + act * out_elems
-        if op == OpKind.DEFORM_CONV and a.get("modulated"):
-            # the modulation mask: one multiply per (position, tap, input channel)
-            flops += out_elems // a["filters"] * _prod(a["kernel"]) * a["in_channels"]
-        return flops
-    if op in (OpKind.BATCHNORM, OpKind.RESCALE):
-        return 2 * out_elems
-    if op == OpKind.NORM:
-        if a.get("kind") == "unit":
-            return 3 * out_elems
-        return (5 + bool(a.get("scale")) + bool(a.get("center"))) * out_elems
-    if op == OpKind.ACTIVATION:
-        act = ACTIVATION_FLOPS.get(a.get("activation"))
-        return None if act is None else act * out_elems
-    if op in _MERGES:
-        return (len(node.inputs) - 1) * out_elems
-    if op == OpKind.AVERAGE:
-        return len(node.inputs) * out_elems
-    if op == OpKind.POOL:
-        return _prod(a["pool_size"]) * out_elems
-    if op == OpKind.GLOBAL_POOL:
-        return in_elems[0]
-    if op == OpKind.UPSAMPLE:
-        interp = a.get("interpolation", "nearest")
-        return 0 if interp == "nearest" else (7 * out_elems if interp == "bilinear" else None)
-    if op in _ZERO_FLOP:
-        return 0
-    return None
+    definition = op_def(node.op)
+    return definition.weights(node, definition.view(node.attrs))
 
 
 def node_cost(node: Node) -> Cost:
     """The :class:`Cost` of one node (see the module docstring for the conventions)."""
-    params = node_params(node)
-    if params is None and node.op == OpKind.OPAQUE:
+    definition = op_def(node.op)
+    attrs = definition.view(node.attrs)
+    weights = definition.weights(node, attrs)
+    params = 0 if attrs.shares_weights_with else weights
+    opaque = definition.has(Trait.OPAQUE)
+    if params is None and opaque:
         params = node.params
     out_elems = num_elements(node.output_shape)
     in_elems = [num_elements(s) for s in node.input_shapes]
-    if node.op == OpKind.OPAQUE or out_elems is None or any(e is None for e in in_elems):
+    if opaque:
+        return Cost(params, getattr(attrs, "inner_macs", None), None, None, None, False)
+    if out_elems is None or any(e is None for e in in_elems):
         return Cost(params, None, None, None, None, False)
-    macs = _macs(node, out_elems)
-    flops = _flops(node, macs, out_elems, in_elems)
-    width = node.attrs.get("dtype_bytes", 4)
-    act_bytes = out_elems * width
-    if node.op in _VIEWS:
-        moved = 0
-    else:
-        weights = params if not node.attrs.get("shares_weights_with") else weight_count(node)
-        moved = width * (sum(in_elems) + out_elems + (weights or 0))
-    return Cost(params, macs, flops, act_bytes, moved,
+    sizes = Sizes(out_elems, tuple(in_elems))
+    macs = definition.macs(node, attrs, sizes)
+    flops = definition.flops(node, attrs, sizes, macs)
+    moved = definition.bytes_moved(node, attrs, sizes, weights)
+    return Cost(params, macs, flops, attrs.dtype_bytes * out_elems, moved,
                 known=flops is not None and params is not None)
 
 
@@ -276,9 +194,11 @@ class ModelSummary:
     """Per-node and total costs of a model.
 
     Totals sum what is known: ``macs``/``flops``/``bytes_moved`` leave out the nodes in
-    ``unknown`` (listed by name, never counted as 0 in silence); ``params`` adds, for
-    nodes without a formula (opaque layers), the frontend's observed count and lists
-    them in ``params_from_observed``.
+    ``unknown`` (listed by name, never counted as 0 in silence), so they are lower bounds
+    whenever :attr:`complete` is false (``costs_complete`` in :meth:`to_dict`);
+    ``params`` adds, for nodes without a formula (opaque layers), the frontend's observed
+    count and lists them in ``params_from_observed``.  ``notes`` are the graph's notes
+    (what the frontend assumed, e.g. a default input size).
     """
 
     name: str
@@ -294,6 +214,7 @@ class ModelSummary:
     unknown: list
     params_from_observed: list
     param_mismatches: list
+    notes: list = dataclasses.field(default_factory=list)
 
     @property
     def complete(self) -> bool:
@@ -312,7 +233,9 @@ class ModelSummary:
         out = {k: getattr(self, k) for k in (
             "name", "params", "macs", "flops", "activation_bytes", "peak_activation_bytes",
             "weight_bytes", "bytes_moved", "layer_count", "unknown", "params_from_observed")}
+        out["costs_complete"] = self.complete
         out["param_mismatches"] = [dict(m) for m in self.param_mismatches]
+        out["notes"] = list(self.notes)
         if per_node:
             out["nodes"] = [row.to_dict() for row in self.nodes]
         return out
@@ -367,6 +290,7 @@ def summarize(graph: Graph) -> ModelSummary:
         moved += cost.bytes_moved or 0
     mismatches = [{"layer": layer, "formula": f, "observed": o}
                   for layer, (f, o) in by_layer.items() if o is not None and o != f]
-    layers = {n.layer or n.name for n in graph if n.op != OpKind.INPUT}
+    layers = {n.layer or n.name for n in graph if not op_def(n.op).has(Trait.SOURCE)}
     return ModelSummary(graph.name, rows, params, macs, flops, act, _peak_activation(graph, costs),
-                        weights, moved, len(layers), unknown, from_observed, mismatches)
+                        weights, moved, len(layers), unknown, from_observed, mismatches,
+                        list(graph.notes))

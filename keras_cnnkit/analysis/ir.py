@@ -11,17 +11,31 @@ know is ``None``; an output shape it cannot know at all (after an opaque op) is 
 A layer called several times (a shared layer) gives one node per call; every call after
 the first carries ``attrs["shares_weights_with"]`` naming the first call's node, so its
 weights are counted once (as Keras' ``count_params()`` does).
+
+What an op kind means — its typed attributes, shape rule, cost formulas, traits and Keras
+codegen — is defined once, in :mod:`keras_cnnkit.analysis.ops`.  ``Node.attrs`` is a
+plain ``dict``, checked against the kind's typed attributes when the node is made
+(:class:`~keras_cnnkit.analysis.ops.AttrsError` for an undeclared key, a missing
+required one or a value of the wrong type).
 """
 from __future__ import annotations
 
 import dataclasses
 from typing import Any, Iterator, Optional
 
+from keras_cnnkit.budgets import check_node
+
 Shape = tuple  # tuple of Optional[int], batch dimension excluded
 
 
 class OpKind:
-    """Canonical op kinds.  Attribute names per kind are listed beside each.
+    """Names of the op kinds built into the IR (the values of ``Node.op``).
+
+    Each is defined — typed attributes, shape, costs, traits, codegen — by the module of
+    :mod:`keras_cnnkit.analysis.ops` named after it; the attribute names beside each are
+    a reminder, the definition's attrs dataclass is the reference.  Kinds added later
+    (``layer_scale``, third-party kinds) are named by their op module's constant and
+    listed by :func:`keras_cnnkit.analysis.ops.all_kinds`.
 
     Convolutions share: ``rank`` (1/2/3), ``kernel`` (tuple), ``strides``, ``dilation``,
     ``padding`` ("same"/"valid" or explicit pads tuple), ``groups``, ``in_channels``,
@@ -87,7 +101,9 @@ class Node:
         inputs: names of the producing nodes, in argument order.
         input_shapes: one shape per input (batch excluded).
         output_shape: the shape of the output (batch excluded).
-        attrs: op attributes, see :class:`OpKind`.
+        attrs: op attributes: a ``dict`` whose keys and value types are those of the
+            kind's typed attributes (``op_def(op).attrs``), checked when the node is
+            made.
         params: parameter count read from the model's weights, or ``None`` where the
             frontend does not know it (the cost model then uses its formula).
         layer: the user-facing name findings report (Keras layer name, ONNX node name).
@@ -103,6 +119,10 @@ class Node:
     params: Optional[int] = None
     layer: str = ""
     source_class: str = ""
+
+    def __post_init__(self):
+        from keras_cnnkit.analysis.ops import check_attrs
+        check_attrs(self.op, self.attrs)
 
     @property
     def data_format(self) -> str:
@@ -132,6 +152,10 @@ class Node:
         return self.attrs.get(key, default)
 
 
+#: Frontends whose graphs come from files, and so are checked against the budgets.
+_BUDGETED_FRONTENDS = ("file", "onnx")
+
+
 @dataclasses.dataclass
 class Graph:
     """A model as a DAG of :class:`Node`, kept in topological order.
@@ -142,6 +166,12 @@ class Graph:
         inputs / outputs: names of the graph's input and output nodes.
         source: where it came from (a path, or ``"<keras model>"``).
         frontend: which frontend made it (``"keras"``, ``"file"``, ``"onnx"``).
+        notes: one line each, what the frontend assumed in reading the model (a default
+            input size it applied, a dimension it could not know) — shown with the
+            report, so that no assumption is silent.
+        source_lines: layer name → the 1-based line of the source text (a JSON model
+            config, or a ``.keras`` archive's ``config.json``) that names it; empty
+            where the source is not text (``.h5``, ONNX, live models).
     """
 
     name: str = "model"
@@ -150,12 +180,20 @@ class Graph:
     outputs: list = dataclasses.field(default_factory=list)
     source: str = ""
     frontend: str = ""
+    notes: list = dataclasses.field(default_factory=list)
+    source_lines: dict = dataclasses.field(default_factory=dict)
 
     def __post_init__(self):
         self._consumers = None
 
     def add(self, node: Node) -> Node:
-        """Append ``node``; its inputs must already be in the graph."""
+        """Append ``node``; its inputs must already be in the graph.
+
+        A graph read from a file (``frontend`` ``"file"`` or ``"onnx"``) checks each node
+        against the budgets (:func:`keras_cnnkit.budgets.check_node`).
+        """
+        if self.frontend in _BUDGETED_FRONTENDS:
+            check_node(self.source, node, len(self.nodes) + 1)
         if node.name in self.nodes:
             raise ValueError(f"duplicate node name {node.name!r}")
         for src in node.inputs:

@@ -11,16 +11,14 @@ Importing it imports Keras.
 from keras_cnnkit.bench.api import benchmark, benchmark_report
 from keras_cnnkit.bench.device import DeviceInfo, detect, gpu_available
 from keras_cnnkit.bench.harness import (DEFAULT_BATCHES, DTYPES, BenchResult, Comparison,
-                                        benchmark_findings, finding_label, measurement_text,
-                                        order_findings)
-from keras_cnnkit.bench.progress import Progress
+                                        benchmark_findings, order_findings)
+from keras_cnnkit.progress import Progress
 from keras_cnnkit.bench.timing import (Timing, measure, measure_interleaved, time_model,
                                        time_models)
 
 __all__ = [
     "DEFAULT_BATCHES", "DTYPES", "BenchResult", "Comparison", "DeviceInfo", "Progress",
     "Timing", "benchmark", "benchmark_findings", "benchmark_report", "detect",
-    "finding_label", "gpu_available", "measure", "measure_interleaved", "measurement_text",
-    "order_findings",
+    "gpu_available", "measure", "measure_interleaved", "order_findings",
     "time_model", "time_models",
 ]

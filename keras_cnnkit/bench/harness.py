@@ -6,21 +6,25 @@ stock layers: no code from a model file runs), and timed side by side on the bes
 present (see :mod:`keras_cnnkit.bench.device` and :mod:`keras_cnnkit.bench.timing`).  The
 whole model with all compatible fixes applied is timed against the original as well.
 
-Results go into each finding's ``measurements``; a fix that saves parameters or FLOPs
-but measures slower gets a note in its message.
+The results are this module's own objects (:class:`BenchResult`): per finding label,
+the measured figures and, for a fix that saves parameters or FLOPs but measures slower,
+a note.  Findings are never edited; the report layer attaches the figures
+(:class:`keras_cnnkit.lint.report.Measurements`, which a :class:`BenchResult` is).
 """
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Iterable, Optional, Sequence
+from typing import Any, Callable, Iterable, Optional, Sequence
 
 import keras
 
 from keras_cnnkit.analysis.ir import Graph, OpKind
 from keras_cnnkit.bench.device import DeviceInfo, detect
-from keras_cnnkit.bench.progress import Progress
+from keras_cnnkit.progress import Progress
 from keras_cnnkit.bench.timing import Timing, time_models
 from keras_cnnkit.lint.findings import Finding
+from keras_cnnkit.lint.report import finding_label
+from keras_cnnkit.lint.sites import SLOWER_THAN, conclusive, rule_findings, saves_something
 from keras_cnnkit.rewrite.build import model_from_graph, replacement_models
 from keras_cnnkit.rewrite.codegen import UnsupportedNodeError
 from keras_cnnkit.rewrite.plan import apply_to_graph, select_findings
@@ -29,8 +33,6 @@ from keras_cnnkit.rewrite.plan import apply_to_graph, select_findings
 DTYPES = ("float32", "mixed_float16", "bfloat16")
 #: Default batch sizes.
 DEFAULT_BATCHES = (1, 32)
-#: Below this speed-up a fix "measures slower" (3% guards against timer noise).
-SLOWER_THAN = 0.97
 
 INFERENCE, TRAIN = "inference", "train"
 
@@ -87,6 +89,11 @@ class BenchResult:
         whole_model: the whole-model A/B comparisons (empty when not run).
         whole_model_fixes: labels of the findings applied for the A/B.
         skipped: ``(what, why)`` for everything that could not be measured.
+        measurements: per finding label, the figures of its fix at the largest batch
+            (``latency_before_ms``, ``latency_after_ms``, ``speedup``, ``saving_ms``...)
+            and every run; see :meth:`fields_of`.
+        notes: per finding label, the "measured slower" note of a fix that saves
+            parameters or FLOPs but not time; see :meth:`note_of`.
     """
 
     device: DeviceInfo
@@ -99,6 +106,16 @@ class BenchResult:
     whole_model: list = dataclasses.field(default_factory=list)
     whole_model_fixes: list = dataclasses.field(default_factory=list)
     skipped: list = dataclasses.field(default_factory=list)
+    measurements: dict = dataclasses.field(default_factory=dict)
+    notes: dict = dataclasses.field(default_factory=dict)
+
+    def fields_of(self, finding: Finding) -> dict:
+        """The measured figures of ``finding``'s fix (empty when it was not measured)."""
+        return dict(self.measurements.get(finding_label(finding), {}))
+
+    def note_of(self, finding: Finding) -> str:
+        """The sentence the report appends to a fix that measures slower, else ``""``."""
+        return self.notes.get(finding_label(finding), "")
 
     def to_dict(self) -> dict:
         """Plain-dict form for JSON reports."""
@@ -133,11 +150,6 @@ class BenchResult:
 
 def _pm(timing: Timing) -> str:
     return f"{timing.median_ms:.3f}±{timing.iqr_ms:.3f}"
-
-
-def finding_label(finding: Finding) -> str:
-    """``"CODE symbol @ layer"``, the label a finding's measurements go under."""
-    return f"{finding.code} {finding.symbol} @ {finding.layer}"
 
 
 def _modes(train: bool) -> tuple:
@@ -190,12 +202,14 @@ def benchmark_findings(graph: Graph, findings: Iterable[Finding],
                        batches: Sequence[int] = DEFAULT_BATCHES, dtype: str = "float32",
                        train: bool = False, whole_model: bool = True,
                        compile_mode: Optional[str] = None, progress: Optional[Progress] = None,
-                       annotate: bool = True, **measure_kwargs: Any) -> BenchResult:
-    """Benchmark every finding that has a replacement, and the whole model A/B.
+                       choose: Optional[Callable[[BenchResult], list]] = None,
+                       **measure_kwargs: Any) -> BenchResult:
+    """Benchmark every fix (every alternative of every site), and the whole model A/B.
 
     Args:
         graph: the IR the findings were computed on (shapes and nodes come from it).
-        findings: the findings; those without a replacement are ignored.
+        findings: the findings (sites or rule findings); every alternative that has a
+            replacement is timed.
         model: the live model, if any: used for the whole-model A/B (in float32) when
             the graph has nodes codegen cannot build (opaque layers).
         batches: batch sizes (default 1 and 32).
@@ -204,7 +218,11 @@ def benchmark_findings(graph: Graph, findings: Iterable[Finding],
         whole_model: run the whole-model A/B.
         compile_mode: see :data:`keras_cnnkit.bench.timing.COMPILE_MODES`.
         progress: a :class:`Progress` (default: one on stderr, silent off a terminal).
-        annotate: fill ``finding.measurements`` and note slower fixes in messages.
+        choose: given the result with every fix measured, the fixes to apply for the
+            whole-model A/B (default: :func:`~keras_cnnkit.rewrite.plan.select_findings`
+            of ``findings``: each site's recommended alternative, as before the
+            measurements; :func:`~keras_cnnkit.bench.api.benchmark_report` passes the
+            choice a bare ``--fix`` makes once the measurements are in).
         **measure_kwargs: ``warmup``, ``repeats``, ``min_sample_s``, ``budget_s``,
             ``max_rel_iqr`` and ``retries`` of
             :func:`keras_cnnkit.bench.timing.measure_interleaved`.  A measurement whose
@@ -214,11 +232,12 @@ def benchmark_findings(graph: Graph, findings: Iterable[Finding],
     batches = _check_args(dtype, batches)
     measure_kwargs.setdefault("max_rel_iqr", 0.10)
     findings = list(findings)
-    candidates = [f for f in findings if f.replacement is not None]
+    candidates = [f for f in rule_findings(findings) if f.replacement is not None]
     result = BenchResult(detect(), dtype, "", batches, train)
-    chosen, _ = select_findings(candidates, graph=graph) if whole_model else ([], [])
-    steps = (len(candidates) + (1 if chosen else 0)) * len(batches) * len(_modes(train))
-    progress = progress or Progress(steps)
+    choose = choose or (lambda _: select_findings(findings, graph=graph)[0])
+    steps = (len(candidates) + (1 if whole_model and candidates else 0)) \
+        * len(batches) * len(_modes(train))
+    progress = progress or Progress(steps, "benchmark")
     session = _Session(result, progress, compile_mode, measure_kwargs)
     with progress:
         for finding in candidates:
@@ -232,12 +251,13 @@ def benchmark_findings(graph: Graph, findings: Iterable[Finding],
                     progress.step(label)
                 continue
             result.comparisons[label] = session.compare(label, before, after)
-        if chosen:
-            _whole_model(session, graph, chosen, model, dtype)
-    if annotate:
         for finding in candidates:
-            _annotate(finding, result)
-    result.findings = order_findings(findings)
+            _record(finding, result)
+        if whole_model and candidates:
+            _whole_model(session, graph, choose(result), model, dtype)
+    result.findings = order_findings(findings, {label: m["saving_ms"] for label, m
+                                                in result.measurements.items()
+                                                if "saving_ms" in m})
     return result
 
 
@@ -247,20 +267,32 @@ def _reason(exc: BaseException) -> str:
 
 def _whole_model(session: _Session, graph: Graph, chosen: list,
                  model: Optional[keras.Model], dtype: str) -> None:
+    """The whole model A/B with the ``chosen`` fixes (skipped, with the reason, when the
+    model cannot be rebuilt or nothing is chosen)."""
     result = session.result
     opaque = [n.name for n in graph if n.op == OpKind.OPAQUE]
+
+    def skip(why: str) -> None:
+        result.skipped.append(("whole model", why))
+        for _ in range(len(result.batches) * len(_modes(result.train))):
+            session.progress.step("whole model")
+
     try:
         before = model_from_graph(graph, dtype=dtype)
-        after = model_from_graph(apply_to_graph(graph, chosen), dtype=dtype)
+        after = model_from_graph(apply_to_graph(graph, chosen), dtype=dtype) if chosen \
+            else None
     except (UnsupportedNodeError, ValueError, KeyError) as exc:
         if model is None or dtype != "float32":
             what = f"opaque nodes {', '.join(opaque)}" if opaque else _reason(exc)
-            result.skipped.append(("whole model", f"cannot be rebuilt from the IR: {what}"))
-            for _ in range(len(result.batches) * len(_modes(result.train))):
-                session.progress.step("whole model")
+            skip(f"cannot be rebuilt from the IR: {what}")
             return
         from keras_cnnkit.rewrite.apply import apply_findings
-        before, after = model, apply_findings(model, chosen, graph=graph)
+        before = model
+        after = apply_findings(model, chosen, graph=graph) if chosen else None
+    if after is None:
+        skip("no fix to apply: no finding has a recommended alternative (a bare --fix "
+             "changes nothing)")
+        return
     result.whole_model_fixes = [finding_label(f) for f in chosen]
     result.whole_model = session.compare("whole model", before, after)
 
@@ -274,8 +306,10 @@ def _primary(comps: list, batches: tuple, mode: str = INFERENCE) -> Optional[Com
     return None
 
 
-def _annotate(finding: Finding, result: BenchResult) -> None:
-    comps = result.comparisons.get(finding_label(finding))
+def _record(finding: Finding, result: BenchResult) -> None:
+    """Put the figures of ``finding``'s comparisons (and any note) into ``result``."""
+    label = finding_label(finding)
+    comps = result.comparisons.get(label)
     if not comps:
         return
     meas = {"device": str(result.device), "backend": result.device.backend,
@@ -292,41 +326,28 @@ def _annotate(finding: Finding, result: BenchResult) -> None:
         meas.update(train_latency_before_ms=train.before.median_ms,
                     train_latency_after_ms=train.after.median_ms,
                     train_speedup=train.speedup)
-    finding.measurements.update(meas)
-    if main is not None and main.speedup < SLOWER_THAN and _saves_something(finding):
-        note = (f" Measured slower on {result.device} ({result.device.backend}, "
-                f"{result.dtype}, batch {main.batch}): {main.before.median_ms:.3g} ms → "
-                f"{main.after.median_ms:.3g} ms ({main.speedup:.2f}×); it saves "
-                "parameters/FLOPs, not time, here.")
-        if "Measured slower" not in finding.message:
-            finding.message = finding.message.rstrip() + note
+    result.measurements[label] = meas
+    if main is not None and main.speedup < SLOWER_THAN and saves_something(finding) \
+            and conclusive(main.to_dict()):
+        result.notes[label] = (
+            f" Measured slower on {result.device} ({result.device.backend}, "
+            f"{result.dtype}, batch {main.batch}): {main.before.median_ms:.3g} ms → "
+            f"{main.after.median_ms:.3g} ms ({main.speedup:.2f}×); it saves "
+            "parameters/FLOPs, not time, here.")
 
 
-def _saves_something(finding: Finding) -> bool:
-    params = (finding.params_before or 0) - (finding.params_after or 0)
-    flops = (finding.flops_before or 0) - (finding.flops_after or 0)
-    return params > 0 or flops > 0
+def order_findings(findings: Iterable[Finding], savings: Optional[dict] = None) -> list:
+    """Findings ordered by measured saving, then estimated FLOPs.
 
-
-def measurement_text(finding: Finding) -> str:
-    """The text-output cell of a measured finding: ``"3.59 → 0.623 ms (5.76×, b32)"``;
-    empty when the finding was not measured."""
-    m = finding.measurements
-    if "latency_before_ms" not in m:
-        return ""
-    return (f"{m['latency_before_ms']:.3g} → {m['latency_after_ms']:.3g} ms "
-            f"({m['speedup']:.2f}×, b{m['batch']})")
-
-
-def order_findings(findings: Iterable[Finding]) -> list:
-    """Findings ordered by measured saving (ms at the largest batch), then estimated FLOPs.
-
-    Measured findings come first, biggest time saving first; the others follow by
-    estimated FLOP saving.  The sort is stable.
+    ``savings`` maps a finding label (:func:`~keras_cnnkit.lint.report.finding_label`)
+    to the milliseconds its fix saves at the largest batch.  Measured findings come
+    first, biggest time saving first; the others follow by estimated FLOP saving.  The
+    sort is stable.
     """
+    savings = savings or {}
 
     def key(finding: Finding) -> tuple:
-        saving = finding.measurements.get("saving_ms")
+        saving = savings.get(finding_label(finding))
         flops = (finding.flops_before or 0) - (finding.flops_after or 0)
         if saving is not None:
             return (0, -saving, -flops)

@@ -10,6 +10,12 @@ BLOCK_INPUT = "input"
 
 _SPECS: dict[str, Callable[[dict, tuple], "BlockGraph"]] = {}
 _RESOLVERS: dict[str, Callable[[dict], dict]] = {}
+_DEFAULTS: dict[str, dict] = {}
+_OP_BOUNDS: dict[str, Callable[[dict], int]] = {}
+
+#: Most ops a block without an ``ops`` bound may expand to, whatever its arguments
+#: (checked for every spec by ``tests/test_budgets.py``).
+FIXED_OP_BOUND = 64
 
 
 class _Required:
@@ -65,20 +71,56 @@ class BlockGraph:
             raise ValueError(f"block output {self.output!r} is not an op")
 
 
-def register_spec(class_name: str, resolve: Callable[[dict], dict] | None = None):
+def register_spec(class_name: str, resolve: Callable[[dict], dict] | None = None,
+                  defaults: dict | None = None, ops: Callable[[dict], int] | None = None):
     """Register ``fn(config, input_shape) -> BlockGraph`` as the spec of a block class.
 
     ``resolve(config) -> config`` (optional) fills in defaults and raises ``ValueError``
     for bad arguments without needing an input shape; :func:`resolve_config` runs it.
+    ``defaults``: every argument of the block and its default (:data:`REQUIRED` where it
+    has none), the one statement of them; the layer's signature reads them
+    (:func:`spec_defaults`).  ``ops(resolved config) -> int``: an upper bound of the ops
+    the block expands to, for blocks whose size grows with an argument (a layer count,
+    a kernel size, a list); without it the bound is :data:`FIXED_OP_BOUND`.
     """
 
     def decorator(fn):
         _SPECS[class_name] = fn
         if resolve is not None:
             _RESOLVERS[class_name] = resolve
+        if defaults is not None:
+            _DEFAULTS[class_name] = defaults
+        if ops is not None:
+            _OP_BOUNDS[class_name] = ops
         return fn
 
     return decorator
+
+
+def op_bound(class_name: str, config: dict) -> int | None:
+    """How many ops block ``class_name`` with layer config ``config`` expands to, at
+    most, computed from its arguments (merged with the defaults, not validated) without
+    expanding it; ``None`` when ``class_name`` is not a block.  Arguments the bound
+    cannot use count as one op (expanding the block fails with the config error)."""
+    _ensure_loaded()
+    if class_name not in _SPECS:
+        return None
+    bound = _OP_BOUNDS.get(class_name)
+    if bound is None:
+        return FIXED_OP_BOUND
+    defaults = _DEFAULTS.get(class_name, {})
+    args = {k: v for k, v in config.items() if k in defaults} if isinstance(config, dict) \
+        else {}
+    try:   # the arguments merged, not validated: validating is the expansion's work
+        return max(int(bound({**defaults, **args})), 1)
+    except (TypeError, ValueError, KeyError, ArithmeticError):
+        return 1
+
+
+def spec_defaults(class_name: str) -> dict:
+    """Every argument of block ``class_name`` and its default (:data:`REQUIRED`: none)."""
+    _ensure_loaded()
+    return dict(_DEFAULTS[class_name])
 
 
 def resolve_config(class_name: str, config: dict) -> dict:
@@ -88,12 +130,22 @@ def resolve_config(class_name: str, config: dict) -> dict:
     return resolve(dict(config)) if resolve is not None else dict(config)
 
 
+#: What a ``data_format`` of ``None`` (Keras' default) means where Keras is not asked:
+#: Keras' own default.  A layer resolves ``None`` with ``keras.config`` first.
+DEFAULT_DATA_FORMAT = "channels_last"
+
+
 def with_defaults(block: str, config: dict, defaults: dict) -> dict:
-    """Merge ``config`` over ``defaults``; reject unknown and missing arguments."""
+    """Merge ``config`` over ``defaults``; reject unknown and missing arguments.
+
+    A ``data_format`` of ``None`` becomes :data:`DEFAULT_DATA_FORMAT`.
+    """
     unknown = sorted(set(config) - set(defaults))
     if unknown:
         raise ValueError(f"{block} got unknown argument(s): {', '.join(unknown)}")
     merged = {**defaults, **config}
+    if "data_format" in merged and merged["data_format"] is None:
+        merged["data_format"] = DEFAULT_DATA_FORMAT
     for key, value in merged.items():
         if value is REQUIRED:
             raise ValueError(f"{block} needs the argument `{key}`")

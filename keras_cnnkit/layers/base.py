@@ -28,6 +28,19 @@ def register(cls):
     return keras.saving.register_keras_serializable(package=PACKAGE)(cls)
 
 
+def conv_weights(layer: keras.layers.Layer, kernel_shape: tuple) -> tuple:
+    """``(kernel, bias)`` of a conv-like ``layer``: a kernel of ``kernel_shape`` and, with
+    ``use_bias``, a bias of ``filters`` (else ``None``), added with its
+    ``kernel_initializer``/``bias_initializer``."""
+    kernel = layer.add_weight(name="kernel", shape=tuple(kernel_shape),
+                              initializer=layer.kernel_initializer)
+    bias = None
+    if layer.use_bias:
+        bias = layer.add_weight(name="bias", shape=(layer.filters,),
+                                initializer=layer.bias_initializer)
+    return kernel, bias
+
+
 def layer_class(class_name: str, package: str = "keras"):
     """Resolve a spec op's class to a Keras layer class."""
     if package == "keras":

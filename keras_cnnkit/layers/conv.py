@@ -6,6 +6,7 @@ ICLR 2016, https://arxiv.org/abs/1511.07122 (seeds 001, 004).
 # Keras layers: a deep class hierarchy, Layer.add_metric is an abstract stub, and
 # Layer.call/compute_output_shape take *args.
 # pylint: disable=too-many-ancestors,abstract-method,arguments-differ
+from keras_cnnkit.blockspec.core import spec_defaults
 from keras_cnnkit.layers.base import SpecBlock, register
 
 
@@ -26,9 +27,14 @@ class ConvBNAct(SpecBlock):
         bn_scale: learn the BN scale (False where a ReLU follows, as keras' Inception).
     """
 
-    def __init__(self, filters, kernel_size=3, strides=1, padding="same", dilation_rate=1,
-                 groups=1, activation="relu", use_bn=True, use_bias=None, data_format=None,
-                 bn_epsilon=1e-3, bn_momentum=0.99, bn_scale=True, **kwargs):
+    DEFAULTS = spec_defaults("ConvBNAct")
+
+    def __init__(self, filters, kernel_size=DEFAULTS["kernel_size"], strides=DEFAULTS["strides"],
+                 padding=DEFAULTS["padding"], dilation_rate=DEFAULTS["dilation_rate"],
+                 groups=DEFAULTS["groups"], activation=DEFAULTS["activation"],
+                 use_bn=DEFAULTS["use_bn"], use_bias=DEFAULTS["use_bias"],
+                 data_format=DEFAULTS["data_format"], bn_epsilon=DEFAULTS["bn_epsilon"],
+                 bn_momentum=DEFAULTS["bn_momentum"], bn_scale=DEFAULTS["bn_scale"], **kwargs):
         super().__init__({
             "filters": filters, "kernel_size": kernel_size, "strides": strides,
             "padding": padding, "dilation_rate": dilation_rate, "groups": groups,
@@ -47,9 +53,15 @@ class DilatedConv(SpecBlock):
     ``strides`` > 1.
     """
 
-    def __init__(self, filters, kernel_size=3, dilation_rate=2, strides=1, padding="same",
-                 groups=1, activation="relu", use_bn=True, use_bias=None, data_format=None,
-                 bn_epsilon=1e-3, bn_momentum=0.99, bn_scale=True, **kwargs):
+    DEFAULTS = spec_defaults("DilatedConv")
+
+    def __init__(self, filters, kernel_size=DEFAULTS["kernel_size"],
+                 dilation_rate=DEFAULTS["dilation_rate"], strides=DEFAULTS["strides"],
+                 padding=DEFAULTS["padding"], groups=DEFAULTS["groups"],
+                 activation=DEFAULTS["activation"], use_bn=DEFAULTS["use_bn"],
+                 use_bias=DEFAULTS["use_bias"], data_format=DEFAULTS["data_format"],
+                 bn_epsilon=DEFAULTS["bn_epsilon"], bn_momentum=DEFAULTS["bn_momentum"],
+                 bn_scale=DEFAULTS["bn_scale"], **kwargs):
         super().__init__({
             "filters": filters, "kernel_size": kernel_size, "strides": strides,
             "padding": padding, "dilation_rate": dilation_rate, "groups": groups,

@@ -16,7 +16,7 @@ TensorFlow, JAX and PyTorch.
 import keras
 
 from keras_cnnkit.blockspec.core import channel_axis, check_choice, check_int, to_tuple
-from keras_cnnkit.layers.base import register
+from keras_cnnkit.layers.base import conv_weights, register
 
 
 def _same_pad_before(size, out_size, stride: int, effective_kernel: int):
@@ -170,12 +170,7 @@ class DeformableConv2D(keras.layers.Layer):
             raise ValueError(f"DeformableConv2D: input channels ({channels}) must be divisible"
                              f" by `deformable_groups` ({self.deformable_groups})")
         self.offset_conv.build(shape)
-        self.kernel = self.add_weight(name="kernel",
-                                      shape=self.kernel_size + (channels, self.filters),
-                                      initializer=self.kernel_initializer)
-        if self.use_bias:
-            self.bias = self.add_weight(name="bias", shape=(self.filters,),
-                                        initializer=self.bias_initializer)
+        self.kernel, self.bias = conv_weights(self, self.kernel_size + (channels, self.filters))
         self.built = True
 
     def call(self, inputs):

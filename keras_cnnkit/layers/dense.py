@@ -6,6 +6,7 @@ CVPR 2017, https://arxiv.org/abs/1608.06993 (seed 002).
 # Keras layers: a deep class hierarchy, Layer.add_metric is an abstract stub, and
 # Layer.call/compute_output_shape take *args.
 # pylint: disable=too-many-ancestors,abstract-method,arguments-differ
+from keras_cnnkit.blockspec.core import spec_defaults
 from keras_cnnkit.layers.base import SpecBlock, register
 
 
@@ -28,9 +29,13 @@ class DenseBlock(SpecBlock):
         bn_epsilon, bn_momentum: of the batch norms (keras: 1.001e-5, 0.99).
     """
 
-    def __init__(self, num_layers, growth_rate=32, bottleneck_width=4, kernel_size=3,
-                 dilation_rate=1, activation="relu", data_format=None, bn_epsilon=1.001e-5,
-                 bn_momentum=0.99, **kwargs):
+    DEFAULTS = spec_defaults("DenseBlock")
+
+    def __init__(self, num_layers, growth_rate=DEFAULTS["growth_rate"],
+                 bottleneck_width=DEFAULTS["bottleneck_width"],
+                 kernel_size=DEFAULTS["kernel_size"], dilation_rate=DEFAULTS["dilation_rate"],
+                 activation=DEFAULTS["activation"], data_format=DEFAULTS["data_format"],
+                 bn_epsilon=DEFAULTS["bn_epsilon"], bn_momentum=DEFAULTS["bn_momentum"], **kwargs):
         super().__init__({
             "num_layers": num_layers, "growth_rate": growth_rate,
             "bottleneck_width": bottleneck_width, "kernel_size": kernel_size,
@@ -53,8 +58,11 @@ class TransitionBlock(SpecBlock):
         bn_epsilon, bn_momentum: of the batch norm.
     """
 
-    def __init__(self, compression=0.5, strides=2, activation="relu", data_format=None,
-                 bn_epsilon=1.001e-5, bn_momentum=0.99, **kwargs):
+    DEFAULTS = spec_defaults("TransitionBlock")
+
+    def __init__(self, compression=DEFAULTS["compression"], strides=DEFAULTS["strides"],
+                 activation=DEFAULTS["activation"], data_format=DEFAULTS["data_format"],
+                 bn_epsilon=DEFAULTS["bn_epsilon"], bn_momentum=DEFAULTS["bn_momentum"], **kwargs):
         super().__init__({
             "compression": compression, "strides": strides, "activation": activation,
             "data_format": data_format, "bn_epsilon": bn_epsilon, "bn_momentum": bn_momentum},

@@ -10,6 +10,7 @@
 # Keras layers: a deep class hierarchy, Layer.add_metric is an abstract stub, and
 # Layer.call/compute_output_shape take *args.
 # pylint: disable=too-many-ancestors,abstract-method,arguments-differ
+from keras_cnnkit.blockspec.core import spec_defaults
 from keras_cnnkit.layers.base import SpecBlock, register
 
 
@@ -36,9 +37,14 @@ class FactorizedConv(SpecBlock):
         bn_epsilon, bn_momentum: of the batch norms.
     """
 
-    def __init__(self, filters, kernel_size=5, mode="stacked", strides=1, padding="same",
-                 intermediate_filters=None, activation="relu", use_bn=True, use_bias=None,
-                 data_format=None, bn_epsilon=1e-3, bn_momentum=0.99, **kwargs):
+    DEFAULTS = spec_defaults("FactorizedConv")
+
+    def __init__(self, filters, kernel_size=DEFAULTS["kernel_size"], mode=DEFAULTS["mode"],
+                 strides=DEFAULTS["strides"], padding=DEFAULTS["padding"],
+                 intermediate_filters=DEFAULTS["intermediate_filters"],
+                 activation=DEFAULTS["activation"], use_bn=DEFAULTS["use_bn"],
+                 use_bias=DEFAULTS["use_bias"], data_format=DEFAULTS["data_format"],
+                 bn_epsilon=DEFAULTS["bn_epsilon"], bn_momentum=DEFAULTS["bn_momentum"], **kwargs):
         super().__init__({
             "filters": filters, "kernel_size": kernel_size, "mode": mode, "strides": strides,
             "padding": padding, "intermediate_filters": intermediate_filters,
@@ -69,9 +75,14 @@ class Bottleneck1x1(SpecBlock):
         bn_epsilon, bn_momentum: of the batch norms.
     """
 
-    def __init__(self, filters, bottleneck_filters=None, kernel_size=3, strides=1,
-                 expand=False, padding="same", activation="relu", use_bn=True, use_bias=None,
-                 data_format=None, bn_epsilon=1e-3, bn_momentum=0.99, **kwargs):
+    DEFAULTS = spec_defaults("Bottleneck1x1")
+
+    def __init__(self, filters, bottleneck_filters=DEFAULTS["bottleneck_filters"],
+                 kernel_size=DEFAULTS["kernel_size"], strides=DEFAULTS["strides"],
+                 expand=DEFAULTS["expand"], padding=DEFAULTS["padding"],
+                 activation=DEFAULTS["activation"], use_bn=DEFAULTS["use_bn"],
+                 use_bias=DEFAULTS["use_bias"], data_format=DEFAULTS["data_format"],
+                 bn_epsilon=DEFAULTS["bn_epsilon"], bn_momentum=DEFAULTS["bn_momentum"], **kwargs):
         super().__init__({
             "filters": filters, "bottleneck_filters": bottleneck_filters,
             "kernel_size": kernel_size, "strides": strides, "expand": expand,

@@ -22,7 +22,7 @@ from keras_cnnkit.blockspec.core import (
     check_size,
     to_tuple,
 )
-from keras_cnnkit.layers.base import register
+from keras_cnnkit.layers.base import conv_weights, register
 
 IMPLEMENTATIONS = ("native", "split", "auto")
 
@@ -92,12 +92,8 @@ class GroupConv(keras.layers.Layer):
             raise ValueError(f"GroupConv: input channels ({channels}) must be divisible by "
                              f"`groups` ({self.groups})")
         kernel = self._tuple(self.kernel_size, "kernel_size")
-        self.kernel = self.add_weight(
-            name="kernel", shape=kernel + (channels // self.groups, self.filters),
-            initializer=self.kernel_initializer)
-        if self.use_bias:
-            self.bias = self.add_weight(name="bias", shape=(self.filters,),
-                                        initializer=self.bias_initializer)
+        self.kernel, self.bias = conv_weights(
+            self, kernel + (channels // self.groups, self.filters))
         self.built = True
 
     def _conv(self, inputs, kernel):

@@ -7,6 +7,7 @@
 # Keras layers: a deep class hierarchy, Layer.add_metric is an abstract stub, and
 # Layer.call/compute_output_shape take *args.
 # pylint: disable=too-many-ancestors,abstract-method,arguments-differ
+from keras_cnnkit.blockspec.core import spec_defaults
 from keras_cnnkit.layers.base import SpecBlock, register
 
 
@@ -37,9 +38,13 @@ class ClassifierHead(SpecBlock):
         data_format: ``"channels_last"`` or ``"channels_first"`` (``None``: Keras' default).
     """
 
-    def __init__(self, classes, variant="gap", hidden_units=(), kernel_size=1, dropout=0.0,
-                 activation="relu", classifier_activation="softmax", data_format=None,
-                 **kwargs):
+    DEFAULTS = spec_defaults("ClassifierHead")
+
+    def __init__(self, classes, variant=DEFAULTS["variant"], hidden_units=DEFAULTS["hidden_units"],
+                 kernel_size=DEFAULTS["kernel_size"], dropout=DEFAULTS["dropout"],
+                 activation=DEFAULTS["activation"],
+                 classifier_activation=DEFAULTS["classifier_activation"],
+                 data_format=DEFAULTS["data_format"], **kwargs):
         super().__init__({
             "classes": classes, "variant": variant, "hidden_units": list(hidden_units or ()),
             "kernel_size": kernel_size, "dropout": dropout, "activation": activation,

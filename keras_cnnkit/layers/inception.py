@@ -8,6 +8,7 @@
 # Keras layers: a deep class hierarchy, Layer.add_metric is an abstract stub, and
 # Layer.call/compute_output_shape take *args.
 # pylint: disable=too-many-ancestors,abstract-method,arguments-differ
+from keras_cnnkit.blockspec.core import spec_defaults
 from keras_cnnkit.layers.base import SpecBlock, register
 
 
@@ -48,9 +49,13 @@ class InceptionModule(SpecBlock):
         bn_epsilon, bn_momentum: of the batch norms.
     """
 
-    def __init__(self, variant="v1", filters=None, pool_features=None, channels_7x7=None,
-                 kernel_5x5=5, activation="relu", use_bn=True, data_format=None,
-                 bn_epsilon=1e-3, bn_momentum=0.99, **kwargs):
+    DEFAULTS = spec_defaults("InceptionModule")
+
+    def __init__(self, variant=DEFAULTS["variant"], filters=DEFAULTS["filters"],
+                 pool_features=DEFAULTS["pool_features"], channels_7x7=DEFAULTS["channels_7x7"],
+                 kernel_5x5=DEFAULTS["kernel_5x5"], activation=DEFAULTS["activation"],
+                 use_bn=DEFAULTS["use_bn"], data_format=DEFAULTS["data_format"],
+                 bn_epsilon=DEFAULTS["bn_epsilon"], bn_momentum=DEFAULTS["bn_momentum"], **kwargs):
         super().__init__({
             "variant": variant, "filters": None if filters is None else list(filters),
             "pool_features": pool_features, "channels_7x7": channels_7x7,

@@ -8,6 +8,7 @@
 # Keras layers: a deep class hierarchy, Layer.add_metric is an abstract stub, and
 # Layer.call/compute_output_shape take *args.
 # pylint: disable=too-many-ancestors,abstract-method,arguments-differ
+from keras_cnnkit.blockspec.core import spec_defaults
 from keras_cnnkit.layers.base import SpecBlock, register
 
 
@@ -34,10 +35,15 @@ class DepthwiseSeparableConv(SpecBlock):
         bn_epsilon, bn_momentum: of the batch norms.
     """
 
-    def __init__(self, filters, kernel_size=3, strides=1, depth_multiplier=1, dilation_rate=1,
-                 padding="same", activation="relu", mid_activation=None, use_bn=True,
-                 mid_use_bn=None, use_bias=None, data_format=None, bn_epsilon=1e-3,
-                 bn_momentum=0.99, **kwargs):
+    DEFAULTS = spec_defaults("DepthwiseSeparableConv")
+
+    def __init__(self, filters, kernel_size=DEFAULTS["kernel_size"], strides=DEFAULTS["strides"],
+                 depth_multiplier=DEFAULTS["depth_multiplier"],
+                 dilation_rate=DEFAULTS["dilation_rate"], padding=DEFAULTS["padding"],
+                 activation=DEFAULTS["activation"], mid_activation=DEFAULTS["mid_activation"],
+                 use_bn=DEFAULTS["use_bn"], mid_use_bn=DEFAULTS["mid_use_bn"],
+                 use_bias=DEFAULTS["use_bias"], data_format=DEFAULTS["data_format"],
+                 bn_epsilon=DEFAULTS["bn_epsilon"], bn_momentum=DEFAULTS["bn_momentum"], **kwargs):
         super().__init__({
             "filters": filters, "kernel_size": kernel_size, "strides": strides,
             "dilation_rate": dilation_rate, "depth_multiplier": depth_multiplier,
@@ -68,9 +74,14 @@ class InvertedResidual(SpecBlock):
         bn_epsilon, bn_momentum: of the batch norms (keras: 1e-3, 0.999).
     """
 
-    def __init__(self, filters, expansion=6, strides=1, kernel_size=3, dilation_rate=1,
-                 activation="relu6", use_se=False, se_ratio=0.25, drop_path_rate=0.0,
-                 data_format=None, bn_epsilon=1e-3, bn_momentum=0.999, **kwargs):
+    DEFAULTS = spec_defaults("InvertedResidual")
+
+    def __init__(self, filters, expansion=DEFAULTS["expansion"], strides=DEFAULTS["strides"],
+                 kernel_size=DEFAULTS["kernel_size"], dilation_rate=DEFAULTS["dilation_rate"],
+                 activation=DEFAULTS["activation"], use_se=DEFAULTS["use_se"],
+                 se_ratio=DEFAULTS["se_ratio"], drop_path_rate=DEFAULTS["drop_path_rate"],
+                 data_format=DEFAULTS["data_format"], bn_epsilon=DEFAULTS["bn_epsilon"],
+                 bn_momentum=DEFAULTS["bn_momentum"], **kwargs):
         super().__init__({
             "filters": filters, "expansion": expansion, "strides": strides,
             "kernel_size": kernel_size, "dilation_rate": dilation_rate,

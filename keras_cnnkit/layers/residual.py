@@ -8,6 +8,7 @@
 # Keras layers: a deep class hierarchy, Layer.add_metric is an abstract stub, and
 # Layer.call/compute_output_shape take *args.
 # pylint: disable=too-many-ancestors,abstract-method,arguments-differ
+from keras_cnnkit.blockspec.core import spec_defaults
 from keras_cnnkit.layers.base import SpecBlock, register
 
 
@@ -41,10 +42,16 @@ class ResidualBlock(SpecBlock):
         bn_epsilon, bn_momentum: of the batch norms (keras: 1.001e-5, 0.99).
     """
 
-    def __init__(self, filters, variant="bottleneck", version=1, strides=1, kernel_size=3,
-                 dilation_rate=1, expansion=4, conv_shortcut="auto", use_bias=None,
-                 activation="relu", use_se=False, se_ratio=0.25, drop_path_rate=0.0,
-                 data_format=None, bn_epsilon=1.001e-5, bn_momentum=0.99, **kwargs):
+    DEFAULTS = spec_defaults("ResidualBlock")
+
+    def __init__(self, filters, variant=DEFAULTS["variant"], version=DEFAULTS["version"],
+                 strides=DEFAULTS["strides"], kernel_size=DEFAULTS["kernel_size"],
+                 dilation_rate=DEFAULTS["dilation_rate"], expansion=DEFAULTS["expansion"],
+                 conv_shortcut=DEFAULTS["conv_shortcut"], use_bias=DEFAULTS["use_bias"],
+                 activation=DEFAULTS["activation"], use_se=DEFAULTS["use_se"],
+                 se_ratio=DEFAULTS["se_ratio"], drop_path_rate=DEFAULTS["drop_path_rate"],
+                 data_format=DEFAULTS["data_format"], bn_epsilon=DEFAULTS["bn_epsilon"],
+                 bn_momentum=DEFAULTS["bn_momentum"], **kwargs):
         super().__init__({
             "filters": filters, "variant": variant, "version": version, "strides": strides,
             "kernel_size": kernel_size, "dilation_rate": dilation_rate,

@@ -11,7 +11,7 @@
 # pylint: disable=too-many-ancestors,abstract-method,arguments-differ
 import keras
 
-from keras_cnnkit.blockspec.core import channel_axis, check_int
+from keras_cnnkit.blockspec.core import channel_axis, check_int, spec_defaults
 from keras_cnnkit.layers.base import SpecBlock, register
 
 
@@ -142,9 +142,14 @@ class ShuffleUnit(SpecBlock):
         bn_epsilon, bn_momentum: of the batch norms.
     """
 
-    def __init__(self, filters, strides=1, version=2, groups=3, bottleneck_ratio=0.25,
-                 first_group_conv=True, group_implementation="auto", activation="relu",
-                 data_format=None, bn_epsilon=1e-3, bn_momentum=0.99, **kwargs):
+    DEFAULTS = spec_defaults("ShuffleUnit")
+
+    def __init__(self, filters, strides=DEFAULTS["strides"], version=DEFAULTS["version"],
+                 groups=DEFAULTS["groups"], bottleneck_ratio=DEFAULTS["bottleneck_ratio"],
+                 first_group_conv=DEFAULTS["first_group_conv"],
+                 group_implementation=DEFAULTS["group_implementation"],
+                 activation=DEFAULTS["activation"], data_format=DEFAULTS["data_format"],
+                 bn_epsilon=DEFAULTS["bn_epsilon"], bn_momentum=DEFAULTS["bn_momentum"], **kwargs):
         super().__init__({
             "filters": filters, "strides": strides, "version": version, "groups": groups,
             "bottleneck_ratio": bottleneck_ratio, "first_group_conv": first_group_conv,

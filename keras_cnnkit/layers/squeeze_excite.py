@@ -6,6 +6,7 @@ https://arxiv.org/abs/1709.01507 (seeds 001, 004).
 # Keras layers: a deep class hierarchy, Layer.add_metric is an abstract stub, and
 # Layer.call/compute_output_shape take *args.
 # pylint: disable=too-many-ancestors,abstract-method,arguments-differ
+from keras_cnnkit.blockspec.core import spec_defaults
 from keras_cnnkit.layers.base import SpecBlock, register
 
 
@@ -25,8 +26,11 @@ class SqueezeExcite(SpecBlock):
         data_format: ``"channels_last"`` or ``"channels_first"`` (``None``: Keras' default).
     """
 
-    def __init__(self, se_ratio=0.25, divisor=8, activation="relu", gate="sigmoid",
-                 data_format=None, **kwargs):
+    DEFAULTS = spec_defaults("SqueezeExcite")
+
+    def __init__(self, se_ratio=DEFAULTS["se_ratio"], divisor=DEFAULTS["divisor"],
+                 activation=DEFAULTS["activation"], gate=DEFAULTS["gate"],
+                 data_format=DEFAULTS["data_format"], **kwargs):
         super().__init__({
             "se_ratio": se_ratio, "divisor": divisor, "activation": activation, "gate": gate,
             "data_format": data_format}, **kwargs)

@@ -3,8 +3,12 @@
 A finding is identified by the model file, its rule and its layer, never by its
 position or message, so a baseline survives edits elsewhere in the model and changes
 to the wording or the savings figures.  Rules match by symbol (the stable public name)
-or by code.  Model paths are stored relative to the baseline file's directory, in POSIX
-form, so a committed baseline works from any checkout and any working directory.
+or by code.  A site finding (:mod:`keras_cnnkit.lint.sites`) is written under its
+recommended (first) alternative, and matches an entry naming any of its alternatives,
+so that a baseline survives a change of recommendation (another device profile, a
+benchmark) and baselines written before findings were grouped into sites.  Model paths
+are stored relative to the baseline file's directory, in POSIX form, so a committed
+baseline works from any checkout and any working directory.
 
 Format (JSON, sorted, one entry per accepted finding; a repeated key is stored as many
 times as it occurs)::
@@ -22,6 +26,8 @@ from pathlib import Path
 from typing import Iterable
 
 from keras_cnnkit.errors import ConfigError
+from keras_cnnkit.io_guard import MAX_TEXT_BYTES, read_text_file, write_atomic
+from keras_cnnkit.lint.sites import alternatives_of
 
 SCHEMA_VERSION = 1
 
@@ -49,11 +55,13 @@ class Baseline:
     def load(cls, path) -> "Baseline":
         """Read a baseline file; :class:`ConfigError` when it is missing or malformed."""
         path = Path(path)
+        text = read_text_file(path, MAX_TEXT_BYTES, "baseline file", ConfigError)
         try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise ConfigError(str(path), "no such baseline file") from None
-        except (OSError, ValueError) as exc:
+            data = json.loads(text)
+        except RecursionError:
+            raise ConfigError(str(path), "cannot read baseline: JSON nested too deeply") \
+                from None
+        except ValueError as exc:
             raise ConfigError(str(path), f"cannot read baseline: {exc}") from None
         entries = data.get("findings") if isinstance(data, dict) else None
         if not isinstance(entries, list) or not all(
@@ -76,34 +84,34 @@ class Baseline:
                   if key[0] == file_key}
         new, accepted = [], []
         for finding in findings:
-            rules = unused.get((file_key, finding.layer), [])
-            match = next((i for i, (symbol, code) in enumerate(rules)
-                          if symbol == finding.symbol or code == finding.code), None)
-            if match is None:
-                new.append(finding)
-            else:
-                del rules[match]
-                accepted.append(finding)
+            match = None
+            for alt in alternatives_of(finding):
+                rules = unused.get((file_key, alt.layer), [])
+                match = next((i for i, (symbol, code) in enumerate(rules)
+                              if symbol == alt.symbol or code == alt.code), None)
+                if match is not None:
+                    del rules[match]
+                    break
+            (new if match is None else accepted).append(finding)
         return new, accepted
 
 
-def write_baseline(path, results: Iterable[tuple]) -> int:
-    """Write the baseline of ``results`` (``(model_path, findings)`` pairs).
+def write_baseline(path, results: Iterable[tuple], inputs: Iterable = ()) -> int:
+    """Write the baseline of ``results`` (``(model_path, findings)`` pairs) atomically.
 
-    Returns the number of entries written.
+    ``path`` may be none of ``inputs`` nor of the model files (see
+    :func:`keras_cnnkit.io_guard.write_atomic`).  Returns the number of entries written.
     """
     path = Path(path)
     base_dir = path.resolve().parent
-    entries = []
+    entries, models = [], []
     for model_path, findings in results:
+        models.append(model_path)
         file_key = _file_key(model_path, base_dir)
         for finding in findings:
             entries.append({"file": file_key, "code": finding.code, "symbol": finding.symbol,
                             "layer": finding.layer})
     entries.sort(key=lambda e: (e["file"], e["code"], e["layer"]))
     data = {"schema_version": SCHEMA_VERSION, "tool": "cnnkit-lint", "findings": entries}
-    try:
-        path.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(str(path), f"cannot write baseline: {exc.strerror or exc}") from None
+    write_atomic(path, json.dumps(data, indent=2) + "\n", [*models, *inputs], force=True)
     return len(entries)

@@ -5,11 +5,23 @@ Usage::
     cnnkit-lint [options] PATH...
     cnnkit-lint --benchmark [--train] [--dtype DTYPE] PATH... [--batch N [N ...]]
     cnnkit-lint --fix [--fix-select RULES] [--force] [--fold-bn] PATH -o FIXED
+    cnnkit-lint --calibrate
     cnnkit-lint --list-rules
     cnnkit-lint --explain CODE
 
-Model files (``.keras``, ``.h5``/``.hdf5``, JSON configs; recognised by content) are read
-statically: neither TensorFlow nor Keras is imported and nothing in the file is executed.
+One finding per site (:mod:`keras_cnnkit.lint.sites`): the rules' findings on the same
+layers are one finding with alternatives; the recommended one is the fastest measured
+(``--benchmark``), else predicted on the device profile (``--device-profile``; default:
+the calibrated local profile if any, else ``cpu-generic``), else the largest FLOP
+saving, and never one measured or predicted slower.  Findings saving less than
+``--min-impact`` (default 1%) of both the model's FLOPs and its parameters are counted,
+not shown; the others are listed largest impact first.
+
+Model files (``.keras``, ``.h5``/``.hdf5``, JSON configs, ``.onnx``; recognised by
+content) are read statically: neither TensorFlow nor Keras is imported and nothing in the
+file is executed.  Linting needs only the base install; ``.onnx`` files need the ``onnx``
+package (the ``export`` extra), ``--fix`` and ``--benchmark`` a Keras backend (the
+``tensorflow`` extra).  A missing one is a one-line error naming the extra, exit status 2.
 
 Two modes import Keras:
 
@@ -18,8 +30,7 @@ Two modes import Keras:
     the statically read graph with random weights: nothing in the file runs) and the
     whole model with all fixes against the original, on the best device present
     (:mod:`keras_cnnkit.bench`).  Findings are then ordered by measured saving; what
-    could not be built (opaque layers) is named as skipped.  A progress bar goes to
-    stderr when it is a terminal.  Exit status as for linting.
+    could not be built (opaque layers) is named as skipped.  Exit status as for linting.
 ``--fix``
     loads the one model file safely (a ``Lambda`` is refused, never run), applies the
     fixes of the findings it would report (after ``--select``/``--ignore``, per-layer
@@ -27,8 +38,16 @@ Two modes import Keras:
     atomically to ``-o`` (here the model file, not the report), never over the input
     and over an existing file only with ``--force``.  It prints each fix, whether the
     model needs retraining, and the whole model's params and FLOPs before and after
-    (JSON with ``--format json``; the other formats print text).  Exit status 0 once
-    written, 2 on any error.
+    (JSON with ``--format json``; the other formats print text).  A bare ``--fix``
+    applies each site's recommended alternative (with the exact fixes that merge into
+    it), never one measured or predicted slower; ``--fix-select`` picks alternatives by
+    rule, slower ones included.  Exit status 0 once written, 2 on any error.
+``--calibrate``
+    times a grid of ops on this machine (about a minute), fits a device profile and
+    writes it to the user's cache directory, where it becomes the default profile.
+
+Both modes draw a progress bar on stderr when it is a terminal (not with ``-q``) and keep
+TensorFlow's C++ start-up lines off stderr (:mod:`keras_cnnkit.console`).
 
 Exit status:
 
@@ -41,7 +60,17 @@ Exit status:
 ===  =====================================================================================
 
 Each input error is one line on stderr, ``cnnkit-lint: error: <file>: <problem>``; no
-traceback is ever shown for bad input.
+traceback is ever shown for bad input.  Every file is read and written through
+:mod:`keras_cnnkit.io_guard`: inputs must be regular files; ``-o``, ``--write-baseline``
+and ``--fix -o`` never resolve to an input (model, configuration, baseline), whatever
+the flags; writes are atomic, with the umask's permissions; no baseline is written when a
+model failed to lint.
+
+What a model file may ask for is bounded by budgets (:mod:`keras_cnnkit.budgets`),
+checked before the work: a file over budget is one line naming the budget, its limit and
+the file's value, exit status 2.  ``--budget NAME=N`` (or ``[tool.cnnkit-lint.budgets]``)
+raises one for a giant model.  ``--fix`` and ``--benchmark`` read the file within the
+budgets before Keras sees it.
 
 Settings come from ``pyproject.toml`` ``[tool.cnnkit-lint]``, ``setup.cfg`` or
 ``tox.ini`` ``[cnnkit-lint]`` (see :mod:`keras_cnnkit.lint.config`); flags override them.
@@ -50,15 +79,21 @@ from __future__ import annotations
 
 import argparse
 import fnmatch
+import functools
 import os
 import sys
 from typing import Optional, Sequence
 
+from keras_cnnkit import console, progress
+from keras_cnnkit.budgets import BudgetError, check, parse_assignment, using
 from keras_cnnkit.errors import CnnkitError, ConfigError, ModelFileError
+from keras_cnnkit.io_guard import check_output_path, require_regular_file, write_atomic
 from keras_cnnkit.lint import config as lint_config
+from keras_cnnkit.lint import parallel
 from keras_cnnkit.lint.baseline import Baseline, write_baseline
 from keras_cnnkit.lint.findings import Severity
 from keras_cnnkit.lint.formatters import FORMATTERS, FileResult, RuleInfo
+from keras_cnnkit.lint.selectors import any_matches
 
 PROG = "cnnkit-lint"
 EXIT_OK, EXIT_FINDINGS, EXIT_ERROR, EXIT_INTERRUPTED = 0, 1, 2, 130
@@ -70,9 +105,10 @@ _EPILOG = f"""\
 exit status: 0 no finding at or above --fail-on; 1 findings; 2 usage, config or input
 error (other files are still linted); 130 interrupted.
 
---fix and --benchmark import Keras; plain linting never does.  With --fix, -o names
-the fixed model file (required), not the report; --fix exits 0 once the model is
-written, 2 on any error.  Put PATH before --batch (or use --).
+--fix and --benchmark import Keras (pip install "keras-cnnkit[tensorflow]"); plain
+linting never does.  With --fix, -o names the fixed model file (required), not the
+report; --fix exits 0 once the model is written, 2 on any error.  Put PATH before
+--batch (or use --).
 
 Unknown input dimensions default to {lint_config.DEFAULT_SPATIAL} (e.g. (None, None, 3) is
 linted as (224, 224, 3)); --input-shape overrides.  Settings: pyproject.toml
@@ -92,6 +128,13 @@ def _csv(text: str) -> list:
     return [p.strip() for p in text.split(",") if p.strip()]
 
 
+def _budget(text: str) -> tuple:
+    try:
+        return parse_assignment(text)
+    except ConfigError as exc:
+        raise argparse.ArgumentTypeError(exc.problem) from None
+
+
 def _positive_int(text: str) -> int:
     value = int(text) if text.strip().isdigit() else 0
     if value < 1:
@@ -108,7 +151,11 @@ def build_parser() -> argparse.ArgumentParser:
                      "saves.", epilog=_EPILOG,
                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("paths", nargs="*", metavar="PATH",
-                        help=".keras, .h5/.hdf5 or JSON model config files")
+                        help="model files: .keras, .h5/.hdf5, Keras JSON configs or .onnx "
+                             "(recognised by content, not by suffix)")
+    parser.add_argument("-j", "--jobs", type=parallel.jobs_argument, default=1, metavar="N",
+                        help="lint the files in N worker processes (0: one per CPU; "
+                             "default 1); the output is the serial run's")
     out = parser.add_argument_group("output")
     out.add_argument("--format", choices=lint_config.FORMATS, default=None,
                      help="output format (default: text)")
@@ -117,7 +164,14 @@ def build_parser() -> argparse.ArgumentParser:
                           "--fix, FILE is the fixed model (.keras or .h5, required) and "
                           "the fix summary goes to standard output")
     out.add_argument("-q", "--quiet", action="store_true",
-                     help="text format: findings only, no summary table")
+                     help="no progress bar; text format: findings only, no summary table")
+    out.add_argument("--min-impact", metavar="FRACTION",
+                     help="report only findings saving at least this share of the "
+                          "model's FLOPs or parameters (0.01 or 1%%, the default; 0: "
+                          "every finding); the others are counted in the summary")
+    out.add_argument("--verbose-json", action="store_true",
+                     help="json format: add each finding's replacement graph (the "
+                          "linter's internal IR; outside the schema's stability promise)")
     sel = parser.add_argument_group("rule selection")
     sel.add_argument("--select", type=_csv, metavar="RULES",
                      help="comma-separated codes, code prefixes or symbols to run "
@@ -134,7 +188,21 @@ def build_parser() -> argparse.ArgumentParser:
                        help="dims for inputs of unknown size, batch excluded: the full "
                             "shape (299,299,3) or the unknown dims (299x299); default "
                             f"{lint_config.DEFAULT_SPATIAL} for each unknown dim")
+    model.add_argument("--budget", action="append", type=_budget, metavar="NAME=VALUE",
+                       help="change a budget of what a model file may ask for (e.g. "
+                            "max-nodes=500000, for giant models); repeatable; also "
+                            "[tool.cnnkit-lint.budgets]; see the README's Safety section")
     _add_mode_arguments(parser)
+    timing = parser.add_argument_group("predicted time")
+    timing.add_argument("--device-profile", metavar="NAME",
+                        help="device profile of the predicted speed-ups: a packaged name "
+                             "(cpu-generic, h100-jax-tf32, h100-jax-bf16), 'local' or a "
+                             "profile .json; default: the calibrated local profile if "
+                             "any, else cpu-generic")
+    timing.add_argument("--calibrate", action="store_true",
+                        help="measure this machine (imports Keras; about a minute), fit "
+                             "its device profile and write it to the cache directory, "
+                             "where it becomes the default; then exit")
     base = parser.add_argument_group("configuration and baseline")
     base.add_argument("--config", metavar="FILE",
                       help="read settings from FILE (pyproject.toml, setup.cfg, tox.ini)")
@@ -158,8 +226,10 @@ def _add_mode_arguments(parser: argparse.ArgumentParser) -> None:
                      help="rebuild the one model file PATH with its findings' fixes and "
                           "write it to -o FILE; the input is never modified")
     fix.add_argument("--fix-select", type=_csv, metavar="RULES",
-                     help="--fix: fix only these comma-separated codes, code prefixes or "
-                          "symbols (default: every reported finding that has a fix)")
+                     help="--fix: apply the alternatives of these comma-separated codes, "
+                          "code prefixes or symbols, even where measured or predicted "
+                          "slower (default: each reported finding's recommended "
+                          "alternative)")
     fix.add_argument("--force", action="store_true",
                      help="--fix: replace -o FILE if it exists")
     fix.add_argument("--fold-bn", action="store_true",
@@ -188,6 +258,8 @@ def _check_modes(parser: argparse.ArgumentParser, args) -> None:
                         ("--batch", "--benchmark"), ("--dtype", "--benchmark")):
         if given[flag] and not getattr(args, needs[2:]):
             parser.error(f"{flag} needs {needs}")
+    if args.benchmark and args.jobs != 1:
+        parser.error("--benchmark times the fixes and cannot be combined with -j")
     if args.fix and args.benchmark:
         parser.error("--fix and --benchmark cannot be combined (benchmark, then fix)")
     if (args.fix or args.benchmark) and args.write_baseline:
@@ -217,15 +289,6 @@ def _find_rule(name: str) -> RuleInfo:
         raise ConfigError("--explain", f"unknown rule {name!r} (see --list-rules)") from None
 
 
-def explain_text(rule: RuleInfo) -> str:
-    """The ``--explain`` page of a rule, from its docstring sections."""
-    fix = "fix available" if rule.fixable else "no automatic fix"
-    lines = [f"{rule.code} {rule.symbol} ({rule.severity}; {fix})", "", rule.summary]
-    for heading, body in rule.docs.items():
-        lines += ["", f"## {heading}", "", body]
-    return "\n".join(lines) + "\n"
-
-
 def list_rules_text(rules: list, fmt: str) -> str:
     """The ``--list-rules`` output (a table, or JSON for ``--format json``)."""
     if fmt == "json":
@@ -238,18 +301,21 @@ def list_rules_text(rules: list, fmt: str) -> str:
                    f"{'fix' if r.fixable else '   '}  {r.summary}\n" for r in rules)
 
 
-def _check_selection(settings: lint_config.Settings, rules: list) -> None:
-    """Fail early, once, on a selector that names no rule (not once per file)."""
+def _check_selection(settings: lint_config.Settings, rules: list) -> list:
+    """The rules that will run, as :class:`RuleInfo`; fails early, once, on a selector
+    that names no rule (not once per file)."""
     from keras_cnnkit.lint import registry
 
     try:
-        registry.select_rules(settings.select, settings.ignore)
+        selected = {rule.code for rule in registry.select_rules(settings.select,
+                                                                settings.ignore)}
     except ConfigError as exc:
         raise ConfigError(settings.source or f"--{exc.source}",
                           f"{exc.problem} (see --list-rules)") from None
     known = [(r.code, r.symbol) for r in rules]
     for _, selectors in settings.per_layer_ignores:
         lint_config.check_selectors(selectors, known, settings.source or "per-layer-ignores")
+    return [r for r in rules if r.code in selected]
 
 
 def _settings(args) -> lint_config.Settings:
@@ -267,36 +333,56 @@ def _settings(args) -> lint_config.Settings:
         settings.input_shape = lint_config.parse_input_shape(args.input_shape)
     if args.baseline is not None:
         settings.baseline = args.baseline
+    settings.budgets = {**settings.budgets, **dict(args.budget or ())}
+    if args.min_impact is not None:
+        settings.min_impact = lint_config.parse_min_impact(args.min_impact, "--min-impact")
+    if args.device_profile is not None:
+        settings.device_profile = args.device_profile
     return settings
 
 
 def _suppressed(finding, per_layer: list) -> bool:
     return any(fnmatch.fnmatchcase(finding.layer, glob)
-               and any(lint_config.selector_matches(s, finding.code, finding.symbol)
-                       for s in selectors)
+               and any_matches(selectors, finding.code, finding.symbol)
                for glob, selectors in per_layer)
 
 
-def _reported(path: str, findings: list, settings: lint_config.Settings,
+def _reported(path: str, report, settings: lint_config.Settings,
               baseline: Optional[Baseline]) -> tuple:
-    """``(kept, suppressed, baselined)``: the findings left after the per-layer ignores
-    and the baseline, and how many each dropped."""
-    kept = [f for f in findings if not _suppressed(f, settings.per_layer_ignores)]
-    suppressed = len(findings) - len(kept)
+    """Drop from ``report`` the alternatives that per-layer ignores name and the sites
+    the baseline holds (its sites are rebuilt from the rest); returns ``(suppressed,
+    baselined)``: the rule findings (alternatives) the ignores dropped, and the sites the
+    baseline accepted."""
+    from keras_cnnkit.lint.sites import alternatives_of
+
+    kept = [f for f in report.rule_findings
+            if not _suppressed(f, settings.per_layer_ignores)]
+    suppressed = len(report.rule_findings) - len(kept)
+    if suppressed:
+        report.regroup(kept)
     baselined = 0
     if baseline is not None:
-        kept, accepted = baseline.filter(path, kept)
+        _, accepted = baseline.filter(path, report.findings)
+        if accepted:
+            dropped = {id(f) for site in accepted for f in alternatives_of(site)}
+            report.regroup([f for f in report.rule_findings if id(f) not in dropped])
         baselined = len(accepted)
-    return kept, suppressed, baselined
+    return suppressed, baselined
+
+
+def _lint(target, settings: lint_config.Settings):
+    """``lint(target)`` with the run's settings."""
+    from keras_cnnkit.lint.api import lint
+
+    return lint(target, select=settings.select, ignore=settings.ignore or None,
+                input_shape=settings.input_shape, min_impact=settings.min_impact,
+                profile=settings.device_profile)
 
 
 def _lint_report(path: str, settings: lint_config.Settings):
     """The lint report of one file, or the one-line problem (a string) on error."""
-    from keras_cnnkit.lint.api import lint
-
     try:
-        return lint(path, select=settings.select, ignore=settings.ignore or None,
-                    input_shape=settings.input_shape)
+        return _lint(path, settings)
     except CnnkitError as exc:
         return getattr(exc, "problem", str(exc))
     except RecursionError:
@@ -320,37 +406,54 @@ def lint_path(path: str, settings: lint_config.Settings, baseline: Optional[Base
     report = _lint_report(path, settings)
     if isinstance(report, str):
         return FileResult(path, error=report)
-    kept, suppressed, baselined = _reported(path, list(report.findings), settings, baseline)
-    result = FileResult(path, summary=report.summary, findings=kept, suppressed=suppressed,
-                        baselined=baselined)
+    suppressed, baselined = _reported(path, report, settings, baseline)
+    result = FileResult(path, summary=report.summary, suppressed=suppressed,
+                        baselined=baselined,
+                        source_lines=dict(getattr(report.graph, "source_lines", None) or {}))
     if bench is not None:
         from keras_cnnkit.bench import benchmark_report
 
-        report.findings = kept
+        try:   # the benchmark builds the model in Keras, all its weights allocated
+            check(path, "max-params", report.summary.params or 0,
+                  f"--benchmark would have Keras allocate {report.summary.params:,} "
+                  "parameters")
+        except BudgetError as exc:
+            return FileResult(path, error=exc.problem)
         try:
             result.benchmark = benchmark_report(report, **bench)
         except Exception as exc:  # pylint: disable=broad-exception-caught
             # As for linting: one file's failure is an error of that file.
             return FileResult(path, error=f"internal error while benchmarking "
                                           f"({type(exc).__name__}: {exc}); please report it")
-        result.findings = list(report.findings)
+    result.findings = list(report.findings)
+    result.below_impact = len(report.below_impact)
+    result.min_impact = report.min_impact
+    result.savings = report.savings()
+    result.profile = report.profile
+    result.profile_note = report.profile_note
     return result
 
 
-def _quiet_tensorflow() -> None:
-    """Keep TensorFlow's C++ info and warning logs off stderr (unless the user set
-    ``TF_CPP_MIN_LOG_LEVEL``); called before a mode that imports Keras."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+def _import_keras(mode: str) -> None:
+    """Import Keras for ``--fix`` or ``--benchmark``: a one-line error naming the extra
+    when its backend is not installed, a progress bar while it loads, TensorFlow's
+    start-up lines filtered (:func:`keras_cnnkit.console.import_keras`)."""
+    console.require(mode, keras=True)
+    with progress.Progress(1, f"{PROG} {mode}") as meter:
+        meter.step("importing Keras and its backend")
+        console.import_keras()
 
 
 def _bench_options(args) -> dict:
-    """``benchmark_report`` keyword arguments from the flags; checks Keras imports."""
-    _quiet_tensorflow()
+    """``benchmark_report`` keyword arguments from the flags; imports Keras."""
+    _import_keras("--benchmark")
     try:
         import keras_cnnkit.bench  # noqa: F401  pylint: disable=unused-import
     except ImportError as exc:
-        raise ConfigError("--benchmark", f"needs Keras with an installed backend ({exc})") \
-            from None
+        missing = console.missing_dependency(exc, "--benchmark")
+        if missing is None:
+            raise
+        raise missing from None
     options = {"train": args.train}
     if args.batch is not None:
         options["batches"] = tuple(args.batch)
@@ -371,13 +474,12 @@ def fix_model(path: str, args, settings: lint_config.Settings,
             ``--fix-select`` names no rule, or fixing failed.
     """
     from keras_cnnkit.lint import registry
-    from keras_cnnkit.lint.api import lint
-    from keras_cnnkit.lint.fix import check_output_path, fix_file
+    from keras_cnnkit.lint.fix import SAVE_SUFFIXES, fix_file, fix_steps
 
     # Bad paths fail here, before Keras is imported; fix_file checks again.
-    if not os.path.isfile(path):
-        raise ModelFileError(path, "no such file")
-    check_output_path(path, args.output, force=args.force)
+    require_regular_file(path)
+    inputs = run_inputs(args, settings)
+    check_output_path(args.output, inputs, force=args.force, suffixes=SAVE_SUFFIXES)
     if args.fix_select:
         try:
             registry.select_rules(args.fix_select, None)
@@ -385,45 +487,94 @@ def fix_model(path: str, args, settings: lint_config.Settings,
             raise ConfigError("--fix-select", f"{exc.problem} (see --list-rules)") from None
 
     def reported(model):
-        report = lint(model, select=settings.select, ignore=settings.ignore or None,
-                      input_shape=settings.input_shape)
-        report.findings = _reported(path, list(report.findings), settings, baseline)[0]
+        report = _lint(model, settings)
+        _reported(path, report, settings, baseline)
         return report
 
-    _quiet_tensorflow()
-    try:
-        result = fix_file(path, args.output, select=args.fix_select or None,
-                          force=args.force, fold_bn=args.fold_bn, lint=reported)
-    except CnnkitError:
-        raise
-    except ImportError as exc:
-        raise ConfigError("--fix", f"needs Keras with an installed backend ({exc})") from None
-    except Exception as exc:  # pylint: disable=broad-exception-caught
-        raise ModelFileError(path, f"internal error while fixing ({type(exc).__name__}: "
-                                   f"{exc}); please report it") from None
+    console.require("--fix", keras=True)
+    with progress.Progress(1 + fix_steps(args.fold_bn), f"{PROG} --fix") as meter:
+        meter.step("importing Keras and its backend")
+        try:
+            console.import_keras()
+            result = fix_file(path, args.output, select=args.fix_select or None,
+                              force=args.force, fold_bn=args.fold_bn, lint=reported,
+                              inputs=inputs, progress=meter)
+        except CnnkitError:
+            raise
+        except ImportError as exc:
+            missing = console.missing_dependency(exc, "--fix")
+            if missing is None:
+                raise ModelFileError(path, f"internal error while fixing (ImportError: "
+                                           f"{exc}); please report it") from None
+            raise missing from None
+        except Exception as exc:  # pylint: disable=broad-exception-caught
+            raise ModelFileError(path, f"internal error while fixing ({type(exc).__name__}: "
+                                       f"{exc}); please report it") from None
     if settings.format == "json":
         import json
         return json.dumps(result.to_dict(), indent=2, ensure_ascii=False) + "\n"
     return result.format_text() + "\n"
 
 
-def _write(text: str, output: Optional[str]) -> None:
-    if output is None:
-        stream = sys.stdout
-        encoding = stream.encoding or "utf-8"
-        try:
-            text.encode(encoding)
-        except UnicodeEncodeError:
-            text = (text.replace("→", "->").replace("−", "-").replace("×", "x")
-                    .encode(encoding, "replace").decode(encoding))
-        stream.write(text)
-        stream.flush()
-        return
+def calibrate_text() -> str:
+    """``--calibrate``: measure this machine, fit and write its profile; returns what to
+    print (where the profile went, and its error figures)."""
+    _quiet_tensorflow()
     try:
-        with open(output, "w", encoding="utf-8") as fh:
-            fh.write(text)
-    except OSError as exc:
-        raise ConfigError(output, f"cannot write output: {exc.strerror or exc}") from None
+        from keras_cnnkit.bench.calibration import calibrate, check_cases, grid
+        from keras_cnnkit.bench.device import detect
+        from keras_cnnkit.progress import Progress
+    except ImportError as exc:
+        raise ConfigError("--calibrate", f"needs Keras with an installed backend and "
+                                         f"scipy ({exc})") from None
+    kind = "gpu" if detect().is_gpu else "cpu"
+    with Progress(len(grid(kind)) + len(check_cases(kind)), "calibrating") as meter:
+        profile, path = calibrate(grid_name=kind, progress=meter.step)
+    return (f"wrote device profile {profile.label()} to {path}\n"
+            f"{profile.error_summary()}\n"
+            "cnnkit-lint now predicts speed-ups with it by default.\n")
+
+
+def run_inputs(args, settings: lint_config.Settings) -> list:
+    """Every file the run reads: the model files, the configuration file and the baseline
+    (unless ``--write-baseline`` replaces it).  No output may be one of them."""
+    inputs = list(getattr(args, "paths", None) or [])
+    if settings.source:
+        inputs.append(settings.source)
+    if settings.baseline and not getattr(args, "write_baseline", None):
+        inputs.append(settings.baseline)
+    return inputs
+
+
+def _write(text: str, output: Optional[str], inputs: Sequence[str] = ()) -> None:
+    """Print ``text``, or write it atomically to ``output`` (never over an input)."""
+    if output is not None:
+        write_atomic(output, text, inputs, force=True)
+        return
+    stream = sys.stdout
+    encoding = stream.encoding or "utf-8"
+    try:
+        text.encode(encoding)
+    except UnicodeEncodeError:
+        text = (text.replace("→", "->").replace("−", "-").replace("×", "x")
+                .encode(encoding, "replace").decode(encoding))
+    stream.write(text)
+    stream.flush()
+
+
+def _load_baseline(settings: lint_config.Settings, args) -> Baseline:
+    """The baseline the settings name; a missing one says where it was named and how to
+    make it."""
+    try:
+        return Baseline.load(settings.baseline)
+    except ConfigError:
+        if os.path.lexists(settings.baseline):
+            raise
+        origin = ("--baseline" if args.baseline is not None
+                  else f"the baseline setting of {settings.source}")
+        raise ConfigError(settings.baseline, f"no such baseline file (named by {origin}); "
+                                             "write it first with --write-baseline "
+                                             f"{settings.baseline}") from None
 
 
 def _error(message: str) -> None:
@@ -435,43 +586,67 @@ def run(argv: Optional[Sequence[str]] = None) -> int:
     """Parse ``argv``, lint, report; returns the exit status (may raise CnnkitError)."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    progress.set_quiet(args.quiet)
     settings = _settings(args)
+    with using(settings.budgets):
+        return _run(parser, args, settings)
+
+
+def _run(parser: argparse.ArgumentParser, args, settings: lint_config.Settings) -> int:
+    """:func:`run` once the settings (and so the budgets) are known."""
+    if args.verbose_json and settings.format != "json":
+        parser.error("--verbose-json needs --format json")
     rules = _rules()
+    inputs = run_inputs(args, settings)
     if args.list_rules:
-        _write(list_rules_text(rules, settings.format), args.output)
+        _write(list_rules_text(rules, settings.format), args.output, inputs)
         return EXIT_OK
     if args.explain:
-        _write(explain_text(_find_rule(args.explain)), args.output)
+        _write(_find_rule(args.explain).explain(), args.output, inputs)
+        return EXIT_OK
+    if args.calibrate:
+        if args.paths:
+            parser.error("--calibrate takes no model files")
+        _write(calibrate_text(), args.output, inputs)
         return EXIT_OK
     if not args.paths:
         parser.error("no model files given (try --help)")
     _check_modes(parser, args)
-    _check_selection(settings, rules)
+    selected = _check_selection(settings, rules)
+    from keras_cnnkit.lint.api import device_profile
+    device_profile(settings.device_profile)   # an unknown profile fails once, here
     baseline = None
     if settings.baseline and not args.write_baseline:
-        baseline = Baseline.load(settings.baseline)
+        baseline = _load_baseline(settings, args)
     if args.fix:
         _write(fix_model(args.paths[0], args, settings, baseline), None)
         return EXIT_OK
+    for output in (args.output, args.write_baseline):
+        if output is not None:   # fail before linting, not after
+            check_output_path(output, inputs, force=True)
     bench = _bench_options(args) if args.benchmark else None
     results = []
-    for path in args.paths:
-        result = lint_path(path, settings, baseline, bench)
+    lint_one = functools.partial(lint_path, settings=settings, baseline=baseline, bench=bench)
+    for path, result in zip(args.paths, parallel.lint_paths(args.paths, lint_one, args.jobs)):
         if result.error is not None:
             _error(f"{path}: {result.error}")
         results.append(result)
+    failed = [r.path for r in results if r.error is not None]
     if args.write_baseline:
-        count = write_baseline(args.write_baseline,
-                               [(r.path, r.findings) for r in results if r.error is None])
+        if failed:
+            # A baseline of a partial run would silently accept too little.
+            _error(f"{args.write_baseline}: not written: {len(failed)} model file(s) "
+                   "could not be linted")
+            return EXIT_ERROR
+        count = write_baseline(args.write_baseline, [(r.path, r.findings) for r in results],
+                               inputs)
         sys.stderr.write(f"{PROG}: wrote {count} finding(s) to {args.write_baseline}\n")
-        return EXIT_ERROR if any(r.error is not None for r in results) else EXIT_OK
-    formatter = FORMATTERS[settings.format]
-    if settings.format == "text":
-        text = formatter(results, rules, show_summary=not args.quiet)
-    else:
-        text = formatter(results, rules)
-    _write(text, args.output)
-    if any(r.error is not None for r in results):
+        return EXIT_OK
+    options = {"text": {"show_summary": not args.quiet},
+               "json": {"verbose": args.verbose_json}}.get(settings.format, {})
+    text = FORMATTERS[settings.format](results, selected, **options)
+    _write(text, args.output, inputs)
+    if failed:
         return EXIT_ERROR
     failing = any(Severity(f.severity) >= settings.fail_on
                   for r in results for f in r.findings)
@@ -489,6 +664,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return exc.code if isinstance(exc.code, int) else EXIT_ERROR
     except CnnkitError as exc:
         _error(str(exc))
+        return EXIT_ERROR
+    except ImportError as exc:  # an optional package, imported late
+        missing = console.missing_dependency(exc, PROG)
+        if missing is None:
+            raise
+        _error(str(missing))
         return EXIT_ERROR
     except KeyboardInterrupt:
         _error("interrupted")

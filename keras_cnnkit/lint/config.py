@@ -7,9 +7,11 @@ current directory or, failing that, its nearest parent that has one:
 2. ``setup.cfg``, section ``[cnnkit-lint]``;
 3. ``tox.ini``, section ``[cnnkit-lint]``.
 
-A file without the table or section is skipped.  ``--config FILE`` names the file
-instead (any of the three kinds, by suffix: ``.toml`` is TOML, anything else INI);
-``--no-config`` reads none.  Flags given on the command line override the file.
+A file without the table or section is skipped.  Only regular files are read, and at most
+:data:`~keras_cnnkit.io_guard.MAX_TEXT_BYTES` of them (:mod:`keras_cnnkit.io_guard`).
+``--config FILE`` names the file instead (any of the three kinds, by suffix: ``.toml`` is
+TOML, anything else INI); ``--no-config`` reads none.  Flags given on the command line
+override the file.
 
 Keys (TOML spelling; in INI, lists are comma- or newline-separated)::
 
@@ -18,13 +20,19 @@ Keys (TOML spelling; in INI, lists are comma- or newline-separated)::
     ignore = ["tensor-core-alignment"]
     fail-on = "warning"                   # info | warning | error
     format = "text"                       # text | json | sarif | github
-    input-shape = [224, 224, 3]           # or "224x224"
+    input-shape = [224, 224, 3]           # or "224x224"; fills unknown dims only
     baseline = "cnnkit-baseline.json"     # relative to this file
+    min-impact = 0.01                     # or "1%"; 0 reports every finding
+    device-profile = "cpu-generic"        # a name, or a .json path relative to this
+                                          # file; default: the calibrated local profile
     [tool.cnnkit-lint.per-layer-ignores]
     "block5_*" = ["missing-bottleneck"]   # fnmatch glob on the layer name
     "stem*" = ["ALL"]
+    [tool.cnnkit-lint.budgets]            # for giant models (keras_cnnkit.budgets)
+    max-nodes = 500_000
 
-In INI, ``per-layer-ignores`` holds one ``glob: rule, rule`` per line.
+In INI, ``per-layer-ignores`` holds one ``glob: rule, rule`` per line, and ``budgets``
+one ``name: value`` per line.
 """
 from __future__ import annotations
 
@@ -35,8 +43,13 @@ import re
 from pathlib import Path
 from typing import Any, Iterable, Optional
 
+from keras_cnnkit.analysis.input_shape import InputShape
+from keras_cnnkit.budgets import parse_assignment, parse_budgets
 from keras_cnnkit.errors import ConfigError
+from keras_cnnkit.io_guard import MAX_TEXT_BYTES, read_text_file, require_regular_file
 from keras_cnnkit.lint.findings import Severity
+from keras_cnnkit.lint.selectors import ALL, selector_matches
+from keras_cnnkit.lint.sites import DEFAULT_MIN_IMPACT
 
 TOOL_NAME = "cnnkit-lint"
 #: Spatial size assumed for inputs whose height/width (etc.) the model leaves open.
@@ -44,11 +57,9 @@ DEFAULT_SPATIAL = 224
 FORMATS = ("text", "json", "sarif", "github")
 #: Severity at or above which findings make the exit status 1.
 DEFAULT_FAIL_ON = Severity.WARNING
-#: Selector meaning every rule.
-ALL = "ALL"
-
 _KEYS = ("select", "ignore", "extend-select", "extend-ignore", "fail-on", "format",
-         "input-shape", "baseline", "per-layer-ignores")
+         "input-shape", "baseline", "per-layer-ignores", "budgets", "min-impact",
+         "device-profile")
 
 
 @dataclasses.dataclass
@@ -61,10 +72,17 @@ class Settings:
         ignore: rule selectors to drop after ``select``.
         fail_on: lowest severity that makes the exit status 1.
         format: output format, one of :data:`FORMATS`.
-        input_shape: dims for inputs of unknown size (see :func:`parse_input_shape`).
+        input_shape: dims for inputs of unknown size (see :func:`parse_input_shape`); from
+            a configuration file, a default that never overrides a model's declared dims.
         baseline: path of a baseline file of accepted findings, or ``None``.
         per_layer_ignores: ``(glob, selectors)`` pairs; a finding on a layer matching
             ``glob`` is dropped when one of ``selectors`` names its rule.
+        budgets: the budgets changed from their defaults (``{"max-nodes": 500000}``;
+            see :mod:`keras_cnnkit.budgets`).
+        min_impact: sites saving less than this share of both the model's FLOPs and
+            its parameters are not reported, only counted (0: report all).
+        device_profile: the device profile name or path of the predicted speed-ups
+            (``None``: the calibrated local profile if any, else ``cpu-generic``).
         source: the configuration file the settings came from, if any.
     """
 
@@ -75,11 +93,32 @@ class Settings:
     input_shape: Optional[tuple] = None
     baseline: Optional[str] = None
     per_layer_ignores: list = dataclasses.field(default_factory=list)
+    budgets: dict = dataclasses.field(default_factory=dict)
+    min_impact: float = DEFAULT_MIN_IMPACT
+    device_profile: Optional[str] = None
     source: Optional[str] = None
 
 
-def parse_input_shape(text: Any, source: str = "command line") -> tuple:
-    """``"224x224"``, ``"299,299,3"`` or ``[224, 224]`` → a tuple of positive ints."""
+def parse_min_impact(value: Any, source: str = "command line") -> float:
+    """``"0.01"``, ``0.01`` or ``"1%"`` → ``0.01``: a share between 0 and 1."""
+    text = str(value).strip()
+    try:
+        share = float(text[:-1]) / 100 if text.endswith("%") else float(text)
+    except ValueError:
+        share = -1.0
+    if isinstance(value, bool) or not 0.0 <= share <= 1.0:
+        raise ConfigError(source, f"min-impact {value!r}: expected a fraction from 0 to 1 "
+                                  "(0.01) or a percentage (1%)")
+    return share
+
+
+def parse_input_shape(text: Any, source: str = "command line",
+                      default: bool = False) -> InputShape:
+    """``"224x224"``, ``"299,299,3"`` or ``[224, 224]`` → an :class:`InputShape`.
+
+    ``default``: the value comes from the configuration file ``source``; it then fills
+    only the dims a model leaves unknown (see :mod:`keras_cnnkit.analysis.input_shape`).
+    """
     if isinstance(text, (list, tuple)):
         items = list(text)
     else:
@@ -96,7 +135,7 @@ def parse_input_shape(text: Any, source: str = "command line") -> tuple:
         dims.append(value)
     if not dims:
         raise ConfigError(source, "input-shape is empty")
-    return tuple(dims)
+    return InputShape(dims, source=source if default else "--input-shape", default=default)
 
 
 def _as_list(value: Any, key: str, source: str) -> list:
@@ -126,6 +165,20 @@ def _per_layer(value: Any, source: str) -> list:
     raise ConfigError(source, "'per-layer-ignores' must map layer-name globs to rule lists")
 
 
+def parse_budget_table(value: Any, source: str) -> dict:
+    """The ``budgets`` setting: a TOML table, or INI text of ``name: value`` lines →
+    ``{"max-nodes": 500000}`` (each name and value checked)."""
+    if isinstance(value, str):
+        pairs = [parse_assignment(line.strip(), source) for line in value.splitlines()
+                 if line.strip()]
+        return dict(pairs)
+    if not isinstance(value, dict):
+        raise ConfigError(source, "'budgets' must map budget names to positive integers")
+    parsed = parse_budgets(value, source)
+    return {key: parsed.to_dict()[key.replace("_", "-")] for key in
+            (str(k).strip().replace("_", "-") for k in value)}
+
+
 def settings_from_mapping(values: dict, source: str, base_dir: Optional[Path] = None
                           ) -> Settings:
     """Build :class:`Settings` from a config table; unknown keys are an error."""
@@ -145,11 +198,21 @@ def settings_from_mapping(values: dict, source: str, base_dir: Optional[Path] = 
         elif norm == "format":
             settings.format = parse_format(value, source)
         elif norm == "input-shape":
-            settings.input_shape = parse_input_shape(value, source)
+            settings.input_shape = parse_input_shape(value, source, default=True)
+        elif norm == "min-impact":
+            settings.min_impact = parse_min_impact(value, source)
+        elif norm == "device-profile":
+            if not isinstance(value, str) or not value.strip():
+                raise ConfigError(source, "'device-profile' must be a profile name or path")
+            value = value.strip()
+            settings.device_profile = (str(base_dir / value)
+                                       if base_dir and value.endswith(".json") else value)
         elif norm == "baseline":
             if not isinstance(value, str):
                 raise ConfigError(source, "'baseline' must be a path")
             settings.baseline = str((base_dir / value) if base_dir else Path(value))
+        elif norm == "budgets":
+            settings.budgets = parse_budget_table(value, source)
         else:
             settings.per_layer_ignores = _per_layer(value, source)
     return settings
@@ -170,14 +233,21 @@ def parse_format(value: Any, source: str = "command line") -> str:
     return str(value)
 
 
+def _config_text(path: Path) -> str:
+    """The text of a configuration file: a regular file, read up to the size cap."""
+    return read_text_file(path, MAX_TEXT_BYTES, "configuration file", ConfigError)
+
+
 def _read_toml(path: Path) -> Optional[dict]:
     import tomllib
 
+    text = _config_text(path)
     try:
-        with open(path, "rb") as fh:
-            data = tomllib.load(fh)
-    except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
         raise ConfigError(str(path), f"cannot read TOML: {exc}") from None
+    except RecursionError:
+        raise ConfigError(str(path), "cannot read TOML: nested too deeply") from None
     table = data.get("tool", {}).get(TOOL_NAME)
     if table is not None and not isinstance(table, dict):
         raise ConfigError(str(path), f"[tool.{TOOL_NAME}] must be a table")
@@ -186,10 +256,10 @@ def _read_toml(path: Path) -> Optional[dict]:
 
 def _read_ini(path: Path) -> Optional[dict]:
     parser = configparser.ConfigParser(interpolation=None)
+    text = _config_text(path)
     try:
-        with open(path, encoding="utf-8") as fh:
-            parser.read_file(fh)
-    except (OSError, configparser.Error, UnicodeDecodeError) as exc:
+        parser.read_string(text, source=str(path))
+    except configparser.Error as exc:
         raise ConfigError(str(path), f"cannot read INI: {' '.join(str(exc).split())}") \
             from None
     if not parser.has_section(TOOL_NAME):
@@ -222,8 +292,7 @@ def load_settings(config_path=None, isolated: bool = False) -> Settings:
     if isolated:
         return Settings()
     if config_path is not None:
-        if not Path(config_path).is_file():
-            raise ConfigError(str(config_path), "no such configuration file")
+        require_regular_file(config_path, "configuration file", ConfigError)
         settings = read_config_file(config_path)
         if settings is None:
             raise ConfigError(str(config_path), f"no [tool.{TOOL_NAME}] table or "
@@ -231,18 +300,6 @@ def load_settings(config_path=None, isolated: bool = False) -> Settings:
         return settings
     found = find_config_file()
     return read_config_file(found) if found else Settings()
-
-
-def selector_matches(selector: str, code: str, symbol: str) -> bool:
-    """Whether a selector (code, code prefix, symbol or ``ALL``) names a rule."""
-    sel = selector.strip()
-    if sel.upper() == ALL or sel == symbol:
-        return True
-    return _is_code_like(sel) and code.upper().startswith(sel.upper())
-
-
-def _is_code_like(selector: str) -> bool:
-    return re.fullmatch(r"[A-Za-z]+\d*", selector) is not None
 
 
 def check_selectors(selectors: Iterable[str], rules: Iterable[tuple], source: str) -> None:

@@ -59,6 +59,15 @@ class Finding:
     ``*_before`` are the costs of the nodes in ``replacement.removed``; ``*_after``
     the costs of ``replacement.nodes``, both computed by the same cost model.  Findings
     without a replacement (advisory rules) carry ``None`` there.
+
+    A rule yields plain findings.  The report holds *site* findings
+    (:mod:`keras_cnnkit.lint.sites`): one per set of nodes that fixes would replace,
+    whose flat fields are those of its recommended (else first) alternative, and which
+    also carry ``alternatives`` (:class:`Alternative`, every rule's own finding there),
+    ``recommended`` (the index of the recommended alternative, ``None`` when no
+    alternative may be recommended), ``why`` (the reason, one line) and the saving as a
+    share of the model's FLOPs and parameters (``flops_share``, ``params_share``;
+    ``None`` when unknown).  A rule's own finding leaves them empty.
     """
 
     code: str
@@ -76,6 +85,11 @@ class Finding:
     flops_after: Optional[int] = None
     replacement: Optional[Replacement] = None
     measurements: dict = dataclasses.field(default_factory=dict)
+    alternatives: list = dataclasses.field(default_factory=list)
+    recommended: Optional[int] = None
+    why: str = ""
+    flops_share: Optional[float] = None
+    params_share: Optional[float] = None
 
     @property
     def needs_retraining(self) -> bool:
@@ -86,6 +100,47 @@ class Finding:
     def key(self) -> tuple:
         """Stable identity of a finding, independent of its position: (symbol, layer)."""
         return (self.symbol, self.layer)
+
+
+#: :attr:`Alternative.weights` of a function-preserving fix: the weights carry over.
+EXACT_WEIGHTS = "exact"
+#: :attr:`Alternative.weights` of a fix whose new layers start from their initialisers.
+REINITIALISED_WEIGHTS = "reinitialised"
+
+
+@dataclasses.dataclass
+class Alternative:
+    """One way to fix a site: a rule's own finding, with its speed.
+
+    Attributes:
+        finding: the rule's finding (code, symbol, message, suggestion, costs,
+            replacement).
+        predicted: batch size → predicted speed-up of the fix (time before / after,
+            inside the model; ``None`` where the time is unknown), on ``profile``.
+        profile: the name of the device profile of ``predicted`` (empty: none).
+        measured: batch size → measured speed-up (``--benchmark``; forward pass).
+        weights: how the fixed layers get their weights: ``"exact"`` (the fix keeps the
+            function), ``"reinitialised"``, or ``"approximate:<method>"`` where a fix
+            carries trained weights approximately; empty for advice without a fix.
+        slower: measured, or else predicted, slower (see
+            :func:`keras_cnnkit.lint.sites.is_slower`): never recommended, and never
+            applied by a bare ``--fix``.
+        companion: an exact fix applied together with the recommended alternative
+            (merged into its last layer), not instead of it.
+    """
+
+    finding: Finding
+    predicted: dict = dataclasses.field(default_factory=dict)
+    profile: str = ""
+    measured: dict = dataclasses.field(default_factory=dict)
+    weights: str = ""
+    slower: bool = False
+    companion: bool = False
+
+    def __post_init__(self):
+        if not self.weights and self.finding.replacement is not None:
+            self.weights = (EXACT_WEIGHTS if self.finding.replacement.preserves_function
+                            else REINITIALISED_WEIGHTS)
 
 
 _SECTION_RE = re.compile(r"^## (.+?)\s*$", re.MULTILINE)

@@ -1,30 +1,38 @@
 """``cnnkit-lint --fix``: rebuild a model file with its findings' replacements.
 
-:func:`fix_file` loads the model safely (``safe_mode=True``: a ``Lambda`` or an unknown
+:func:`fix_file` first reads the file statically within the budgets
+(:mod:`keras_cnnkit.analysis.frontends.keras_gate`: a file over budget never reaches
+Keras), then loads the model safely (``safe_mode=True``: a ``Lambda`` or an unknown
 class is refused, never executed), lints it, applies the chosen findings' replacements
 (:mod:`keras_cnnkit.rewrite`), optionally folds batch norms for inference, and writes the
-result atomically: to a temporary file in the output's directory, then linked or renamed
-into place.  It never writes to the input file and refuses to replace an existing output
-without ``force``.
+result atomically.  Loading and writing go through :mod:`keras_cnnkit.io_guard`: the
+output is never an input (not even with ``force``), an existing output is replaced only
+with ``force``, and the file gets the umask's permissions.
 """
 from __future__ import annotations
 
 import dataclasses
 import os
-import tempfile
 from typing import Callable, Iterable, Optional
 
-from keras_cnnkit.errors import ModelFileError, PathLike
+from keras_cnnkit.errors import PathLike
+from keras_cnnkit.io_guard import (OutputFileError, check_output_path, load_keras_model,
+                                   write_atomic)
+
+__all__ = ["SAVE_SUFFIXES", "FixResult", "OutputFileError", "fix_file", "fix_steps",
+           "still_reported"]
 
 #: Output suffixes Keras can save to.
 SAVE_SUFFIXES = (".keras", ".h5")
+#: The stages :func:`fix_file` reports to its progress bar, in order (the folding stage
+#: only with ``fold_bn``).
+STAGES = ("loading the model", "linting", "applying the fixes", "folding batch norms",
+          "writing", "re-linting the fixed model")
 
 
-class OutputFileError(ModelFileError):
-    """The fixed model cannot be written where asked (exists, unwritable, bad suffix).
-
-    ``str(error)`` is ``"<output path>: <problem>"``, like :class:`ModelFileError`.
-    """
+def fix_steps(fold_bn: bool = False) -> int:
+    """How many stages :func:`fix_file` reports to its ``progress``."""
+    return len(STAGES) - (0 if fold_bn else 1)
 
 
 @dataclasses.dataclass
@@ -119,61 +127,9 @@ def _pct(before: int, after: int) -> str:
     return f"{100.0 * (after - before) / before:+.1f}%"
 
 
-def check_output_path(in_path: PathLike, out_path: PathLike, force: bool = False) -> str:
-    """Validate where the fixed model goes; returns the output path as a string.
-
-    Raises:
-        OutputFileError: wrong suffix, the input itself, an existing file without
-            ``force``, or a directory that does not exist or is not a directory.
-    """
-    out = os.fspath(out_path)
-    if not out.endswith(SAVE_SUFFIXES):
-        raise OutputFileError(out, "the output must end in .keras or .h5")
-    if os.path.exists(out):
-        if os.path.exists(in_path) and os.path.samefile(out, in_path):
-            raise OutputFileError(out, "is the input file; --fix never modifies its input")
-        if os.path.isdir(out):
-            raise OutputFileError(out, "is a directory")
-        if not force:
-            raise OutputFileError(out, "already exists (use --force to overwrite it)")
-    parent = os.path.dirname(os.path.abspath(out))
-    if not os.path.isdir(parent):
-        raise OutputFileError(out, f"cannot write: directory {parent} does not exist")
-    return out
-
-
-def load_model_safely(path: PathLike):
-    """``keras.models.load_model(path, compile=False, safe_mode=True)`` with clear errors.
-
-    ``keras_cnnkit``'s layers are registered first.  A file with a ``Lambda`` layer or an
-    unknown class is refused (nothing from it is executed).
-
-    Raises:
-        ModelFileError: the file is missing or cannot be loaded safely.
-    """
-    path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise ModelFileError(path, "no such file")
-    import keras
-
-    import keras_cnnkit.layers  # noqa: F401  pylint: disable=unused-import
-    try:
-        return keras.models.load_model(path, compile=False, safe_mode=True)
-    except Exception as exc:  # pylint: disable=broad-exception-caught
-        text = " ".join(str(exc).split())
-        if "Lambda" in text or "safe_mode" in text:
-            problem = ("holds a Lambda layer (arbitrary Python code); it is not loaded "
-                       "and nothing in it is run")
-        elif "Could not locate" in text or "Unknown layer" in text:
-            problem = f"uses a layer class that is not available here: {text[:200]}"
-        else:
-            problem = f"cannot be loaded as a Keras model: {type(exc).__name__}: {text[:200]}"
-        raise ModelFileError(path, problem) from None
-
-
 def _default_lint(model):
     from keras_cnnkit.lint.api import lint
-    return lint(model)
+    return lint(model, min_impact=0)
 
 
 def _graph_of(report, model):
@@ -190,48 +146,10 @@ def _flops(model) -> int:
     return summarize(graph_from_keras(model)).flops
 
 
-def save_atomically(model, out_path: str, force: bool = False) -> None:
-    """Save ``model`` to a temporary file beside ``out_path``, then move it into place.
-
-    Without ``force`` the final step is a hard link, which fails if ``out_path`` has
-    appeared meanwhile (no file is ever clobbered); with ``force`` it is ``os.replace``.
-    The temporary file is removed on any failure.
-
-    Raises:
-        OutputFileError: the directory is not writable, the disk is full, the output
-            exists (without ``force``).
-    """
-    directory = os.path.dirname(os.path.abspath(out_path))
-    base, suffix = os.path.splitext(os.path.basename(out_path))
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{base}.", suffix=f".tmp{suffix}", dir=directory)
-    except OSError as exc:
-        raise OutputFileError(out_path, f"cannot write: {exc.strerror or exc}") from None
-    os.close(fd)
-    try:
-        model.save(tmp)
-        if force:
-            os.replace(tmp, out_path)
-        else:
-            try:
-                os.link(tmp, out_path)
-            except FileExistsError:
-                raise OutputFileError(out_path, "already exists (use --force to overwrite "
-                                      "it)") from None
-            except OSError:  # no hard links here: check, then rename
-                if os.path.exists(out_path):
-                    raise OutputFileError(out_path, "already exists") from None
-                os.replace(tmp, out_path)
-    except OSError as exc:
-        raise OutputFileError(out_path, f"cannot write: {exc.strerror or exc}") from None
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
 def still_reported(applied: Iterable, findings: Iterable) -> list:
-    """The ``findings`` (of a re-lint) that repeat an applied fix: the same rule at the
-    fixed layer or at a layer its replacement created."""
+    """The rule findings (of a re-lint's sites) that repeat an applied fix: the same rule
+    at the fixed layer or at a layer its replacement created."""
+    from keras_cnnkit.lint.sites import rule_findings
     from keras_cnnkit.rewrite.codegen import layer_name
     places = set()
     for finding in applied:
@@ -239,45 +157,66 @@ def still_reported(applied: Iterable, findings: Iterable) -> list:
         for node in finding.replacement.nodes:
             places.add((finding.symbol, layer_name(node.name)))
             places.add((finding.symbol, node.name))
-    return [f for f in findings if (f.symbol, f.layer) in places]
+    return [f for f in rule_findings(findings) if (f.symbol, f.layer) in places]
 
 
 def fix_file(in_path: PathLike, out_path: PathLike, select: Optional[Iterable[str]] = None,
              force: bool = False, fold_bn: bool = False,
-             lint: Optional[Callable] = None) -> FixResult:
+             lint: Optional[Callable] = None, inputs: Iterable[PathLike] = (),
+             progress=None) -> FixResult:
     """Apply the lint fixes of model file ``in_path`` and write the result to ``out_path``.
 
     Args:
         in_path: a ``.keras`` or ``.h5`` model file (never modified).
         out_path: where the fixed model goes (``.keras`` or ``.h5``).
-        select: codes, code prefixes or symbols of the findings to fix (``--fix-select``);
-            ``None`` fixes every finding that has a replacement.
+        select: codes, code prefixes or symbols of the alternatives to apply
+            (``--fix-select``), slower ones included; ``None`` applies each finding's
+            recommended alternative (:func:`keras_cnnkit.lint.sites.fix_choice`).
         force: replace ``out_path`` if it exists.
         fold_bn: also fold batch norms into the preceding convs (inference only).
-        lint: ``lint(model) -> Report`` (default :func:`keras_cnnkit.lint.api.lint`).
+        lint: ``lint(model) -> Report`` (default :func:`keras_cnnkit.lint.api.lint` with
+            ``min_impact=0``: every finding; ``cnnkit-lint --fix`` passes the findings it
+            would report).
+        inputs: the run's other input files (configuration, baseline): ``out_path`` may
+            be none of them, nor ``in_path`` (see :mod:`keras_cnnkit.io_guard`).
+        progress: a :class:`keras_cnnkit.progress.Progress` told of each of the
+            :func:`fix_steps` stages (:data:`STAGES`), or ``None``.
 
     Raises:
-        ModelFileError: the input cannot be loaded safely.
+        ModelFileError: the input cannot be loaded safely, or is over a budget
+            (``BudgetError``: checked by the static reader before Keras loads anything).
         OutputFileError: the output cannot be written (exists, unwritable, bad suffix).
     """
+    from keras_cnnkit.analysis.frontends.keras_gate import check_before_keras
+
+    step = progress.step if progress is not None else (lambda label: None)
+    inputs = [in_path, *inputs]
+    out = check_output_path(out_path, inputs, force=force, suffixes=SAVE_SUFFIXES)
+    check_before_keras(in_path, "--fix")   # within the budgets, before Keras is imported
     from keras_cnnkit.rewrite.apply import fold_batchnorm, rewrite_model
 
-    out = check_output_path(in_path, out_path, force=force)
-    model = load_model_safely(in_path)
+    loading, linting, applying, folding_bn, writing, relinting = STAGES
+    step(loading)
+    model = load_keras_model(in_path)
     lint = lint or _default_lint
+    step(linting)
     report = lint(model)
     graph = _graph_of(report, model)
+    step(applying)
     result = rewrite_model(model, report.findings, select=select, graph=graph)
     fixed = result.model
     folded = 0
     if fold_bn:
+        step(folding_bn)
         folding = fold_batchnorm(fixed)
         fixed, folded = folding.model, len(folding.applied)
-    save_atomically(fixed, out, force=force)
+    step(writing)
+    write_atomic(out, fixed.save, inputs, force=force, suffixes=SAVE_SUFFIXES)
     applied = result.applied_findings
     params_before = int(model.count_params())
     expected = params_before + sum((f.params_after or 0) - (f.params_before or 0)
                                    for f in applied)
+    step(relinting)
     remaining = still_reported(applied, lint(fixed).findings)
     return FixResult(
         input_path=os.fspath(in_path), output_path=out, params_before=params_before,

@@ -3,9 +3,10 @@
 Each entry point names a :class:`~keras_cnnkit.lint.findings.Rule` subclass
 (``large-kernel = lint_rules.large_kernel:LargeKernel``); third-party packages add rules
 by declaring entry points in the same group.  The built-in rules are always available:
-where the distribution metadata is missing or stale (a source checkout, a zipapp), they
-are loaded from :data:`BUILTIN_RULES` instead.  A third-party rule that fails to load is
-an error naming the entry point, never skipped in silence.
+they are the rule modules of :mod:`lint_rules` (:func:`lint_rules.builtin_rules`, the one
+table, from which ``setup.cfg``'s entry points are generated), so missing or stale
+distribution metadata (a source checkout, a zipapp) loses none of them.  A third-party
+rule that fails to load is an error naming the entry point, never skipped in silence.
 """
 from __future__ import annotations
 
@@ -16,26 +17,10 @@ from typing import Iterable, Optional
 
 from keras_cnnkit.errors import CnnkitError, ConfigError
 from keras_cnnkit.lint.findings import DOC_SECTIONS, Rule
+from keras_cnnkit.lint.selectors import any_matches, selector_matches
+from lint_rules import builtin_rules
 
 ENTRY_POINT_GROUP = "keras_cnnkit.lint_rules"
-
-#: symbol → "module:Class" of the rules shipped with keras-cnnkit.
-BUILTIN_RULES = {
-    "opaque-layer": "lint_rules.opaque_layer:OpaqueLayer",
-    "large-kernel": "lint_rules.large_kernel:LargeKernel",
-    "asymmetric-factorization": "lint_rules.asymmetric_factorization:AsymmetricFactorization",
-    "missing-bottleneck": "lint_rules.missing_bottleneck:MissingBottleneck",
-    "depthwise-separable-candidate":
-        "lint_rules.depthwise_separable_candidate:DepthwiseSeparableCandidate",
-    "flatten-dense-head": "lint_rules.flatten_dense_head:FlattenDenseHead",
-    "relu-after-projection": "lint_rules.relu_after_projection:ReluAfterProjection",
-    "group-conv-without-shuffle": "lint_rules.group_conv_without_shuffle:GroupConvWithoutShuffle",
-    "bias-before-batchnorm": "lint_rules.bias_before_batchnorm:BiasBeforeBatchnorm",
-    "dropout-before-batchnorm": "lint_rules.dropout_before_batchnorm:DropoutBeforeBatchnorm",
-    "plain-deep-stack": "lint_rules.plain_deep_stack:PlainDeepStack",
-    "tensor-core-alignment": "lint_rules.tensor_core_alignment:TensorCoreAlignment",
-}
-
 
 class RuleLoadError(CnnkitError, ImportError):
     """A rule plugin cannot be imported, or is not a valid :class:`Rule`."""
@@ -78,10 +63,11 @@ def all_rules() -> tuple:
     Raises:
         RuleLoadError: a plugin fails to import, is not a rule, or reuses a code/symbol.
     """
+    builtin = builtin_rules()
     rules = {symbol: validate_rule(_load_object(target), f"{symbol!r} ({target})")
-             for symbol, target in BUILTIN_RULES.items()}
+             for symbol, target in builtin.items()}
     for ep in _entry_points():
-        if ep.name in BUILTIN_RULES and ep.value.replace(" ", "") == BUILTIN_RULES[ep.name]:
+        if ep.name in builtin and ep.value.replace(" ", "") == builtin[ep.name]:
             continue
         origin = f"{ep.name!r} ({ep.value})"
         try:
@@ -100,13 +86,6 @@ def all_rules() -> tuple:
             raise RuleLoadError(f"rules {codes[rule.code].symbol!r} and {rule.symbol!r} "
                                 f"share the code {rule.code}")
     return tuple(sorted(set(rules.values()), key=lambda r: r.code))
-
-
-def selector_matches(selector: str, rule: type) -> bool:
-    """Whether ``selector`` (a code, a code prefix like ``CNK1``, a symbol or ``ALL``)
-    names ``rule``."""
-    from keras_cnnkit.lint.config import selector_matches as matches
-    return matches(selector, rule.code, rule.symbol)
 
 
 def get_rule(selector: str) -> type:
@@ -135,12 +114,12 @@ def select_rules(select: Optional[Iterable[str]] = None,
             continue
         selectors = _as_list(selectors)
         for sel in selectors:
-            if not any(selector_matches(sel, r) for r in rules):
+            if not any(selector_matches(sel, r.code, r.symbol) for r in rules):
                 raise ConfigError(source, f"unknown rule {sel!r}")
         if source == "select":
-            chosen = [r for r in rules if any(selector_matches(s, r) for s in selectors)]
+            chosen = [r for r in rules if any_matches(selectors, r.code, r.symbol)]
         else:
-            chosen = [r for r in chosen if not any(selector_matches(s, r) for s in selectors)]
+            chosen = [r for r in chosen if not any_matches(selectors, r.code, r.symbol)]
     return chosen
 
 

@@ -6,10 +6,17 @@ input_shape, pooling, classes, classifier_activation, name``), its family's own 
 :class:`~keras_cnnkit.models.assembly.Options` (``in_channels``, ``features_only``,
 ``out_indices``, ``output_stride``, ``width_multiplier``, ``drop_path_rate``,
 ``dropout``).  ``create_model(name, **kwargs)`` builds a registered model by name.
+:func:`propose_layout_map` and :func:`synchronize_batch_norm` help train them on several
+devices (:mod:`keras_cnnkit.models.distribution`).
 """
 from keras_cnnkit.models.alexnet import build_alexnet
 from keras_cnnkit.models.assembly import FeatureInfo, Options
 from keras_cnnkit.models.densenet import build_densenet121, build_densenet169, build_densenet201
+from keras_cnnkit.models.distribution import (
+    LayoutPlan,
+    propose_layout_map,
+    synchronize_batch_norm,
+)
 from keras_cnnkit.models.googlenet import build_googlenet
 from keras_cnnkit.models.inception_v3 import build_inception_v3
 from keras_cnnkit.models.mobilenet import build_mobilenet
@@ -23,6 +30,7 @@ from keras_cnnkit.models.xception import build_xception
 
 __all__ = [
     "FeatureInfo",
+    "LayoutPlan",
     "Options",
     "WeightsUnavailableError",
     "build_alexnet",
@@ -41,5 +49,7 @@ __all__ = [
     "build_xception",
     "create_model",
     "list_models",
+    "propose_layout_map",
     "register_model",
+    "synchronize_batch_norm",
 ]

@@ -18,12 +18,14 @@ unchanged.  Other new layers start from their initialisers (the model needs retr
 from __future__ import annotations
 
 import dataclasses
+import importlib
 from typing import Any, Callable, Iterable, Optional, Sequence, Union
 
 import keras
 
 from keras_cnnkit.analysis.ir import Graph, OpKind
 from keras_cnnkit.errors import CnnkitError
+from keras_cnnkit.io_guard import functional_graph
 from keras_cnnkit.lint.findings import Finding
 from keras_cnnkit.rewrite import fold
 from keras_cnnkit.rewrite.codegen import call_layers, layer_name, node_layers
@@ -88,6 +90,11 @@ class RewriteResult:
         return [sub.finding for sub in self.applied if sub.finding is not None]
 
 
+#: Rules whose fix computes its layers' weights from the layers it removes (an exact merge),
+#: → ``"module:function(finding, graph, dtype) -> Substitution"``.
+COMPUTED_WEIGHTS = {"mergeable-branches": "keras_cnnkit.rewrite.reparam:finding_substitution"}
+
+
 class _Removed:
     """Stands for the value of a removed intermediate node while the model is re-run."""
 
@@ -105,6 +112,10 @@ def substitution_for(finding: Finding, graph: Optional[Graph] = None,
     rep = finding.replacement
     if rep is None:
         raise RewriteError(f"{finding.code} at {finding.layer!r} has no replacement")
+    if finding.symbol in COMPUTED_WEIGHTS and graph is not None:
+        # Weights that are computed from several removed layers, not carried over.
+        module, _, function = COMPUTED_WEIGHTS[finding.symbol].partition(":")
+        return getattr(importlib.import_module(module), function)(finding, graph, dtype)
     pairs = _counterparts(rep, graph)
     # A function-preserving fix keeps the Keras names of the layers it re-creates.
     keep = {node.name: old for node, old in pairs} if rep.preserves_function else {}
@@ -221,6 +232,16 @@ def apply_findings(model: keras.Model, findings: Iterable[Finding], select=None,
     return rewrite_model(model, findings, select=select, graph=graph).model
 
 
+def apply_report(model: keras.Model, report, select=None) -> keras.Model:
+    """``model`` rebuilt with the fixes of ``report``, its lint report (the Python twin of
+    ``cnnkit-lint --fix``).
+
+    ``model`` is not modified.  ``select`` (codes, code prefixes, symbols or ``ALL``)
+    picks the findings to apply; conflicting fixes keep the bigger FLOP saving.
+    """
+    return apply_findings(model, report.findings, select=select, graph=report.graph)
+
+
 def fold_batchnorm(model: keras.Model, graph: Optional[Graph] = None) -> RewriteResult:
     """Inference transform: fold each batch norm into the conv/dense feeding it.
 
@@ -232,7 +253,14 @@ def fold_batchnorm(model: keras.Model, graph: Optional[Graph] = None) -> Rewrite
     if graph is None:
         from keras_cnnkit.analysis.frontends.keras_live import graph_from_keras
         graph = graph_from_keras(model)
-    return _rebuild(model, batchnorm_fold_substitutions(graph))
+    return apply_substitutions(model, batchnorm_fold_substitutions(graph))
+
+
+def apply_substitutions(model: keras.Model, substitutions: Sequence[Substitution]
+                        ) -> RewriteResult:
+    """``model`` rebuilt with ``substitutions`` applied (an inference transform's, such as
+    :func:`fold_batchnorm`'s or :func:`keras_cnnkit.rewrite.reparam.reparameterize`'s)."""
+    return _rebuild(model, substitutions)
 
 
 def batchnorm_fold_substitutions(graph: Graph) -> list:
@@ -415,7 +443,7 @@ class _Rebuilder:
         if any(v is not None for v in kwargs.values()):
             raise RewriteError(f"cannot flatten nested model {model.name!r} called with "
                                f"keyword arguments {sorted(kwargs)}")
-        inner = _functional_of(model)
+        inner = functional_graph(model)
         out = inner._run_through_graph(  # pylint: disable=protected-access
             args[0], operation_fn=lambda layer: layer,
             call_fn=lambda layer, *a, **k: self.call(layer, *a, prefix=prefix, **k))
@@ -455,15 +483,7 @@ def _is_block(layer) -> bool:
 
 
 def _is_model(layer) -> bool:
-    return isinstance(layer, keras.Model) and _functional_of(layer) is not None
-
-
-def _functional_of(model):
-    """The graph-walkable model behind ``model`` (itself, or a Sequential's), or None."""
-    if hasattr(model, "_run_through_graph") and getattr(model, "inputs", None):
-        return model
-    inner = getattr(model, "_functional", None)
-    return inner if inner is not None and hasattr(inner, "_run_through_graph") else None
+    return isinstance(layer, keras.Model) and functional_graph(layer) is not None
 
 
 def _output_aliases(layer, args, ir_name: str) -> list:
@@ -471,7 +491,7 @@ def _output_aliases(layer, args, ir_name: str) -> list:
     if _is_block(layer):
         return [f"{ir_name}/{layer.graph(tuple(args[0].shape)).output}"]
     if _is_model(layer):
-        return [f"{ir_name}/{_op_name(t)}" for t in _functional_of(layer).outputs[:1]]
+        return [f"{ir_name}/{_op_name(t)}" for t in functional_graph(layer).outputs[:1]]
     return []
 
 
@@ -493,7 +513,7 @@ def _clone_layer(layer, name: Optional[str] = None):
 
 
 def _rebuild(model: keras.Model, subs: Sequence[Substitution]) -> RewriteResult:
-    functional = _functional_of(model)
+    functional = functional_graph(model)
     if functional is None:
         raise RewriteError(f"model {model.name!r} is not a built Functional or Sequential "
                            "model (subclassed, or built without an Input); it cannot be "

@@ -2,16 +2,22 @@
 
 Pure Python: importing this module never imports Keras.
 
-Two findings conflict when their replacements remove a common node, or when one's
+Each site finding (:mod:`keras_cnnkit.lint.sites`) contributes the fixes
+:func:`~keras_cnnkit.lint.sites.fix_choice` picks: by default its recommended
+alternative and that alternative's exact companions, never an alternative measured or
+predicted slower; with ``select`` (``--fix-select``) the selected alternatives, slower
+ones included.  A rule's own finding is its own fix.
+
+Two fixes conflict when their replacements remove a common node, or when one's
 fragment reads a node that the other removes without replacing (an intermediate node
 of its removed chain).  :func:`select_findings` keeps a conflict-free subset, the
 biggest estimated FLOP saving first.
 
 One overlap is resolved rather than skipped: a fix that only drops a bias (the batch
 norm after the layer cancels it) on a node that a chosen architectural fix replaces is
-merged into that fix, whose last layer is then built without the bias.  Otherwise the
-fixed model would carry the same wasted bias on its new layer, and a re-lint would
-report it again.
+merged into that fix, whose last layer is then built without the bias
+(:func:`~keras_cnnkit.lint.sites.merges_into`).  Otherwise the fixed model would carry
+the same wasted bias on its new layer, and a re-lint would report it again.
 """
 from __future__ import annotations
 
@@ -21,6 +27,7 @@ from typing import Iterable, Optional
 
 from keras_cnnkit.analysis.ir import Graph
 from keras_cnnkit.lint.findings import Finding, Replacement
+from keras_cnnkit.lint.sites import fix_choice, merges_into
 
 
 @dataclasses.dataclass
@@ -42,23 +49,15 @@ def _saving(finding: Finding) -> tuple:
     return (flops, params)
 
 
-def matches(finding: Finding, select: Optional[Iterable[str]]) -> bool:
-    """True when ``select`` is None or names the finding's code, symbol or code prefix."""
-    if select is None:
-        return True
-    for item in select:
-        item = item.strip()
-        if item and (item == finding.symbol or finding.code.startswith(item)):
-            return True
-    return False
-
-
 def select_findings(findings: Iterable[Finding], select: Optional[Iterable[str]] = None,
                     graph: Optional[Graph] = None) -> tuple:
-    """Split ``findings`` into ``(chosen, skipped)``.
+    """Split ``findings`` (sites or rule findings) into ``(chosen, skipped)``.
 
-    Findings without a replacement, not matched by ``select`` (codes, code prefixes
-    or kebab-case symbols), or conflicting with a finding already chosen are skipped;
+    ``chosen`` holds rule findings: the fixes to apply.  A site contributes what
+    :func:`~keras_cnnkit.lint.sites.fix_choice` picks (``select``: codes, code prefixes,
+    kebab-case symbols or ``ALL``, as :mod:`keras_cnnkit.lint.selectors` matches them);
+    a site or finding with no fix, none selected, or none that may be applied is
+    skipped with the reason, and so is a fix conflicting with one already chosen;
     candidates are taken in order of decreasing estimated FLOP (then parameter)
     saving.  With ``graph``, a replacement whose intermediate removed nodes feed nodes
     outside it (it would leave them dangling) is skipped too.
@@ -68,12 +67,9 @@ def select_findings(findings: Iterable[Finding], select: Optional[Iterable[str]]
     removed_all, intermediate_all, read_all = set(), set(), set()
     candidates = []
     for finding in findings:
-        if finding.replacement is None:
-            skipped.append(Skipped(finding, "no automatic fix"))
-        elif not matches(finding, select):
-            skipped.append(Skipped(finding, "not selected"))
-        else:
-            candidates.append(finding)
+        fixes, left = fix_choice(finding, select)
+        skipped += [Skipped(f, reason) for f, reason in left]
+        candidates.extend(fixes)
     candidates.sort(key=_saving, reverse=True)
     for finding in candidates:
         rep = finding.replacement
@@ -104,29 +100,10 @@ def select_findings(findings: Iterable[Finding], select: Optional[Iterable[str]]
     return chosen, skipped
 
 
-def _drops_only_bias(finding: Finding) -> bool:
-    """True for an exact fix that replaces one node by its copy without the bias."""
-    rep = finding.replacement
-    if not rep.preserves_function or len(rep.removed) != 1 or len(rep.nodes) != 1:
-        return False
-    node = rep.nodes[0]
-    return node.name == rep.output and node.attrs.get("use_bias") is False
-
-
 def _bias_merge_target(finding: Finding, chosen: list) -> Optional[int]:
     """Index of the chosen architectural fix that ``finding``'s bias drop can join."""
-    if not _drops_only_bias(finding):
-        return None
-    target = finding.replacement.removed[0]
-    for index, other in enumerate(chosen):
-        rep = other.replacement
-        if rep.preserves_function or rep.removed[-1] != target:
-            continue
-        out = next((n for n in rep.nodes if n.name == rep.output), None)
-        if (out is not None and out.attrs.get("use_bias") and out.attrs.get("activation") is None
-                and out.output_shape == finding.replacement.nodes[0].output_shape):
-            return index
-    return None
+    return next((index for index, other in enumerate(chosen)
+                 if merges_into(finding, other)), None)
 
 
 def _merge_bias_drop(chosen: Finding, bias: Finding) -> Finding:
@@ -181,7 +158,7 @@ def apply_to_graph(graph: Graph, findings: Iterable[Finding]) -> Graph:
     removed = {name for rep in replacements.values() for name in rep.removed}
     kept = {name for name in graph.nodes if name not in removed}
     out = Graph(name=graph.name, inputs=list(graph.inputs), source=graph.source,
-                frontend=graph.frontend)
+                frontend=graph.frontend, notes=list(graph.notes))
     renamed: dict = {}
     for node in graph:
         if node.name in replacements:

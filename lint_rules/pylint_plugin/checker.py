@@ -32,6 +32,7 @@ from lint_rules.pylint_plugin.savings import (
     stacked_conv_count,
     stacked_small_kernels,
 )
+from lint_rules.large_kernel import LargeKernel
 from lint_rules.pylint_plugin.shapes import (
     TensorShape,
     per_axis,
@@ -41,8 +42,6 @@ from lint_rules.pylint_plugin.shapes import (
 
 #: Where ``safe_mode`` sits positionally in Keras' loading functions.
 _SAFE_MODE_POSITION = {"load_model": 3, "deserialize_keras_object": 2}
-
-_MIN_LARGE_KERNEL = 5
 
 
 def _kernel_text(size: int, rank: int) -> str:
@@ -59,12 +58,21 @@ class KerasModelChecker(BaseChecker):
     """
 
     name = "keras-cnnkit"
+    #: Thresholds, with the model linter's rules' defaults (``--large-kernel-min-size``).
+    options = (
+        ("large-kernel-min-size", {
+            "default": LargeKernel.MIN_KERNEL, "type": "int", "metavar": "<int>",
+            "help": "Smallest square conv kernel that large-kernel (R5701) considers; "
+                    "the model linter's CNK101 min_kernel (default "
+                    f"{LargeKernel.MIN_KERNEL})."}),
+    )
     msgs = {
         "R5701": (
             "%s with a %s kernel (%s): %d stacked %s convs cover the same receptive field, "
             "params %s",
             "large-kernel",
-            "Used when a Conv1D/2D/3D has a square kernel of 5 or more and stacked 3-wide "
+            "Used when a Conv1D/2D/3D has a square kernel of 5 or more (option "
+            "--large-kernel-min-size) and stacked 3-wide "
             "convolutions with the same receptive field need fewer parameters (model linter "
             "rule CNK101; Simonyan & Zisserman 2014, arXiv:1409.1556).",
         ),
@@ -143,7 +151,8 @@ class KerasModelChecker(BaseChecker):
         """``large-kernel``: a square k ≥ 5 kernel that stacked 3-wide convs replace cheaper."""
         rank = rank_of(ref.cls)
         kernel = per_axis(infer_dims(ref.argument("kernel_size")), rank)
-        if kernel is None or len(set(kernel)) != 1 or kernel[0] < _MIN_LARGE_KERNEL:
+        minimum = self.linter.config.large_kernel_min_size
+        if kernel is None or len(set(kernel)) != 1 or kernel[0] < minimum:
             return
         dilation = ref.argument("dilation_rate")
         groups = ref.argument("groups")

@@ -21,11 +21,13 @@ file stores for the layer (``None`` for a bare JSON config).
 from __future__ import annotations
 
 import heapq
+import re
 from typing import Optional
 
-from keras_cnnkit.analysis.frontends.keras_config import LayerSpec, ModelSpec
-from keras_cnnkit.analysis.frontends.keras_live import _OPS_AS_LAYERS as OPS_AS_LAYERS
-from keras_cnnkit.analysis.ir import Graph, OpKind, call_name
+from keras_cnnkit.analysis.frontends.keras_config import MAX_NESTING, LayerSpec, ModelSpec
+from keras_cnnkit.analysis.input_shape import as_input_shape, fill_unknown
+from keras_cnnkit.analysis.ir import Graph, Node, OpKind, call_name
+from keras_cnnkit.analysis.keras_ops import KERAS_OP_PREFIX, is_keras_op_class
 from keras_cnnkit.analysis.keras_layers import (
     LayerConfigError,
     convert_layer,
@@ -33,7 +35,9 @@ from keras_cnnkit.analysis.keras_layers import (
     is_block,
     is_known,
     opaque_node,
+    producer_format,
 )
+from keras_cnnkit.analysis.ops.geometry import prod
 from keras_cnnkit.analysis.shapes import ShapeError
 
 #: Spatial size given to input dimensions the model leaves unknown (``None``).
@@ -42,8 +46,16 @@ DEFAULT_SPATIAL = 224
 TRUSTED_PACKAGES = ("keras", "keras_cnnkit", "tf_keras")
 #: Modules of ``keras.ops`` operations recorded as graph nodes (``keras.src.ops.numpy``).
 KERAS_OPS_MODULES = ("keras.src.ops.", "keras.ops")
+#: keras.applications classes Keras registers under its default package ``"Custom"``.
+KERAS_DEFAULT_PACKAGE_CLASSES = frozenset({"CustomScaleLayer"})
 #: ``registered_name`` prefixes of trusted classes.
 _TRUSTED_REGISTRIES = ("keras_cnnkit>", "keras>")
+
+
+#: Convolution classes whose stored kernel (first weight) gives their input's channels:
+#: axis -2, or -1 for a transposed convolution.
+_CONV_CLASS = re.compile(r"(Conv|Convolution|DepthwiseConv|SeparableConv|"
+                         r"SeparableConvolution)[123]D(Transpose)?")
 
 
 class GraphBuildError(ValueError):
@@ -55,17 +67,23 @@ def untrusted_origin(layer: LayerSpec) -> Optional[str]:
 
     A class is trusted when the config names no module (Keras 2 files) or a module of a
     :data:`TRUSTED_PACKAGES` package, and no custom registration other than Keras' or
-    keras_cnnkit's.  Nothing is imported to decide this.
+    keras_cnnkit's, or the default package's (``"Custom>CustomScaleLayer"``) for a class
+    a trusted module defines, or one of :data:`KERAS_DEFAULT_PACKAGE_CLASSES` where no
+    module is recorded (tf_keras' InceptionResNetV2 ``.h5``).  Nothing is imported to
+    decide this.
     """
     module = layer.module
     if module is not None and module.split(".")[0] not in TRUSTED_PACKAGES:
         return f"{module}.{layer.class_name}"
     registered = layer.registered_name
-    if registered is not None and registered != layer.class_name and not (
-            registered.startswith(_TRUSTED_REGISTRIES)
-            and registered.split(">")[-1] == layer.class_name):
-        return registered.replace(">", ".")
-    return None
+    if registered is None or registered == layer.class_name:
+        return None
+    package, _, name = registered.rpartition(">")
+    if name == layer.class_name and (f"{package}>".startswith(_TRUSTED_REGISTRIES) or (
+            package == "Custom" and (module is not None
+                                     or name in KERAS_DEFAULT_PACKAGE_CLASSES))):
+        return None
+    return registered.replace(">", ".")
 
 
 def _batchless(shape) -> Optional[tuple]:
@@ -81,33 +99,32 @@ def _batchless(shape) -> Optional[tuple]:
 def resolve_input_shape(name: str, declared: tuple, requested: Optional[tuple]) -> tuple:
     """The shape an input gets: ``declared`` with its unknown dims filled.
 
-    With ``requested`` (``--input-shape``): either a full shape (known dims must agree)
-    or exactly one value per unknown dim.  Without: each unknown dim becomes
-    :data:`DEFAULT_SPATIAL` unless every dim is unknown (then the channels are unknown
-    too, and the user must say).
+    With ``requested`` (an :class:`~keras_cnnkit.analysis.input_shape.InputShape`, or a
+    tuple counted as ``--input-shape``): either a full shape or exactly one value per
+    unknown dim.  A flag's known dims must agree with the declared ones; a configuration
+    value fills the unknown dims only and never conflicts.  Without: each unknown dim
+    becomes :data:`DEFAULT_SPATIAL` unless every dim is unknown (then the channels are
+    unknown too, and the user must say).
     """
-    unknown = [i for i, d in enumerate(declared) if d is None]
     if requested is None:
-        if unknown and len(unknown) == len(declared):
+        if declared and all(d is None for d in declared):
             raise GraphBuildError(f"input {name!r} has fully unknown shape "
                                   f"{_fmt(declared)}; pass --input-shape")
         return tuple(DEFAULT_SPATIAL if d is None else d for d in declared)
-    requested = tuple(requested)
-    if len(requested) == len(declared):
+    requested = as_input_shape(requested)
+    if not requested.default and len(requested) == len(declared):
         for i, (have, want) in enumerate(zip(declared, requested)):
             if have is not None and have != want:
                 raise GraphBuildError(
-                    f"--input-shape {_fmt(requested)} conflicts with input {name!r} of shape "
+                    f"{requested.describe()} conflicts with input {name!r} of shape "
                     f"{_fmt(declared)} (dimension {i + 1})")
-        return requested
-    if unknown and len(requested) == len(unknown):
-        dims = list(declared)
-        for i, value in zip(unknown, requested):
-            dims[i] = value
-        return tuple(dims)
-    raise GraphBuildError(f"--input-shape {_fmt(requested)} does not fit input {name!r} of "
-                          f"shape {_fmt(declared)}: give {len(declared)} dims, or "
-                          f"{len(unknown)} for its unknown ones")
+    shape = fill_unknown(declared, requested)
+    if shape is None:
+        unknown = sum(d is None for d in declared)
+        raise GraphBuildError(f"{requested.describe()} does not fit input {name!r} of "
+                              f"shape {_fmt(declared)}: give {len(declared)} dims, or "
+                              f"{unknown} for its unknown ones")
+    return shape
 
 
 def _fmt(shape) -> str:
@@ -115,25 +132,21 @@ def _fmt(shape) -> str:
 
 
 def _weight_count(shapes: list) -> int:
-    total = 0
-    for shape in shapes:
-        size = 1
-        for d in shape:
-            size *= d
-        total += size
-    return total
+    return sum(prod(shape) for shape in shapes)
 
 
 class _Builder:
     """State of one build: the graph, weight shapes, and who owns which weights."""
 
-    def __init__(self, name: str, source: str, weights: Optional[dict],
+    def __init__(self, root: ModelSpec, source: str, weights: Optional[dict],
                  input_shape: Optional[tuple]):
-        self.graph = Graph(name=name, source=source, frontend="file")
+        self.root = root
+        self.graph = Graph(name=root.name, source=source, frontend="file")
         self.weights = weights
         self.input_shape = input_shape
         self.first_call: dict = {}  # (id(model spec), layer name) -> first call's node
         self.prefixes: set = set()  # name prefixes of nested-model calls so far
+        self.owners: Optional[dict] = None  # weight path -> the layer path owning it
 
     def unique(self, name: str, taken=None) -> str:
         """:func:`~keras_cnnkit.analysis.ir.call_name` among ``taken`` (default: the nodes)."""
@@ -144,6 +157,38 @@ class _Builder:
         if self.weights is None:
             return None
         return _weight_count(self.weights.get(path, ()))
+
+    def shape_from_weights(self, layer: LayerSpec, path: str) -> Optional[tuple]:
+        """The input shape a convolution's stored kernel implies, when its producer's
+        output shape is unknown: its rank and channels (``(None, None, C)``), the
+        spatial sizes unknown.  ``None`` for other layers or without weights."""
+        match = _CONV_CLASS.fullmatch(layer.class_name)
+        stored = self.weights.get(path) if self.weights else None
+        if match is None or not stored or len(stored[0]) < 3 or \
+                untrusted_origin(layer) is not None:
+            return None
+        kernel = stored[0]
+        channels = kernel[-1 if match.group(2) else -2]
+        spatial = (None,) * (len(kernel) - 2)
+        if layer.config.get("data_format") == "channels_first":
+            return (channels, *spatial)
+        return (*spatial, channels)
+
+    def nested_params(self, spec: ModelSpec, path: str) -> Optional[int]:
+        """Weights the file stores for layer ``path`` and every sub-layer it holds.
+
+        A custom layer keeps its sub-layers' weights under its own path (``stem/conv``,
+        ``stem/stem_conv_kxk_0/conv2d_1``); each stored weight belongs to the deepest
+        layer of the config whose path starts it, so a top-level layer that is itself
+        called ``stem/bn`` (Keras 2 allows slashes) keeps its own.
+        """
+        if self.weights is None:
+            return None
+        if self.owners is None:
+            paths = set(_layer_paths(spec, ""))
+            self.owners = {key: _owner(key, paths) for key in self.weights}
+        return sum(_weight_count(shapes) for key, shapes in self.weights.items()
+                   if self.owners.get(key) == path)
 
     def walk(self, spec: ModelSpec, bound: Optional[list], prefix: str, wprefix: str) -> list:
         """Add the nodes of ``spec``; returns the node names of its outputs.
@@ -171,7 +216,8 @@ class _Builder:
                     env[(layer.name, 0, 0)] = self.add_input(layer, prefix)
                 continue
             call = layer.calls[call_idx]
-            inputs = [_lookup(env, ref, index, spec, layer) for ref in call.inputs]
+            inputs = [self.lookup(env, ref, (index, spec, layer), recorded)
+                      for ref in call.inputs]
             if layer.model is not None and untrusted_origin(layer) is None:
                 call_prefix = self.unique(prefix + layer.name, self.prefixes)
                 self.prefixes.add(call_prefix)
@@ -180,12 +226,40 @@ class _Builder:
                 for t, out in enumerate(outs):
                     env[(layer.name, call_idx, t)] = out
             else:
-                env[(layer.name, call_idx, 0)] = self.layer_call(
-                    spec, layer, call_idx, inputs, prefix, wprefix, recorded)
+                outs = self.layer_call(spec, layer, call_idx, inputs, prefix, wprefix, recorded)
+                for t, out in enumerate(outs):
+                    env[(layer.name, call_idx, t)] = out
         if bound is None:
             self.graph.inputs = [env[(r[0], 0, 0)] for r in spec.inputs
                                  if (r[0], 0, 0) in env]
-        return [_lookup(env, ref, index, spec, None) for ref in spec.outputs]
+        return [self.lookup(env, ref, (index, spec, None), recorded) for ref in spec.outputs]
+
+    def lookup(self, env: dict, ref: tuple, where: tuple, recorded: dict) -> str:
+        """The node name holding tensor ``ref`` (``where``: the index, model and reader).
+
+        Output ``t > 0`` of an opaque layer gets a node of its own (opaque, with the
+        shape Keras recorded for that output, else unknown): never output 0's shape.
+        """
+        index, spec, reader = where
+        _producer_call(ref, index, spec, reader)
+        if ref in env:
+            return env[ref]
+        first = env.get((ref[0], ref[1], 0))
+        if first is None:
+            raise GraphBuildError(f"model {spec.name!r}: tensor {list(ref)} is never produced")
+        node = self.graph[first]
+        if ref[2] == 0 or node.op != OpKind.OPAQUE or spec.layers[index[ref[0]]].model:
+            raise GraphBuildError(f"model {spec.name!r}: layer {ref[0]!r} has no output "
+                                  f"#{ref[2]}")
+        name = self.unique(f"{first}/output_{ref[2]}")
+        self.graph.add(Node(
+            name=name, op=OpKind.OPAQUE, inputs=list(node.inputs),
+            input_shapes=list(node.input_shapes), output_shape=recorded.get(ref),
+            attrs={"class_name": node.attrs.get("class_name", ""), "output_index": ref[2],
+                   "reason": f"output #{ref[2]} of a layer that cannot be analysed"},
+            layer=node.layer, source_class=node.source_class))
+        env[ref] = name
+        return name
 
     def add_input(self, layer: LayerSpec, prefix: str) -> str:
         """An INPUT node for a top-level ``InputLayer``."""
@@ -202,35 +276,45 @@ class _Builder:
         node = expansion.nodes[0]
         if shape != tuple(declared):
             node.attrs["declared_shape"] = tuple(declared)
+            why = "give --input-shape to choose another size" if self.input_shape is None \
+                else "the size asked for"
+            self.graph.notes.append(f"input {name!r} of unknown size {_fmt(declared)} "
+                                    f"analysed at {_fmt(shape)} ({why})")
         self.graph.add(node)
         return name
 
     def layer_call(self, spec: ModelSpec, layer: LayerSpec, call_idx: int, inputs: list,
-                   prefix: str, wprefix: str, recorded: dict) -> str:
-        """Add the node(s) of one call of a layer; returns its output node's name."""
+                   prefix: str, wprefix: str, recorded: dict) -> list:
+        """Add the node(s) of one call of a layer; returns its output nodes' names."""
         name = self.unique(prefix + layer.name)
         shapes = [self.graph[src].output_shape for src in inputs]
+        producer = self.graph[inputs[0]] if len(inputs) == 1 else None
+        if producer is not None and producer.output_shape is None \
+                and producer.op == OpKind.OPAQUE:
+            # An opaque producer's output, recovered from this consumer's stored kernel.
+            producer.output_shape = self.shape_from_weights(layer, wprefix + layer.name)
+            shapes = [producer.output_shape]
         observed = _observed_output(layer, call_idx, shapes, recorded)
         origin = untrusted_origin(layer)
         class_name, config = layer.class_name, layer.config
         is_op = origin is None and _is_keras_op(layer, spec)
         if is_op:
             # A keras.ops call in a functional graph; the live frontend maps the same ones.
-            class_name, config = OPS_AS_LAYERS.get(class_name, (f"keras.ops.{class_name}", {}))
+            class_name = KERAS_OP_PREFIX + class_name
         if origin is not None:
             nodes = [opaque_node(name, origin, inputs, shapes, observed,
                                  reason="class from outside keras and keras_cnnkit; its "
                                         "code is not loaded")]
-            output = name
+            output, outputs = name, [name]
         else:
-            producer = self.graph.nodes.get(inputs[0]) if inputs else None
-            fmt = producer.attrs.get("data_format") if producer is not None else None
             try:
-                expansion = convert_layer(name, class_name, config, inputs,
-                                          shapes, data_format=fmt, observed_shape=observed)
+                expansion = convert_layer(
+                    name, class_name, config, inputs, shapes, observed_shape=observed,
+                    data_format=producer_format(self.graph, inputs),
+                    arguments=layer.calls[call_idx].arguments)
             except (LayerConfigError, ShapeError) as exc:
                 raise GraphBuildError(str(exc)) from None
-            nodes, output = expansion.nodes, expansion.output
+            nodes, output, outputs = expansion.nodes, expansion.output, expansion.outputs
         first = self.first_call.setdefault((id(spec), layer.name), name)
         path = wprefix + layer.name
         block = origin is None and is_block(layer.class_name)
@@ -238,25 +322,25 @@ class _Builder:
             if first != name:
                 node.attrs["shares_weights_with"] = first + node.name[len(name):]
             elif node.name == output and not block and not is_op:
-                node.params = self.observed_params(path)
+                node.params = self.nested_params(self.root, path)
             elif block and node.name.startswith(name + "/"):
                 node.params = self.observed_params(path + node.name[len(name):])
             self.graph.add(node)
-        return output
+        return outputs
 
 
 def _is_keras_op(layer: LayerSpec, spec: ModelSpec) -> bool:
     """Whether an entry is a ``keras.ops`` call rather than a layer.
 
     ``.keras`` configs say so by module (``keras.src.ops.numpy``); Keras 3's legacy
-    ``.h5`` configs drop the module, but an op's config holds nothing but its name
-    (a layer's always has ``trainable`` and ``dtype``).
+    ``.h5`` configs drop the module, but an op's config holds its name and arguments,
+    never the ``trainable`` and ``dtype`` every layer's has.
     """
     if layer.module is not None:
         return layer.module.startswith(KERAS_OPS_MODULES)
     return (not spec.keras2 and spec.class_name != "Sequential" and bool(layer.calls)
-            and set(layer.config) <= {"name"}
-            and (layer.class_name in OPS_AS_LAYERS or not is_known(layer.class_name)))
+            and "trainable" not in layer.config and "dtype" not in layer.config
+            and (is_keras_op_class(layer.class_name) or not is_known(layer.class_name)))
 
 
 def _call_order(spec: ModelSpec) -> tuple:
@@ -317,53 +401,82 @@ def _producer_call(ref: tuple, index: dict, spec: ModelSpec, reader: Optional[La
     return (index[layer_name], call_idx)
 
 
-def _lookup(env: dict, ref: tuple, index: dict, spec: ModelSpec,
-            reader: Optional[LayerSpec]) -> str:
-    """The node name holding tensor ``ref``."""
-    _producer_call(ref, index, spec, reader)
-    if ref in env:
-        return env[ref]
-    first = env.get((ref[0], ref[1], 0))
-    if first is None:
-        raise GraphBuildError(f"model {spec.name!r}: tensor {list(ref)} is never produced")
-    if ref[2] > 0 and spec.layers[index[ref[0]]].model is None:
-        return first  # an opaque multi-output layer: one node stands for all its outputs
-    raise GraphBuildError(f"model {spec.name!r}: layer {ref[0]!r} has no output #{ref[2]}")
+def _layer_paths(spec: ModelSpec, prefix: str, depth: int = 0):
+    """The weight path of every layer of ``spec`` and of the models nested in it."""
+    for layer in spec.layers:
+        yield prefix + layer.name
+        if layer.model is not None and depth < MAX_NESTING:
+            yield from _layer_paths(layer.model, prefix + layer.name + "/", depth + 1)
+
+
+def _owner(key: str, paths: set) -> Optional[str]:
+    """The deepest layer path that is ``key`` or a path prefix of it."""
+    parts = key.split("/")
+    for end in range(len(parts), 0, -1):
+        candidate = "/".join(parts[:end])
+        if candidate in paths:
+            return candidate
+    return None
+
+
+def _is_shape(value) -> bool:
+    """Whether ``value`` is one shape (a list of dims), not a list of shapes."""
+    return isinstance(value, list) and all(not isinstance(d, list) for d in value)
+
+
+def _recorded_input_shapes(layer: LayerSpec, call_idx: int) -> list:
+    """The input shapes Keras recorded for one call (batch-less; ``None`` where not).
+
+    Keras 3 records each tensor's shape in the call; Keras 2 only the shape the layer was
+    built for (``build_config``): of its first call, one shape or one per input.
+    """
+    call = layer.calls[call_idx]
+    shapes = [_batchless(s) for s in call.shapes]
+    build = layer.build_input_shape
+    if call_idx == 0 and build is not None and not any(s is not None for s in shapes):
+        if _is_shape(build):
+            shapes[:1] = [_batchless(build)]
+        elif len(build) == len(call.inputs) and all(_is_shape(b) for b in build):
+            shapes = [_batchless(b) for b in build]
+    return shapes + [None] * (len(call.inputs) - len(shapes))
 
 
 def _recorded_output_shapes(spec: ModelSpec) -> dict:
     """Output shapes Keras recorded where tensors are consumed: ref → batch-less shape."""
     recorded: dict = {}
     for layer in spec.layers:
-        single = len(layer.calls) == 1
-        for call in layer.calls:
-            for i, ref in enumerate(call.inputs):
-                shape = call.shapes[i] if i < len(call.shapes) else None
-                if shape is None and single and len(call.inputs) == 1:
-                    shape = layer.build_input_shape
-                shape = _batchless(shape)
+        for call_idx, call in enumerate(layer.calls):
+            for ref, shape in zip(call.inputs, _recorded_input_shapes(layer, call_idx)):
                 if shape is not None:
                     recorded.setdefault(ref, shape)
     return recorded
 
 
+def _compatible(recorded: Optional[tuple], actual: Optional[tuple]) -> bool:
+    """Whether a recorded shape can be the actual one (``None`` dims match anything)."""
+    if recorded is None or actual is None:
+        return recorded is None
+    return len(recorded) == len(actual) and all(
+        r is None or a is None or r == a for r, a in zip(recorded, actual))
+
+
 def _observed_output(layer: LayerSpec, call_idx: int, shapes: list, recorded: dict
                      ) -> Optional[tuple]:
-    """The output shape Keras recorded for this call, if recorded for the same inputs.
+    """The output shape Keras recorded for this call (where its consumers read it),
+    if the inputs it recorded for the call fit the actual ones.
 
-    Keras 2 files record no shapes; a Lambda declaring a fixed ``output_shape``
-    (batch excluded) gives its own.
+    Recorded ``None`` dims match any size and stay ``None``: a model saved with inputs of
+    unknown size records unknown sizes, and the output of a layer nobody can analyse
+    keeps the sizes it recorded (its channels).  A Lambda declaring a fixed
+    ``output_shape`` (batch excluded) gives its own.
     """
     out = recorded.get((layer.name, call_idx, 0))
     if out is None:
         declared = layer.config.get("output_shape") if layer.class_name == "Lambda" else None
         return _batchless([None, *declared]) if isinstance(declared, list) else None
-    call = layer.calls[call_idx]
-    recorded_in = [_batchless(s) for s in call.shapes]
-    if len(layer.calls) == 1 and len(shapes) == 1 and recorded_in in ([], [None]):
-        recorded_in = [_batchless(layer.build_input_shape)]
-    if len(recorded_in) != len(shapes) or any(
-            r is None or s is None or tuple(r) != tuple(s) for r, s in zip(recorded_in, shapes)):
+    recorded_in = _recorded_input_shapes(layer, call_idx)
+    if len(recorded_in) != len(shapes) or not all(
+            _compatible(r, s) for r, s in zip(recorded_in, shapes)):
         return None
     return out
 
@@ -381,7 +494,7 @@ def build_graph(spec: ModelSpec, source: str = "", weights: Optional[dict] = Non
     Raises:
         GraphBuildError: the config's graph or shapes are inconsistent.
     """
-    builder = _Builder(spec.name, source, weights, input_shape)
+    builder = _Builder(spec, source, weights, input_shape)
     outputs = builder.walk(spec, None, "", "")
     builder.graph.outputs = outputs
     if not builder.graph.inputs:

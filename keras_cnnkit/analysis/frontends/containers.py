@@ -14,25 +14,29 @@ format              magic                          what is read
 
 Only JSON text and HDF5 metadata are read; nothing in the file is imported, unpickled,
 unmarshalled or executed.  Every problem raises :class:`~keras_cnnkit.errors.ModelFileError`
-naming the file.
+naming the file.  What a file may ask for is bounded before it is done (see
+:mod:`keras_cnnkit.budgets` and :mod:`.budget_checks`): JSON bytes, depth and values
+before parsing; the member count of an archive before its directory is read; each
+member's inflated bytes, counted as they are inflated; HDF5 links and path depths.
 """
 from __future__ import annotations
 
 import dataclasses
-import io
 import json
 import os
 import re
-import stat
 import zipfile
 from typing import Optional
 
+from keras_cnnkit.analysis.frontends import budget_checks
+from keras_cnnkit.budgets import BudgetError, current
 from keras_cnnkit.errors import ModelFileError
+from keras_cnnkit.io_guard import require_regular_file
 
 HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
 ZIP_MAGICS = (b"PK\x03\x04", b"PK\x05\x06")
-#: Largest ``config.json`` (or bare JSON config) read, in bytes.
-MAX_JSON_BYTES = 512 * 1024 * 1024
+#: Largest ``metadata.json`` of an archive read (bytes); a bigger one is ignored.
+MAX_METADATA_BYTES = 65536
 
 FORMAT_KERAS = "keras"
 FORMAT_H5 = "h5"
@@ -53,6 +57,8 @@ class ModelFile:
             :func:`.h5_reader.archive_weight_shapes` returns them; ``None`` when the file
             holds no weights.
         keras_version: the Keras version that wrote the file, where recorded.
+        config_text: the architecture JSON as written (a JSON config file, a ``.keras``
+            archive's ``config.json``), for :func:`name_lines`; ``None`` for ``h5``.
     """
 
     path: str
@@ -60,6 +66,28 @@ class ModelFile:
     config: dict
     weight_shapes: Optional[dict] = None
     keras_version: Optional[str] = None
+    config_text: Optional[str] = None
+
+
+_NAME_KEY = re.compile(r'"name"\s*:\s*("(?:[^"\\]|\\.)*")')
+
+
+def name_lines(text: Optional[str]) -> dict:
+    """``{name: line}``: the 1-based line of the first ``"name": "<name>"`` of a JSON
+    text (where a Keras config defines each layer); empty for ``None``."""
+    lines: dict = {}
+    if not text:
+        return lines
+    line, counted = 1, 0            # the line at offset ``counted``: one pass over the text
+    for match in _NAME_KEY.finditer(text):
+        line += text.count("\n", counted, match.start())
+        counted = match.start()
+        try:
+            name = json.loads(match.group(1))
+        except ValueError:
+            continue
+        lines.setdefault(name, line)
+    return lines
 
 
 def detect_format(path: str) -> str:
@@ -68,18 +96,11 @@ def detect_format(path: str) -> str:
     Raises:
         ModelFileError: missing path, a directory, an empty or unrecognised file.
     """
-    try:
-        info = os.stat(path)
-    except FileNotFoundError:
-        raise ModelFileError(path, "no such file") from None
-    except OSError as exc:
-        raise ModelFileError(path, f"cannot access: {exc.strerror or exc}") from None
-    if stat.S_ISDIR(info.st_mode):
+    if os.path.isdir(path):
         raise ModelFileError(path, "is a directory, not a model file (TensorFlow "
                                    "SavedModel directories are not supported; save as "
                                    ".keras or .h5)")
-    if not stat.S_ISREG(info.st_mode):
-        raise ModelFileError(path, "not a regular file")
+    info = require_regular_file(path)
     if info.st_size == 0:
         raise ModelFileError(path, "empty file")
     try:
@@ -101,8 +122,13 @@ def detect_format(path: str) -> str:
 
 
 def parse_config(path: str, text, where: str = "") -> dict:
-    """Decode architecture JSON; the top level must be an object with ``class_name``."""
+    """Decode architecture JSON; the top level must be an object with ``class_name``.
+
+    Its bytes, depth and values are checked against the budgets first
+    (:func:`.budget_checks.check_json`).
+    """
     prefix = f"{where}: " if where else ""
+    budget_checks.check_json(path, text, where)
     try:
         if isinstance(text, bytes):
             text = text.decode("utf-8-sig")
@@ -124,11 +150,15 @@ def parse_config(path: str, text, where: str = "") -> dict:
 
 
 def _read_json_file(path: str) -> ModelFile:
+    limit = current().max_json_bytes
     with open(path, "rb") as fh:
-        data = fh.read(MAX_JSON_BYTES + 1)
-    if len(data) > MAX_JSON_BYTES:
-        raise ModelFileError(path, f"JSON config larger than {MAX_JSON_BYTES:,} bytes")
-    return ModelFile(path, FORMAT_JSON, parse_config(path, data))
+        data = fh.read(min(limit, os.fstat(fh.fileno()).st_size) + 1)
+    if len(data) > limit:
+        size = max(os.path.getsize(path), len(data))
+        raise BudgetError(path, "max-json-bytes", size, limit,
+                          f"the JSON config is {size:,} bytes")
+    return ModelFile(path, FORMAT_JSON, parse_config(path, data),
+                     config_text=data.decode("utf-8-sig", "replace"))
 
 
 def _read_h5_file(path: str) -> ModelFile:
@@ -138,9 +168,11 @@ def _read_h5_file(path: str) -> ModelFile:
 
     try:
         with h5py.File(path, "r") as h5:
-            text = h5_reader.read_model_config(h5)
-            shapes = h5_reader.legacy_weight_shapes(h5)
+            text = h5_reader.read_model_config(h5, path)
+            shapes = h5_reader.legacy_weight_shapes(h5, path)
             version = h5.attrs.get("keras_version")
+    except ModelFileError:
+        raise
     except h5_reader.H5FormatError as exc:
         raise ModelFileError(path, str(exc)) from None
     except h5_reader.H5_ERRORS as exc:
@@ -162,96 +194,60 @@ def _version_text(value) -> Optional[str]:
     return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
 
 
-class _Window(io.RawIOBase):
-    """A read-only, seekable view of ``[start, start + size)`` of an open binary file.
-
-    Lets h5py read a zip member stored uncompressed in place, touching only the
-    metadata pages it needs instead of copying the whole member.
-    """
-
-    def __init__(self, fh, start: int, size: int):
-        super().__init__()
-        self._fh, self._start, self._size, self._pos = fh, start, size, 0
-
-    def readable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return True
-
-    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
-        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: self._size}[whence]
-        self._pos = max(0, base + offset)
-        return self._pos
-
-    def tell(self) -> int:
-        return self._pos
-
-    def readinto(self, buffer) -> int:
-        count = max(0, min(len(buffer), self._size - self._pos))
-        if count == 0:
-            return 0
-        self._fh.seek(self._start + self._pos)
-        data = self._fh.read(count)
-        buffer[:len(data)] = data
-        self._pos += len(data)
-        return len(data)
-
-
-def _member_stream(archive: zipfile.ZipFile, raw, info: zipfile.ZipInfo):
-    """A seekable stream over one archive member, in place when it is stored."""
-    if info.compress_type == zipfile.ZIP_STORED:
-        raw.seek(info.header_offset)
-        header = raw.read(30)
-        if len(header) == 30 and header[:4] == b"PK\x03\x04":
-            name_len = int.from_bytes(header[26:28], "little")
-            extra_len = int.from_bytes(header[28:30], "little")
-            return _Window(raw, info.header_offset + 30 + name_len + extra_len, info.file_size)
-    return archive.open(info)
-
-
 def _read_keras_archive(path: str) -> ModelFile:
-    import h5py
-
-    from keras_cnnkit.analysis.frontends import h5_reader
-
     try:
-        with open(path, "rb") as raw, zipfile.ZipFile(raw) as archive:
-            names = set(archive.namelist())
-            if "config.json" not in names:
-                raise ModelFileError(path, "zip archive without 'config.json' (not a "
-                                           ".keras model file)")
-            info = archive.getinfo("config.json")
-            if info.file_size > MAX_JSON_BYTES:
-                raise ModelFileError(path, f"config.json is {info.file_size:,} bytes, over "
-                                           f"the {MAX_JSON_BYTES:,}-byte limit")
-            with archive.open(info) as member:
-                text = member.read(MAX_JSON_BYTES + 1)
-            if len(text) > MAX_JSON_BYTES:
-                raise ModelFileError(path, "config.json larger than its declared size")
-            config = parse_config(path, text, "config.json")
-            version = None
-            if "metadata.json" in names and archive.getinfo("metadata.json").file_size < 65536:
-                try:
-                    version = json.loads(archive.read("metadata.json")).get("keras_version")
-                except (ValueError, AttributeError):
-                    version = None
-            shapes = None
-            if "model.weights.h5" in names:
-                stream = _member_stream(archive, raw, archive.getinfo("model.weights.h5"))
-                try:
-                    with h5py.File(stream, "r") as h5:
-                        shapes = h5_reader.archive_weight_shapes(h5)
-                except h5_reader.H5FormatError as exc:
-                    raise ModelFileError(path, f"model.weights.h5: {exc}") from None
-                except h5_reader.H5_ERRORS as exc:
-                    raise ModelFileError(path, "model.weights.h5: damaged or truncated HDF5 "
-                                               f"({_h5_reason(exc)})") from None
+        with open(path, "rb") as raw:
+            budget_checks.check_archive(path, raw)
+            with zipfile.ZipFile(raw) as archive:
+                return _read_archive_members(path, raw, archive)
     except zipfile.BadZipFile as exc:
         raise ModelFileError(path, f"damaged zip archive ({exc})") from None
     except (zipfile.LargeZipFile, NotImplementedError, EOFError) as exc:
         raise ModelFileError(path, f"unreadable zip archive ({exc})") from None
-    return ModelFile(path, FORMAT_KERAS, config, shapes, _version_text(version))
+
+
+def _archive_version(path: str, archive: zipfile.ZipFile, names: set) -> Optional[str]:
+    """``keras_version`` from ``metadata.json``, when it is small and well-formed."""
+    if "metadata.json" not in names:
+        return None
+    info = archive.getinfo("metadata.json")
+    if info.file_size >= MAX_METADATA_BYTES:
+        return None
+    try:
+        return json.loads(budget_checks.read_member(path, archive, info)).get("keras_version")
+    except (ValueError, AttributeError):
+        return None
+
+
+def _read_archive_members(path: str, raw, archive: zipfile.ZipFile) -> ModelFile:
+    import h5py
+
+    from keras_cnnkit.analysis.frontends import h5_reader
+
+    names = set(archive.namelist())
+    if "config.json" not in names:
+        raise ModelFileError(path, "zip archive without 'config.json' (not a "
+                                   ".keras model file)")
+    text = budget_checks.read_member(path, archive, archive.getinfo("config.json"),
+                                     "max-json-bytes")
+    config = parse_config(path, text, "config.json")
+    version = _archive_version(path, archive, names)
+    shapes = None
+    if "model.weights.h5" in names:
+        with budget_checks.member_stream(path, archive, raw,
+                                         archive.getinfo("model.weights.h5")) as stream:
+            try:
+                with h5py.File(stream, "r") as h5:
+                    shapes = h5_reader.archive_weight_shapes(h5, path)
+            except ModelFileError:
+                raise
+            except h5_reader.H5FormatError as exc:
+                raise ModelFileError(path, f"model.weights.h5: {exc}") from None
+            except h5_reader.H5_ERRORS as exc:
+                raise ModelFileError(path, "model.weights.h5: damaged or truncated HDF5 "
+                                           f"({_h5_reason(exc)})") from None
+    return ModelFile(path, FORMAT_KERAS, config, shapes, _version_text(version),
+                     text.decode("utf-8-sig", "replace"))
 
 
 def read_model_file(path) -> ModelFile:

@@ -12,7 +12,13 @@ Two layouts are read:
 
 Only metadata is read: attributes and dataset shapes, never dataset contents.  Only
 hard links are followed, so a crafted file cannot make the reader open other files
-through external links.  Nothing here imports Keras or TensorFlow.
+through external links.  The walk is bounded before it is made (see
+:mod:`keras_cnnkit.budgets`): every link followed counts against ``max-h5-links``, a
+path is refused unwalked when it has more than ``max-h5-path-depth`` groups, an
+attribute listing names is refused unread when it lists more names than links remain,
+and the weights file of a ``.keras`` archive is walked visiting each object once (by
+its address: hard links back to the root are followed once).  Nothing here imports
+Keras or TensorFlow.
 """
 from __future__ import annotations
 
@@ -21,10 +27,7 @@ from typing import Iterator, Optional
 
 import h5py
 
-#: Largest ``model_config`` attribute read (bytes); beyond it the file is refused.
-MAX_CONFIG_BYTES = 512 * 1024 * 1024
-#: Most weight groups walked in one file; a crafted file cannot make the walk unbounded.
-MAX_GROUPS = 2_000_000
+from keras_cnnkit.budgets import BudgetError, check, current
 
 #: The errors h5py and libhdf5 raise on damaged or unexpected files.
 H5_ERRORS = (OSError, KeyError, ValueError, TypeError, RuntimeError, IndexError)
@@ -43,8 +46,51 @@ def _text(value) -> str:
     raise H5FormatError(f"expected a string attribute, found {type(value).__name__}")
 
 
-def read_model_config(h5: h5py.File) -> str:
-    """The architecture JSON text stored in the root attribute ``model_config``."""
+class Walk:
+    """The budget of one file's traversal: links followed so far, path depth."""
+
+    def __init__(self, path: str = ""):
+        self.path = path
+        self.links = 0
+        self.limit = current().max_h5_links
+        self.max_depth = current().max_h5_path_depth
+
+    def follow(self, count: int = 1) -> None:
+        """Count ``count`` links about to be followed (``max-h5-links``)."""
+        self.links += count
+        if self.links > self.limit:
+            raise BudgetError(self.path, "max-h5-links", self.links, self.limit,
+                              f"reading the HDF5 metadata follows more than "
+                              f"{self.limit:,} links")
+
+    def depth(self, parts: int, what: str) -> None:
+        """Refuse a path of ``parts`` groups (``max-h5-path-depth``) before walking it."""
+        check(self.path, "max-h5-path-depth", parts, f"{what} is a path {parts:,} "
+                                                     "groups deep")
+
+    def names(self, obj, attribute: str) -> list:
+        """The strings of a name-list attribute; refused unread when it lists more names
+        than links remain to follow (each name is at least one link)."""
+        count = _attribute_size(obj, attribute)
+        if self.links + count > self.limit:
+            raise BudgetError(self.path, "max-h5-links", self.links + count, self.limit,
+                              f"attribute {attribute!r} lists {count:,} names, each a link "
+                              "to follow")
+        return [_text(raw) for raw in obj.attrs[attribute]]
+
+
+def _attribute_size(obj, attribute: str) -> int:
+    """Elements of an attribute, from its dataspace (nothing is read)."""
+    shape = obj.attrs.get_id(attribute).shape
+    size = 1
+    for dim in shape or ():
+        size *= int(dim)
+    return size
+
+
+def read_model_config(h5: h5py.File, path: str = "") -> str:
+    """The architecture JSON text stored in the root attribute ``model_config``
+    (refused unread when its stored size is over ``max-json-bytes``)."""
     if "model_config" not in h5.attrs:
         if "layer_names" in h5.attrs or "model_weights" not in h5:
             raise H5FormatError(
@@ -52,15 +98,14 @@ def read_model_config(h5: h5py.File) -> str:
                 "save the whole model, not just its weights")
         raise H5FormatError("HDF5 file has no 'model_config' attribute")
     size = h5.attrs.get_id("model_config").get_storage_size()
-    if size > MAX_CONFIG_BYTES:
-        raise H5FormatError(f"'model_config' attribute is {size:,} bytes, over the "
-                            f"{MAX_CONFIG_BYTES:,}-byte limit")
+    check(path, "max-json-bytes", size, f"the 'model_config' attribute is {size:,} bytes")
     return _text(h5.attrs["model_config"])
 
 
-def _hard_children(group: h5py.Group) -> Iterator[tuple]:
+def _hard_children(group: h5py.Group, walk: Walk) -> Iterator[tuple]:
     """``(name, object)`` for the members of ``group`` reached by hard links only."""
     for name in group:
+        walk.follow()
         link = group.get(name, getlink=True)
         if isinstance(link, h5py.HardLink):
             yield name, group[name]
@@ -88,35 +133,40 @@ def _owner_path(layer_name: str, owner: str) -> str:
     return "/".join([*name, *parts])
 
 
-def _hard_get(group: h5py.Group, path: str):
-    """``group[path]`` through hard links only; ``None`` if missing or linked otherwise."""
+def _hard_get(group: h5py.Group, path: str, walk: Walk, what: str):
+    """``group[path]`` through hard links only; ``None`` if missing or linked otherwise.
+
+    A path of more than ``max-h5-path-depth`` groups is refused before any is walked.
+    """
+    parts = path.split("/")
+    walk.depth(len(parts), what)
     obj = group
-    for part in path.split("/"):
+    for part in parts:
         if not isinstance(obj, h5py.Group) or not part:
             return None
+        walk.follow()
         if not isinstance(obj.get(part, getlink=True), h5py.HardLink):
             return None
         obj = obj[part]
     return obj
 
 
-def _layer_groups(root: h5py.Group) -> Iterator[tuple]:
+def _layer_groups(root: h5py.Group, walk: Walk) -> Iterator[tuple]:
     """``(layer name, group)`` of a legacy ``model_weights`` group.
 
     The ``layer_names`` attribute lists them, as Keras' loader reads them (a name with a
     slash is a nested group); without it, the hard-linked children.
     """
     if "layer_names" not in root.attrs:
-        yield from _hard_children(root)
+        yield from _hard_children(root, walk)
         return
-    for raw in root.attrs["layer_names"]:
-        name = _text(raw)
-        group = _hard_get(root, name)
+    for name in walk.names(root, "layer_names"):
+        group = _hard_get(root, name, walk, f"layer name {name[:40]!r}")
         if group is not None:
             yield name, group
 
 
-def legacy_weight_shapes(h5: h5py.File) -> Optional[dict]:
+def legacy_weight_shapes(h5: h5py.File, path: str = "") -> Optional[dict]:
     """Weight shapes of a legacy model file: layer path → list of shapes.
 
     The layer path is the weight's name without its variable part, from the top-level
@@ -128,15 +178,13 @@ def legacy_weight_shapes(h5: h5py.File) -> Optional[dict]:
     root = h5["model_weights"]
     if not isinstance(root, h5py.Group):
         raise H5FormatError("'model_weights' is not a group")
+    walk = Walk(path)
     shapes: dict = {}
-    for count, (layer_name, group) in enumerate(_layer_groups(root)):
-        if count > MAX_GROUPS:
-            raise H5FormatError(f"more than {MAX_GROUPS:,} weight groups")
+    for layer_name, group in _layer_groups(root, walk):
         if not isinstance(group, h5py.Group) or "weight_names" not in group.attrs:
             continue
-        for raw in group.attrs["weight_names"]:
-            weight_name = _text(raw)
-            dataset = _hard_get(group, weight_name)
+        for weight_name in walk.names(group, "weight_names"):
+            dataset = _hard_get(group, weight_name, walk, f"weight {weight_name[:40]!r}")
             if dataset is None:
                 raise H5FormatError(
                     f"weight {weight_name!r} of layer {layer_name!r} is missing")
@@ -147,39 +195,47 @@ def legacy_weight_shapes(h5: h5py.File) -> Optional[dict]:
     return shapes
 
 
-def _vars_shapes(vars_group: h5py.Group) -> list:
+def _vars_shapes(vars_group: h5py.Group, walk: Walk) -> list:
     """The shapes of a ``vars`` group's datasets, in variable order (``0``, ``1``...)."""
     entries = []
-    for name, obj in _hard_children(vars_group):
+    for name, obj in _hard_children(vars_group, walk):
         if isinstance(obj, h5py.Dataset):
             key = (0, int(name), "") if name.isdigit() else (1, 0, name)
             entries.append((key, tuple(int(d) for d in obj.shape)))
     return [shape for _, shape in sorted(entries)]
 
 
-def archive_weight_shapes(h5: h5py.File) -> dict:
+def archive_weight_shapes(h5: h5py.File, path: str = "") -> dict:
     """Weight shapes of a ``.keras`` archive's weights file, keyed by saver path.
 
     Returns ``{saver_path: (layer_name_or_None, [shapes...])}`` for every group that has
     a ``vars`` subgroup, where ``saver_path`` is the group path (``"layers/conv2d"``,
     ``"layers/sequential/layers/conv2d"``; ``""`` for the model itself) and
     ``layer_name_or_None`` the ``name`` attribute Keras ≥ 3.x writes on ``vars``.
+    Each group is visited once, by address: a second hard link to a group (back to the
+    root, to an ancestor, or across) is refused, since Keras links each group once.
     """
+    walk = Walk(path)
     found: dict = {}
-    stack = [("", h5)]
-    walked = 0
+    seen = {h5["/"].id: "/"}   # h5py compares object ids by file and address
+    stack = [("", h5, 0)]
     while stack:
-        path, group = stack.pop()
-        walked += 1
-        if walked > MAX_GROUPS:
-            raise H5FormatError(f"more than {MAX_GROUPS:,} weight groups")
-        for name, obj in _hard_children(group):
+        where, group, depth = stack.pop()
+        for name, obj in _hard_children(group, walk):
             if not isinstance(obj, h5py.Group):
                 continue
+            child = f"{where}/{name}" if where else name
+            key = obj.id
+            if key in seen:
+                raise H5FormatError(f"group {child[:60]!r} is group {seen[key][:60]!r} "
+                                    "again (a second hard link to it); a Keras weights "
+                                    "file links each group once")
+            seen[key] = child
             if name == "vars":
                 layer_name = obj.attrs.get("name")
-                found[path] = (None if layer_name is None else _text(layer_name),
-                               _vars_shapes(obj))
+                found[where] = (None if layer_name is None else _text(layer_name),
+                                _vars_shapes(obj, walk))
             else:
-                stack.append((f"{path}/{name}" if path else name, obj))
+                walk.depth(depth + 1, f"group {child[:60]!r}")
+                stack.append((child, obj, depth + 1))
     return found

@@ -26,6 +26,8 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Optional
 
+from keras_cnnkit.analysis.keras_ops import CallArguments, Constant, TensorArg
+
 #: Class names that denote a model nested inside a model.
 MODEL_CLASSES = frozenset({"Functional", "Model", "Sequential"})
 #: Deepest nesting of models inside models accepted.
@@ -47,10 +49,15 @@ class LayerCall:
             ``(layer, call, tensor)`` references into the same model.
         shapes: the shape Keras recorded for each of those tensors when it saved the
             model (batch included; Keras 3 only), or ``None`` per tensor where absent.
+        arguments: the call's arguments, each tensor replaced by a
+            :class:`~keras_cnnkit.analysis.keras_ops.TensorArg` (its position in
+            ``inputs``): what says what an operation (``keras.ops`` call, Keras 2
+            ``TFOpLambda``) computes.
     """
 
     inputs: list
     shapes: list = dataclasses.field(default_factory=list)
+    arguments: CallArguments = dataclasses.field(default_factory=CallArguments)
 
 
 @dataclasses.dataclass
@@ -143,35 +150,99 @@ def _refs_list(value: Any, where: str) -> list:
     return out
 
 
-def _keras3_tensors(value: Any, out: list, shapes: list, where: str) -> None:
-    """Collect ``__keras_tensor__`` references (and recorded shapes) from a Keras 3 call."""
-    stack = [value]
-    while stack:
-        item = stack.pop()
-        if isinstance(item, dict):
-            if item.get("class_name") == "__keras_tensor__":
-                tensor = item.get("config")
-                _expect(isinstance(tensor, dict), f"{where}: malformed tensor {str(item)[:80]}")
-                out.append(_ref(tensor.get("keras_history"), where))
-                shape = tensor.get("shape")
-                shapes.append(shape if isinstance(shape, list) else None)
-            else:
-                stack.extend(reversed(list(item.values())))
-        elif isinstance(item, list):
-            stack.extend(reversed(item))
+#: Deepest nesting of lists and dicts read in a call's arguments.
+MAX_ARGUMENT_DEPTH = 64
+#: The placeholder tf.keras writes for a constant first argument (``2.0 * x``).
+_KERAS2_CONSTANT = "_CONSTANT_VALUE"
 
 
-def _keras2_kwargs_tensors(value: Any, out: list, known: set) -> None:
-    """tf.keras serialises tensors passed as keyword arguments as ``[layer, n, t]``."""
-    stack = [value]
-    while stack:
-        item = stack.pop()
-        if _is_ref(item) and item[0] in known:
-            out.append((item[0], item[1], item[2]))
-        elif isinstance(item, dict):
-            stack.extend(reversed(list(item.values())))
-        elif isinstance(item, list):
-            stack.extend(reversed(item))
+class _ArgumentReader:
+    """Reads one call's arguments: tensors become :class:`TensorArg` (recording their
+    references and shapes), serialized slices, ellipses and arrays plain values."""
+
+    def __init__(self, where: str, known: Optional[set] = None):
+        self.where, self.known = where, known or set()
+        self.refs: list = []
+        self.shapes: list = []
+
+    def tensor(self, ref: TensorRef, shape: Any = None) -> TensorArg:
+        """A tensor argument: its reference and recorded shape noted, its placeholder."""
+        self.refs.append(ref)
+        self.shapes.append(shape if isinstance(shape, list) else None)
+        return TensorArg(len(self.refs) - 1)
+
+    def keras3(self, value: Any, depth: int = 0) -> Any:
+        """A Keras 3 argument (``__keras_tensor__``, ``__slice__``... dicts) as a value."""
+        if isinstance(value, list):
+            if depth > MAX_ARGUMENT_DEPTH:
+                raise ConfigFormatError(f"{self.where}: call arguments nested too deeply")
+            return [self.keras3(v, depth + 1) for v in value]
+        if not isinstance(value, dict):
+            return value
+        if not value:
+            return {}
+        kind, config = value.get("class_name"), value.get("config")
+        if kind == "__keras_tensor__":
+            if not isinstance(config, dict):
+                raise ConfigFormatError(f"{self.where}: malformed tensor {str(value)[:80]}")
+            return self.tensor(_ref(config.get("keras_history"), self.where), config.get("shape"))
+        if kind == "__slice__" and isinstance(config, dict):
+            return slice(*(self.keras3(config.get(k), depth + 1)
+                           for k in ("start", "stop", "step")))
+        if kind == "__ellipsis__":
+            return Ellipsis
+        if kind in ("__numpy__", "__tensor__") and isinstance(config, dict):
+            return Constant(_nested_shape(config.get("value")))
+        if depth > MAX_ARGUMENT_DEPTH:
+            raise ConfigFormatError(f"{self.where}: call arguments nested too deeply")
+        return {k: self.keras3(v, depth + 1) for k, v in value.items()}
+
+    def keras2(self, value: Any, depth: int = 0) -> Any:
+        """A Keras 2 keyword argument: ``[layer, node, tensor]`` of a known layer is a
+        tensor."""
+        if depth > MAX_ARGUMENT_DEPTH:
+            raise ConfigFormatError(f"{self.where}: call arguments nested too deeply")
+        if _is_ref(value) and len(value) == 3 and value[0] in self.known:
+            return self.tensor(_ref(value, self.where))
+        if isinstance(value, list):
+            return [self.keras2(v, depth + 1) for v in value]
+        if isinstance(value, dict):
+            return {k: self.keras2(v, depth + 1) for k, v in value.items()}
+        return value
+
+
+def _nested_shape(value: Any) -> tuple:
+    """The shape of a nested list (a serialized array)."""
+    dims = []
+    while isinstance(value, list):
+        dims.append(len(value))
+        value = value[0] if value else None
+    return tuple(dims)
+
+
+def _keras2_call(node: list, where: str, known: set) -> tuple:
+    """``(reader, arguments)`` of a Keras 2 inbound node.
+
+    A node lists one ``[layer, node, tensor, kwargs]`` per tensor of the call's first
+    argument; a ``TFOpLambda`` called on one tensor writes that entry alone, not in a
+    list (``["stem", 0, 0, {"y": ["identity", 0, 0]}]``), and a constant first argument
+    as ``["_CONSTANT_VALUE", -1, 2.0, {...}]``.  The keyword arguments (the same dict on
+    every entry) may hold more tensors.
+    """
+    reader = _ArgumentReader(where, known)
+    single = bool(node) and isinstance(node[0], str)
+    entries = [node] if single else node
+    first: list = []
+    for item in entries:
+        if isinstance(item, list) and len(item) == 4 and item[0] == _KERAS2_CONSTANT:
+            first.append(item[2])
+        else:
+            first.append(reader.tensor(_ref(item, where)))
+    head = entries[0] if entries else None
+    kwargs = head[3] if isinstance(head, list) and len(head) == 4 and isinstance(
+        head[3], dict) else {}
+    arguments = CallArguments([first[0] if single else first], reader.keras2(kwargs))
+    return reader, arguments
 
 
 def _calls(entry: dict, where: str, known: set) -> tuple:
@@ -180,21 +251,19 @@ def _calls(entry: dict, where: str, known: set) -> tuple:
     _expect(isinstance(nodes, list), f"{where}: 'inbound_nodes' must be a list")
     calls, keras2 = [], False
     for node in nodes:
-        refs: list = []
-        shapes: list = []
         if isinstance(node, dict):  # Keras 3
-            _keras3_tensors(node.get("args", []), refs, shapes, where)
-            _keras3_tensors(node.get("kwargs", {}), refs, shapes, where)
-        elif isinstance(node, list):  # Keras 2: one entry per input tensor
+            reader = _ArgumentReader(where)
+            args = reader.keras3(node.get("args", []))
+            kwargs = reader.keras3(node.get("kwargs", {}))
+            arguments = CallArguments(args if isinstance(args, list) else [args],
+                                      kwargs if isinstance(kwargs, dict) else {})
+            calls.append(LayerCall(reader.refs, reader.shapes, arguments))
+        elif isinstance(node, list):  # Keras 2
             keras2 = True
-            for item in node:
-                refs.append(_ref(item, where))
-                if len(item) == 4:
-                    _keras2_kwargs_tensors(item[3], refs, known)
-            shapes = [None] * len(refs)
+            reader, arguments = _keras2_call(node, where, known)
+            calls.append(LayerCall(reader.refs, [None] * len(reader.refs), arguments))
         else:
             raise ConfigFormatError(f"{where}: malformed inbound node {str(node)[:80]}")
-        calls.append(LayerCall(refs, shapes))
     return calls, keras2
 
 
@@ -238,7 +307,9 @@ def normalise_model(config: dict, depth: int = 0) -> ModelSpec:
     body = config.get("config")
     _expect(isinstance(body, dict) and isinstance(body.get("layers"), list),
             f"top-level class {str(class_name)[:60]!r} is not a Functional or Sequential "
-            "model (no 'layers' list); subclassed models cannot be read statically")
+            "model (no 'layers' list); subclassed models cannot be read statically: save "
+            "it as keras.Model(model.inputs, model.outputs), or lint the model object "
+            "(keras_cnnkit.lint(model))")
     if class_name == "Sequential" or (
             "input_layers" not in body and "output_layers" not in body):
         return _normalise_sequential(body, depth)

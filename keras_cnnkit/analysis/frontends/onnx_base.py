@@ -11,28 +11,24 @@ import dataclasses
 from typing import Any, Optional, Sequence
 
 from keras_cnnkit.analysis.ir import Graph, Node, OpKind
+from keras_cnnkit.analysis.ops.activation_table import onnx_activations
+from keras_cnnkit.analysis.ops.geometry import prod
 from keras_cnnkit.analysis.shapes import ShapeError, infer_shape
 
+#: ONNX activation op → canonical activation name (from the activation table).
+ACTIVATIONS = onnx_activations()
 
-ACTIVATIONS = {
-    "Relu": "relu", "Sigmoid": "sigmoid", "Tanh": "tanh", "Softmax": "softmax",
-    "LogSoftmax": "log_softmax", "Elu": "elu", "Selu": "selu", "HardSigmoid": "hard_sigmoid",
-    "HardSwish": "hard_silu", "Softplus": "softplus", "Softsign": "softsign", "Gelu": "gelu",
-    "Mish": "mish", "LeakyRelu": "leaky_relu", "Exp": "exponential",
-}
-
-MERGES = {"Add": OpKind.ADD, "Sum": OpKind.ADD, "Sub": OpKind.SUBTRACT,
-           "Mul": OpKind.MULTIPLY, "Max": OpKind.MAXIMUM, "Min": OpKind.MINIMUM,
-           "Mean": OpKind.AVERAGE}
-
-WEIGHTED = (OpKind.CONV, OpKind.DEPTHWISE_CONV, OpKind.CONV_TRANSPOSE, OpKind.DENSE)
+#: ONNX element-wise op of several tensors → IR kind.
+ELEMENTWISE_OPS = {"Add": OpKind.ADD, "Sum": OpKind.ADD, "Sub": OpKind.SUBTRACT,
+                   "Mul": OpKind.MULTIPLY, "Max": OpKind.MAXIMUM, "Min": OpKind.MINIMUM,
+                   "Mean": OpKind.AVERAGE}
 
 #: ONNX ops whose layout is fixed: channels on axis 1, spatial axes after.
 NCHW_OPS = ("Conv", "ConvTranspose", "BatchNormalization", "MaxPool", "AveragePool",
              "GlobalAveragePool", "GlobalMaxPool")
 
 #: Ops whose output keeps the axis positions of their (first) input.
-AXIS_KEEPING = frozenset(set(ACTIVATIONS) | set(MERGES) | {
+AXIS_KEEPING = frozenset(set(ACTIVATIONS) | set(ELEMENTWISE_OPS) | {
     "Identity", "Cast", "Clip", "PRelu", "Dropout", "Div", "Split", "Slice", "Pad",
     "Concat", "Resize", "Upsample"})
 
@@ -90,6 +86,12 @@ def identity_order(shape: Optional[tuple]) -> tuple:
     return tuple(range(1, len(shape))) if shape else ()
 
 
+#: ONNX element types of indices, shapes, bounds and masks (``TensorProto`` INT32,
+#: INT64, UINT32, UINT64, BOOL): never parameters.  8- and 16-bit integers are not
+#: among them: quantised weights are stored so.
+_INDEX_TYPES = frozenset({6, 7, 12, 13, 9})
+
+
 class Const:
     """A constant: an initializer, a ``Constant`` output or a folded value."""
 
@@ -97,27 +99,46 @@ class Const:
         self.dims = tuple(int(d) for d in dims)
         self._proto = proto
         self._value = value
+        self._index_type = (proto.data_type in _INDEX_TYPES if proto is not None else
+                            value is not None and (value.dtype.kind == "b" or (
+                                value.dtype.kind in "iu" and value.dtype.itemsize >= 4)))
+
+    def is_parameter(self, tables: bool = True) -> bool:
+        """Whether the constant holds parameters (learned numbers) rather than data.
+
+        Not parameters: integer (32/64-bit) and boolean constants — shapes, slice
+        bounds, indices, masks — and scalars (an exponent, an epsilon, a fill value;
+        Keras' ``Rescaling`` has none either).  ``tables=False`` also excludes float
+        constants whose every value is a multiple of ½: the stride, grid and anchor
+        tables (``i + ½``) a detection head multiplies or adds (YOLOv8's ``strides`` and
+        ``anchors``), not weights.
+        """
+        if self._index_type or self.size <= 1:
+            return False
+        if tables:
+            return True
+        value = self.value()
+        if value is None or value.dtype.kind != "f":
+            return True
+        import numpy as np
+        doubled = 2 * value.astype(np.float64)
+        return not bool(np.all(np.isfinite(doubled)) and np.all(doubled == np.round(doubled)))
 
     @property
     def size(self) -> int:
         """Number of elements."""
-        out = 1
-        for d in self.dims:
-            out *= d
-        return out
+        return prod(self.dims)
 
     def value(self):
         """The numpy value (read from the proto on first use); ``None`` when the data is
         not in the model.  External data is never read: a model file must not make the
         linter open other files."""
         if self._value is None and self._proto is not None:
-            from onnx import TensorProto, numpy_helper
             proto, self._proto = self._proto, None
-            if proto.data_location != TensorProto.EXTERNAL and not proto.external_data:
-                try:
-                    self._value = numpy_helper.to_array(proto)
-                except (ValueError, TypeError):
-                    self._value = None
+            try:
+                self._value = tensor_value(proto)
+            except (ValueError, TypeError):
+                self._value = None
         return self._value
 
 
@@ -130,6 +151,11 @@ class Renamed:
         self.output = outputs
         self.input = node.input
 
+
+
+#: Ops whose operands after the first are sizes or scales, never parameters.
+_SIZE_OPERANDS = frozenset({"Resize", "Upsample", "Pad", "Reshape", "Expand", "Tile",
+                            "Slice", "Clip", "TopK", "OneHot", "Range"})
 
 
 class ConverterBase:
@@ -145,6 +171,8 @@ class ConverterBase:
         self.tensors: dict = {}
         self.uses: dict = {}
         self.consumers: dict = {}
+        self.producers: dict = {}
+        self.absorbed: dict = {}
         self.outputs = {o.name for o in proto.graph.output}
         self.inferred: dict = {}
         self.input_shape = input_shape
@@ -202,6 +230,8 @@ class ConverterBase:
         fmt = attrs.get("data_format") or (first.data_format() if first else "channels_last")
         attrs = dict(attrs, data_format=fmt)
         in_shapes = [t.logical() for t in inputs]
+        if op != OpKind.OPAQUE:
+            _own_shape(out, op, attrs, in_shapes)
         out_shape = out.logical()
         if out_shape is None and op != OpKind.OPAQUE:
             try:
@@ -227,7 +257,9 @@ class ConverterBase:
             fmt=tensor.data_format(), sole=tensor.sole and self._single_use(out))
 
     def _opaque(self, onnx_node, data: list, reason: str) -> None:
-        params = sum(self.consts[n].size for n in onnx_node.input if n in self.consts)
+        params = sum(self.consts[n].size for i, n in enumerate(onnx_node.input)
+                     if n in self.consts and self.consts[n].is_parameter()
+                     and not (i and onnx_node.op_type in _SIZE_OPERANDS))
         shape = self._shape_of(onnx_node.output[0]) if onnx_node.output else None
         out = Tensor("", shape, identity_order(shape))
         self._emit(onnx_node, OpKind.OPAQUE, data,
@@ -239,6 +271,41 @@ class ConverterBase:
 
 
 # --- pure helpers ------------------------------------------------------------------------
+
+def is_external(proto) -> bool:
+    """Whether a ``TensorProto`` keeps its data in another file (``data_location`` or
+    ``external_data`` says so)."""
+    return proto.data_location == 1 or bool(proto.external_data)   # 1: EXTERNAL
+
+
+def tensor_value(proto):
+    """A ``TensorProto``'s numpy value; ``None`` for external data, which is never read
+    (a model file must not make the linter open other files)."""
+    if is_external(proto):
+        return None
+    from onnx import numpy_helper
+    return numpy_helper.to_array(proto)
+
+
+def _own_shape(out: Tensor, op: str, attrs: dict, in_shapes: list) -> None:
+    """Put the op's own shape rule's output dims into ``out`` (its physical shape, at
+    its logical axes).  Ours win over ONNX's inferred shapes, which lose dims wherever
+    ONNX's inference gives up (a slice with computed bounds) and never recover them;
+    a dim our rule cannot know keeps ONNX's value."""
+    if out.shape is None:
+        return
+    try:
+        ours = infer_shape(op, attrs, in_shapes)
+    except ShapeError:
+        return
+    if ours is None or len(ours) != len(out.order):
+        return
+    dims = list(out.shape)
+    for axis, dim in zip(out.order, ours):
+        if dim is not None:
+            dims[axis] = dim
+    out.shape = tuple(dims)
+
 
 def attr(node, name: str, default: Any = None) -> Any:
     """The value of attribute ``name`` of an ONNX node, or ``default``."""
@@ -261,9 +328,7 @@ def value_shape(value) -> Optional[tuple]:
 def broadcast_kind(dims: tuple, x: Tensor) -> str:
     """How a constant of ``dims`` broadcasts against ``x``: ``"scalar"``, ``"channel"``
     (one value per channel, along the channel axis) or ``"other"``."""
-    size = 1
-    for d in dims:
-        size *= d
+    size = prod(dims)
     if size == 1:
         return "scalar"
     if x.shape is None or x.channel is None or len(dims) > len(x.shape):
@@ -278,12 +343,19 @@ def broadcast_kind(dims: tuple, x: Tensor) -> str:
 def padding_of(auto: str, pads: list, sizes: list, kernel: list, strides: list,
              dilation: list, transpose: bool):
     """ONNX padding → ``"same"``, ``"valid"`` or explicit ``((begin, end), ...)``."""
-    if auto in ("SAME_UPPER", "SAME_LOWER"):
-        return "same"
-    if auto == "VALID" or all(p == (0, 0) for p in pads):
-        return "valid"
+    # A transposed conv whose kernel is shorter than its stride: ONNX's unpadded length
+    # (n−1)s + d(k−1) + 1 is then neither Keras' "valid" n·s nor "same" n·s (whose
+    # negative padding ONNX clamps to 0), so its pads stay explicit.
+    short = transpose and any(d * (k - 1) + 1 < s for k, s, d in zip(kernel, strides,
+                                                                       dilation))
+    if auto in ("SAME_UPPER", "SAME_LOWER", "VALID"):
+        if not short:
+            return "valid" if auto == "VALID" else "same"
+        pads = [(0, 0)] * len(kernel)
     if transpose:
-        return tuple(pads)
+        return "valid" if all(p == (0, 0) for p in pads) and not short else tuple(pads)
+    if all(p == (0, 0) for p in pads):
+        return "valid"
     same = True
     for (begin, end), n, k, s, d in zip(pads, sizes, kernel, strides, dilation):
         extent = d * (k - 1) + 1
@@ -301,14 +373,6 @@ def text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
-def product(dims) -> int:
-    """The product of known ``dims``."""
-    out = 1
-    for d in dims:
-        out *= d
-    return out
-
-
 def reshape_target(shape: tuple, target: list, allowzero: bool) -> Optional[tuple]:
     """ONNX Reshape semantics (0 copies a dimension, -1 is inferred)."""
     out = []
@@ -319,14 +383,9 @@ def reshape_target(shape: tuple, target: list, allowzero: bool) -> Optional[tupl
             out.append(shape[i])
         else:
             out.append(t)
-    total = 1
-    for d in shape:
-        total *= d
+    total = prod(shape)
     if out.count(-1) == 1:
-        known = 1
-        for d in out:
-            if d != -1:
-                known *= d
+        known = prod(d for d in out if d != -1)
         if known == 0 or total % known:
             return None
         out[out.index(-1)] = total // known

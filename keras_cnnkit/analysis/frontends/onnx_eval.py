@@ -1,24 +1,31 @@
 """Constant folding for the ONNX frontend: numpy evaluation of the small ops that shape
-computations use (``Shape → Gather → Concat → Reshape`` chains)."""
+computations use (``Shape → Gather → Concat → Reshape`` chains).
+
+An op that would create more elements than the ``max-const-elements`` budget is refused
+before numpy allocates them (:func:`.budget_checks.check_evaluation`).
+"""
 from __future__ import annotations
 
 from typing import Optional
 
-from keras_cnnkit.analysis.frontends.onnx_base import attr, reshape_target
+from keras_cnnkit.analysis.frontends.budget_checks import check_evaluation
+from keras_cnnkit.analysis.frontends.onnx_base import attr, reshape_target, tensor_value
 
 
-def evaluate(node, values: list) -> Optional[list]:
+def evaluate(node, values: list, source: str = "<onnx model>") -> Optional[list]:
     """numpy evaluation of the constant ops shape computations use; ``None`` if the op
-    is not one of them or an input is unknown."""
+    is not one of them or an input is unknown.
+
+    Raises:
+        BudgetError: the op would create more than ``max-const-elements`` elements
+            (``source`` names the model in the message).
+    """
     import numpy as np
     op = node.op_type
     if op == "Constant":
-        from onnx import numpy_helper
         for attribute in node.attribute:
             if attribute.name == "value":
-                if attribute.t.external_data:   # never open files a model names
-                    return None
-                return [numpy_helper.to_array(attribute.t)]
+                return [tensor_value(attribute.t)]   # None for external data
             if attribute.name in ("value_int", "value_float"):
                 return [np.array(attr(node, attribute.name))]
             if attribute.name in ("value_ints", "value_floats"):
@@ -26,6 +33,7 @@ def evaluate(node, values: list) -> Optional[list]:
         return None
     if any(v is None for v in values[:1]) or op not in _EVALUATORS:
         return None
+    check_evaluation(source, node, values)
     return [_EVALUATORS[op](node, values)]
 
 
@@ -111,9 +119,8 @@ def _reshape_value(_node, values: list):
 
 def _constant_of_shape(node, values: list):
     import numpy as np
-    from onnx import numpy_helper
     fill = attr(node, "value")
-    value = numpy_helper.to_array(fill) if fill is not None else np.zeros(1, np.float32)
+    value = tensor_value(fill) if fill is not None else np.zeros(1, np.float32)
     return np.full([int(d) for d in values[0].reshape(-1)], value.reshape(-1)[0],
                    dtype=value.dtype)
 

@@ -12,11 +12,12 @@ from keras_cnnkit.analysis.frontends.onnx_base import (
     Tensor,
     attr,
     identity_order,
-    product,
     reshape_target,
     text,
 )
 from keras_cnnkit.analysis.ir import Graph, Node, OpKind
+from keras_cnnkit.analysis.ops import check_attrs
+from keras_cnnkit.analysis.ops.geometry import prod
 
 
 class MovementOps(ConverterBase):
@@ -82,7 +83,8 @@ class MovementOps(ConverterBase):
         target = tuple(shape[1:])
         channels = x.channels()
         channel = (len(shape) - 1 if target and target[-1] == channels
-                   else 1 if len(shape) > 2 and target[0] == channels else None)
+                   else 1 if len(shape) > 2 and target[0] == channels
+                   else _split_channel(x, shape))
         out = Tensor("", shape, identity_order(shape), channel,
                       "channels_first" if channel == 1 and len(shape) > 2 else "channels_last")
         if len(target) == 1 and len(logical) > 1:
@@ -110,6 +112,7 @@ class MovementOps(ConverterBase):
             return False
         split.op = OpKind.CHANNEL_SHUFFLE
         split.attrs = {"groups": mid[axis], "data_format": split.data_format}
+        check_attrs(split.op, split.attrs)
         split.output_shape = tuple(before)
         split.source_class = "Reshape+Transpose+Reshape"
         out = node.output[0]
@@ -131,7 +134,7 @@ class MovementOps(ConverterBase):
         shape = None
         if x.shape is not None and None not in x.shape:
             axis = int(attr(node, "axis", 1)) % (len(x.shape) or 1)
-            shape = (product(x.shape[:axis]), product(x.shape[axis:]))
+            shape = (prod(x.shape[:axis]), prod(x.shape[axis:]))
         self._reshape_like(node, x, shape)
 
     def _op_Squeeze(self, node, data: list) -> None:  # pylint: disable=invalid-name
@@ -244,22 +247,77 @@ class MovementOps(ConverterBase):
         else:
             self._opaque(node, data, "slice over several kinds of axes")
 
-    def _op_Resize(self, node, data: list) -> None:  # pylint: disable=invalid-name
+    def _op_Gather(self, node, data: list) -> None:  # pylint: disable=invalid-name
+        """A ``Gather`` of every element of a flat tensor, in order (``arange`` indices):
+        a reshape to the indices' shape, as PyTorch's dynamo exporter writes
+        ``as_strided``; any other gather of an activation is opaque."""
+        import numpy as np
         x = data[0]
-        shape = self._shape_of(node.output[0])
-        mode = text(attr(node, "mode", "nearest"))
-        spatial = [a for a in x.order if a != x.channel]
-        if shape is None or x.shape is None or x.channel not in x.order or any(
-                not x.shape[a] or shape[a] is None or shape[a] % x.shape[a] for a in spatial):
-            self._opaque(node, data, "resize by a non-integer or unknown factor")
+        index = self._const_value(self._input(node, 1))
+        flat = (x.shape is not None and len(x.shape) == 1 and x.shape[0] is not None
+                and node.input[0] in self.tensors)
+        if flat and index is not None and int(attr(node, "axis", 0)) in (0, -1) \
+                and np.array_equal(index.reshape(-1), np.arange(x.shape[0])):
+            self._reshape_like(node, x, tuple(int(d) for d in index.shape))
             return
+        self._opaque(node, data, "gather of an activation")
+
+    def _op_Resize(self, node, data: list) -> None:  # pylint: disable=invalid-name
+        """Resize/Upsample by whole factors over the spatial axes → upsample.  The factors
+        come from the ``scales`` or ``sizes`` constant (ONNX's inferred output shape only
+        where neither is known); batch and channels must stay."""
+        x = data[0]
+        mode = text(attr(node, "mode", "nearest"))
+        factors = self._resize_factors(node, x)
+        spatial = [a for a in x.order if a != x.channel]
+        if factors is None or x.channel not in x.order or any(
+                factors[a] != 1 for a in range(len(factors)) if a not in spatial) or any(
+                    factors[a] is None or factors[a] < 1 or factors[a] != int(factors[a])
+                    for a in spatial):
+            self._opaque(node, data, "resize by a non-integer or unknown factor, or of "
+                                     "the batch or channels")
+            return
+        shape = tuple(None if d is None else int(d * f) for d, f in zip(x.shape, factors))
         self._emit(node, OpKind.UPSAMPLE, [x], {
-            "size": tuple(shape[a] // x.shape[a] for a in spatial),
+            "size": tuple(int(factors[a]) for a in spatial),
             "interpolation": "bilinear" if mode == "linear" else mode},
             self._out(node, x, shape))
 
+    def _resize_factors(self, node, x: Tensor) -> Optional[list]:
+        """The scale of every physical axis of ``x`` (``None`` where unknown)."""
+        if x.shape is None:
+            return None
+        first = 1 if node.op_type == "Upsample" or len(node.input) == 2 else 2
+        scales = self._const_value(self._input(node, first))
+        sizes = self._const_value(self._input(node, 3))
+        if scales is not None and scales.size == len(x.shape):
+            return [float(v) for v in scales.reshape(-1)]
+        if sizes is not None and sizes.size == len(x.shape):
+            target = [int(v) for v in sizes.reshape(-1)]
+        else:
+            target = self._shape_of(node.output[0])
+            if target is None or len(target) != len(x.shape):
+                return None
+        return [None if t is None or not d or t % d else t // d
+                for t, d in zip(target, x.shape)]
+
     _op_Upsample = _op_Resize
 
+
+
+def _split_channel(x: Tensor, shape: tuple) -> Optional[int]:
+    """Where the channels are after a reshape that splits ``x``'s channel axis ``C`` into
+    ``(g, C/g)`` in place (a channel shuffle's first step, ResNeSt's radix split): the
+    ``C/g`` axis, which a reduction over ``g`` leaves as the channels."""
+    axis = x.channel
+    if axis is None or x.shape is None or len(shape) != len(x.shape) + 1:
+        return None
+    if (tuple(shape[:axis]) == tuple(x.shape[:axis])
+            and tuple(shape[axis + 2:]) == tuple(x.shape[axis + 1:])
+            and None not in shape[axis:axis + 2]
+            and shape[axis] * shape[axis + 1] == x.shape[axis]):
+        return axis + 1
+    return None
 
 
 # --- graph rewrites ----------------------------------------------------------------------

@@ -17,7 +17,15 @@ What it guarantees:
 * **Same IR as the live frontend** for the same model: node names, shapes, parameter
   counts (``Node.params`` holds the weight counts stored in the file).
 * **Input size.**  Input dimensions the model leaves unknown (``None``) are taken as
-  :data:`~.config_graph.DEFAULT_SPATIAL` (224) unless ``input_shape`` says otherwise.
+  :data:`~.config_graph.DEFAULT_SPATIAL` (224) unless ``input_shape`` says otherwise,
+  and the graph's notes say so.
+* **Library models.**  A file whose top-level class is a keras-hub or kimm model
+  (a Functional subclass saved as its constructor arguments, with no layer graph) is
+  built with that installed library, under the conditions
+  :mod:`.library_model` sets out (no module the file names is imported, nothing but
+  Keras' dtype policies and initializers may be serialized in its config, safe mode on),
+  and read by the live frontend; the notes name the library.  This is the only path
+  that imports Keras.
 * **Errors.**  Every unreadable or inconsistent file raises
   :class:`~keras_cnnkit.errors.ModelFileError` (path and a one-line problem).
 """
@@ -27,6 +35,7 @@ import os
 import re
 from typing import Optional, Sequence
 
+from keras_cnnkit.analysis.frontends.budget_checks import check_model_spec
 from keras_cnnkit.analysis.frontends.config_graph import (
     DEFAULT_SPATIAL,
     GraphBuildError,
@@ -37,15 +46,22 @@ from keras_cnnkit.analysis.frontends.containers import (
     FORMAT_ONNX,
     ModelFile,
     detect_format,
+    name_lines,
     read_model_file,
+)
+from keras_cnnkit.analysis.frontends.library_model import (
+    library_of,
+    load_library_model,
+    stored_values,
 )
 from keras_cnnkit.analysis.frontends.keras_config import (
     ConfigFormatError,
     ModelSpec,
     normalise_model,
 )
+from keras_cnnkit.analysis.input_shape import as_input_shape
 from keras_cnnkit.analysis.ir import Graph
-from keras_cnnkit.errors import ModelFileError
+from keras_cnnkit.errors import MissingDependencyError, ModelFileError
 
 __all__ = ["DEFAULT_SPATIAL", "load_graph", "read_model_file"]
 
@@ -118,8 +134,8 @@ def _load_onnx(path: str, input_shape: Optional[Sequence[int]]) -> Graph:
     try:
         import onnx  # noqa: F401  pylint: disable=unused-import,import-outside-toplevel
     except ImportError:
-        raise ModelFileError(path, "an ONNX model: linting it needs the 'onnx' package "
-                                   "(pip install 'keras-cnnkit[export]')") from None
+        raise ModelFileError(path, str(MissingDependencyError("linting an ONNX model",
+                                                              ["onnx"]))) from None
     from keras_cnnkit.analysis.frontends.onnx_frontend import load_onnx_graph
     return load_onnx_graph(path, input_shape=input_shape)
 
@@ -143,13 +159,21 @@ def load_graph(path, input_shape: Optional[Sequence[int]] = None) -> Graph:
     if detect_format(path) == FORMAT_ONNX:
         return _load_onnx(path, input_shape)
     model_file = read_model_file(path)
+    library = library_of(model_file.config)
+    if library is not None:
+        stored = stored_values(model_file.weight_shapes) \
+            if model_file.format == FORMAT_KERAS else None
+        return load_library_model(path, library, model_file.config, stored, input_shape)
     spec = _model_spec(model_file)
+    check_model_spec(path, spec)   # sizes and expanded layer count, before building
     weights = model_file.weight_shapes
     if model_file.format == FORMAT_KERAS and weights is not None:
         weights = archive_layer_shapes(weights, spec)
-    shape = None if input_shape is None else tuple(int(d) for d in input_shape)
+    shape = as_input_shape(input_shape)
     try:
-        return build_graph(spec, source=path, weights=weights, input_shape=shape)
+        graph = build_graph(spec, source=path, weights=weights, input_shape=shape)
+        graph.source_lines = name_lines(model_file.config_text)
+        return graph
     except GraphBuildError as exc:
         raise ModelFileError(path, str(exc)) from None
     except RecursionError:

@@ -2,7 +2,7 @@
 
 A subclassed ``keras.Model`` has no layer graph to walk: its ``call`` is Python.  This
 frontend traces ``call`` once with TensorFlow (``tf.function`` at a given input shape,
-``training=False``), converts the trace with tf2onnx (:func:`keras_cnnkit.export.to_onnx`)
+``training=False``), converts the trace with tf2onnx (:func:`keras_cnnkit.onnx_convert.to_onnx`)
 and reads the ONNX graph with :mod:`~keras_cnnkit.analysis.frontends.onnx_frontend`.  The
 rules then apply unchanged.  Nodes keep their ONNX names; ``Node.layer`` is the Keras
 layer whose name scope produced the op where one can be found (``"conv1"``), else the
@@ -15,7 +15,7 @@ Limitations (what a trace cannot see):
   ``training=False`` — branches not taken, dropout and other training-only ops are not in
   the graph;
 * it runs on the TensorFlow backend with tf2onnx installed, and fails (with
-  :class:`~keras_cnnkit.export.ExportError`) on ops tf2onnx cannot convert;
+  :class:`~keras_cnnkit.onnx_convert.ExportError`) on ops tf2onnx cannot convert;
 * what the conversion folds is gone: a BatchNormalization right after a bias-free
   convolution is folded into it, so its parameters and BN-related findings are missing
   (see the ONNX frontend's module docstring).
@@ -48,7 +48,7 @@ def graph_from_subclassed(model, input_shape: Sequence) -> Graph:
 
     Raises:
         TraceError: no input shape was given, or Keras runs on another backend.
-        keras_cnnkit.export.ExportError: the model cannot be traced or converted.
+        keras_cnnkit.onnx_convert.ExportError: the model cannot be traced or converted.
     """
     if input_shape is None:
         raise TraceError(f"model {getattr(model, 'name', model)!r} is subclassed: tracing "
@@ -58,7 +58,7 @@ def graph_from_subclassed(model, input_shape: Sequence) -> Graph:
     if keras.backend.backend() != "tensorflow":
         raise TraceError(f"tracing a subclassed model needs the TensorFlow backend "
                          f"(tf2onnx), not {keras.backend.backend()!r}")
-    from keras_cnnkit.export import to_onnx
+    from keras_cnnkit.onnx_convert import to_onnx
 
     proto, _ = to_onnx(model, input_shape=input_shape)
     graph = load_onnx_graph(proto)

@@ -203,7 +203,7 @@ def check_in_channels(in_channels: int, groups: int, block: str) -> None:
 CONV_BN_ACT_DEFAULTS = {
     "filters": REQUIRED, "kernel_size": 3, "strides": 1, "padding": "same",
     "dilation_rate": 1, "groups": 1, "activation": "relu", "use_bn": True,
-    "use_bias": None, "data_format": "channels_last", "bn_epsilon": 1e-3,
+    "use_bias": None, "data_format": None, "bn_epsilon": 1e-3,
     "bn_momentum": 0.99, "bn_scale": True,
 }
 
@@ -226,7 +226,7 @@ def _conv_bn_act_graph(cfg: dict, input_shape: tuple, block: str) -> BlockGraph:
     return BlockGraph(tuple(ops), ops[-1].name)
 
 
-@register_spec("ConvBNAct", resolve=_resolve_conv_bn_act)
+@register_spec("ConvBNAct", resolve=_resolve_conv_bn_act, defaults=CONV_BN_ACT_DEFAULTS)
 def conv_bn_act(config: dict, input_shape: tuple) -> BlockGraph:
     """conv → BN (optional) → activation (optional); rank from the input shape."""
     return _conv_bn_act_graph(_resolve_conv_bn_act(config), input_shape, "ConvBNAct")
@@ -239,7 +239,7 @@ def _resolve_dilated(config: dict) -> dict:
     return _resolve_conv_bn_act(config, "DilatedConv", DILATED_CONV_DEFAULTS)
 
 
-@register_spec("DilatedConv", resolve=_resolve_dilated)
+@register_spec("DilatedConv", resolve=_resolve_dilated, defaults=DILATED_CONV_DEFAULTS)
 def dilated_conv(config: dict, input_shape: tuple) -> BlockGraph:
     """A dilated (atrous) conv → BN → activation: receptive field ``d·(k−1)+1``."""
     return _conv_bn_act_graph(_resolve_dilated(config), input_shape, "DilatedConv")

@@ -32,7 +32,7 @@ from keras_cnnkit.blockspec.specs.conv import (
 
 DENSE_BLOCK_DEFAULTS = {
     "num_layers": REQUIRED, "growth_rate": 32, "bottleneck_width": 4, "kernel_size": 3,
-    "dilation_rate": 1, "activation": "relu", "data_format": "channels_last",
+    "dilation_rate": 1, "activation": "relu", "data_format": None,
     "bn_epsilon": 1.001e-5, "bn_momentum": 0.99,
 }
 
@@ -45,7 +45,13 @@ def _resolve_dense(config: dict) -> dict:
     return cfg
 
 
-@register_spec("DenseBlock", resolve=_resolve_dense)
+def _dense_ops(cfg: dict) -> int:
+    """BN, act, (1×1 conv, BN, act,) conv and concat per layer."""
+    return cfg["num_layers"] * (7 if cfg["bottleneck_width"] else 4)
+
+
+@register_spec("DenseBlock", resolve=_resolve_dense, defaults=DENSE_BLOCK_DEFAULTS,
+               ops=_dense_ops)
 def dense_block(config: dict, input_shape: tuple) -> BlockGraph:
     """``num_layers`` × (BN → ReLU → 1×1 conv → BN → ReLU → 3×3 conv), each concatenated.
 
@@ -80,7 +86,7 @@ def dense_block(config: dict, input_shape: tuple) -> BlockGraph:
 
 
 TRANSITION_BLOCK_DEFAULTS = {
-    "compression": 0.5, "strides": 2, "activation": "relu", "data_format": "channels_last",
+    "compression": 0.5, "strides": 2, "activation": "relu", "data_format": None,
     "bn_epsilon": 1.001e-5, "bn_momentum": 0.99,
 }
 
@@ -92,7 +98,7 @@ def _resolve_transition(config: dict) -> dict:
     return cfg
 
 
-@register_spec("TransitionBlock", resolve=_resolve_transition)
+@register_spec("TransitionBlock", resolve=_resolve_transition, defaults=TRANSITION_BLOCK_DEFAULTS)
 def transition_block(config: dict, input_shape: tuple) -> BlockGraph:
     """BN → ReLU → 1×1 conv to ``int(C·compression)`` → 2×2 average pool, stride 2.
 

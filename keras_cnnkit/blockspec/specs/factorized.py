@@ -33,7 +33,7 @@ _CONV_KEYS = ("activation", "use_bn", "data_format", "bn_epsilon", "bn_momentum"
 FACTORIZED_CONV_DEFAULTS = {
     "filters": REQUIRED, "kernel_size": 5, "mode": "stacked", "strides": 1,
     "padding": "same", "intermediate_filters": None, "activation": "relu", "use_bn": True,
-    "use_bias": None, "data_format": "channels_last", "bn_epsilon": 1e-3,
+    "use_bias": None, "data_format": None, "bn_epsilon": 1e-3,
     "bn_momentum": 0.99,
 }
 
@@ -63,7 +63,14 @@ def factorized_layers(cfg: dict, rank: int) -> list:
     return [((1, k), (1, strides[1])), ((k, 1), (strides[0], 1))]
 
 
-@register_spec("FactorizedConv", resolve=_resolve_factorized)
+def _factorized_ops(cfg: dict) -> int:
+    """Conv, BN and activation per conv: (k − 1)/2 stacked convs, or two asymmetric."""
+    convs = (cfg["kernel_size"] - 1) // 2 if cfg["mode"] == "stacked" else 2
+    return 3 * convs
+
+
+@register_spec("FactorizedConv", resolve=_resolve_factorized, defaults=FACTORIZED_CONV_DEFAULTS,
+               ops=_factorized_ops)
 def factorized_conv(config: dict, input_shape: tuple) -> BlockGraph:
     """A k×k conv as (k−1)/2 stacked 3×3 convs, or as 1×k then k×1 (asymmetric).
 
@@ -87,7 +94,7 @@ def factorized_conv(config: dict, input_shape: tuple) -> BlockGraph:
 BOTTLENECK_1X1_DEFAULTS = {
     "filters": REQUIRED, "bottleneck_filters": None, "kernel_size": 3, "strides": 1,
     "expand": False, "padding": "same", "activation": "relu", "use_bn": True,
-    "use_bias": None, "data_format": "channels_last", "bn_epsilon": 1e-3,
+    "use_bias": None, "data_format": None, "bn_epsilon": 1e-3,
     "bn_momentum": 0.99,
 }
 
@@ -112,7 +119,7 @@ def _resolve_bottleneck(config: dict) -> dict:
     return cfg
 
 
-@register_spec("Bottleneck1x1", resolve=_resolve_bottleneck)
+@register_spec("Bottleneck1x1", resolve=_resolve_bottleneck, defaults=BOTTLENECK_1X1_DEFAULTS)
 def bottleneck_1x1(config: dict, input_shape: tuple) -> BlockGraph:
     """1×1 reduce to ``bottleneck_filters`` → k×k → optional 1×1 expand; 1D or 2D.
 

@@ -31,7 +31,7 @@ from keras_cnnkit.blockspec.specs.conv import (
 CLASSIFIER_HEAD_DEFAULTS = {
     "classes": REQUIRED, "variant": "gap", "hidden_units": (), "kernel_size": 1,
     "dropout": 0.0, "activation": "relu", "classifier_activation": "softmax",
-    "data_format": "channels_last",
+    "data_format": None,
 }
 
 
@@ -57,7 +57,13 @@ def _dropout(ops: list, i: int, src: str, rate: float) -> str:
     return append_ops(ops, Op(f"dropout{i}", "Dropout", {"rate": rate}, (src,)))
 
 
-@register_spec("ClassifierHead", resolve=_resolve)
+def _head_ops(cfg: dict) -> int:
+    """Dropout, layer and activation per hidden layer; pool, flatten, logits, head."""
+    return 3 * len(cfg["hidden_units"] or ()) + 6
+
+
+@register_spec("ClassifierHead", resolve=_resolve, defaults=CLASSIFIER_HEAD_DEFAULTS,
+               ops=_head_ops)
 def classifier_head(config: dict, input_shape: tuple) -> BlockGraph:
     """Feature map → class scores ``(batch, classes)``.
 

@@ -51,7 +51,7 @@ VARIANT_WIDTHS = {
 INCEPTION_DEFAULTS = {
     "variant": "v1", "filters": None, "pool_features": None, "channels_7x7": None,
     "kernel_5x5": 5,
-    "activation": "relu", "use_bn": True, "data_format": "channels_last",
+    "activation": "relu", "use_bn": True, "data_format": None,
     "bn_epsilon": 1e-3, "bn_momentum": 0.99,
 }
 
@@ -181,7 +181,7 @@ _VARIANTS = {"naive": _naive, "v1": _v1, "v3_a": _v3_a, "v3_reduction_a": _v3_re
              "v3_b": _v3_b, "v3_reduction_b": _v3_reduction_b, "v3_c": _v3_c}
 
 
-@register_spec("InceptionModule", resolve=_resolve)
+@register_spec("InceptionModule", resolve=_resolve, defaults=INCEPTION_DEFAULTS)
 def inception_module(config: dict, input_shape: tuple) -> BlockGraph:
     """Parallel branches over the same input, concatenated over channels.
 

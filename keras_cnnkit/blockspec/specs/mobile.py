@@ -61,7 +61,7 @@ def correct_pad(spatial: tuple, kernel_size: tuple) -> tuple:
 DEPTHWISE_SEPARABLE_DEFAULTS = {
     "filters": REQUIRED, "kernel_size": 3, "strides": 1, "depth_multiplier": 1,
     "dilation_rate": 1, "padding": "same", "activation": "relu", "mid_activation": None,
-    "use_bn": True, "mid_use_bn": None, "use_bias": None, "data_format": "channels_last",
+    "use_bn": True, "mid_use_bn": None, "use_bias": None, "data_format": None,
     "bn_epsilon": 1e-3, "bn_momentum": 0.99,
 }
 
@@ -78,7 +78,8 @@ def _resolve_dws(config: dict) -> dict:
     return cfg
 
 
-@register_spec("DepthwiseSeparableConv", resolve=_resolve_dws)
+@register_spec("DepthwiseSeparableConv", resolve=_resolve_dws,
+               defaults=DEPTHWISE_SEPARABLE_DEFAULTS)
 def depthwise_separable_conv(config: dict, input_shape: tuple) -> BlockGraph:
     """k×k depthwise → BN → act → 1×1 pointwise → BN → act (keras MobileNet V1 block).
 
@@ -122,7 +123,7 @@ def depthwise_separable_conv(config: dict, input_shape: tuple) -> BlockGraph:
 INVERTED_RESIDUAL_DEFAULTS = {
     "filters": REQUIRED, "expansion": 6, "strides": 1, "kernel_size": 3, "dilation_rate": 1,
     "activation": "relu6", "use_se": False, "se_ratio": 0.25, "drop_path_rate": 0.0,
-    "data_format": "channels_last", "bn_epsilon": 1e-3, "bn_momentum": 0.999,
+    "data_format": None, "bn_epsilon": 1e-3, "bn_momentum": 0.999,
 }
 
 
@@ -136,7 +137,7 @@ def _resolve_ir(config: dict) -> dict:
     return check_se(cfg)
 
 
-@register_spec("InvertedResidual", resolve=_resolve_ir)
+@register_spec("InvertedResidual", resolve=_resolve_ir, defaults=INVERTED_RESIDUAL_DEFAULTS)
 def inverted_residual(config: dict, input_shape: tuple) -> BlockGraph:
     """1×1 expand (×t) → ReLU6 → k×k depthwise → ReLU6 → [SE] → 1×1 linear projection.
 

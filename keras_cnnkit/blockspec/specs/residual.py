@@ -39,7 +39,7 @@ RESIDUAL_BLOCK_DEFAULTS = {
     "filters": REQUIRED, "variant": "bottleneck", "version": 1, "strides": 1,
     "kernel_size": 3, "dilation_rate": 1, "expansion": 4, "conv_shortcut": "auto",
     "use_bias": None, "activation": "relu", "use_se": False, "se_ratio": 0.25,
-    "drop_path_rate": 0.0, "data_format": "channels_last", "bn_epsilon": 1.001e-5,
+    "drop_path_rate": 0.0, "data_format": None, "bn_epsilon": 1.001e-5,
     "bn_momentum": 0.99,
 }
 
@@ -171,7 +171,7 @@ def _v2(b: _Builder) -> str:
     return append_ops(b.ops, Op("out", "Add", {}, (shortcut, x)))
 
 
-@register_spec("ResidualBlock", resolve=_resolve)
+@register_spec("ResidualBlock", resolve=_resolve, defaults=RESIDUAL_BLOCK_DEFAULTS)
 def residual_block(config: dict, input_shape: tuple) -> BlockGraph:
     """y = shortcut(x) + F(x).
 

@@ -34,7 +34,7 @@ from keras_cnnkit.blockspec.specs.conv import (
 SHUFFLE_UNIT_DEFAULTS = {
     "filters": REQUIRED, "strides": 1, "version": 2, "groups": 3, "bottleneck_ratio": 0.25,
     "first_group_conv": True, "group_implementation": "auto", "activation": "relu",
-    "data_format": "channels_last", "bn_epsilon": 1e-3, "bn_momentum": 0.99,
+    "data_format": None, "bn_epsilon": 1e-3, "bn_momentum": 0.99,
 }
 
 
@@ -147,7 +147,7 @@ def _v2(cfg: dict, in_channels: int) -> tuple:
                                    ("concat",), "keras_cnnkit"))
 
 
-@register_spec("ShuffleUnit", resolve=_resolve)
+@register_spec("ShuffleUnit", resolve=_resolve, defaults=SHUFFLE_UNIT_DEFAULTS)
 def shuffle_unit(config: dict, input_shape: tuple) -> BlockGraph:
     """A ShuffleNet v1 (group convs + shuffle) or v2 (channel split + shuffle) unit."""
     cfg = _resolve(config)

@@ -6,6 +6,7 @@ https://arxiv.org/abs/1709.01507 (seeds 001, 004).
 from __future__ import annotations
 
 from keras_cnnkit.blockspec.core import (
+    DEFAULT_DATA_FORMAT,
     BLOCK_INPUT,
     BlockGraph,
     Op,
@@ -27,7 +28,7 @@ from keras_cnnkit.blockspec.specs.conv import (
 
 SQUEEZE_EXCITE_DEFAULTS = {
     "se_ratio": 0.25, "divisor": 8, "activation": "relu", "gate": "sigmoid",
-    "data_format": "channels_last",
+    "data_format": None,
 }
 
 
@@ -44,7 +45,7 @@ def se_ops(prefix: str, channels: int, cfg: dict, inputs: tuple, rank: int) -> l
     biases, as in the paper's FC layers.
     """
     cfg = {**SQUEEZE_EXCITE_DEFAULTS, **cfg}
-    fmt = cfg["data_format"]
+    fmt = cfg["data_format"] or DEFAULT_DATA_FORMAT
     ops: list = []
     last = append_ops(ops, global_pool_op(prefix + "squeeze", "avg", rank, inputs, fmt,
                                           keepdims=True))
@@ -73,7 +74,7 @@ def _resolve(config: dict) -> dict:
                                                SQUEEZE_EXCITE_DEFAULTS)))
 
 
-@register_spec("SqueezeExcite", resolve=_resolve)
+@register_spec("SqueezeExcite", resolve=_resolve, defaults=SQUEEZE_EXCITE_DEFAULTS)
 def squeeze_excite(config: dict, input_shape: tuple) -> BlockGraph:
     """Channel attention: the input rescaled by a gate computed from its global average."""
     cfg = _resolve(config)

@@ -36,7 +36,7 @@ from keras_cnnkit.blockspec.specs.conv import (
 XCEPTION_BLOCK_DEFAULTS = {
     "filters": REQUIRED, "strides": 1, "dilation_rate": 1, "shortcut": "auto",
     "pre_activation": True, "first_activation": True, "activation": "relu",
-    "drop_path_rate": 0.0, "data_format": "channels_last", "bn_epsilon": 1e-3,
+    "drop_path_rate": 0.0, "data_format": None, "bn_epsilon": 1e-3,
     "bn_momentum": 0.99,
 }
 
@@ -58,7 +58,13 @@ def _resolve(config: dict) -> dict:
     return check_strides_dilation(cfg)
 
 
-@register_spec("XceptionBlock", resolve=_resolve)
+def _xception_ops(cfg: dict) -> int:
+    """Activation, separable conv (two nodes) and BN per width; pool, shortcut, add."""
+    return 4 * len(cfg["filters"]) + 6
+
+
+@register_spec("XceptionBlock", resolve=_resolve, defaults=XCEPTION_BLOCK_DEFAULTS,
+               ops=_xception_ops)
 def xception_block(config: dict, input_shape: tuple) -> BlockGraph:
     """Separable 3×3 convs (each with BN), a 3×3 max pool when strided, plus a shortcut.
 

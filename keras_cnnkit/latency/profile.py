@@ -1,0 +1,249 @@
+"""Device profiles: the fitted figures the latency model predicts with, as small JSON files.
+
+A profile describes one device running one Keras backend in one dtype.  The packaged
+profiles live in ``keras_cnnkit/latency/profiles/<name>.json``; ``calibrate()`` writes a
+profile of the local machine to the user's cache directory (:func:`cache_dir`), named
+``local`` unless told otherwise.
+
+The format (``"format": 1``)::
+
+    {
+      "format": 1,
+      "name": "h100-jax-tf32",
+      "device": {"kind": "gpu", "name": "NVIDIA H100 80GB HBM3"},
+      "backend": "jax", "compile": "jit", "dtype": "float32", "dtype_bytes": 4,
+      "math": "tf32", "cpu_threads": null, "date": "2026-11-30",
+      "peak_flops": 4.947e14,        # FLOP/s the efficiencies are relative to
+      "bandwidth": 3.35e12,          # bytes/s likewise
+      "peak_source": "spec sheet (dense TF32 tensor core, HBM3)",
+      "call_overhead_ms": 0.05,      # one standalone compiled call (dispatch + sync)
+      "fusion": {"after_compute": 1.0, "after_elementwise": 0.0},
+      "classes": {"conv": {"compute_efficiency": 0.4, "memory_efficiency": 0.5,
+                           "launch_ms": 0.005, "fitted": true}, ...},
+      "fit": {...},                  # provenance: source files, split, method, cases
+      "errors": {...},               # measured error figures (held-out and training)
+      "notes": "..."
+    }
+
+A node of class ``c`` takes ``launch_ms[c] + max(FLOPs / (peak_flops ·
+compute_efficiency[c]), bytes / (bandwidth · memory_efficiency[c]))``; see
+:mod:`keras_cnnkit.latency.model`.  Only the products ``peak · efficiency`` matter, so
+for a CPU, whose peak is not read from a spec sheet, ``peak_flops`` and ``bandwidth``
+are the best fitted rates of any class (``peak_source`` says so) and the efficiencies
+are relative to them.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from typing import Optional
+
+from keras_cnnkit.latency.classes import LATENCY_CLASSES
+
+#: The profile file format this module reads and writes.
+FORMAT = 1
+#: The name ``calibrate()`` gives the local machine's profile.
+LOCAL = "local"
+#: The profile used when no calibrated one exists.
+GENERIC_CPU = "cpu-generic"
+
+_PACKAGED = os.path.join(os.path.dirname(os.path.abspath(__file__)), "profiles")
+
+
+class ProfileError(ValueError):
+    """A profile cannot be found or is malformed."""
+
+
+@dataclasses.dataclass
+class ClassParams:
+    """The fitted figures of one latency class.
+
+    Attributes:
+        compute_efficiency: the share of ``peak_flops`` its kernels reach.
+        memory_efficiency: the share of ``bandwidth`` its kernels reach.
+        launch_ms: the fixed cost per kernel (launch, scheduling, small-work floor).
+        depth_rate: FLOP/s at which one output element's reduction proceeds when too
+            few outputs are computed to fill the device: the kernel takes at least
+            ``depth / depth_rate``, ``depth`` being its FLOPs per output element
+            (``None``: no such floor).
+        taps_exponent: for ``conv`` only: compute efficiency and depth rate scale by
+            ``(taps / 9) ** -taps_exponent`` (``taps``: the kernel's size, 9 for 3×3),
+            since large kernels run slower algorithms than 3×3 ones.
+        channel_tile: the output channels (per group; a dense layer's units) one tile of
+            the kernel computes: with fewer, the tile is partly idle and the compute
+            efficiency scales by ``min(1, channels / channel_tile)`` (tensor-core tile
+            quantisation; ``None``: no such effect).
+        fitted: ``True`` when measurements of this class went into the fit; ``False``
+            when the figures are the prior (no measurement covered the class).
+    """
+
+    compute_efficiency: float
+    memory_efficiency: float
+    launch_ms: float
+    depth_rate: Optional[float] = None
+    taps_exponent: float = 0.0
+    channel_tile: Optional[float] = None
+    fitted: bool = False
+
+    def to_dict(self) -> dict:
+        """JSON-ready fields."""
+        return dataclasses.asdict(self)
+
+
+@dataclasses.dataclass
+class Profile:
+    """One device profile (see the module docstring for the fields)."""
+
+    name: str
+    device: dict
+    backend: str
+    dtype: str
+    peak_flops: float
+    bandwidth: float
+    call_overhead_ms: float
+    classes: dict
+    compile: str = ""
+    dtype_bytes: int = 4
+    math: str = ""
+    cpu_threads: Optional[int] = None
+    date: str = ""
+    peak_source: str = ""
+    fusion: dict = dataclasses.field(
+        default_factory=lambda: {"after_compute": 1.0, "after_elementwise": 0.0})
+    fit: dict = dataclasses.field(default_factory=dict)
+    errors: dict = dataclasses.field(default_factory=dict)
+    notes: str = ""
+
+    def params(self, cls: str) -> ClassParams:
+        """The figures of class ``cls``."""
+        return self.classes[cls]
+
+    def label(self) -> str:
+        """``name (device, backend, dtype)``: how reports name the profile."""
+        return (f"{self.name} ({self.device.get('name', '?')}, {self.backend}, "
+                f"{self.math or self.dtype})")
+
+    def error_summary(self) -> str:
+        """One line of the profile's held-out error figures, or a warning that it has
+        none; reports print it next to every prediction."""
+        held = (self.errors or {}).get("held_out") or {}
+        main = held.get("over_threshold") or held.get("all")
+        if not main or not main.get("cases"):
+            return f"profile {self.name}: no held-out error figures"
+        parts = [f"profile {self.name}: on {main['cases']} held-out cases"]
+        if main.get("within_25") is not None:
+            parts.append(f"{100 * main['within_25']:.0f}% within ±25%")
+        if main.get("direction") is not None:
+            parts.append(f"direction right in {100 * main['direction']:.0f}% "
+                         f"of {main['direction_cases']}")
+        return ", ".join(parts)
+
+    def to_dict(self) -> dict:
+        """JSON-ready form (the file format)."""
+        out = {"format": FORMAT}
+        for field in dataclasses.fields(self):
+            value = getattr(self, field.name)
+            if field.name == "classes":
+                value = {c: value[c].to_dict() for c in LATENCY_CLASSES if c in value}
+            out[field.name] = value
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "Profile":
+        """The profile of a parsed JSON file.
+
+        Raises:
+            ProfileError: wrong format version, a field or a class missing.
+        """
+        if data.get("format") != FORMAT:
+            raise ProfileError(f"profile format {data.get('format')!r} is not {FORMAT}")
+        names = {f.name for f in dataclasses.fields(cls)}
+        kwargs = {k: v for k, v in data.items() if k in names}
+        try:
+            kwargs["classes"] = {c: ClassParams(**p) for c, p in data["classes"].items()}
+            missing = [c for c in LATENCY_CLASSES if c not in kwargs["classes"]]
+            if missing:
+                raise ProfileError(f"profile {data.get('name')!r} lacks classes {missing}")
+            return cls(**kwargs)
+        except (KeyError, TypeError) as exc:
+            raise ProfileError(f"malformed profile {data.get('name')!r}: {exc}") from None
+
+    def save(self, path: str) -> str:
+        """Write the profile as JSON to ``path`` (atomically); returns the path."""
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        tmp = path + ".tmp"
+        with open(tmp, "w", encoding="utf-8") as fh:
+            json.dump(self.to_dict(), fh, indent=1, sort_keys=False)
+            fh.write("\n")
+        os.replace(tmp, path)
+        return path
+
+
+def cache_dir() -> str:
+    """Where calibrated profiles go: ``$KERAS_CNNKIT_CACHE_DIR``, else
+    ``$XDG_CACHE_HOME/keras-cnnkit``, else ``~/.cache/keras-cnnkit``; then
+    ``/profiles``."""
+    root = os.environ.get("KERAS_CNNKIT_CACHE_DIR")
+    if not root:
+        base = os.environ.get("XDG_CACHE_HOME") or os.path.join(
+            os.path.expanduser("~"), ".cache")
+        root = os.path.join(base, "keras-cnnkit")
+    return os.path.join(root, "profiles")
+
+
+def packaged_dir() -> str:
+    """The directory of the profiles shipped with the package."""
+    return _PACKAGED
+
+
+def _names_in(directory: str) -> list:
+    if not os.path.isdir(directory):
+        return []
+    return sorted(n[:-5] for n in os.listdir(directory) if n.endswith(".json"))
+
+
+def list_profiles() -> dict:
+    """Profile name → file, packaged ones first; a calibrated profile in the cache
+    directory shadows a packaged one of the same name."""
+    found = {}
+    for directory in (_PACKAGED, cache_dir()):
+        for name in _names_in(directory):
+            found[name] = os.path.join(directory, f"{name}.json")
+    return found
+
+
+def load_profile(name_or_path: str) -> Profile:
+    """The profile named ``name_or_path`` (see :func:`list_profiles`), or read from that
+    path when it is a JSON file.
+
+    Raises:
+        ProfileError: no such profile, or the file is malformed.
+    """
+    path = name_or_path if name_or_path.endswith(".json") and os.path.isfile(
+        name_or_path) else list_profiles().get(name_or_path)
+    if path is None:
+        raise ProfileError(f"no device profile {name_or_path!r} (known: "
+                           f"{', '.join(list_profiles()) or 'none'})")
+    with open(path, encoding="utf-8") as fh:
+        try:
+            data = json.load(fh)
+        except json.JSONDecodeError as exc:
+            raise ProfileError(f"{path}: not JSON ({exc})") from None
+    return Profile.from_dict(data)
+
+
+def resolve_profile(name: Optional[str] = None) -> tuple:
+    """``(profile, why)``: the profile ``--device-profile NAME`` asks for, or the default
+    (the calibrated local profile if one exists, else the generic CPU profile), with a
+    line saying which was chosen and why."""
+    if name:
+        profile = load_profile(name)
+        return profile, f"device profile {profile.label()} (chosen)"
+    local = os.path.join(cache_dir(), f"{LOCAL}.json")
+    if os.path.isfile(local):
+        profile = load_profile(local)
+        return profile, f"device profile {profile.label()} (calibrated on this machine)"
+    profile = load_profile(GENERIC_CPU)
+    return profile, (f"device profile {profile.label()} (default: no calibrated profile; "
+                     "run cnnkit-lint --calibrate)")
