@@ -163,7 +163,7 @@ def test_stacked_same_padding_is_exact_in_the_interior_at_full_width():
     model = conv_model(filters_in=8, filters=8, kernel=5, padding="same", size=10)
     (finding,) = findings_of(model, "large-kernel")
     result = rewrite_with_weights(model, [finding], rank="ratio:1.0")
-    assert result.fixes[0].plan.how == "approximate:stacked-lstsq"
+    assert result.fixes[0].plan.how == "approximate: least-squares fit of the stacked kernels rank 32"
     x = x_for(model)
     y, y_fixed = model.predict(x, verbose=0), result.model.predict(x, verbose=0)
     assert rel(y_fixed[:, 1:-1, 1:-1], y[:, 1:-1, 1:-1]) <= 1e-5   # 2 − 1 border row
@@ -179,7 +179,8 @@ def test_gap_head_is_exact_on_spatially_constant_features():
     (finding,) = findings_of(model, "flatten-dense-head")
     constant = np.broadcast_to(x_for(model)[:, :1, :1, :], (16, 4, 4, 3)).copy()
     result = rewrite_with_weights(model, [finding], calibration=constant, refit=False)
-    assert result.fixes[0].plan.how == "approximate:gap-sum"
+    assert result.fixes[0].plan.how == ("approximate: GAP head from the Dense kernel summed over "
+                                         "positions")
     assert rel(result.model.predict(constant, verbose=0), model.predict(constant, verbose=0)) \
         <= 1e-5
 
@@ -260,7 +261,7 @@ def test_subgraph_error_is_the_discarded_energy_on_an_orthonormal_probe():
     result = rewrite_with_weights(model, [finding], graph=graph, calibration=probe,
                                   refit=False)
     expected = np.sqrt(2 ** 2 + 1 ** 2) / np.sqrt(55.0)  # dropped s = 2, 1 of 5,4,3,2,1
-    assert result.fixes[0].plan.how == "approximate:truncated-svd"
+    assert result.fixes[0].plan.how == "approximate: truncated SVD rank 3"
     assert result.fixes[0].error == pytest.approx(expected, rel=1e-5)
     assert result.fidelity.output_error == pytest.approx(expected, rel=1e-5)
     assert result.fidelity.top1_agreement is not None and not result.fidelity.random
@@ -347,8 +348,13 @@ def test_alternatives_declare_how_they_carry_weights():
     weights_of = carry.layer_weights(model)
     by_symbol = {f.symbol: f for f in rules}
     head = weights.alternatives(by_symbol["flatten-dense-head"], report.graph, weights_of)
-    assert [p.how for p in head] == ["approximate:gap-sum", "exact"]
+    assert [p.how for p in head] == [
+        "approximate: GAP head from the Dense kernel summed over positions", "exact"]
     bottleneck = weights.alternatives(by_symbol["missing-bottleneck"], report.graph, weights_of)
-    assert [p.how for p in bottleneck] == ["approximate:tucker2-hosvd", REINITIALISED]
+    assert [p.how for p in bottleneck] == ["approximate: Tucker-2 HOSVD ranks 6/6", REINITIALISED]
     assert bottleneck[1].finding.replacement.nodes[0].attrs["activation"] == "relu"
     assert bottleneck[0].finding.replacement.nodes[0].attrs["activation"] is None
+    # The lint report declares the same, from the fragment alone (the rule's width).
+    declared = {a.finding.symbol: a.weights for f in report.findings for a in f.alternatives}
+    assert declared["missing-bottleneck"] == "approximate: Tucker-2 HOSVD rank 6"
+    assert declared["flatten-dense-head"] == head[0].how

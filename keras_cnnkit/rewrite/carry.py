@@ -131,6 +131,7 @@ class CarriedRewrite:
             with the carried weights exceeded ``max_error``.
         fidelity / fidelity_before_refit: whole-model and per-fix fidelity at the end,
             and before the refit (``None`` when no refit ran or nothing was measured).
+        data: the :class:`~keras_cnnkit.rewrite.fidelity.CalibrationData` measured on.
     """
 
     model: keras.Model
@@ -139,6 +140,7 @@ class CarriedRewrite:
     refused: list = dataclasses.field(default_factory=list)
     fidelity: Optional[fid.Fidelity] = None
     fidelity_before_refit: Optional[fid.Fidelity] = None
+    data: Optional[fid.CalibrationData] = None
 
     @property
     def needs_retraining(self) -> bool:
@@ -315,4 +317,5 @@ def rewrite_with_weights(model: keras.Model, findings: Iterable[Finding], select
         fix.after_refit = after.fixes[i] if after is not None else None
     return CarriedRewrite(model=fixed, fixes=fixes, skipped=skipped, refused=refused,
                           fidelity=after or before,
-                          fidelity_before_refit=before if after is not None else None)
+                          fidelity_before_refit=before if after is not None else None,
+                          data=data)

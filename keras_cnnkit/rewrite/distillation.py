@@ -76,6 +76,31 @@ def logits_model(model: keras.Model) -> Optional[keras.Model]:
     return None
 
 
+#: Keys of the labels in a fine-tuning ``.npz`` (the inputs: as for calibration data).
+LABEL_KEYS = ("y", "labels", "y_train", "targets")
+
+
+def load_npz(path) -> tuple:
+    """``(x, labels or None)`` of a fine-tuning ``.npz``: the inputs under the keys
+    :func:`~keras_cnnkit.rewrite.fidelity.calibration_inputs` reads, the labels (integer
+    or one-hot) under one of :data:`LABEL_KEYS` when present.
+
+    Raises:
+        ValueError: not an ``.npz`` file, or inputs and labels of different lengths.
+    """
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            key = next((k for k in fid.NPZ_KEYS if k in data.files), None) or data.files[0]
+            x = np.asarray(data[key], dtype="float32")
+            label = next((k for k in LABEL_KEYS if k in data.files and k != key), None)
+            labels = None if label is None else np.asarray(data[label])
+    except (OSError, ValueError, IndexError) as exc:
+        raise ValueError(f"{path}: not a readable .npz of inputs ({exc})") from None
+    if labels is not None and len(labels) != len(x):
+        raise ValueError(f"{path}: {len(x)} inputs but {len(labels)} labels")
+    return x, labels
+
+
 def _split(data) -> tuple:
     if isinstance(data, (tuple, list)):
         if len(data) == 1:

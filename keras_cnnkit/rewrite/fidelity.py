@@ -21,7 +21,7 @@ from typing import Optional
 import keras
 import numpy as np
 
-from keras_cnnkit.analysis.ir import Graph
+from keras_cnnkit.analysis.ir import Graph, OpKind
 from keras_cnnkit.rewrite.codegen import call_layers
 
 #: Printed beside figures measured on random inputs.
@@ -233,12 +233,16 @@ def _reads(fix) -> tuple:
     return reads, rep.removed[-1]
 
 
-def _in_model(fixed: keras.Model, fixes: list, x, batch_size: int) -> dict:
-    """id(fix) → the fixed model's value at the fix's output layer."""
+def _in_model(fixed: keras.Model, fixes: list, x, batch_size: int,
+              through: Optional[dict] = None) -> dict:
+    """id(fix) → the fixed model's value at the fix's output layer (at the batch norm
+    after it, for the fixes in ``through``)."""
     outputs = {}
     for fix in fixes:
         rep = fix.plan.finding.replacement
-        layers = fix.layers.get(rep.output)
+        bn = (through or {}).get(id(fix))
+        bn_layer = _fixed_layer(fixed, bn) if bn else None
+        layers = [bn_layer] if bn_layer is not None else fix.layers.get(rep.output)
         if layers and len(getattr(layers[-1], "_inbound_nodes", [])) == 1:
             outputs[id(fix)] = layers[-1].output
     if not outputs:
@@ -249,17 +253,47 @@ def _in_model(fixed: keras.Model, fixes: list, x, batch_size: int) -> dict:
     return dict(zip(outputs, (np.asarray(o) for o in out)))
 
 
+def bias_batchnorm(fix, graph: Graph) -> Optional[str]:
+    """The batch norm after a fix whose output drops a bias that batch norm absorbs (an
+    exact bias drop, or an architectural fix with one merged in), else ``None``.  Such
+    a fix is exact only through that batch norm, so it is measured there."""
+    rep = fix.plan.finding.replacement
+    out = next((n for n in rep.nodes if n.name == rep.output), None)
+    last = graph.nodes.get(rep.removed[-1])
+    if out is None or last is None or out.attrs.get("use_bias", True) \
+            or not last.attrs.get("use_bias"):
+        return None
+    consumer = graph.single_consumer(last)
+    if consumer is None or consumer.op != OpKind.BATCHNORM:
+        return None
+    return consumer.name
+
+
+def _fixed_layer(fixed: keras.Model, name: str):
+    try:
+        layer = fixed.get_layer(name)
+    except ValueError:
+        return None
+    return layer if len(getattr(layer, "_inbound_nodes", [])) == 1 else None
+
+
 def subgraph_errors(original: keras.Model, fixed: keras.Model, fixes: list, x,
                     graph: Graph, batch_size: int = 64) -> list:
-    """A :class:`FixFidelity` per fix (see its attributes)."""
-    wanted = [name for fix in fixes for reads, last in [_reads(fix)] for name in reads + [last]]
+    """A :class:`FixFidelity` per fix (see its attributes); a fix that moves a bias into
+    the batch norm after it is compared after that batch norm (:func:`bias_batchnorm`)."""
+    through = {id(fix): bias_batchnorm(fix, graph) for fix in fixes}
+    wanted = [name for fix in fixes for reads, last in [_reads(fix)]
+              for name in reads + [last] + [through[id(fix)] or last]]
     known = values(original, graph, wanted, x, batch_size)
-    in_model = _in_model(fixed, fixes, x, batch_size)
+    in_model = _in_model(fixed, fixes, x, batch_size, through)
     results = []
     for fix in fixes:
         reads, last = _reads(fix)
+        bn = through[id(fix)]
+        bn_layer = _fixed_layer(fixed, bn) if bn else None
+        target = bn if bn_layer is not None else last
         nodes = [n.name for n in fix.plan.finding.replacement.nodes]
-        missing = [name for name in reads + [last] if name not in known]
+        missing = [name for name in reads + [target] if name not in known]
         reason, error, inside = "", None, None
         if missing:
             reason = "not a top-level layer: " + ", ".join(missing)
@@ -267,9 +301,11 @@ def subgraph_errors(original: keras.Model, fixed: keras.Model, fixes: list, x,
             reason = "the fragment's layers were not built"
         else:
             y_new = _run_fragment(fix, {name: known[name] for name in reads}, batch_size)
-            error = relative_error(y_new, known[last])
-        if last in known and id(fix) in in_model:
-            inside = relative_error(in_model[id(fix)], known[last])
+            if bn_layer is not None:
+                y_new = keras.ops.convert_to_numpy(bn_layer(y_new, training=False))
+            error = relative_error(y_new, known[target])
+        if target in known and id(fix) in in_model:
+            inside = relative_error(in_model[id(fix)], known[target])
         results.append(FixFidelity(fix.plan.label, fix.plan.how, error, inside, reason))
     return results
 

@@ -32,7 +32,8 @@ import numpy as np
 from keras_cnnkit.analysis.cost import replacement_costs
 from keras_cnnkit.analysis.fragments import FragmentBuilder
 from keras_cnnkit.analysis.ir import Graph, Node, OpKind
-from keras_cnnkit.lint.findings import Finding, Replacement, Severity
+from keras_cnnkit.lint.findings import (CARRYING_METHODS, Finding, Replacement, Severity,
+                                        approximate_weights)
 from keras_cnnkit.rewrite import decompose
 from keras_cnnkit.rewrite.decompose import RankRule
 
@@ -83,8 +84,13 @@ class WeightPlan:
 
     @property
     def how(self) -> str:
-        """``"exact"``, ``"approximate:<method>"`` or ``"reinitialised"``."""
-        return f"{APPROXIMATE}:{self.method}" if self.carried == APPROXIMATE else self.carried
+        """``"exact"``, ``"approximate: <method in words> rank <r>"`` (as the lint
+        report's :attr:`~keras_cnnkit.lint.findings.Alternative.weights`, at the chosen
+        rank) or ``"reinitialised"``."""
+        if self.carried != APPROXIMATE:
+            return self.carried
+        return approximate_weights(method_words(self.method, self.finding.symbol),
+                                   list(self.ranks.values()))
 
     @property
     def label(self) -> str:
@@ -99,6 +105,27 @@ class WeightPlan:
                 "note": self.note, "ranks": dict(self.ranks), "rank": str(self.rank_rule),
                 "params_before": f.params_before, "params_after": f.params_after,
                 "flops_before": f.flops_before, "flops_after": f.flops_after}
+
+
+#: Method id → its name in words (reports); ``rank<m>-depthwise-svd`` as the rank-1 one.
+METHOD_WORDS = {
+    "tucker2-hosvd": CARRYING_METHODS["missing-bottleneck"],
+    "tucker1-svd": "Tucker-1 SVD of the input mode",
+    "rank1-depthwise-svd": CARRYING_METHODS["depthwise-separable-candidate"],
+    "spatial-svd": CARRYING_METHODS["asymmetric-factorization"],
+    "stacked-lstsq": CARRYING_METHODS["large-kernel"],
+    "gap-sum": CARRYING_METHODS["flatten-dense-head"],
+    "truncated-svd": CARRYING_METHODS[SVD_DENSE],
+}
+
+
+def method_words(method: str, symbol: str = "") -> str:
+    """The method id ``method`` in words (the rule's method for ``weights-kept``)."""
+    if method.endswith("-depthwise-svd"):
+        method = "rank1-depthwise-svd"
+    if method == "weights-kept":
+        return CARRYING_METHODS.get(symbol, "weights kept")
+    return METHOD_WORDS.get(method, method)
 
 
 class _Unsupported(Exception):
@@ -176,7 +203,9 @@ class _Context:
             params_after=after.params, macs_before=before.macs, macs_after=after.macs,
             flops_before=before.flops, flops_after=after.flops,
             measurements=dict(self.finding.measurements, weights=(
-                f"{APPROXIMATE}:{method}" if carried == APPROXIMATE else carried)))
+                approximate_weights(method_words(method, self.finding.symbol),
+                                    list(ranks.values()))
+                if carried == APPROXIMATE else carried)))
         cast = {name: [np.asarray(w, dtype=self.dtype) for w in arrays]
                 for name, arrays in weights.items()}
         return WeightPlan(finding=finding, carried=carried, method=method, note=note,
