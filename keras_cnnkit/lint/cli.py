@@ -167,7 +167,7 @@ def _error_fraction(text: str) -> float:
         value = float(text)
     except ValueError:
         value = -1.0
-    if not value > 0.0 or value != value:  # NaN
+    if not value > 0.0:  # NaN too
         raise argparse.ArgumentTypeError(f"not a positive relative error: {text!r} "
                                          "(0.05 is 5%)")
     return value

@@ -38,7 +38,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from typing import Callable, Iterable, Optional
+from typing import Any, Callable, Iterable, Optional
 
 from keras_cnnkit.errors import PathLike
 from keras_cnnkit.io_guard import (OutputFileError, check_output_path, load_keras_model,
@@ -96,7 +96,7 @@ class FixResult:
     skipped: list
     remaining: list
     folded_batchnorms: int = 0
-    carried: object = None
+    carried: Any = None
     refused: list = dataclasses.field(default_factory=list)
     max_error: Optional[float] = None
     finetune: Optional[dict] = None
@@ -176,7 +176,8 @@ class FixResult:
             lines.append(f"fixed {finding.code} {finding.symbol} at {finding.layer} "
                          f"(weights {fix.plan.how}): FLOPs {_num(finding.flops_before)} → "
                          f"{_num(finding.flops_after)}"
-                         f"{_fix_errors(fix.measured, fix.before_refit if fix.after_refit else None)}")
+                         + _fix_errors(fix.measured,
+                                       fix.before_refit if fix.after_refit else None))
         refused = {id(f): e for f, e in self.refused}
         for skip in self.skipped:
             if skip.merged_into is not None:

@@ -6,9 +6,9 @@ computes there, it reproduces what the *original* model computes at the replaced
 (before its activation, when both have the same one).  When that layer is pointwise (a
 1×1 conv or a Dense) after a linear conv or Dense of the fragment (the core of a
 Tucker-2 bottleneck, the first factor of a truncated SVD), that one is solved first,
-through the pointwise kernel, then the last layer again on its new inputs.  Earlier fixes are refitted first,
-so each solve also absorbs the error that reaches it from upstream: the layer-by-layer
-reconstruction of He et al., "Channel Pruning for Accelerating Very Deep Neural
+through the pointwise kernel, then the last layer again on its new inputs.  Earlier fixes
+are refitted first, so each solve also absorbs the error that reaches it from upstream:
+the layer-by-layer reconstruction of He et al., "Channel Pruning for Accelerating Very Deep Neural
 Networks" (ICCV 2017), and Zhang et al., "Accelerating Very Deep Convolutional Networks
 for Classification and Detection" (TPAMI 2016), here in its closed-form linear part.
 
