@@ -158,6 +158,27 @@ def test_max_error_refuses_fixes_above_it(capsys, files):
     assert report["max_error"] == 0.001
 
 
+def test_a_bias_drop_merged_into_a_refused_fix_is_applied_alone(capsys, files):
+    """c1's bias drop merges into its depthwise-separable fix; when --max-error refuses
+    that fix, the bias drop is applied on its own, exactly."""
+    paths, model, data = files
+    out = paths["root"] / "unmerged.keras"
+    report = fix_json(capsys, paths, out, "--fix-select",
+                      "depthwise-separable-candidate,bias-before-batchnorm",
+                      "--max-error", "0.001", "--calibration-data", paths["calib"])
+    applied = {(a["symbol"], a["layer"]): a for a in report["applied"]}
+    assert ("bias-before-batchnorm", "c1") in applied and not report["merged"]
+    assert applied[("bias-before-batchnorm", "c1")]["weights"] == "exact"
+    assert all(a["symbol"] != "depthwise-separable-candidate" for a in report["applied"])
+    assert any(s["symbol"] == "depthwise-separable-candidate" and "subgraph_error" in s
+               for s in report["skipped"])
+    fixed = keras.models.load_model(out, compile=False)
+    assert not fixed.get_layer("c1").use_bias
+    expected = model.predict(data, verbose=0)
+    got = fixed.predict(data, verbose=0)
+    assert np.linalg.norm(got - expected) / np.linalg.norm(expected) <= 1e-5
+
+
 def test_finetune_distils_before_writing(capsys, files):
     """--finetune DATA.npz --epochs 1: a distillation ran; its fidelity is reported and
     the written file loads and predicts."""

@@ -260,6 +260,18 @@ def plan_findings(model: keras.Model, findings: Iterable[Finding], select=None,
     return plans, skipped
 
 
+def _unmerged(refused: list, skipped: list, model: keras.Model, graph: Graph, rank) -> list:
+    """The plans of the bias drops that were merged into a refused fix: applied on their
+    own instead (exact), their entries in ``skipped`` removed."""
+    targets = [plan.original for plan, _ in refused]
+    plans = []
+    for skip in list(skipped):
+        if skip.merged_into is not None and any(skip.merged_into is t for t in targets):
+            skipped.remove(skip)
+            plans.append(plan_weights(skip.finding, graph, layer_weights(model), rank))
+    return plans
+
+
 def apply_plans(model: keras.Model, plans: list, graph: Graph, dtype: Any = None) -> tuple:
     """``(fixed model, [AppliedFix])``: ``model`` rebuilt with ``plans``."""
     records = [{} for _ in plans]
@@ -306,6 +318,9 @@ def rewrite_with_weights(model: keras.Model, findings: Iterable[Finding], select
                if max_error is not None and m.error is not None and m.error > max_error]
     if refused:
         kept = [fix.plan for fix in fixes if all(fix.plan is not p for p, _ in refused)]
+        kept += _unmerged(refused, skipped, model, graph, rank)
+        order = {name: i for i, name in enumerate(graph.nodes)}
+        kept.sort(key=lambda p: order.get(p.finding.replacement.removed[-1], len(order)))
         fixed, fixes = apply_plans(model, kept, graph, dtype=dtype)
         before = fid.measure(model, fixed, fixes, data, graph)
     after = None
