@@ -8,9 +8,10 @@ Keras; :mod:`keras_cnnkit.analysis.frontends.keras_gate`), then loads it in safe
 (:mod:`keras_cnnkit.onnx_convert`, whose public names are re-exported here) and writes
 ``OUT.onnx`` atomically.  The output is never the model file, not even with ``--force``
 (nor a link to it).  Exit status 0 on success, 2 on bad input (a missing, unreadable or
-non-regular model file; a file over a budget; an unwritable or existing output without ``--force``; failed
-conversion or verification) or a missing optional dependency (TensorFlow, tf2onnx, onnx,
-onnxruntime: the message names the extra to install), with a one-line message.  A
+non-regular model file; a file over a budget; an unwritable or existing output without
+``--force``; failed conversion or verification) or a missing optional dependency
+(TensorFlow, tf2onnx, onnx, onnxruntime: the message names the extra to install), with a
+one-line message.  A
 progress meter goes to stderr when it is a terminal (not with ``-q``); TensorFlow's C++
 start-up lines are kept off it (:mod:`keras_cnnkit.console`).
 """

@@ -32,8 +32,9 @@ class FlattenDenseHead(Rule):
     Finds a ``Flatten`` (or a ``Reshape`` to one dimension) of a feature map with more
     than one position that feeds a ``Dense`` layer (dropout in between is allowed), and
     proposes global average pooling, then the same Dense on the C pooled channels.  A
-    ``Concatenate`` of several flattened maps feeding one Dense (a multi-scale
-    head, as in character-level text CNNs) is the same pattern: each map is pooled, then the pooled vectors concatenated.
+    ``Concatenate`` of several flattened maps feeding one Dense (a multi-scale head, as
+    in character-level text CNNs) is the same pattern: each map is pooled, then the
+    pooled vectors concatenated.
     So is a conv whose kernel spans its whole input map with one output position (VGG's
     fc6 written as a 7×7 conv over the 7×7 map, timm's ``ConvMlp``): it is the same
     Dense on the flattened map, and becomes global average pooling then a 1×1 conv.

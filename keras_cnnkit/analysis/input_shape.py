@@ -75,3 +75,25 @@ def fill_unknown(declared: Sequence[Optional[int]], requested: InputShape) -> Op
             dims[i] = value
         return tuple(dims)
     return None
+
+
+def format_shape(shape: Sequence[Optional[int]]) -> str:
+    """``(None, None, 3)``: a batch-excluded shape as the notes print it."""
+    return "(" + ", ".join("None" if d is None else str(d) for d in shape) + ")"
+
+
+def add_input_node(graph, name: str, declared: Sequence[Optional[int]], shape: tuple,
+                   why: str) -> str:
+    """Add the INPUT node ``name`` analysed at ``shape`` to ``graph``; where that differs
+    from the ``declared`` shape, the node records it and the graph's notes say so,
+    with ``why`` (how to choose another size, or that it was asked for)."""
+    from keras_cnnkit.analysis.keras_layers import convert_layer
+
+    node = convert_layer(name, "InputLayer", {"batch_shape": (None, *shape)}, [], []).nodes[0]
+    declared = tuple(declared)
+    if tuple(shape) != declared:
+        node.attrs["declared_shape"] = declared
+        graph.notes.append(f"input {name!r} of unknown size {format_shape(declared)} "
+                           f"analysed at {format_shape(shape)} ({why})")
+    graph.add(node)
+    return name

@@ -618,8 +618,8 @@ def _data_error(exc: ValueError) -> bool:
 def calibrate_text() -> str:
     """``--calibrate``: measure this machine, fit and write its profile; returns what to
     print (where the profile went, and its error figures)."""
+    _import_keras("--calibrate")
     try:
-        console.import_keras()
         from keras_cnnkit.bench.calibration import calibrate, check_cases, grid
         from keras_cnnkit.bench.device import detect
         from keras_cnnkit.progress import Progress

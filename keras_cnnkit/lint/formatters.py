@@ -518,7 +518,7 @@ def format_sarif(results: list, rules: list, base: Optional[Path] = None) -> str
                                   "locations": [_physical(uri, 1)]})
             continue
         notifications += [{"level": "note", "message": {"text": note},
-                           "locations": [location]} for note in _notes(result.summary)]
+                           "locations": [_physical(uri, 1)]} for note in _notes(result.summary)]
         for f in result.findings:
             text = f"{f.layer}: {_finding_text(f, result.benchmark)}"
             entry = {

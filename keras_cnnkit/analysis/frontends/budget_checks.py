@@ -330,7 +330,7 @@ def check_config_sizes(path: str, layer: str, class_name: str, config: Any) -> N
             stack.extend((k, v) for k, v in value.items() if k != "layers")
         elif isinstance(value, (list, tuple)):
             if value and _size_budget(key) is not None and all(
-                    type(v) is int for v in value):   # noqa: E721  (not bool)
+                    type(v) is int for v in value):   # noqa: E721  pylint: disable=unidiomatic-typecheck
                 stack.append((key, max(value, key=abs)))   # a long list of sizes: its largest
             else:
                 stack.extend((key, v) for v in value)

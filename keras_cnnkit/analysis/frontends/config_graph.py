@@ -25,7 +25,8 @@ import re
 from typing import Optional
 
 from keras_cnnkit.analysis.frontends.keras_config import MAX_NESTING, LayerSpec, ModelSpec
-from keras_cnnkit.analysis.input_shape import as_input_shape, fill_unknown
+from keras_cnnkit.analysis.input_shape import (add_input_node, as_input_shape, fill_unknown,
+                                               format_shape)
 from keras_cnnkit.analysis.ir import Graph, Node, OpKind, call_name
 from keras_cnnkit.analysis.keras_ops import KERAS_OP_PREFIX, is_keras_op_class
 from keras_cnnkit.analysis.keras_layers import (
@@ -109,7 +110,7 @@ def resolve_input_shape(name: str, declared: tuple, requested: Optional[tuple]) 
     if requested is None:
         if declared and all(d is None for d in declared):
             raise GraphBuildError(f"input {name!r} has fully unknown shape "
-                                  f"{_fmt(declared)}; pass --input-shape")
+                                  f"{format_shape(declared)}; pass --input-shape")
         return tuple(DEFAULT_SPATIAL if d is None else d for d in declared)
     requested = as_input_shape(requested)
     if not requested.default and len(requested) == len(declared):
@@ -117,18 +118,14 @@ def resolve_input_shape(name: str, declared: tuple, requested: Optional[tuple]) 
             if have is not None and have != want:
                 raise GraphBuildError(
                     f"{requested.describe()} conflicts with input {name!r} of shape "
-                    f"{_fmt(declared)} (dimension {i + 1})")
+                    f"{format_shape(declared)} (dimension {i + 1})")
     shape = fill_unknown(declared, requested)
     if shape is None:
         unknown = sum(d is None for d in declared)
         raise GraphBuildError(f"{requested.describe()} does not fit input {name!r} of "
-                              f"shape {_fmt(declared)}: give {len(declared)} dims, or "
+                              f"shape {format_shape(declared)}: give {len(declared)} dims, or "
                               f"{unknown} for its unknown ones")
     return shape
-
-
-def _fmt(shape) -> str:
-    return "(" + ", ".join("None" if d is None else str(d) for d in shape) + ")"
 
 
 def _weight_count(shapes: list) -> int:
@@ -271,17 +268,10 @@ class _Builder:
                    for d in declared):
             raise GraphBuildError(f"input {layer.name!r}: bad shape {list(declared)!r}")
         shape = resolve_input_shape(layer.name, declared, self.input_shape)
-        name = self.unique(prefix + layer.name)
-        expansion = convert_layer(name, "InputLayer", {"batch_shape": (None, *shape)}, [], [])
-        node = expansion.nodes[0]
-        if shape != tuple(declared):
-            node.attrs["declared_shape"] = tuple(declared)
-            why = "give --input-shape to choose another size" if self.input_shape is None \
-                else "the size asked for"
-            self.graph.notes.append(f"input {name!r} of unknown size {_fmt(declared)} "
-                                    f"analysed at {_fmt(shape)} ({why})")
-        self.graph.add(node)
-        return name
+        why = "give --input-shape to choose another size" if self.input_shape is None \
+            else "the size asked for"
+        return add_input_node(self.graph, self.unique(prefix + layer.name), declared, shape,
+                              why)
 
     def layer_call(self, spec: ModelSpec, layer: LayerSpec, call_idx: int, inputs: list,
                    prefix: str, wprefix: str, recorded: dict) -> list:

@@ -35,7 +35,8 @@ from __future__ import annotations
 
 from typing import Optional
 
-from keras_cnnkit.analysis.input_shape import as_input_shape, fill_unknown
+from keras_cnnkit.analysis.input_shape import (add_input_node, as_input_shape, fill_unknown,
+                                               format_shape)
 from keras_cnnkit.analysis.ir import Graph, Node, OpKind, call_name
 from keras_cnnkit.analysis.keras_layers import (
     Expansion,
@@ -195,17 +196,9 @@ class _Walker:
         layer = tensor._keras_history.operation  # pylint: disable=protected-access
         name = self.unique(prefix + (layer.name if layer is not None else "input"))
         shape = self.shape_of(tensor)
-        expansion = convert_layer(name, "InputLayer", {"batch_shape": (None, *shape)}, [], [])
-        node = expansion.nodes[0]
-        declared = tuple(tensor.shape[1:])
-        if shape != declared:
-            node.attrs["declared_shape"] = declared
-            why = f"give {self.default_size} to choose another size" if self.default_size \
-                else "the size asked for"
-            self.graph.notes.append(f"input {name!r} of unknown size {_fmt(declared)} "
-                                    f"analysed at {_fmt(shape)} ({why})")
-        self.graph.add(node)
-        return name
+        why = f"give {self.default_size} to choose another size" if self.default_size \
+            else "the size asked for"
+        return add_input_node(self.graph, name, tuple(tensor.shape[1:]), shape, why)
 
 
 def _class_and_config(operation) -> tuple:
@@ -239,10 +232,6 @@ def _count_params(layer) -> Optional[int]:
         return int(layer.count_params())
     except ValueError:
         return None
-
-
-def _fmt(shape) -> str:
-    return "(" + ", ".join("None" if d is None else str(d) for d in shape) + ")"
 
 
 def _arguments(knode) -> tuple:
@@ -285,11 +274,11 @@ def _analysed_shapes(functional, input_shape: Optional[tuple]) -> list:
     if not requested.default and len(requested) == len(shape) and any(
             d is not None and d != r for d, r in zip(shape, requested)):
         raise ValueError(f"{requested.describe()} conflicts with the model's input "
-                         f"{_fmt(shape)}")
+                         f"{format_shape(shape)}")
     filled = fill_unknown(shape, requested)
     if filled is None:
         raise ShapeError(f"{requested.describe()} does not fit the model's input "
-                         f"{_fmt(shape)}")
+                         f"{format_shape(shape)}")
     return [filled]
 
 
