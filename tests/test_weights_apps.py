@@ -32,10 +32,11 @@ def randomise_biases(model, seed=0):
     for layer in model.layers:
         weights = layer.get_weights()
         if isinstance(layer, keras.layers.BatchNormalization):
-            layer.set_weights([rng.uniform(0.5, 1.5, w.shape).astype(w.dtype)
-                               if i in (0, 3) else
-                               (rng.standard_normal(w.shape) * 0.1).astype(w.dtype)
-                               for i, w in enumerate(weights)])
+            # By name: InceptionV3's batch norms have no gamma (scale=False).
+            layer.set_weights([rng.uniform(0.5, 1.5, w.shape).astype("float32")
+                               if v.name in ("gamma", "moving_variance") else
+                               (rng.standard_normal(w.shape) * 0.1).astype("float32")
+                               for v, w in zip(layer.weights, weights)])
         elif len(weights) == 2 and weights[1].ndim == 1:
             layer.set_weights([weights[0],
                                (rng.standard_normal(weights[1].shape) * 0.1).astype("float32")])
@@ -56,6 +57,7 @@ def test_fix_with_weights_carried_on_applications(name, tmp_path, capsys):
     assert status == 0, captured.err
     report = json.loads(captured.out)
     assert report["applied"], f"{name}: no fix applied"
+    assert np.isfinite(report["fidelity"]["output_error"])
     assert report["weights_carried"] and report["fidelity"]["random_inputs"]
     assert report["fidelity"]["top1_agreement"] is not None
     exact = [a for a in report["applied"] if a["weights"] == "exact"]

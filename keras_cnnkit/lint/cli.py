@@ -91,6 +91,7 @@ from __future__ import annotations
 import argparse
 import fnmatch
 import functools
+import logging
 import os
 import re
 import sys
@@ -566,6 +567,9 @@ def fix_model(path: str, args, settings: lint_config.Settings,
         if data is not None and not os.path.exists(data):
             raise ConfigError(flag, f"{data}: no such file or directory")
     console.require("--fix", keras=True)
+    # Measuring fidelity runs many small probe models: TensorFlow's retracing warnings
+    # about them are noise here.
+    logging.getLogger("tensorflow").setLevel(logging.ERROR)
     steps = 1 + fix_steps(args.fold_bn, args.finetune is not None)
     with progress.Progress(steps, f"{PROG} --fix") as meter:
         meter.step("importing Keras and its backend")

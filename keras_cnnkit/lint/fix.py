@@ -176,8 +176,8 @@ class FixResult:
             lines.append(f"fixed {finding.code} {finding.symbol} at {finding.layer} "
                          f"(weights {fix.plan.how}): FLOPs {_num(finding.flops_before)} → "
                          f"{_num(finding.flops_after)}"
-                         + _fix_errors(fix.measured,
-                                       fix.before_refit if fix.after_refit else None))
+                         + _fix_errors(fix.measured, fix.before_refit
+                                       if fix.after_refit and fix.plan.refit_node else None))
         refused = {id(f): e for f, e in self.refused}
         for skip in self.skipped:
             if skip.merged_into is not None:

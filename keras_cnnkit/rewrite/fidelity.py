@@ -112,11 +112,14 @@ def _images(path: str, shape: tuple) -> np.ndarray:
 
 
 def relative_error(approx, exact) -> float:
-    """``‖approx − exact‖ / ‖exact‖`` over all elements (0 when both are 0)."""
+    """``‖approx − exact‖ / ‖exact‖`` over all elements (0 when both are 0; infinite when
+    either holds a NaN or an infinity)."""
     approx = np.asarray(approx, dtype=np.float64)
     exact = np.asarray(exact, dtype=np.float64)
     norm = np.linalg.norm(exact)
     diff = np.linalg.norm(approx - exact)
+    if not (np.isfinite(norm) and np.isfinite(diff)):
+        return float("inf")          # NaN or overflow on either side: not a fidelity
     return float(diff / norm) if norm > 0 else float(diff > 0)
 
 
