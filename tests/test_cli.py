@@ -128,7 +128,8 @@ def test_json_output(capsys):
     separable = alternatives["depthwise-separable-candidate"]
     assert separable["slower"] and not separable["recommended"]
     assert set(separable["predicted_speedup"]) == {"1", "32"}
-    assert separable["profile"] == "cpu-generic" and separable["weights"] == "reinitialised"
+    assert separable["profile"] == "cpu-generic" and separable["weights"] == (
+        "approximate: depthwise × pointwise SVD per input channel rank 1")
     assert separable["preserves_function"] is False
     assert model["below_min_impact"] == 2 and model["min_impact"] == 0.01
     assert model["savings"]["flops"] <= summary["flops"]

@@ -34,6 +34,9 @@ FIXED_ALL = (9 * 32 + 32) + (32 * 8) + 4 * 8 + (8 * 4 + 4)
 #: GAP head over this 8×8×8 map are not predicted faster at batch 1, so only the exact
 #: bias drop is recommended: the conv loses its 8 biases.
 FIXED_BARE = sum(TINY_PARAMS.values()) - 8
+#: FIXED_ALL with the weights carried (the default): the depthwise conv carries the
+#: original's kernel by an SVD per input channel, linear and without its 32 biases.
+FIXED_ALL_CARRIED = FIXED_ALL - 32
 MEASURED = ("latency_before_ms", "latency_after_ms", "speedup")
 
 
@@ -115,8 +118,14 @@ def test_fix_writes_a_loadable_model_and_keeps_the_input(capsys, files, tmp_path
     assert not fixed.get_layer("conv").use_bias
     assert fixed.input_shape == (None, 8, 8, 32) and fixed.output_shape == (None, 4)
     lines = stdout.splitlines()
-    assert "fixed CNK108 bias-before-batchnorm at conv (exact, weights kept)" in lines
-    assert "fixed CNK105 flatten-dense-head at fc (needs retraining)" in lines
+    assert any(line.startswith("fixed CNK108 bias-before-batchnorm at conv (weights exact): "
+                               "FLOPs 295,424 → 294,912; subgraph error 0.00%")
+               for line in lines)
+    assert any(line.startswith("fixed CNK105 flatten-dense-head at fc (weights approximate: "
+                               "GAP head from the Dense kernel summed over positions)")
+               and "subgraph error" in line for line in lines)
+    assert any(line.startswith("whole model: output error ") for line in lines)
+    assert any("random inputs, which are a weak proxy" in line for line in lines)
     assert any("not fixed CNK104" in line and "not selected" in line for line in lines)
     summary = next(line for line in lines if line.startswith("wrote "))
     assert f"params {sum(TINY_PARAMS.values()):,} → {FIXED_BIAS_HEAD:,}" in summary
@@ -152,14 +161,19 @@ def test_fix_json_applies_every_reported_fix(capsys, files, tmp_path):
     assert status == 0, err
     data = json.loads(stdout)
     assert (data["params_before"], data["params_after"]) == \
-        (sum(TINY_PARAMS.values()), FIXED_ALL)
+        (sum(TINY_PARAMS.values()), FIXED_ALL_CARRIED)
     assert data["flops_after"] < data["flops_before"]
     assert {a["symbol"] for a in data["applied"]} == {"depthwise-separable-candidate",
                                                       "flatten-dense-head"}
     assert data["needs_retraining"] is True and data["remaining"] == []
     assert [(m["symbol"], m["into"]["symbol"]) for m in data["merged"]] == \
         [("bias-before-batchnorm", "depthwise-separable-candidate")]
-    assert load(out).count_params() == FIXED_ALL
+    assert load(out).count_params() == FIXED_ALL_CARRIED
+    weights = {a["symbol"]: a["weights"] for a in data["applied"]}
+    assert weights["depthwise-separable-candidate"] == (
+        "approximate: depthwise × pointwise SVD per input channel rank 1")
+    assert all(a["fidelity"]["subgraph_error"] is not None for a in data["applied"])
+    assert data["fidelity"]["random_inputs"] and data["fidelity"]["top1_agreement"] is not None
 
 
 def test_fix_honours_the_rule_selection(capsys, files, tmp_path):
@@ -235,8 +249,9 @@ def test_usage_errors_exit_2(capsys, files, tmp_path, monkeypatch, args, problem
 
 def test_benchmark_json_has_the_measurements(capsys, files):
     """Each fix timed: positive latencies at top level, the device, saving order."""
+    # --verbose-json: every alternative in full (its layer, whether it is recommended)
     status, stdout, err = run_cli(capsys, files[0]["tiny"], "--benchmark", "--format",
-                                  "json", "--batch", "1")
+                                  "json", "--verbose-json", "--batch", "1")
     assert status == 1, err  # the findings are warnings; --fail-on warning
     (model,) = json.loads(stdout)["models"]
     bench = model["benchmark"]

@@ -120,8 +120,19 @@ def test_architectural_fix_loads_trains_and_is_flagged(model_file, tmp_path, rng
     assert [f.symbol for f in result.applied] == ["large-kernel"]
     assert result.needs_retraining
     assert "retrain" in result.format_text()
-    # 25·8·8+8 → 2·(9·8·8+8)
-    assert result.params_after == result.params_before - (25 * 64 + 8) + 2 * (9 * 64 + 8)
+    # 25·8·8+8 → 9·8·8 + (9·8·8+8): the weights carried (a least-squares fit of the
+    # stacked kernels), the first 3×3 linear and without a bias
+    assert result.params_after == result.params_before - (25 * 64 + 8) + 9 * 64 + (9 * 64 + 8)
+    fix = result.to_dict()["applied"][0]
+    assert fix["weights"].startswith("approximate: least-squares fit of the stacked kernels")
+    assert fix["fidelity"]["subgraph_error"] is not None
+    assert result.to_dict()["fidelity"]["random_inputs"] is True
+    assert "weak proxy" in result.format_text()
+    plain = fix_file(model_file, tmp_path / "plain.h5", select=["CNK901"], lint=stand_in_lint,
+                     carry_weights=False)      # the rule's own fragment, re-initialised
+    assert plain.params_after == result.params_before - (25 * 64 + 8) + 2 * (9 * 64 + 8)
+    assert plain.to_dict()["applied"][0]["weights"] == "reinitialised"
+    assert plain.to_dict()["fidelity"] is None
     assert result.params_after == result.expected_params_after
     fixed = keras.models.load_model(out, compile=False)
     assert "conv5" not in [l.name for l in fixed.layers]

@@ -134,7 +134,7 @@ def test_fix_per_rule(symbol, tmp_path, rng):
     assert targets, f"the pattern model should trigger {symbol}"
     estimate = report.summary.params + sum(f.params_after - f.params_before for f in targets)
 
-    result = fix_file(src, out, select=[symbol])
+    result = fix_file(src, out, select=[symbol], carry_weights=False)   # the rules' fragments
 
     assert [f.symbol for f in result.applied] == [symbol] * len(targets)
     assert bool(result.needs_retraining) == (symbol not in EXACT)
@@ -151,6 +151,14 @@ def test_fix_per_rule(symbol, tmp_path, rng):
     target = rng.standard_normal((4,) + tuple(fixed.outputs[0].shape[1:]))
     loss = fixed.train_on_batch(data, target)
     assert np.isfinite(loss)
+    # With the weights carried (the default): linear, bias-free intermediate layers, the
+    # costs recomputed for them; exact fixes still exact.
+    carried = fix_file(src, tmp_path / "carried.keras", select=[symbol])
+    assert carried.params_after == carried.expected_params_after <= result.params_after
+    for fix in carried.to_dict()["applied"]:
+        assert fix["weights"] != "reinitialised" and fix["fidelity"] is not None
+        if symbol in EXACT:
+            assert fix["weights"] == "exact" and fix["fidelity"]["subgraph_error"] <= 1e-5
 
 
 def test_report_apply_rebuilds_a_live_model(rng):

@@ -59,6 +59,7 @@ def test_cli_fix_select_all_and_lowercase_codes_fix(tmp_path, capsys, fix_select
     y = keras.layers.BatchNormalization(name="bn")(y)
     keras.Model(x, y).save(tmp_path / "m.keras")
     out = tmp_path / "fixed.keras"
+    # --min-impact 0: the 4 biases are below the default 1% reporting threshold.
     status = main(["--fix", str(tmp_path / "m.keras"), "-o", str(out), "--no-config",
                    "--min-impact", "0", "--fix-select", fix_select])
     printed = capsys.readouterr().out

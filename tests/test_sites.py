@@ -77,7 +77,9 @@ def test_alternatives_carry_costs_speed_and_weights(example):
     bottleneck = next(a for a in wide.alternatives if a.finding.code == "CNK103")
     assert (bottleneck.finding.params_before, bottleneck.finding.params_after) == (
         WIDE_PARAMS, BOTTLENECK_PARAMS)
-    assert bottleneck.weights == "reinitialised" and bottleneck.profile == "cpu-generic"
+    # --fix carries the trained weights into the bottleneck (Tucker-2, issue 19).
+    assert bottleneck.weights == "approximate: Tucker-2 HOSVD rank 64"
+    assert bottleneck.profile == "cpu-generic"
     assert set(bottleneck.predicted) == {1, 32}
     (stem,) = example.at("stem_conv")
     bias = next(a for a in stem.alternatives if a.finding.code == "CNK108")

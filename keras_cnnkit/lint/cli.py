@@ -4,7 +4,9 @@ Usage::
 
     cnnkit-lint [options] PATH...
     cnnkit-lint --benchmark [--train] [--dtype DTYPE] PATH... [--batch N [N ...]]
-    cnnkit-lint --fix [--fix-select RULES] [--force] [--fold-bn] PATH -o FIXED
+    cnnkit-lint --fix [--fix-select RULES] [--force] [--fold-bn] [--rank R]
+                [--calibration-data DATA] [--max-error X] [--finetune DATA.npz
+                [--epochs N]] [--reinitialise] PATH -o FIXED
     cnnkit-lint --calibrate
     cnnkit-lint --list-rules
     cnnkit-lint --explain CODE
@@ -41,7 +43,16 @@ Two modes import Keras:
     (JSON with ``--format json``; the other formats print text).  A bare ``--fix``
     applies each site's recommended alternative (with the exact fixes that merge into
     it), never one measured or predicted slower; ``--fix-select`` picks alternatives by
-    rule, slower ones included.  Exit status 0 once written, 2 on any error.
+    rule, slower ones included.  The fixes carry the trained weights into their new
+    layers where a method exists (exact copies; truncated SVD, Tucker-2, spatial SVD,
+    depthwise × pointwise SVD, stacked-kernel least squares, GAP head: approximate, at
+    the rule's width or ``--rank``); ``--reinitialise`` starts them from their
+    initialisers.  Each fix's fidelity (its subgraph's relative output error, the whole
+    model's output error, top-1 agreement for classifiers) is printed beside its saving,
+    measured on ``--calibration-data`` (which also refits the approximate fixes by
+    least squares) or on random inputs, a weak proxy; ``--max-error`` refuses the fixes
+    above it; ``--finetune DATA.npz --epochs N`` distils the fixed model from the
+    original before writing it.  Exit status 0 once written, 2 on any error.
 ``--calibrate``
     times a grid of ops on this machine (about a minute), fits a device profile and
     writes it to the user's cache directory, where it becomes the default profile.
@@ -80,7 +91,9 @@ from __future__ import annotations
 import argparse
 import fnmatch
 import functools
+import logging
 import os
+import re
 import sys
 from typing import Optional, Sequence
 
@@ -133,6 +146,32 @@ def _budget(text: str) -> tuple:
         return parse_assignment(text)
     except ConfigError as exc:
         raise argparse.ArgumentTypeError(exc.problem) from None
+
+
+_RANK_RE = re.compile(r"^\s*(\d+|(energy|ratio)\s*:\s*(0?\.\d+|1(\.0*)?|0\.\d*))\s*$",
+                      re.IGNORECASE)
+
+
+def _rank(text: str) -> str:
+    """``--rank``: ``energy:X``, ``ratio:X`` (0 < X ≤ 1) or a positive integer (checked
+    again, with its reason, by :class:`keras_cnnkit.rewrite.decompose.RankRule`)."""
+    match = _RANK_RE.match(text)
+    if match is None or text.strip() == "0" or (
+            match.group(3) is not None and float(match.group(3)) <= 0):
+        raise argparse.ArgumentTypeError(
+            f"not a rank: {text!r} (use energy:0.95, ratio:0.25 or an integer)")
+    return text.strip().lower()
+
+
+def _error_fraction(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value > 0.0:  # NaN too
+        raise argparse.ArgumentTypeError(f"not a positive relative error: {text!r} "
+                                         "(0.05 is 5%)")
+    return value
 
 
 def _positive_int(text: str) -> int:
@@ -235,6 +274,26 @@ def _add_mode_arguments(parser: argparse.ArgumentParser) -> None:
     fix.add_argument("--fold-bn", action="store_true",
                      help="--fix: also fold batch norms into the preceding convs "
                           "(exact in inference; the model is then for inference only)")
+    fix.add_argument("--rank", type=_rank, metavar="energy:X|ratio:X|N",
+                     help="--fix: rank of the fixes that carry weights approximately "
+                          "(truncated SVD, Tucker-2...): keep X of the singular values' "
+                          "energy, X of the full rank, or N (default: the rule's width); "
+                          "the savings reported follow it")
+    fix.add_argument("--calibration-data", metavar="FILE.npz|DIR",
+                     help="--fix: inputs to measure each fix's fidelity on and to refit "
+                          "the approximate fixes with (an .npz of inputs, or a directory "
+                          "of images); default: random inputs, a weak proxy")
+    fix.add_argument("--max-error", type=_error_fraction, metavar="X",
+                     help="--fix: refuse the fixes whose replaced subgraph's relative "
+                          "output error exceeds X (0.05 = 5%%)")
+    fix.add_argument("--finetune", metavar="DATA.npz",
+                     help="--fix: distil the fixed model from the original on these "
+                          "inputs (and labels 'y', if any) before writing it")
+    fix.add_argument("--epochs", type=_positive_int, metavar="N",
+                     help="--finetune: epochs (default: 1)")
+    fix.add_argument("--reinitialise", action="store_true",
+                     help="--fix: start the new layers from their initialisers instead "
+                          "of carrying the trained weights into them")
     bench = parser.add_argument_group("benchmarking (imports Keras)")
     bench.add_argument("--benchmark", action="store_true",
                        help="time each fix and the whole fixed model against the "
@@ -252,12 +311,24 @@ def _check_modes(parser: argparse.ArgumentParser, args) -> None:
     """Usage errors of the ``--fix`` and ``--benchmark`` flags."""
     given = {"--fix-select": args.fix_select is not None, "--force": args.force,
              "--fold-bn": args.fold_bn, "--train": args.train,
-             "--batch": args.batch is not None, "--dtype": args.dtype is not None}
+             "--batch": args.batch is not None, "--dtype": args.dtype is not None,
+             "--rank": args.rank is not None,
+             "--calibration-data": args.calibration_data is not None,
+             "--max-error": args.max_error is not None,
+             "--finetune": args.finetune is not None, "--epochs": args.epochs is not None,
+             "--reinitialise": args.reinitialise}
     for flag, needs in (("--fix-select", "--fix"), ("--force", "--fix"),
                         ("--fold-bn", "--fix"), ("--train", "--benchmark"),
-                        ("--batch", "--benchmark"), ("--dtype", "--benchmark")):
+                        ("--batch", "--benchmark"), ("--dtype", "--benchmark"),
+                        ("--rank", "--fix"), ("--calibration-data", "--fix"),
+                        ("--max-error", "--fix"), ("--finetune", "--fix"),
+                        ("--epochs", "--finetune"), ("--reinitialise", "--fix")):
         if given[flag] and not getattr(args, needs[2:]):
             parser.error(f"{flag} needs {needs}")
+    if args.reinitialise and any(given[f] for f in ("--rank", "--calibration-data",
+                                                     "--max-error", "--finetune")):
+        parser.error("--reinitialise carries no weights: --rank, --calibration-data, "
+                     "--max-error and --finetune need the weights carried")
     if args.benchmark and args.jobs != 1:
         parser.error("--benchmark times the fixes and cannot be combined with -j")
     if args.fix and args.benchmark:
@@ -493,14 +564,38 @@ def fix_model(path: str, args, settings: lint_config.Settings,
         _reported(path, report, settings, baseline)
         return report
 
+    for flag, data in (("--calibration-data", args.calibration_data),
+                       ("--finetune", args.finetune)):
+        if data is not None and not os.path.exists(data):
+            raise ConfigError(flag, f"{data}: no such file or directory")
     console.require("--fix", keras=True)
-    with progress.Progress(1 + fix_steps(args.fold_bn), f"{PROG} --fix") as meter:
+    # Measuring fidelity runs many small probe models: TensorFlow's retracing warnings
+    # about them are noise here.
+    logging.getLogger("tensorflow").setLevel(logging.ERROR)
+    steps = 1 + fix_steps(args.fold_bn, args.finetune is not None)
+    with progress.Progress(steps, f"{PROG} --fix") as meter:
         meter.step("importing Keras and its backend")
         try:
             console.import_keras()
-            result = fix_file(path, args.output, select=args.fix_select or None,
-                              force=args.force, fold_bn=args.fold_bn, lint=reported,
-                              inputs=inputs, progress=meter)
+            from keras_cnnkit.rewrite.decompose import RankRule
+            try:
+                RankRule.parse(args.rank)
+            except ValueError as exc:
+                raise ConfigError("--rank", str(exc)) from None
+            # Without --calibration-data the summary says that random inputs are a weak
+            # proxy (FixResult.format_text; "note" in the JSON).
+            calibration = args.calibration_data
+            try:
+                result = fix_file(path, args.output, select=args.fix_select or None,
+                                  force=args.force, fold_bn=args.fold_bn, lint=reported,
+                                  inputs=inputs, progress=meter,
+                                  carry_weights=not args.reinitialise, rank=args.rank,
+                                  calibration=calibration, max_error=args.max_error,
+                                  finetune=args.finetune, epochs=args.epochs or 1)
+            except ValueError as exc:
+                if not _data_error(exc):
+                    raise
+                raise ConfigError("--calibration-data/--finetune", str(exc)) from None
         except CnnkitError:
             raise
         except ImportError as exc:
@@ -516,6 +611,14 @@ def fix_model(path: str, args, settings: lint_config.Settings,
         import json
         return json.dumps(result.to_dict(), indent=2, ensure_ascii=False) + "\n"
     return result.format_text() + "\n"
+
+
+def _data_error(exc: ValueError) -> bool:
+    """Whether a ``ValueError`` from fixing is about the calibration or fine-tuning data
+    (their readers' messages), not an internal error."""
+    text = str(exc)
+    return any(word in text for word in ("calibration", ".npz", "inputs of shape",
+                                         "directory of images", "labels"))
 
 
 def calibrate_text() -> str:

@@ -106,6 +106,60 @@ class Finding:
 EXACT_WEIGHTS = "exact"
 #: :attr:`Alternative.weights` of a fix whose new layers start from their initialisers.
 REINITIALISED_WEIGHTS = "reinitialised"
+#: The prefix of :attr:`Alternative.weights` of a fix that carries the trained weights
+#: into its new layers approximately: ``"approximate: <method> rank <r>"``.
+APPROXIMATE_WEIGHTS = "approximate"
+
+#: Rule symbol → the method by which ``cnnkit-lint --fix`` carries a trained model's
+#: weights into that rule's new layers (:mod:`keras_cnnkit.rewrite.weights`; the words
+#: here name it in reports).  A rule not listed here re-initialises its new layers.
+CARRYING_METHODS = {
+    "missing-bottleneck": "Tucker-2 HOSVD",
+    "depthwise-separable-candidate": "depthwise × pointwise SVD per input channel",
+    "asymmetric-factorization": "spatial SVD",
+    "large-kernel": "least-squares fit of the stacked kernels",
+    "flatten-dense-head": "GAP head from the Dense kernel summed over positions",
+    "truncated-svd-dense": "truncated SVD",
+    "relu-after-projection": "weights kept, activation dropped",
+    "group-conv-without-shuffle": "weights kept, channels shuffled",
+}
+
+
+def approximate_weights(method: str, ranks=()) -> str:
+    """``"approximate: truncated SVD rank 64"`` (``"ranks 16/32"`` for several, nothing
+    for none)."""
+    ranks = [int(r) for r in ranks]
+    if len(ranks) == 1:
+        return f"{APPROXIMATE_WEIGHTS}: {method} rank {ranks[0]}"
+    if ranks:
+        return f"{APPROXIMATE_WEIGHTS}: {method} ranks {'/'.join(map(str, ranks))}"
+    return f"{APPROXIMATE_WEIGHTS}: {method}"
+
+
+def declared_weights(finding: "Finding") -> str:
+    """How ``finding``'s fix carries weights, as the lint report declares it (from the
+    fragment alone, before any weights are read): ``exact`` for a function-preserving
+    fix; ``approximate: <method> rank <r>`` where a carrying method exists for the rule
+    (rank: the width of the fragment's first new layer, the rule's proposed one;
+    ``--fix --rank`` changes it); ``reinitialised`` otherwise; empty without a fix.
+    ``--fix`` reports what it actually did, which may differ (a fragment the method
+    does not recognise is re-initialised; stacked "valid" kernels may be exact)."""
+    rep = finding.replacement
+    if rep is None:
+        return ""
+    if rep.preserves_function:
+        return EXACT_WEIGHTS
+    method = CARRYING_METHODS.get(finding.symbol)
+    if method is None:
+        return REINITIALISED_WEIGHTS
+    first = rep.nodes[0] if rep.nodes else None
+    width = None if first is None else (first.attrs.get("filters") or first.attrs.get("units"))
+    if finding.symbol in ("flatten-dense-head", "relu-after-projection",
+                          "group-conv-without-shuffle") or width is None:
+        return approximate_weights(method)
+    if finding.symbol == "depthwise-separable-candidate":
+        return approximate_weights(method, [first.attrs.get("depth_multiplier", 1) or 1])
+    return approximate_weights(method, [width])
 
 
 @dataclasses.dataclass
@@ -119,9 +173,11 @@ class Alternative:
             inside the model; ``None`` where the time is unknown), on ``profile``.
         profile: the name of the device profile of ``predicted`` (empty: none).
         measured: batch size → measured speed-up (``--benchmark``; forward pass).
-        weights: how the fixed layers get their weights: ``"exact"`` (the fix keeps the
-            function), ``"reinitialised"``, or ``"approximate:<method>"`` where a fix
-            carries trained weights approximately; empty for advice without a fix.
+        weights: how the fixed layers get their weights (:func:`declared_weights`):
+            ``"exact"`` (the fix keeps the function), ``"approximate: <method> rank
+            <r>"`` where ``--fix`` carries the trained weights approximately (e.g.
+            ``"approximate: Tucker-2 HOSVD rank 32"``), or ``"reinitialised"``; empty for
+            advice without a fix.
         slower: measured, or else predicted, slower (see
             :func:`keras_cnnkit.lint.sites.is_slower`): never recommended, and never
             applied by a bare ``--fix``.
@@ -138,9 +194,8 @@ class Alternative:
     companion: bool = False
 
     def __post_init__(self):
-        if not self.weights and self.finding.replacement is not None:
-            self.weights = (EXACT_WEIGHTS if self.finding.replacement.preserves_function
-                            else REINITIALISED_WEIGHTS)
+        if not self.weights:
+            self.weights = declared_weights(self.finding)
 
 
 _SECTION_RE = re.compile(r"^## (.+?)\s*$", re.MULTILINE)

@@ -14,21 +14,29 @@ harness (:mod:`keras_cnnkit.bench`).  Importing it imports Keras.
   branches into one conv (RepVGG, MobileOne; the ``mergeable-branches`` fix).
 * :func:`select_findings` / :func:`apply_to_graph`: conflict-free choice of fixes, and
   the same replacements applied to the IR (pure Python, :mod:`.plan`).
+* :func:`rewrite_with_weights`: the fixes applied with the trained weights carried into
+  the new layers (:mod:`.weights`, :mod:`.decompose`), refitted on calibration data
+  (:mod:`.refit`), their fidelity measured (:mod:`.fidelity`); :func:`distill`: a short
+  knowledge-distillation fine-tune of the fixed model (:mod:`.distillation`).
 """
 from keras_cnnkit.rewrite.apply import (RewriteError, RewriteResult, Substitution,
                                         apply_findings, apply_report, apply_substitutions,
                                         fold_batchnorm, rewrite_model)
 from keras_cnnkit.rewrite.build import (model_from_graph, model_from_nodes,
                                         replacement_models, unbuildable_nodes)
+from keras_cnnkit.rewrite.carry import CarriedRewrite, rewrite_with_weights
 from keras_cnnkit.rewrite.codegen import (UnsupportedNodeError, keras_layers_for,
                                           node_layers, supported_ops)
+from keras_cnnkit.rewrite.distillation import DistillResult, distill
 from keras_cnnkit.rewrite.plan import Skipped, apply_to_graph, select_findings
 from keras_cnnkit.rewrite.reparam import reparameterize
+from keras_cnnkit.rewrite.weights import WeightPlan, alternatives, plan_weights
 
 __all__ = [
-    "RewriteError", "RewriteResult", "Skipped", "Substitution", "UnsupportedNodeError",
-    "apply_findings", "apply_report", "apply_substitutions", "apply_to_graph", "fold_batchnorm",
+    "CarriedRewrite", "DistillResult", "RewriteError", "RewriteResult", "Skipped",
+    "Substitution", "UnsupportedNodeError", "WeightPlan", "alternatives", "apply_findings",
+    "apply_report", "apply_substitutions", "apply_to_graph", "distill", "fold_batchnorm",
     "keras_layers_for", "model_from_graph", "model_from_nodes", "node_layers",
-    "replacement_models", "reparameterize", "rewrite_model", "select_findings",
-    "supported_ops", "unbuildable_nodes",
+    "plan_weights", "replacement_models", "reparameterize", "rewrite_model",
+    "rewrite_with_weights", "select_findings", "supported_ops", "unbuildable_nodes",
 ]
