@@ -254,7 +254,13 @@ def test_benchmark_a_live_model_end_to_end():
     assert report.benchmark is result and report.context().batches == (1,)
     assert all(set(alt.measured) <= {1} for site in report.findings
                for alt in site.alternatives)
-    assert result.whole_model and result.whole_model[0].after.median_ms > 0
+    # the whole-model A/B applies what a bare --fix would; on this tiny model the timings
+    # may leave no fix recommended, and then it is skipped with that reason
+    if any(site.recommended is not None for site in report.findings):
+        assert result.whole_model and result.whole_model[0].after.median_ms > 0
+    else:
+        assert any(what == "whole model" and "no fix to apply" in why
+                   for what, why in result.skipped)
 
 
 def test_benchmark_a_file_with_a_lambda_never_runs_it(tmp_path):
