@@ -228,6 +228,7 @@ def _layer_norm(config: dict, shapes: list) -> list:
         "kind": "layer", "axes": axes, "norm_size": _norm_size(shapes[0], axes),
         "center": bool(value_of(config, "center", True)) and not rms,
         "scale": bool(value_of(config, "scale", True)),
+        "epsilon": float(value_of(config, "epsilon", 1e-3)),
     }, None)]
 
 
@@ -238,6 +239,7 @@ def _group_norm(config: dict, shapes: list) -> list:
         "norm_size": shapes[0][axis],
         "center": bool(value_of(config, "center", True)),
         "scale": bool(value_of(config, "scale", True)),
+        "epsilon": float(value_of(config, "epsilon", 1e-3)),
     }, None)]
 
 
@@ -388,7 +390,19 @@ def _upsample(rank: int) -> Handler:
 
 
 def _rescaling(config: dict, shapes: list) -> list:
-    return [("", OpKind.RESCALE, {"mode": "rescaling", "params": 0}, None)]
+    return [("", OpKind.RESCALE, {"mode": "rescaling", "params": 0,
+                                  "scale": _plain_value(value_of(config, "scale", 1.0)),
+                                  "offset": _plain_value(value_of(config, "offset", 0.0))},
+             None)]
+
+
+def _plain_value(value):
+    """A number, or a list of them, as given in a config (a serialised tensor's value)."""
+    if isinstance(value, dict) and value.get("class_name") == "__tensor__":
+        value = value.get("config", {}).get("value", value)
+    if isinstance(value, (list, tuple)):
+        return tuple(_plain_value(v) for v in value)
+    return float(value) if isinstance(value, (int, float)) else value
 
 
 def _normalization(config: dict, shapes: list) -> list:

@@ -1,0 +1,65 @@
+"""The stored weights of a ``.keras`` or legacy ``.h5`` model file, read one at a time.
+
+:func:`open_stored_weights` yields ``layer path → [h5py.Dataset, ...]`` (the layer's
+weights in Keras' variable order), keyed like :attr:`keras_cnnkit.analysis.ir.Node.name`
+for the layer's node.  The datasets' contents are read only when the caller reads them
+(``dataset[()]``), so a caller that writes each weight before reading the next holds one
+weight in memory at a time.  The file is walked as the static frontend walks it
+(:mod:`.h5_reader`: hard links only, within the budgets); nothing is imported from it and
+Keras and TensorFlow are not imported.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import zipfile
+from typing import Iterator
+
+from keras_cnnkit.analysis.frontends import budget_checks, h5_reader
+from keras_cnnkit.analysis.frontends.containers import (FORMAT_H5, FORMAT_KERAS,
+                                                        detect_format, read_model_file)
+from keras_cnnkit.analysis.frontends.keras_config import ConfigFormatError, normalise_model
+from keras_cnnkit.analysis.frontends.static_file import archive_layer_shapes
+from keras_cnnkit.errors import ModelFileError
+
+
+@contextlib.contextmanager
+def open_stored_weights(path) -> Iterator[dict]:
+    """``{layer path: [dataset, ...]}`` of model file ``path``, open for the ``with`` body.
+
+    Raises:
+        ModelFileError: the file is not a ``.keras``/``.h5`` model file or is damaged.
+    """
+    import h5py
+
+    path = os.fspath(path)
+    fmt = detect_format(path)
+    if fmt not in (FORMAT_KERAS, FORMAT_H5):
+        raise ModelFileError(path, f"a {fmt} file holds no stored weights")
+    try:
+        if fmt == FORMAT_H5:
+            with h5py.File(path, "r") as h5:
+                yield h5_reader.legacy_weight_shapes(h5, path, datasets=True) or {}
+            return
+        model_file = read_model_file(path)
+        try:
+            spec = normalise_model(model_file.config)
+        except ConfigFormatError as exc:
+            raise ModelFileError(path, str(exc)) from None
+        with open(path, "rb") as raw, zipfile.ZipFile(raw) as archive:
+            if "model.weights.h5" not in archive.namelist():
+                yield {}
+                return
+            info = archive.getinfo("model.weights.h5")
+            with budget_checks.member_stream(path, archive, raw, info) as stream, \
+                    h5py.File(stream, "r") as h5:
+                found = h5_reader.archive_weight_shapes(h5, path, datasets=True)
+                yield archive_layer_shapes(found, spec)
+    except (ModelFileError, GeneratorExit):
+        raise
+    except h5_reader.H5FormatError as exc:
+        raise ModelFileError(path, f"weights: {exc}") from None
+    except zipfile.BadZipFile as exc:
+        raise ModelFileError(path, f"damaged zip archive ({exc})") from None
+    except h5_reader.H5_ERRORS as exc:
+        raise ModelFileError(path, f"weights: damaged or truncated HDF5 ({exc})") from None

@@ -1,0 +1,208 @@
+"""The IR exporter: a ``.keras``/``.h5`` file → ONNX, with no Keras model built.
+
+:func:`export_file` reads the model statically (:func:`~keras_cnnkit.analysis.frontends.
+static_file.load_graph`, within the budgets), writes its ONNX form with
+:mod:`.onnx_emit`, taking each stored weight from the file when its node is written
+(:mod:`~keras_cnnkit.analysis.frontends.stored_weights`), and writes the file through
+:mod:`keras_cnnkit.io_guard` (a temporary file moved into place; never over an input).
+A model whose serialised form would pass protobuf's 2 GiB limit is written with its
+weights in one external data file, ``OUT.onnx.data`` next to ``OUT.onnx``, checked and
+moved into place the same way.
+
+Verification (:mod:`.verify`) runs on the temporary file before it is moved into place,
+so a model that fails it leaves nothing behind.  Neither Keras nor TensorFlow is imported
+unless verification is asked for.
+"""
+from __future__ import annotations
+
+import dataclasses
+import gc
+import os
+import shutil
+import tempfile
+from typing import Optional, Sequence
+
+import numpy as np
+
+from keras_cnnkit.analysis.frontends.containers import read_model_file
+from keras_cnnkit.analysis.frontends.library_model import library_of
+from keras_cnnkit.analysis.frontends.static_file import load_graph
+from keras_cnnkit.analysis.frontends.stored_weights import open_stored_weights
+from keras_cnnkit.analysis.ir import Graph, Node
+from keras_cnnkit.errors import CnnkitError
+from keras_cnnkit.export.onnx_emit import DEFAULT_OPSET, NotEmittable, check_emittable, emit_onnx
+from keras_cnnkit.io_guard import OutputFileError, check_output_path, write_atomic
+
+#: Serialised size above which the weights go to an external data file (protobuf's limit
+#: on one message is 2 GiB; the margin covers the graph itself).
+EXTERNAL_DATA_BYTES = 2 ** 31 - 2 ** 24
+
+
+class IRExportError(CnnkitError, ValueError):
+    """The IR export failed (a bad path, a failed verification)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class IRExportResult:
+    """What :func:`export_file` did.
+
+    Attributes:
+        path: the ``.onnx`` file written.
+        data_path: the external data file, or ``None`` when the weights are inline.
+        opset: the ONNX opset.
+        size_bytes: bytes written (both files).
+        nodes: ONNX nodes in the graph.
+        max_abs_diff / scale: verification's largest |onnxruntime − Keras| and largest
+            |Keras output| (``None`` when not verified).
+        group_convs: ``Conv`` nodes with ``group > 1``.
+    """
+
+    path: str
+    data_path: Optional[str]
+    opset: int
+    size_bytes: int
+    nodes: int
+    max_abs_diff: Optional[float] = None
+    scale: Optional[float] = None
+    group_convs: int = 0
+
+
+def read_ir(path: str) -> Graph:
+    """The model file's graph, refusing what the IR exporter cannot write (an opaque
+    node, a kind with no ONNX form, a library model built by its library).
+
+    Raises:
+        ModelFileError: the file is unreadable or hostile.
+        NotEmittable: the graph has a node with no ONNX form.
+    """
+    model_file = read_model_file(path)
+    library = library_of(model_file.config)
+    if library is not None:
+        raise NotEmittable(Node(name=str(model_file.config.get("class_name", "model")),
+                                op="opaque", source_class=library),
+                           f"a {library} model is built by its library")
+    graph = load_graph(path)
+    check_emittable(graph)
+    return graph
+
+
+def _weight_lookup(graph: Graph, stored: dict):
+    """``weights(node)`` for :func:`emit_onnx`: the stored arrays of the node's layer."""
+
+    def weights(node: Node):
+        name = node.attrs.get("shares_weights_with", node.name)
+        candidates = [name]
+        parts = name.split("/")
+        candidates += ["/".join(parts[:i]) for i in range(len(parts) - 1, 0, -1)]
+        if node.layer:
+            candidates.append(node.layer)
+        for key in candidates:
+            if key in stored:
+                return [np.asarray(dataset[()], dtype=np.float32) for dataset in stored[key]]
+        return None
+
+    del graph
+    return weights
+
+
+def _check(path, inputs: Sequence, force: bool) -> str:
+    try:
+        return check_output_path(path, inputs, force=force)
+    except OutputFileError as exc:
+        raise IRExportError(str(exc)) from None
+
+
+def export_file(model_path, out_path, opset: int = DEFAULT_OPSET, verify: bool = True,
+                tolerance: float = 1e-4, force: bool = False, dynamic_spatial: bool = False,
+                graph: Optional[Graph] = None,
+                external_data_bytes: int = EXTERNAL_DATA_BYTES) -> IRExportResult:
+    """Export model file ``model_path`` to ONNX file ``out_path`` through the IR.
+
+    Args:
+        model_path: a ``.keras`` or legacy ``.h5`` model file.
+        out_path: the ``.onnx`` file to write (never ``model_path``).
+        opset: the ONNX opset.
+        verify: compare onnxruntime with Keras (any backend) before moving into place.
+        tolerance: allowed |diff| relative to ``max(1, max |Keras output|)``.
+        force: replace an existing output.
+        dynamic_spatial: symbolic spatial input dims.
+        graph: the graph of :func:`read_ir`, when already read.
+        external_data_bytes: serialised size above which weights go to ``OUT.onnx.data``.
+
+    Raises:
+        NotEmittable: the model has a node with no ONNX form.
+        ModelFileError, IRExportError: bad input or output, failed verification.
+    """
+    model_path = os.fspath(model_path)
+    inputs = [model_path]
+    out = _check(out_path, inputs, force)
+    graph = read_ir(model_path) if graph is None else graph
+    dynamic = dynamic_spatial or any("unknown size" in note for note in graph.notes)
+    with open_stored_weights(model_path) as stored:
+        proto = emit_onnx(graph, _weight_lookup(graph, stored), opset=opset,
+                          dynamic_spatial=dynamic)
+    feeds = None
+    if verify:
+        from keras_cnnkit.export.verify import random_feeds
+        feeds = random_feeds(proto)
+    nodes = len(proto.graph.node)
+    groups = sum(1 for n in proto.graph.node if n.op_type == "Conv"
+                 and any(a.name == "group" and a.i > 1 for a in n.attribute))
+    holder = [proto]
+    del proto
+    external = holder[0].ByteSize() > external_data_bytes
+    checked = {}
+
+    def check_model(onnx_file: str) -> None:
+        if verify:
+            from keras_cnnkit.export.verify import compare
+            checked["diff"], checked["scale"] = compare(onnx_file, model_path, feeds,
+                                                        tolerance)
+
+    if external:
+        data_path, size = _write_external(holder, out, inputs, force, check_model)
+    else:
+        def write(tmp: str) -> None:
+            data = holder.pop().SerializeToString()
+            with open(tmp, "wb") as handle:
+                handle.write(data)
+            del data
+            gc.collect()
+            check_model(tmp)
+
+        try:
+            write_atomic(out, write, inputs, force=force)
+        except OutputFileError as exc:
+            raise IRExportError(str(exc)) from None
+        data_path, size = None, os.path.getsize(out)
+    return IRExportResult(path=os.path.abspath(out), data_path=data_path, opset=opset,
+                          size_bytes=size, nodes=nodes, max_abs_diff=checked.get("diff"),
+                          scale=checked.get("scale"), group_convs=groups)
+
+
+def _write_external(holder: list, out: str, inputs: Sequence, force: bool,
+                    check_model) -> tuple:
+    """Write ``OUT.onnx`` + ``OUT.onnx.data`` (both checked, both moved into place)."""
+    import onnx
+
+    data_name = os.path.basename(out) + ".data"
+    data_path = os.path.join(os.path.dirname(os.path.abspath(out)), data_name)
+    _check(data_path, inputs, force)
+    folder = tempfile.mkdtemp(prefix=".cnnkit-export.", dir=os.path.dirname(data_path))
+    try:
+        staged = os.path.join(folder, os.path.basename(out))
+        onnx.save_model(holder.pop(), staged, save_as_external_data=True,
+                        all_tensors_to_one_file=True, location=data_name,
+                        size_threshold=1024)
+        gc.collect()
+        check_model(staged)
+        size = os.path.getsize(staged) + os.path.getsize(os.path.join(folder, data_name))
+        try:
+            write_atomic(data_path, lambda tmp: os.replace(os.path.join(folder, data_name),
+                                                           tmp), inputs, force=force)
+            write_atomic(out, lambda tmp: os.replace(staged, tmp), inputs, force=force)
+        except OutputFileError as exc:
+            raise IRExportError(str(exc)) from None
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+    return os.path.abspath(data_path), size

@@ -1,0 +1,97 @@
+"""Verification of an exported file: onnxruntime against Keras, on any Keras backend.
+
+:func:`random_feeds` draws seeded inputs for an ONNX model's inputs (uniform in
+``[-1, 1)``, batch :data:`VERIFY_BATCH`, unknown dims :data:`VERIFY_SIZE`);
+:func:`compare` runs the file in onnxruntime first (its session is freed before Keras
+loads the model, so the two never hold the weights at once), then the Keras model
+loaded in safe mode (:func:`keras_cnnkit.io_guard.load_keras_model`) on whatever
+backend Keras is set to, and returns the largest absolute difference.
+"""
+from __future__ import annotations
+
+import gc
+
+import numpy as np
+
+from keras_cnnkit.errors import CnnkitError
+from keras_cnnkit.io_guard import load_keras_model
+
+#: Size given to unknown non-batch input dimensions when verifying.
+VERIFY_SIZE = 32
+#: Batch size of the verification input.
+VERIFY_BATCH = 2
+
+
+class VerificationError(CnnkitError, ValueError):
+    """onnxruntime and Keras disagree, or one of them cannot run the model."""
+
+
+def random_feeds(proto, seed: int = 0) -> dict:
+    """Seeded random inputs for ``proto``'s graph inputs, by name."""
+    from onnx import helper
+
+    rng = np.random.default_rng(seed)
+    feeds = {}
+    for value in proto.graph.input:
+        tensor_type = value.type.tensor_type
+        dims = [d.dim_value if d.HasField("dim_value") else None
+                for d in tensor_type.shape.dim]
+        shape = [VERIFY_BATCH if i == 0 else (d or VERIFY_SIZE) for i, d in enumerate(dims)]
+        dtype = np.dtype(helper.tensor_dtype_to_np_dtype(tensor_type.elem_type))
+        feeds[value.name] = rng.uniform(-1.0, 1.0, size=shape).astype(dtype)
+    return feeds
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text if len(text) <= 300 else text[:297] + "..."
+
+
+def run_onnx(onnx_file: str, feeds: dict) -> list:
+    """onnxruntime's outputs of ``onnx_file`` on ``feeds`` (CPU)."""
+    import onnxruntime as ort
+    try:
+        session = ort.InferenceSession(onnx_file, providers=["CPUExecutionProvider"])
+        names = [i.name for i in session.get_inputs()]
+        got = session.run(None, {n: feeds[n] for n in names})
+    except Exception as exc:  # onnxruntime raises its own classes
+        raise VerificationError(f"onnxruntime cannot run the exported model: "
+                                f"{_one_line(exc)}") from exc
+    del session
+    gc.collect()
+    return got
+
+
+def run_keras(model_path: str, inputs: list) -> list:
+    """The Keras model's outputs on ``inputs`` (numpy arrays, NHWC), any backend."""
+    import keras
+    model = load_keras_model(model_path)
+    outs = model(inputs[0] if len(inputs) == 1 else list(inputs), training=False)
+    if isinstance(outs, dict):
+        outs = list(outs.values())
+    outs = outs if isinstance(outs, (list, tuple)) else [outs]
+    result = [np.asarray(keras.ops.convert_to_numpy(o)) for o in outs]
+    del model
+    gc.collect()
+    return result
+
+
+def compare(onnx_file: str, model_path: str, feeds: dict, tolerance: float) -> tuple:
+    """``(max |onnxruntime − Keras|, max |Keras|)``; raises :class:`VerificationError`
+    when the difference is over ``tolerance × max(1, max |Keras|)``."""
+    got = run_onnx(onnx_file, feeds)
+    want = run_keras(model_path, list(feeds.values()))
+    if len(want) != len(got):
+        raise VerificationError(f"the ONNX model has {len(got)} outputs, Keras {len(want)}")
+    diff = scale = 0.0
+    for a, b in zip(got, want):
+        if a.shape != b.shape:
+            raise VerificationError(f"output shape {a.shape} from onnxruntime, {b.shape} "
+                                    "from Keras")
+        if a.size:
+            diff = max(diff, float(np.max(np.abs(a.astype(np.float64) - b))))
+            scale = max(scale, float(np.max(np.abs(b))))
+    if not diff <= tolerance * max(1.0, scale):
+        raise VerificationError(f"onnxruntime and Keras disagree: max |diff| = {diff:.3g} > "
+                                f"{tolerance:g} × max(1, {scale:.3g})")
+    return diff, scale
