@@ -412,8 +412,29 @@ def _normalization(config: dict, shapes: list) -> list:
     # Keras keeps mean, variance and a count as (non-trainable) weights unless the mean
     # and variance are given as constants.
     params = (2 * size + 1) if adapted and size is not None else (None if adapted else 0)
-    return [("", OpKind.RESCALE, {"mode": "normalization", "params": params, "axes": axes},
-             None)]
+    attrs = {"mode": "normalization", "params": params, "axes": axes}
+    if not adapted and not config.get("invert"):
+        # constants: (x − mean) / max(√variance, 1e-7), i.e. x · scale + offset
+        attrs.update(_normalization_affine(config.get("mean"), config.get("variance")))
+    return [("", OpKind.RESCALE, attrs, None)]
+
+
+def _normalization_affine(mean, variance) -> dict:
+    """``scale``/``offset`` of a ``Normalization`` given its constant mean and variance."""
+    mean, variance = _plain_value(mean), _plain_value(variance)
+    means = mean if isinstance(mean, tuple) else (mean,)
+    variances = variance if isinstance(variance, tuple) else (variance,)
+    if not all(isinstance(v, float) for v in means + variances) or \
+            len(means) != len(variances) and 1 not in (len(means), len(variances)):
+        return {}
+    count = max(len(means), len(variances))
+    means = means * count if len(means) == 1 else means
+    variances = variances * count if len(variances) == 1 else variances
+    scale = tuple(1.0 / max(v ** 0.5, 1e-7) for v in variances)
+    offset = tuple(-m * k for m, k in zip(means, scale))
+    if count == 1:
+        return {"scale": scale[0], "offset": offset[0]}
+    return {"scale": scale, "offset": offset}
 
 
 def _channel_shuffle(config: dict, shapes: list) -> list:

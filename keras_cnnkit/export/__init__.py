@@ -1,15 +1,30 @@
 """``cnnkit-export``: the command line that exports a Keras model file to ONNX.
 
-``cnnkit-export MODEL -o OUT.onnx [--opset N] [--no-verify] [--force] [--budget NAME=N]``
-reads ``MODEL`` statically within the budgets first (a file over budget never reaches
-Keras; :mod:`keras_cnnkit.analysis.frontends.keras_gate`), then loads it in safe mode
-(:func:`keras_cnnkit.io_guard.load_keras_model`: Lambda bytecode is never deserialised;
-``keras_cnnkit`` layers are registered first), converts and verifies it
-(:mod:`keras_cnnkit.onnx_convert`, whose public names are re-exported here) and writes
-``OUT.onnx`` atomically.  The output is never the model file, not even with ``--force``
-(nor a link to it).  Exit status 0 on success, 2 on bad input (a missing, unreadable or
-non-regular model file; a file over a budget; an unwritable or existing output without
-``--force``; failed conversion or verification) with a one-line message.
+``cnnkit-export MODEL -o OUT.onnx [--via auto|ir|tf2onnx] [--opset N] [--dynamic-spatial]
+[--no-verify] [--tolerance T] [--force] [--budget NAME=N]``
+
+Two exporters:
+
+* **ir** (:mod:`.direct`, :mod:`.onnx_emit`): the model file is read statically (never
+  built as a Keras model; within the budgets), its graph IR written as ONNX with the
+  stored weights read one at a time.  NHWC at the graph edges, NCHW inside; grouped and
+  depthwise convolutions as one ``Conv`` with ``group``; dynamic batch (``"batch"``),
+  and dynamic spatial dims with ``--dynamic-spatial`` (or when the model leaves them
+  unknown); weights over 2 GiB go to ``OUT.onnx.data``.  Needs neither TensorFlow nor
+  (with ``--no-verify``) Keras.
+* **tf2onnx** (:mod:`keras_cnnkit.onnx_convert`, whose public names are re-exported
+  here): the model is loaded in safe mode after the static check
+  (:mod:`keras_cnnkit.analysis.frontends.keras_gate`) and traced with TensorFlow.
+
+``--via auto`` (the default) takes the IR exporter and falls back to tf2onnx, saying so
+in one line, for a model it cannot write (an opaque layer, an op kind or attribute with
+no ONNX form here); ``--via ir`` makes that exit 2 naming the layer and its kind.
+Verification runs the file in onnxruntime and the model in Keras (any backend for the IR
+path) on the same seeded random input before the file is moved into place.  The output
+is never the model file, not even with ``--force`` (nor a link to it).  Exit status 0 on
+success, 2 on bad input (a missing, unreadable, hostile or over-budget model file; an
+unwritable or existing output without ``--force``; failed conversion or verification)
+with a one-line message; nothing is written then.
 """
 from __future__ import annotations
 
@@ -20,6 +35,7 @@ from typing import Optional, Sequence
 
 from keras_cnnkit.budgets import using
 from keras_cnnkit.errors import CnnkitError
+from keras_cnnkit.export.onnx_emit import MIN_OPSET, NotEmittable
 from keras_cnnkit.io_guard import check_output_path, load_keras_model
 from keras_cnnkit.onnx_convert import (DEFAULT_OPSET, DEFAULT_TOLERANCE, VERIFY_BATCH,
                                        VERIFY_SIZE, ExportError, ExportResult, export_onnx,
@@ -36,15 +52,25 @@ __all__ = ["DEFAULT_OPSET", "DEFAULT_TOLERANCE", "VERIFY_BATCH", "VERIFY_SIZE", 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="cnnkit-export",
-        description="Export a Keras model file (.keras, .h5) to ONNX through tf2onnx and "
-                    "check it against Keras with onnxruntime.",
+        description="Export a Keras model file (.keras, .h5) to ONNX, directly from its "
+                    "graph and stored weights (or through tf2onnx), and check it against "
+                    "Keras with onnxruntime.",
         epilog="Exit codes: 0 exported; 2 bad input, conversion or verification failure.")
     parser.add_argument("model", help="the Keras model file (.keras or .h5)")
     parser.add_argument("-o", "--output", required=True, help="the .onnx file to write")
     parser.add_argument("--opset", type=int, default=DEFAULT_OPSET,
                         help=f"ONNX opset (default {DEFAULT_OPSET})")
+    parser.add_argument("--via", choices=("auto", "ir", "tf2onnx"), default="auto",
+                        help="exporter: 'ir' writes ONNX from the model file's graph and "
+                             "stored weights (no TensorFlow, bounded memory); 'tf2onnx' "
+                             "traces the Keras model; 'auto' (default) takes 'ir' and falls "
+                             "back to tf2onnx for what it cannot write")
+    parser.add_argument("--dynamic-spatial", action="store_true",
+                        help="IR exporter: symbolic spatial input dims (the batch is "
+                             "always dynamic)")
     parser.add_argument("--no-verify", action="store_true",
-                        help="skip the onnxruntime-vs-Keras comparison")
+                        help="skip the onnxruntime-vs-Keras comparison (and importing "
+                             "Keras, with the IR exporter)")
     parser.add_argument("--tolerance", type=float, default=DEFAULT_TOLERANCE,
                         help=f"relative tolerance of the comparison (default "
                              f"{DEFAULT_TOLERANCE:g})")
@@ -67,6 +93,34 @@ def _budgets(args) -> dict:
     return budgets
 
 
+def _export_ir(args, graph):
+    from keras_cnnkit.export.direct import export_file
+    result = export_file(args.model, args.output, opset=args.opset,
+                         verify=not args.no_verify, tolerance=args.tolerance,
+                         force=args.force, dynamic_spatial=args.dynamic_spatial,
+                         graph=graph)
+    check = ("not verified" if result.max_abs_diff is None
+             else f"onnxruntime vs Keras max |diff| {result.max_abs_diff:.3g}")
+    data = f"; weights in {result.data_path}" if result.data_path else ""
+    print(f"wrote {args.output} (opset {result.opset}, {result.size_bytes:,} bytes, IR "
+          f"exporter: {result.nodes} nodes, {result.group_convs} grouped convs{data}; "
+          f"{check})")
+
+
+def _export_tf2onnx(args, inputs) -> None:
+    from keras_cnnkit.analysis.frontends.keras_gate import check_before_keras
+    check_before_keras(args.model, "cnnkit-export")   # before Keras sees it
+    model = load_keras_model(args.model)
+    result = export_onnx(model, args.output, opset=args.opset, verify=not args.no_verify,
+                         tolerance=args.tolerance, overwrite=args.force, inputs=inputs)
+    check = ("not verified" if result.max_abs_diff is None
+             else f"onnxruntime vs Keras max |diff| {result.max_abs_diff:.3g}")
+    split = (f"; grouped convs in split form: {', '.join(result.split_group_convs)}"
+             if result.split_group_convs else "")
+    print(f"wrote {args.output} (opset {result.opset}, {result.size_bytes:,} bytes, "
+          f"tf2onnx; {check}{split})")
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """The ``cnnkit-export`` command; returns the exit code."""
     args = _parser().parse_args(argv)
@@ -75,20 +129,24 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         inputs = [args.model]
         check_output_path(args.output, inputs, force=args.force)
         with using(_budgets(args)):
-            from keras_cnnkit.analysis.frontends.keras_gate import check_before_keras
-            check_before_keras(args.model, "cnnkit-export")   # before Keras sees it
-        model = load_keras_model(args.model)
-        result = export_onnx(model, args.output, opset=args.opset, verify=not args.no_verify,
-                             tolerance=args.tolerance, overwrite=args.force, inputs=inputs)
+            via = args.via
+            if via == "ir" and args.opset < MIN_OPSET:
+                raise CnnkitError(f"the IR exporter writes opset {MIN_OPSET} or later")
+            if via == "auto" and args.opset < MIN_OPSET:
+                via = "tf2onnx"
+            if via != "tf2onnx":
+                from keras_cnnkit.export.direct import read_ir
+                try:
+                    _export_ir(args, read_ir(args.model))
+                    return 0
+                except NotEmittable as exc:
+                    if via == "ir":
+                        raise
+                    print(f"cnnkit-export: {exc}; falling back to tf2onnx", file=sys.stderr)
+            _export_tf2onnx(args, inputs)
     except CnnkitError as exc:
         print(f"cnnkit-export: error: {exc}", file=sys.stderr)
         return 2
-    check = ("not verified" if result.max_abs_diff is None
-             else f"onnxruntime vs Keras max |diff| {result.max_abs_diff:.3g}")
-    split = (f"; grouped convs in split form: {', '.join(result.split_group_convs)}"
-             if result.split_group_convs else "")
-    print(f"wrote {args.output} (opset {result.opset}, {result.size_bytes:,} bytes; "
-          f"{check}{split})")
     return 0
 
 

@@ -611,9 +611,12 @@ def _rescale(e: OnnxEmitter, node: Node, args: list) -> _Tensor:
     x = args[0]
     a = node.attrs
     mode = a.get("mode")
-    if mode == "normalization":
-        if not a.get("params"):
-            raise NotEmittable(node, "a Normalization with constant mean and variance")
+    if mode == "normalization" and not a.get("params"):
+        if "scale" not in a:
+            raise NotEmittable(node, "a Normalization whose constants are not known")
+        scale = np.asarray(a.get("scale", 1.0), np.float32)
+        offset = np.asarray(a.get("offset", 0.0), np.float32)
+    elif mode == "normalization":
         arrays = e.weights_of(node, 2)
         axes = a.get("axes") or (len(x.shape) - 1,)
         if tuple(axes) != (len(x.shape) - 1,):

@@ -36,30 +36,41 @@ def open_stored_weights(path) -> Iterator[dict]:
     fmt = detect_format(path)
     if fmt not in (FORMAT_KERAS, FORMAT_H5):
         raise ModelFileError(path, f"a {fmt} file holds no stored weights")
-    try:
-        if fmt == FORMAT_H5:
-            with h5py.File(path, "r") as h5:
-                yield h5_reader.legacy_weight_shapes(h5, path, datasets=True) or {}
-            return
-        model_file = read_model_file(path)
+    with contextlib.ExitStack() as stack:
         try:
-            spec = normalise_model(model_file.config)
-        except ConfigFormatError as exc:
-            raise ModelFileError(path, str(exc)) from None
-        with open(path, "rb") as raw, zipfile.ZipFile(raw) as archive:
-            if "model.weights.h5" not in archive.namelist():
-                yield {}
-                return
-            info = archive.getinfo("model.weights.h5")
-            with budget_checks.member_stream(path, archive, raw, info) as stream, \
-                    h5py.File(stream, "r") as h5:
-                found = h5_reader.archive_weight_shapes(h5, path, datasets=True)
-                yield archive_layer_shapes(found, spec)
-    except (ModelFileError, GeneratorExit):
-        raise
-    except h5_reader.H5FormatError as exc:
-        raise ModelFileError(path, f"weights: {exc}") from None
-    except zipfile.BadZipFile as exc:
-        raise ModelFileError(path, f"damaged zip archive ({exc})") from None
-    except h5_reader.H5_ERRORS as exc:
-        raise ModelFileError(path, f"weights: damaged or truncated HDF5 ({exc})") from None
+            if fmt == FORMAT_H5:
+                h5 = stack.enter_context(h5py.File(path, "r"))
+                found = h5_reader.legacy_weight_shapes(h5, path, datasets=True) or {}
+            else:
+                found = _archive_datasets(path, stack)
+        except ModelFileError:
+            raise
+        except h5_reader.H5FormatError as exc:
+            raise ModelFileError(path, f"weights: {exc}") from None
+        except zipfile.BadZipFile as exc:
+            raise ModelFileError(path, f"damaged zip archive ({exc})") from None
+        except h5_reader.H5_ERRORS as exc:
+            raise ModelFileError(path, f"weights: damaged or truncated HDF5 ({exc})") \
+                from None
+        yield found
+
+
+def _archive_datasets(path: str, stack: contextlib.ExitStack) -> dict:
+    """The weights of a ``.keras`` archive by layer path, their file kept open on
+    ``stack``."""
+    import h5py
+
+    model_file = read_model_file(path)
+    try:
+        spec = normalise_model(model_file.config)
+    except ConfigFormatError as exc:
+        raise ModelFileError(path, str(exc)) from None
+    raw = stack.enter_context(open(path, "rb"))
+    archive = stack.enter_context(zipfile.ZipFile(raw))
+    if "model.weights.h5" not in archive.namelist():
+        return {}
+    info = archive.getinfo("model.weights.h5")
+    stream = stack.enter_context(budget_checks.member_stream(path, archive, raw, info))
+    h5 = stack.enter_context(h5py.File(stream, "r"))
+    return archive_layer_shapes(h5_reader.archive_weight_shapes(h5, path, datasets=True),
+                                spec)
