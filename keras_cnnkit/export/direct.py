@@ -5,9 +5,10 @@ static_file.load_graph`, within the budgets), writes its ONNX form with
 :mod:`.onnx_emit`, taking each stored weight from the file when its node is written
 (:mod:`~keras_cnnkit.analysis.frontends.stored_weights`), and writes the file through
 :mod:`keras_cnnkit.io_guard` (a temporary file moved into place; never over an input).
-A model whose serialised form would pass protobuf's 2 GiB limit is written with its
-weights in one external data file, ``OUT.onnx.data`` next to ``OUT.onnx``, checked and
-moved into place the same way.
+Each initializer is spooled to disk when made (:mod:`.onnx_write`), so one weight at a
+time is in memory.  A model whose serialised form would pass protobuf's 2 GiB limit is
+written with its weights in one external data file, ``OUT.onnx.data`` next to
+``OUT.onnx``, checked and moved into place the same way.
 
 Verification (:mod:`.verify`) runs on the temporary file before it is moved into place,
 so a model that fails it leaves nothing behind.  Neither Keras nor TensorFlow is imported
@@ -16,7 +17,6 @@ unless verification is asked for.
 from __future__ import annotations
 
 import dataclasses
-import gc
 import os
 import shutil
 import tempfile
@@ -31,6 +31,8 @@ from keras_cnnkit.analysis.frontends.stored_weights import open_stored_weights
 from keras_cnnkit.analysis.ir import Graph, Node
 from keras_cnnkit.errors import CnnkitError
 from keras_cnnkit.export.onnx_emit import DEFAULT_OPSET, NotEmittable, check_emittable, emit_onnx
+from keras_cnnkit.export.onnx_write import (TensorStore, serialized_size, write_external,
+                                            write_inline)
 from keras_cnnkit.io_guard import OutputFileError, check_output_path, write_atomic
 
 #: Serialised size above which the weights go to an external data file (protobuf's limit
@@ -138,68 +140,68 @@ def export_file(model_path, out_path, opset: int = DEFAULT_OPSET, verify: bool =
     out = _check(out_path, inputs, force)
     graph = read_ir(model_path) if graph is None else graph
     dynamic = dynamic_spatial or any("unknown size" in note for note in graph.notes)
-    with open_stored_weights(model_path) as stored:
-        proto = emit_onnx(graph, _weight_lookup(graph, stored), opset=opset,
-                          dynamic_spatial=dynamic)
-    feeds = None
-    if verify:
-        from keras_cnnkit.export.verify import random_feeds
-        feeds = random_feeds(proto)
-    nodes = len(proto.graph.node)
-    groups = sum(1 for n in proto.graph.node if n.op_type == "Conv"
-                 and any(a.name == "group" and a.i > 1 for a in n.attribute))
-    holder = [proto]
-    del proto
-    external = holder[0].ByteSize() > external_data_bytes
-    checked = {}
-
-    def check_model(onnx_file: str) -> None:
+    try:
+        store = TensorStore(os.path.dirname(os.path.abspath(out)))
+    except OSError as exc:
+        raise IRExportError(f"{out}: cannot write: {exc.strerror or exc}") from None
+    try:
+        with open_stored_weights(model_path) as stored:
+            proto = emit_onnx(graph, _weight_lookup(graph, stored), store, opset=opset,
+                              dynamic_spatial=dynamic)
+        checked: dict = {}
+        feeds = None
         if verify:
-            from keras_cnnkit.export.verify import compare
-            checked["diff"], checked["scale"] = compare(onnx_file, model_path, feeds,
-                                                        tolerance)
+            from keras_cnnkit.export.verify import random_feeds
+            feeds = random_feeds(proto)
 
-    if external:
-        data_path, size = _write_external(holder, out, inputs, force, check_model)
-    else:
-        def write(tmp: str) -> None:
-            data = holder.pop().SerializeToString()
-            with open(tmp, "wb") as handle:
-                handle.write(data)
-            del data
-            gc.collect()
-            check_model(tmp)
+        def check_model(onnx_file: str) -> None:
+            if verify:
+                from keras_cnnkit.export.verify import compare
+                checked["diff"], checked["scale"] = compare(onnx_file, model_path, feeds,
+                                                            tolerance)
 
-        try:
-            write_atomic(out, write, inputs, force=force)
-        except OutputFileError as exc:
-            raise IRExportError(str(exc)) from None
-        data_path, size = None, os.path.getsize(out)
+        nodes = len(proto.graph.node)
+        groups = sum(1 for n in proto.graph.node if n.op_type == "Conv"
+                     and any(a.name == "group" and a.i > 1 for a in n.attribute))
+        if serialized_size(proto, store) > external_data_bytes:
+            data_path, size = _write_external(proto, store, out, inputs, force, check_model)
+        else:
+            def write(tmp: str) -> None:
+                write_inline(proto, store, tmp)
+                store.close()
+                check_model(tmp)
+
+            try:
+                write_atomic(out, write, inputs, force=force)
+            except OutputFileError as exc:
+                raise IRExportError(str(exc)) from None
+            data_path, size = None, os.path.getsize(out)
+    except OSError as exc:
+        raise IRExportError(f"{out}: cannot write: {exc.strerror or exc}") from None
+    finally:
+        store.close()
     return IRExportResult(path=os.path.abspath(out), data_path=data_path, opset=opset,
                           size_bytes=size, nodes=nodes, max_abs_diff=checked.get("diff"),
                           scale=checked.get("scale"), group_convs=groups)
 
 
-def _write_external(holder: list, out: str, inputs: Sequence, force: bool,
+def _write_external(proto, store: TensorStore, out: str, inputs: Sequence, force: bool,
                     check_model) -> tuple:
-    """Write ``OUT.onnx`` + ``OUT.onnx.data`` (both checked, both moved into place)."""
-    import onnx
-
+    """Write ``OUT.onnx`` + ``OUT.onnx.data`` (both checked, staged in a temporary
+    folder beside them, verified, then moved into place)."""
     data_name = os.path.basename(out) + ".data"
     data_path = os.path.join(os.path.dirname(os.path.abspath(out)), data_name)
     _check(data_path, inputs, force)
     folder = tempfile.mkdtemp(prefix=".cnnkit-export.", dir=os.path.dirname(data_path))
     try:
         staged = os.path.join(folder, os.path.basename(out))
-        onnx.save_model(holder.pop(), staged, save_as_external_data=True,
-                        all_tensors_to_one_file=True, location=data_name,
-                        size_threshold=1024)
-        gc.collect()
+        staged_data = os.path.join(folder, data_name)
+        write_external(proto, store, staged, staged_data)
         check_model(staged)
-        size = os.path.getsize(staged) + os.path.getsize(os.path.join(folder, data_name))
+        size = os.path.getsize(staged) + os.path.getsize(staged_data)
         try:
-            write_atomic(data_path, lambda tmp: os.replace(os.path.join(folder, data_name),
-                                                           tmp), inputs, force=force)
+            write_atomic(data_path, lambda tmp: os.replace(staged_data, tmp), inputs,
+                         force=force)
             write_atomic(out, lambda tmp: os.replace(staged, tmp), inputs, force=force)
         except OutputFileError as exc:
             raise IRExportError(str(exc)) from None

@@ -90,14 +90,14 @@ class _Tensor:
 class OnnxEmitter:
     """Builds the ONNX graph; see :func:`emit_onnx`."""
 
-    def __init__(self, graph: Graph, weights: Callable, opset: int = DEFAULT_OPSET,
+    def __init__(self, graph: Graph, weights: Callable, store, opset: int = DEFAULT_OPSET,
                  dynamic_spatial: bool = False):
-        from onnx import helper, numpy_helper
-        self.helper, self.numpy_helper = helper, numpy_helper
+        from onnx import helper
+        self.helper = helper
         self.graph, self.weights, self.opset = graph, weights, opset
+        self.store = store
         self.dynamic_spatial = dynamic_spatial
         self.nodes: list = []
-        self.initializers: list = []
         self.tensors: dict = {}
         self.used_names: set = set()
         self.consts: dict = {}
@@ -128,8 +128,7 @@ class OnnxEmitter:
         if array.dtype == np.float64:
             array = array.astype(np.float32)
         name = self.fresh(base)
-        self.initializers.append(self.numpy_helper.from_array(np.ascontiguousarray(array),
-                                                              name))
+        self.store.add(name, array)
         return name
 
     def const(self, values, dtype=np.float32) -> str:
@@ -182,7 +181,8 @@ class OnnxEmitter:
     # --- the walk ----------------------------------------------------------------------
 
     def emit(self, name: str, producer: str):
-        """The ONNX ``ModelProto`` of the whole graph."""
+        """The ONNX ``ModelProto`` of the whole graph, without its initializers (they
+        are in the store)."""
         helper = self.helper
         from onnx import TensorProto
         inputs, outputs = [], []
@@ -205,7 +205,7 @@ class OnnxEmitter:
                 self.nodes.append(helper.make_node("Identity", [t.name], [final], name=final))
             outputs.append(helper.make_tensor_value_info(
                 final, TensorProto.FLOAT, ["batch"] + self._dims(t.shape)))
-        graph = helper.make_graph(self.nodes, name, inputs, outputs, self.initializers)
+        graph = helper.make_graph(self.nodes, name, inputs, outputs)
         model = helper.make_model(graph, producer_name=producer,
                                   opset_imports=[helper.make_opsetid("", self.opset)])
         model.ir_version = 8 if self.opset <= 17 else (9 if self.opset <= 20 else 10)
@@ -733,14 +733,16 @@ def check_emittable(graph: Graph) -> None:
             raise NotEmittable(node)
 
 
-def emit_onnx(graph: Graph, weights: Callable, opset: int = DEFAULT_OPSET,
+def emit_onnx(graph: Graph, weights: Callable, store, opset: int = DEFAULT_OPSET,
               dynamic_spatial: bool = False, name: str = "", producer: str = "keras-cnnkit"):
-    """``graph`` → an ONNX ``ModelProto``.
+    """``graph`` → an ONNX ``ModelProto`` whose initializers are in ``store``.
 
     Args:
         graph: the model's IR (from the static file frontend).
         weights: ``weights(node) → [np.ndarray, ...]``, the node's layer's stored weights
             in Keras' order (``None`` when the file has none for it).
+        store: a :class:`~keras_cnnkit.export.onnx_write.TensorStore`; each initializer
+            is written to it when made.
         opset: the ONNX opset (13 or later).
         dynamic_spatial: spatial input dims are symbolic (``height``, ``width``).
 
@@ -750,5 +752,5 @@ def emit_onnx(graph: Graph, weights: Callable, opset: int = DEFAULT_OPSET,
     if opset < MIN_OPSET:
         raise ValueError(f"the IR exporter writes opset {MIN_OPSET} or later, not {opset}")
     check_emittable(graph)
-    emitter = OnnxEmitter(graph, weights, opset=opset, dynamic_spatial=dynamic_spatial)
+    emitter = OnnxEmitter(graph, weights, store, opset=opset, dynamic_spatial=dynamic_spatial)
     return emitter.emit(name or graph.name or "model", producer)
