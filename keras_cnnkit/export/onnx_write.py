@@ -22,6 +22,9 @@ import numpy as np
 #: Offsets of tensors in the spool are multiples of this (page-aligned for mmap).
 ALIGNMENT = 4096
 _CHUNK = 1 << 24
+#: Tensors smaller than this stay in the ``.onnx`` file when the rest goes to external
+#: data (shape operands must be readable by shape inference).
+INLINE_BYTES = 1024
 
 
 def _varint(value: int) -> bytes:
@@ -55,7 +58,9 @@ class TensorStore:
     def add(self, name: str, array: np.ndarray) -> None:
         """Append ``array``'s bytes (little-endian, C order)."""
         from onnx import helper
-        array = np.ascontiguousarray(array)
+        array = np.asarray(array)
+        if not array.flags.c_contiguous:   # (ascontiguousarray makes 0-d arrays 1-d)
+            array = np.ascontiguousarray(array)
         if array.dtype.byteorder == ">":
             array = array.astype(array.dtype.newbyteorder("<"))
         pad = -self.total % ALIGNMENT
@@ -145,8 +150,15 @@ def write_external(model, store: TensorStore, path: str, data_path: str) -> None
     the spool is moved to; ``location`` is its name, relative to ``path``'s folder)."""
     location = os.path.basename(data_path)
     graph = model.graph
+    store.file.flush()
     for entry in store.entries:
-        graph.initializer.append(store.tensor_header(entry, location))
+        if entry[4] < INLINE_BYTES:   # shapes and scalars stay in the graph
+            tensor = store.tensor_header(entry)
+            store.file.seek(entry[3])
+            tensor.raw_data = store.file.read(entry[4])
+            graph.initializer.append(tensor)
+        else:
+            graph.initializer.append(store.tensor_header(entry, location))
     store.file.flush()
     os.fsync(store.file.fileno())
     shutil.move(store.path, data_path)
