@@ -1,0 +1,255 @@
+"""``cnnkit-export``'s IR exporter against tf2onnx and Keras' own ONNX export (issue 20).
+
+For each model (keras.applications, ``weights=None``, 224×224 unless ``--size``; saved
+once to ``.keras`` in a temporary folder) and each exporter, one fresh child process
+exports the file to ONNX, unverified:
+
+* ``ir``: :func:`keras_cnnkit.export.direct.export_file` (reads the file statically; no
+  Keras model is built);
+* ``tf2onnx``: the model loaded with :func:`keras_cnnkit.io_guard.load_keras_model`, then
+  :func:`keras_cnnkit.onnx_convert.export_onnx` (tf2onnx, the old ``cnnkit-export`` path);
+* ``keras``: the model loaded the same way, then ``model.export(path, format="onnx")``.
+
+Measured: the wall time of the child (imports included: what a user waits for), the time
+of the export itself as the child reports it, and the child's peak RSS (``ru_maxrss`` of
+``os.wait4``).  Each child runs under ``RLIMIT_AS`` = ``--mem-cap-gb`` (default 20 GB) so
+that a runaway exporter is stopped before the machine is; a child that dies reports
+``killed (>N GB)`` or its error.  Then each file written is timed in onnxruntime (CPU,
+batch 1, median of ``--runs`` runs after 3 warm-up runs, in a child process) and its
+nodes counted.
+
+Prints a table, writes JSON (``--json``, default ``benchmarks/results/export.json``).
+
+Usage::
+
+    python benchmarks/bench_export.py             # MobileNetV2, ResNet50, InceptionV3, VGG16
+    python benchmarks/bench_export.py --quick     # MobileNetV2 at 96×96 (smoke test)
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+MODELS = ("MobileNetV2", "ResNet50", "InceptionV3", "VGG16")
+EXPORTERS = ("ir", "tf2onnx", "keras")
+
+_SAVE = """
+import os, sys
+os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
+import keras
+name, size, path = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+getattr(keras.applications, name)(weights=None, input_shape=(size, size, 3)).save(path)
+"""
+
+_EXPORT = """
+import json, os, sys, time
+os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
+exporter, src, out = sys.argv[1:4]
+start = time.perf_counter()
+if exporter == "ir":
+    from keras_cnnkit.export.direct import export_file
+    export_file(src, out, verify=False, force=True)
+else:
+    from keras_cnnkit.io_guard import load_keras_model
+    model = load_keras_model(src)
+    if exporter == "tf2onnx":
+        from keras_cnnkit.onnx_convert import export_onnx
+        export_onnx(model, out, verify=False)
+    else:
+        import numpy as np
+        model(np.zeros((1,) + tuple(model.inputs[0].shape[1:]), "float32"))  # Keras needs a call
+        model.export(out, format="onnx", verbose=False)
+print(json.dumps({"export_s": time.perf_counter() - start}))
+"""
+
+_LATENCY = """
+import json, statistics, sys, time
+import numpy as np, onnx, onnxruntime as ort
+path, runs = sys.argv[1], int(sys.argv[2])
+nodes = len(onnx.load(path, load_external_data=False).graph.node)
+session = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+inp = session.get_inputs()[0]
+shape = [1 if not isinstance(d, int) else d for d in inp.shape]
+x = np.random.default_rng(0).uniform(-1, 1, shape).astype("float32")
+for _ in range(3):
+    session.run(None, {inp.name: x})
+times = []
+for _ in range(runs):
+    t = time.perf_counter(); session.run(None, {inp.name: x}); times.append(time.perf_counter() - t)
+print(json.dumps({"nodes": nodes, "latency_ms": 1000 * statistics.median(times)}))
+"""
+
+
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as info:
+            for line in info:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _child(code: str, args: list, cap_gb: float, timeout: float) -> dict:
+    """Run ``code`` in a child under RLIMIT_AS; its JSON line, wall time and peak RSS."""
+    cap = int(cap_gb * 1024 ** 3)
+
+    def limit():
+        resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
+
+    env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""),
+               TF_CPP_MIN_LOG_LEVEL="3")
+    start = time.perf_counter()
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        proc = subprocess.Popen(  # pylint: disable=consider-using-with
+            [sys.executable, "-c", code, *args], stdout=out, stderr=err, cwd=ROOT, env=env,
+            preexec_fn=limit)
+        try:
+            _, status, usage = _wait4(proc.pid, timeout)
+        except TimeoutError:
+            proc.kill()
+            os.wait4(proc.pid, 0)
+            return {"error": f"timed out (>{timeout:.0f} s)"}
+        wall = time.perf_counter() - start
+        out.seek(0)
+        err.seek(0)
+        stdout, stderr = out.read().decode(errors="replace"), err.read().decode(
+            errors="replace")
+    peak = usage.ru_maxrss * 1024
+    result = {"wall_s": wall, "peak_rss_bytes": peak}
+    if os.WIFSIGNALED(status):
+        result["error"] = f"killed by signal {os.WTERMSIG(status)} (>{cap_gb:g} GB cap?)"
+    elif os.WEXITSTATUS(status) != 0:
+        lines = [ln for ln in stderr.strip().splitlines() if ln.strip()]
+        text = lines[-1] if lines else f"exit {os.WEXITSTATUS(status)}"
+        if "MemoryError" in stderr or "std::bad_alloc" in stderr or "Cannot allocate" in stderr:
+            text = f"killed (>{cap_gb:g} GB): {text[:120]}"
+        result["error"] = text[:300]
+    else:
+        last = stdout.strip().splitlines()[-1] if stdout.strip() else "{}"
+        result.update(json.loads(last))
+    return result
+
+
+def _wait4(pid: int, timeout: float):
+    deadline = time.monotonic() + timeout
+    while True:
+        wpid, status, usage = os.wait4(pid, os.WNOHANG)
+        if wpid:
+            return wpid, status, usage
+        if time.monotonic() > deadline:
+            raise TimeoutError
+        time.sleep(0.05)
+
+
+def run(models, size: int, exporters, cap_gb: float, runs: int, timeout: float) -> dict:
+    """Every exporter on every model; returns the JSON-able results."""
+    results = {"device": _cpu_model(), "cores": os.cpu_count(), "size": size,
+               "python": platform.python_version(), "mem_cap_gb": cap_gb, "models": {}}
+    with tempfile.TemporaryDirectory(dir=os.environ.get("BENCH_TMP")) as tmp:
+        for name in models:
+            src = os.path.join(tmp, f"{name}.keras")
+            saved = _child(_SAVE, [name, str(size), src], cap_gb, timeout)
+            row = {"file_bytes": os.path.getsize(src) if os.path.exists(src) else None}
+            if "error" in saved:
+                row["error"] = saved["error"]
+                results["models"][name] = row
+                continue
+            for exporter in exporters:
+                out = os.path.join(tmp, f"{name}.{exporter}.onnx")
+                got = _child(_EXPORT, [exporter, src, out], cap_gb, timeout)
+                if "error" not in got and os.path.exists(out):
+                    timed = _child(_LATENCY, [out, str(runs)], cap_gb, timeout)
+                    got.update({k: timed[k] for k in ("nodes", "latency_ms", "error")
+                                if k in timed})
+                row[exporter] = got
+                print(f"{name:12s} {exporter:8s} {_fmt(got)}", flush=True)
+                for path in (out, out + ".data"):
+                    if os.path.exists(path):
+                        os.unlink(path)
+            os.unlink(src)
+            results["models"][name] = row
+    return results
+
+
+def _fmt(got: dict) -> str:
+    if "error" in got:
+        return got["error"]
+    return (f"{got['wall_s']:7.1f} s wall, {got.get('export_s', float('nan')):7.1f} s export, "
+            f"{got['peak_rss_bytes'] / 1024 ** 3:5.2f} GB peak, {got.get('nodes', '?')} nodes, "
+            f"{got.get('latency_ms', float('nan')):.1f} ms ORT")
+
+
+def table(results: dict) -> str:
+    """A Markdown table of ``results`` with the IR exporter's ratios."""
+    lines = ["| model | exporter | wall s | export s | peak RSS GB | ONNX nodes | ORT ms (b=1) |",
+             "|---|---|---:|---:|---:|---:|---:|"]
+    for name, row in results["models"].items():
+        for exporter in EXPORTERS:
+            got = row.get(exporter)
+            if got is None:
+                continue
+            if "error" in got:
+                lines.append(f"| {name} | {exporter} | {got['error']} | | "
+                             f"{got.get('peak_rss_bytes', 0) / 1024 ** 3:.2f} | | |")
+                continue
+            lines.append(f"| {name} | {exporter} | {got['wall_s']:.1f} | "
+                         f"{got['export_s']:.1f} | {got['peak_rss_bytes'] / 1024 ** 3:.2f} | "
+                         f"{got.get('nodes', '')} | {got.get('latency_ms', 0):.1f} |")
+    lines += ["", "| model | tf2onnx / ir wall | tf2onnx / ir peak RSS | keras / ir wall | "
+                  "keras / ir peak RSS |", "|---|---:|---:|---:|---:|"]
+    for name, row in results["models"].items():
+        ir = row.get("ir")
+        if not ir or "error" in ir:
+            continue
+        cells = []
+        for other in ("tf2onnx", "keras"):
+            got = row.get(other)
+            if not got or "error" in got:
+                cells += ["failed", f"≥ {got['peak_rss_bytes'] / ir['peak_rss_bytes']:.1f}"
+                          if got and got.get("peak_rss_bytes") else "—"]
+            else:
+                cells += [f"{got['wall_s'] / ir['wall_s']:.1f}×",
+                          f"{got['peak_rss_bytes'] / ir['peak_rss_bytes']:.1f}×"]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    """Command line; see the module docstring."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--models", nargs="+", default=list(MODELS))
+    parser.add_argument("--exporters", nargs="+", default=list(EXPORTERS), choices=EXPORTERS)
+    parser.add_argument("--size", type=int, default=224)
+    parser.add_argument("--quick", action="store_true",
+                        help="MobileNetV2 at 96×96 only (a smoke test)")
+    parser.add_argument("--mem-cap-gb", type=float, default=20.0)
+    parser.add_argument("--runs", type=int, default=10)
+    parser.add_argument("--timeout", type=float, default=1800.0)
+    parser.add_argument("--json", default=os.path.join(HERE, "results", "export.json"))
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.models, args.size, args.runs = ["MobileNetV2"], 96, 3
+    results = run(args.models, args.size, args.exporters, args.mem_cap_gb, args.runs,
+                  args.timeout)
+    text = table(results)
+    print(f"\n{results['device']}, {results['cores']} cores; {args.size}×{args.size}\n")
+    print(text)
+    os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
+    with open(args.json, "w", encoding="utf-8") as handle:
+        json.dump(results, handle, indent=1)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
