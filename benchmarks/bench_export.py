@@ -111,7 +111,8 @@ def _child(code: str, args: list, cap_gb: float, timeout: float) -> dict:
                TF_CPP_MIN_LOG_LEVEL="3")
     start = time.perf_counter()
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
-        proc = subprocess.Popen(  # pylint: disable=consider-using-with
+        # RLIMIT_AS must be set in the child before it starts (no threads here)
+        proc = subprocess.Popen(  # pylint: disable=consider-using-with,W1509
             [sys.executable, "-c", code, *args], stdout=out, stderr=err, cwd=ROOT, env=env,
             preexec_fn=limit)
         try:

@@ -530,6 +530,7 @@ def _transpose(e: OnnxEmitter, node: Node, args: list) -> _Tensor:
 
 
 def _identity(e: OnnxEmitter, node: Node, args: list) -> _Tensor:
+    del e   # no node: the input tensor is the output
     if node.op == OpKind.IDENTITY and tuple(node.output_shape) != tuple(args[0].shape):
         raise NotEmittable(node, "changes the shape")
     return _Tensor(args[0].name, node.output_shape, args[0].nchw)

@@ -65,8 +65,9 @@ def _archive_datasets(path: str, stack: contextlib.ExitStack) -> dict:
         spec = normalise_model(model_file.config)
     except ConfigFormatError as exc:
         raise ModelFileError(path, str(exc)) from None
-    raw = stack.enter_context(open(path, "rb"))
-    archive = stack.enter_context(zipfile.ZipFile(raw))
+    # closed by ``stack``:
+    raw = stack.enter_context(open(path, "rb"))  # pylint: disable=consider-using-with
+    archive = stack.enter_context(zipfile.ZipFile(raw))  # pylint: disable=consider-using-with
     if "model.weights.h5" not in archive.namelist():
         return {}
     info = archive.getinfo("model.weights.h5")
