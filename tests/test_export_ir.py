@@ -243,15 +243,43 @@ def test_bad_input_exit_2_one_line_nothing_written(tmp_path, zoo_files):
     assert sorted(os.listdir(tmp_path)) == ["hostile.keras"]
 
 
+def _transpose_conv_file(tmp_path):
+    """A model the IR exporter has no ONNX form for (a transposed conv) but tf2onnx has."""
+    model = _randomize(keras.Sequential([
+        keras.Input((8, 8, 4), name="x"), L.Conv2D(8, 3, padding="same", name="conv"),
+        L.Conv2DTranspose(4, 3, strides=2, padding="same", name="up_conv")], name="tc"))
+    return model, _save(model, tmp_path / "tc.keras")
+
+
 def test_auto_falls_back_to_tf2onnx_with_one_line(tmp_path, capsys):
     pytest.importorskip("tf2onnx")
-    path = _lambda_file(tmp_path)
-    out = tmp_path / "lam.onnx"
-    code = main([path, "-o", str(out), "--no-verify"])
-    captured = capsys.readouterr()
-    # the Lambda is refused by the safe loader too: the fallback is announced first
-    assert "falling back to tf2onnx" in captured.err
-    assert code in (0, 2)
+    model, path = _transpose_conv_file(tmp_path)
+    out = tmp_path / "tc.onnx"
+    assert main([path, "-o", str(out)]) == 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "'up_conv'" in err[0] and "falling back to tf2onnx" in err[0]
+    assert _parity(model, out) < TOL
+    assert main([path, "-o", str(tmp_path / "tc2.onnx"), "--via", "ir"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "'up_conv'" in err[0] and "conv_transpose" in err[0]
+    assert not (tmp_path / "tc2.onnx").exists()
+
+
+def test_two_inputs_two_outputs_and_bilinear(tmp_path):
+    image, meta = keras.Input((9, 11, 3), name="image"), keras.Input((5,), name="meta")
+    x = L.Conv2D(6, 3, padding="same", name="conv")(image)
+    x = L.UpSampling2D(2, interpolation="bilinear", name="up")(x)
+    pooled = L.GlobalAveragePooling2D(name="gap")(x)
+    joined = L.Concatenate(name="join")([pooled, L.Dense(4, name="meta_fc")(meta)])
+    head = L.BatchNormalization(name="head_bn")(L.Dense(3, name="head")(joined))
+    model = _randomize(keras.Model([image, meta], [head, x], name="two"))
+    path = _save(model, tmp_path / "two.keras")
+    out = tmp_path / "two.onnx"
+    result = export_file(path, out)
+    assert result.max_abs_diff < TOL
+    assert _parity(model, out) < TOL
+    proto = onnx.load(str(out))
+    assert [o.name for o in proto.graph.output] == ["head_bn", "up"]
 
 
 # --- slow: every builder, keras.applications, VGG16 at 224 ------------------------------

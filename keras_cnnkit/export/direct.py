@@ -94,10 +94,8 @@ def _weight_lookup(graph: Graph, stored: dict):
     def weights(node: Node):
         name = node.attrs.get("shares_weights_with", node.name)
         candidates = [name]
-        parts = name.split("/")
-        candidates += ["/".join(parts[:i]) for i in range(len(parts) - 1, 0, -1)]
-        if node.layer:
-            candidates.append(node.layer)
+        if node.source_class.startswith("SeparableConv") and "/" in name:
+            candidates.append(name.rsplit("/", 1)[0])   # "sep/depthwise" → "sep"
         for key in candidates:
             if key in stored:
                 return [np.asarray(dataset[()], dtype=np.float32) for dataset in stored[key]]

@@ -339,11 +339,16 @@ def _conv(e: OnnxEmitter, node: Node, args: list) -> _Tensor:
     groups = int(a.get("groups", 1))
     arrays = _conv_weights(e, node)
     kernel_w, bias = arrays[0], (arrays[1] if len(arrays) > 1 else None)
+    in_channels, filters = int(a["in_channels"]), int(a["filters"])
+    if bias is not None:
+        _expect(node, bias, (filters,), "bias")
     if node.op == OpKind.DEPTHWISE_CONV:
-        channels = kernel_w.shape[-2]
-        mult = kernel_w.shape[-1]
+        channels, mult = in_channels, filters // in_channels
+        _expect(node, kernel_w, kernel + (channels, mult), "kernel")
         kernel_w = kernel_w.reshape(kernel + (1, channels * mult))
         groups = channels
+    else:
+        _expect(node, kernel_w, kernel + (in_channels // groups, filters), "kernel")
     # Keras (*k, C_in/g, C_out) → ONNX (C_out, C_in/g, *k)
     w = np.transpose(kernel_w, (rank + 1, rank) + tuple(range(rank)))
     inputs = [x.name, e.init(w, f"{node.name}/kernel")]
@@ -356,6 +361,13 @@ def _conv(e: OnnxEmitter, node: Node, args: list) -> _Tensor:
     t = _Tensor(out, node.output_shape, True)
     t.name = _activation(e, node, out, a.get("activation"), t)
     return t
+
+
+def _expect(node: Node, array: np.ndarray, shape: tuple, what: str) -> None:
+    """Refuse a stored weight whose shape is not the one the node's attributes imply."""
+    if tuple(array.shape) != tuple(shape):
+        raise NotEmittable(node, f"its stored {what} has shape {tuple(array.shape)}, "
+                                 f"expected {tuple(shape)}")
 
 
 def _conv_weights(e: OnnxEmitter, node: Node) -> list:
@@ -374,8 +386,9 @@ def _dense(e: OnnxEmitter, node: Node, args: list) -> _Tensor:
     arrays = e.weights_of(node, 1)
     kernel_w, bias = arrays[0], (arrays[1] if a.get("use_bias", True) and len(arrays) > 1
                                  else None)
-    if kernel_w.ndim != 2:
-        raise NotEmittable(node, f"a kernel of shape {kernel_w.shape}")
+    _expect(node, kernel_w, (int(a["in_features"]), int(a["units"])), "kernel")
+    if bias is not None:
+        _expect(node, bias, (int(a["units"]),), "bias")
     if x.nchw:
         if a.get("axis") not in (None, -1, len(x.shape) - 1):
             raise NotEmittable(node, "a dense layer over a non-channel axis")
@@ -405,10 +418,15 @@ def _batchnorm(e: OnnxEmitter, node: Node, args: list) -> _Tensor:
     if axis is not None and e.axis(x, axis) != 1:
         raise NotEmittable(node, f"batch norm over axis {axis}")
     arrays = list(e.weights_of(node))
-    channels = arrays[-1].shape[0]
+    channels = int(a.get("channels") or arrays[-1].shape[0])
+    if len(arrays) != 2 + bool(a.get("scale", True)) + bool(a.get("center", True)):
+        raise NotEmittable(node, f"{len(arrays)} stored weights for a batch norm")
     gamma = arrays.pop(0) if a.get("scale", True) else np.ones(channels, np.float32)
     beta = arrays.pop(0) if a.get("center", True) else np.zeros(channels, np.float32)
     mean, var = arrays[0], arrays[1]
+    for what, value in (("gamma", gamma), ("beta", beta), ("moving mean", mean),
+                        ("moving variance", var)):
+        _expect(node, value, (channels,), what)
     names = [e.init(v, f"{node.name}/{k}") for k, v in
              (("gamma", gamma), ("beta", beta), ("moving_mean", mean),
               ("moving_variance", var))]
