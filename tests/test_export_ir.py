@@ -7,7 +7,8 @@ norm, layer scale...), two small builders, the CLI's fallback and bad input, ext
 data, the lint of the exported file (the export without TensorFlow or Keras:
 ``test_export_notf.py``).  Slow:
 every builder and a set of keras.applications models (.keras and .h5), VGG16 at 224×224
-within 2 GB.
+within 2 GB.  The tests marked ``backend_agnostic`` verify against Keras on the JAX and
+PyTorch backends too (tox jax/torch envs).
 """
 # pytest fixtures are parameters named after the fixture functions.
 # pylint: disable=redefined-outer-name,missing-function-docstring
@@ -121,6 +122,7 @@ def zoo_files(tmp_path_factory):
     return model, {fmt: _save(model, root / f"zoo.{fmt}") for fmt in ("keras", "h5")}
 
 
+@pytest.mark.backend_agnostic
 @pytest.mark.parametrize("fmt", ["keras", "h5"])
 def test_zoo_parity_no_split(zoo_files, tmp_path, fmt):
     model, files = zoo_files
@@ -253,6 +255,8 @@ def _transpose_conv_file(tmp_path):
 
 def test_auto_falls_back_to_tf2onnx_with_one_line(tmp_path, capsys):
     pytest.importorskip("tf2onnx")
+    if keras.backend.backend() != "tensorflow":
+        pytest.skip("tf2onnx traces the model with TensorFlow")
     model, path = _transpose_conv_file(tmp_path)
     out = tmp_path / "tc.onnx"
     assert main([path, "-o", str(out)]) == 0
@@ -265,6 +269,7 @@ def test_auto_falls_back_to_tf2onnx_with_one_line(tmp_path, capsys):
     assert not (tmp_path / "tc2.onnx").exists()
 
 
+@pytest.mark.backend_agnostic
 def test_two_inputs_two_outputs_and_bilinear(tmp_path):
     image, meta = keras.Input((9, 11, 3), name="image"), keras.Input((5,), name="meta")
     x = L.Conv2D(6, 3, padding="same", name="conv")(image)
@@ -353,3 +358,21 @@ def test_vgg16_224_export_within_2gb(tmp_path):
     (got,) = run_onnx(str(out), {onnx.load(str(out), load_external_data=False)
                                  .graph.input[0].name: x})
     assert got.shape == (1, 1000)
+
+
+@pytest.mark.backend_agnostic
+def test_keras_cnnkit_blocks(tmp_path):
+    """The package's own composite blocks: their inner layers' weights found by path."""
+    from keras_cnnkit import layers as K
+    inp = keras.Input((16, 16, 8))
+    x = K.ConvBNAct(16, 3, name="cba")(inp)
+    x = K.InvertedResidual(16, expansion=4, name="ir")(x)
+    x = K.DepthwiseSeparableConv(24, name="dsc")(x)
+    x = K.SqueezeExcite(name="se")(x)
+    x = K.ResidualBlock(24, name="res")(x)
+    model = _randomize(keras.Model(inp, K.ClassifierHead(5, name="head")(x)))
+    for fmt in ("keras", "h5"):
+        path = _save(model, tmp_path / f"blocks.{fmt}")
+        out = tmp_path / f"blocks_{fmt}.onnx"
+        export_file(path, out, verify=False)
+        assert _parity(model, out) < TOL, fmt
