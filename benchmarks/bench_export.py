@@ -15,8 +15,9 @@ of the export itself as the child reports it, and the child's peak RSS (``ru_max
 ``os.wait4``).  Each child runs under ``RLIMIT_AS`` = ``--mem-cap-gb`` (default 20 GB) so
 that a runaway exporter is stopped before the machine is; a child that dies reports
 ``killed (>N GB)`` or its error.  Then each file written is timed in onnxruntime (CPU,
-batch 1, median of ``--runs`` runs after 3 warm-up runs, in a child process) and its
-nodes counted.
+batch 1, one intra-op thread, median of ``--runs`` runs after 2 warm-up runs; the files
+of one model are loaded in one child process and run in turn, so that the machine's
+load drifts over all of them alike) and its nodes counted.
 
 Prints a table, writes JSON (``--json``, default ``benchmarks/results/export.json``).
 
@@ -74,18 +75,27 @@ print(json.dumps({"export_s": time.perf_counter() - start}))
 _LATENCY = """
 import json, statistics, sys, time
 import numpy as np, onnx, onnxruntime as ort
-path, runs = sys.argv[1], int(sys.argv[2])
-nodes = len(onnx.load(path, load_external_data=False).graph.node)
-session = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
-inp = session.get_inputs()[0]
+runs, paths = int(sys.argv[1]), sys.argv[2:]
+options = ort.SessionOptions()
+options.intra_op_num_threads = 1
+sessions, nodes = [], []
+for path in paths:
+    nodes.append(len(onnx.load(path, load_external_data=False).graph.node))
+    sessions.append(ort.InferenceSession(path, options, providers=["CPUExecutionProvider"]))
+inp = sessions[0].get_inputs()[0]
 shape = [1 if not isinstance(d, int) else d for d in inp.shape]
 x = np.random.default_rng(0).uniform(-1, 1, shape).astype("float32")
-for _ in range(3):
-    session.run(None, {inp.name: x})
-times = []
-for _ in range(runs):
-    t = time.perf_counter(); session.run(None, {inp.name: x}); times.append(time.perf_counter() - t)
-print(json.dumps({"nodes": nodes, "latency_ms": 1000 * statistics.median(times)}))
+times = [[] for _ in sessions]
+for s in sessions:
+    for _ in range(2):
+        s.run(None, {s.get_inputs()[0].name: x})
+for _ in range(runs):                      # interleaved: drift hits every file alike
+    for s, t in zip(sessions, times):
+        start = time.perf_counter()
+        s.run(None, {s.get_inputs()[0].name: x})
+        t.append(time.perf_counter() - start)
+print(json.dumps([{"nodes": n, "latency_ms": 1000 * statistics.median(t)}
+                  for n, t in zip(nodes, times)]))
 """
 
 
@@ -137,8 +147,8 @@ def _child(code: str, args: list, cap_gb: float, timeout: float) -> dict:
             text = f"killed (>{cap_gb:g} GB): {text[:120]}"
         result["error"] = text[:300]
     else:
-        last = stdout.strip().splitlines()[-1] if stdout.strip() else "{}"
-        result.update(json.loads(last))
+        last = json.loads(stdout.strip().splitlines()[-1] if stdout.strip() else "{}")
+        result.update(last if isinstance(last, dict) else {"result": last})
     return result
 
 
@@ -166,15 +176,21 @@ def run(models, size: int, exporters, cap_gb: float, runs: int, timeout: float) 
                 row["error"] = saved["error"]
                 results["models"][name] = row
                 continue
+            written = {}
             for exporter in exporters:
                 out = os.path.join(tmp, f"{name}.{exporter}.onnx")
                 got = _child(_EXPORT, [exporter, src, out], cap_gb, timeout)
                 if "error" not in got and os.path.exists(out):
-                    timed = _child(_LATENCY, [out, str(runs)], cap_gb, timeout)
-                    got.update({k: timed[k] for k in ("nodes", "latency_ms", "error")
-                                if k in timed})
+                    written[exporter] = out
                 row[exporter] = got
                 print(f"{name:12s} {exporter:8s} {_fmt(got)}", flush=True)
+            if written:
+                timed = _child(_LATENCY, [str(runs), *written.values()], cap_gb, timeout)
+                for exporter, figures in zip(written, timed.get("result", [])):
+                    row[exporter].update(figures)
+                    print(f"{name:12s} {exporter:8s} {figures['nodes']} nodes, "
+                          f"{figures['latency_ms']:.1f} ms onnxruntime (1 thread)", flush=True)
+            for out in written.values():
                 for path in (out, out + ".data"):
                     if os.path.exists(path):
                         os.unlink(path)
@@ -187,14 +203,13 @@ def _fmt(got: dict) -> str:
     if "error" in got:
         return got["error"]
     return (f"{got['wall_s']:7.1f} s wall, {got.get('export_s', float('nan')):7.1f} s export, "
-            f"{got['peak_rss_bytes'] / 1024 ** 3:5.2f} GB peak, {got.get('nodes', '?')} nodes, "
-            f"{got.get('latency_ms', float('nan')):.1f} ms ORT")
+            f"{got['peak_rss_bytes'] / 1024 ** 3:5.2f} GB peak")
 
 
 def table(results: dict) -> str:
     """A Markdown table of ``results`` with the IR exporter's ratios."""
-    lines = ["| model | exporter | wall s | export s | peak RSS GB | ONNX nodes | ORT ms (b=1) |",
-             "|---|---|---:|---:|---:|---:|---:|"]
+    lines = ["| model | exporter | wall s | export s | peak RSS GB | ONNX nodes "
+             "| ORT ms (b=1, 1 thread) |", "|---|---|---:|---:|---:|---:|---:|"]
     for name, row in results["models"].items():
         for exporter in EXPORTERS:
             got = row.get(exporter)
@@ -235,7 +250,7 @@ def main(argv=None) -> int:
     parser.add_argument("--quick", action="store_true",
                         help="MobileNetV2 at 96×96 only (a smoke test)")
     parser.add_argument("--mem-cap-gb", type=float, default=20.0)
-    parser.add_argument("--runs", type=int, default=10)
+    parser.add_argument("--runs", type=int, default=20)
     parser.add_argument("--timeout", type=float, default=1800.0)
     parser.add_argument("--json", default=os.path.join(HERE, "results", "export.json"))
     args = parser.parse_args(argv)
