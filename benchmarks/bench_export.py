@@ -33,6 +33,7 @@ import json
 import os
 import platform
 import resource
+import signal
 import subprocess
 import sys
 import tempfile
@@ -139,7 +140,9 @@ def _child(code: str, args: list, cap_gb: float, timeout: float) -> dict:
     peak = usage.ru_maxrss * 1024
     result = {"wall_s": wall, "peak_rss_bytes": peak}
     if os.WIFSIGNALED(status):
-        result["error"] = f"killed by signal {os.WTERMSIG(status)} (>{cap_gb:g} GB cap?)"
+        name = signal.Signals(os.WTERMSIG(status)).name
+        result["error"] = (f"killed (>{cap_gb:g} GB): {name} at the address-space cap, "
+                           f"{peak / 1024 ** 3:.1f} GB resident")
     elif os.WEXITSTATUS(status) != 0:
         lines = [ln for ln in stderr.strip().splitlines() if ln.strip()]
         text = lines[-1] if lines else f"exit {os.WEXITSTATUS(status)}"

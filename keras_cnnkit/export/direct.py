@@ -26,7 +26,7 @@ import numpy as np
 
 from keras_cnnkit.analysis.frontends.containers import read_model_file
 from keras_cnnkit.analysis.frontends.library_model import library_of
-from keras_cnnkit.analysis.frontends.static_file import load_graph
+from keras_cnnkit.analysis.frontends.keras_gate import check_before_keras
 from keras_cnnkit.analysis.frontends.stored_weights import open_stored_weights
 from keras_cnnkit.analysis.ir import Graph, Node
 from keras_cnnkit.errors import CnnkitError
@@ -70,8 +70,10 @@ class IRExportResult:
 
 
 def read_ir(path: str) -> Graph:
-    """The model file's graph, refusing what the IR exporter cannot write (an opaque
-    node, a kind with no ONNX form, a library model built by its library).
+    """The model file's graph (read by :func:`~keras_cnnkit.analysis.frontends.keras_gate.
+    check_before_keras`: within the budgets and ``max-params``), refusing what the IR
+    exporter cannot write (an opaque node, a kind with no ONNX form, a library model
+    built by its library).
 
     Raises:
         ModelFileError: the file is unreadable or hostile.
@@ -83,7 +85,9 @@ def read_ir(path: str) -> Graph:
         raise NotEmittable(Node(name=str(model_file.config.get("class_name", "model")),
                                 op="opaque", source_class=library),
                            f"a {library} model is built by its library")
-    graph = load_graph(path)
+    # the gate before Keras: budgets, references outside the file, max-params (the IR
+    # exporter reads every weight too)
+    graph = check_before_keras(path, "cnnkit-export")
     check_emittable(graph)
     return graph
 
@@ -98,6 +102,8 @@ def _weight_lookup(graph: Graph, stored: dict):
             candidates.append(name.rsplit("/", 1)[0])   # "sep/depthwise" → "sep"
         for key in candidates:
             if key in stored:
+                if any(dataset.dtype.kind not in "fiu" for dataset in stored[key]):
+                    raise NotEmittable(node, "a stored weight is not numeric")
                 return [np.asarray(dataset[()], dtype=np.float32) for dataset in stored[key]]
         return None
 
