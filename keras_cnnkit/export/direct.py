@@ -104,11 +104,29 @@ def _weight_lookup(graph: Graph, stored: dict):
             if key in stored:
                 if any(dataset.dtype.kind not in "fiu" for dataset in stored[key]):
                     raise NotEmittable(node, "a stored weight is not numeric")
-                return [np.asarray(dataset[()], dtype=np.float32) for dataset in stored[key]]
+                return [read_weight(dataset) for dataset in stored[key]]
         return None
 
     del graph
     return weights
+
+
+#: Bytes of a weight read from the file in one piece; larger ones are read in slices
+#: along their first axis (h5py reading through a file object buffers what it reads).
+READ_SLICE_BYTES = 1 << 24
+
+
+def read_weight(dataset) -> np.ndarray:
+    """A stored weight as float32, read in slices of at most :data:`READ_SLICE_BYTES` so
+    that no second copy of a large weight is ever made."""
+    out = np.empty(dataset.shape, dtype=np.float32)
+    if out.ndim == 0 or out.nbytes <= READ_SLICE_BYTES:
+        out[...] = dataset[()]
+        return out
+    step = max(1, READ_SLICE_BYTES // max(out[0].nbytes, 1))
+    for start in range(0, out.shape[0], step):
+        out[start:start + step] = dataset[start:start + step]
+    return out
 
 
 def _check(path, inputs: Sequence, force: bool) -> str:
