@@ -261,7 +261,7 @@ def test_auto_falls_back_to_tf2onnx_with_one_line(tmp_path, capsys):
     out = tmp_path / "tc.onnx"
     assert main([path, "-o", str(out)]) == 0
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "'up_conv'" in err[0] and "falling back to tf2onnx" in err[0]
+    assert len(err) == 1 and "'up_conv'" in err[0] and "through tf2onnx instead" in err[0]
     assert _parity(model, out) < TOL
     assert main([path, "-o", str(tmp_path / "tc2.onnx"), "--via", "ir"]) == 2
     err = capsys.readouterr().err.strip().splitlines()

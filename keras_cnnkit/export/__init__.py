@@ -16,9 +16,10 @@ Two exporters:
   here): the model is loaded in safe mode after the static check
   (:mod:`keras_cnnkit.analysis.frontends.keras_gate`) and traced with TensorFlow.
 
-``--via auto`` (the default) takes the IR exporter and falls back to tf2onnx, saying so
-in one line, for a model it cannot write (an opaque layer, an op kind or attribute with
-no ONNX form here); ``--via ir`` makes that exit 2 naming the layer and its kind.
+``--via auto`` (the default) takes the IR exporter and falls back to tf2onnx for a model
+it cannot write (an opaque layer, an op kind or attribute with no ONNX form here), saying
+so in one line (on stderr, after the export; if tf2onnx fails too, the one error line
+names both); ``--via ir`` makes that exit 2 naming the layer and its kind.
 Verification runs the file in onnxruntime and the model in Keras (any backend for the IR
 path) on the same seeded random input before the file is moved into place.  The output
 is never the model file, not even with ``--force`` (nor a link to it).  Exit status 0 on
@@ -134,6 +135,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                 raise CnnkitError(f"the IR exporter writes opset {MIN_OPSET} or later")
             if via == "auto" and args.opset < MIN_OPSET:
                 via = "tf2onnx"
+            fallback = None
             if via != "tf2onnx":
                 from keras_cnnkit.export.direct import read_ir
                 try:
@@ -142,8 +144,16 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                 except NotEmittable as exc:
                     if via == "ir":
                         raise
-                    print(f"cnnkit-export: {exc}; falling back to tf2onnx", file=sys.stderr)
-            _export_tf2onnx(args, inputs)
+                    fallback = exc
+            try:
+                _export_tf2onnx(args, inputs)
+            except CnnkitError as exc:
+                if fallback is None:
+                    raise
+                raise CnnkitError(f"{exc} (tf2onnx was the fallback: {fallback})") from exc
+            if fallback is not None:
+                print(f"cnnkit-export: {fallback}; exported through tf2onnx instead",
+                      file=sys.stderr)
     except CnnkitError as exc:
         print(f"cnnkit-export: error: {exc}", file=sys.stderr)
         return 2

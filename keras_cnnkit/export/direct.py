@@ -33,7 +33,8 @@ from keras_cnnkit.errors import CnnkitError
 from keras_cnnkit.export.onnx_emit import DEFAULT_OPSET, NotEmittable, check_emittable, emit_onnx
 from keras_cnnkit.export.onnx_write import (TensorStore, serialized_size, write_external,
                                             write_inline)
-from keras_cnnkit.io_guard import OutputFileError, check_output_path, write_atomic
+from keras_cnnkit.io_guard import (OutputFileError, check_output_path, require_regular_file,
+                                   write_atomic)
 
 #: Serialised size above which the weights go to an external data file (protobuf's limit
 #: on one message is 2 GiB; the margin covers the graph itself).
@@ -79,6 +80,7 @@ def read_ir(path: str) -> Graph:
         ModelFileError: the file is unreadable or hostile.
         NotEmittable: the graph has a node with no ONNX form.
     """
+    require_regular_file(path)
     model_file = read_model_file(path)
     library = library_of(model_file.config)
     if library is not None:

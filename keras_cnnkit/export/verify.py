@@ -1,7 +1,7 @@
 """Verification of an exported file: onnxruntime against Keras, on any Keras backend.
 
 :func:`random_feeds` draws seeded inputs for an ONNX model's inputs (uniform in
-``[-1, 1)``, batch :data:`VERIFY_BATCH`, unknown dims :data:`VERIFY_SIZE`);
+``[-1, 1)``, batch 2, unknown dims 32: as the tf2onnx path does);
 :func:`compare` runs the file in onnxruntime first (its session is freed before Keras
 loads the model, so the two never hold the weights at once), then the Keras model
 loaded in safe mode (:func:`keras_cnnkit.io_guard.load_keras_model`) on whatever
@@ -15,31 +15,16 @@ import numpy as np
 
 from keras_cnnkit.errors import CnnkitError
 from keras_cnnkit.io_guard import load_keras_model
-
-#: Size given to unknown non-batch input dimensions when verifying.
-VERIFY_SIZE = 32
-#: Batch size of the verification input.
-VERIFY_BATCH = 2
-
+from keras_cnnkit.onnx_convert import verification_inputs
 
 class VerificationError(CnnkitError, ValueError):
     """onnxruntime and Keras disagree, or one of them cannot run the model."""
 
 
 def random_feeds(proto, seed: int = 0) -> dict:
-    """Seeded random inputs for ``proto``'s graph inputs, by name."""
-    from onnx import helper
-
-    rng = np.random.default_rng(seed)
-    feeds = {}
-    for value in proto.graph.input:
-        tensor_type = value.type.tensor_type
-        dims = [d.dim_value if d.HasField("dim_value") else None
-                for d in tensor_type.shape.dim]
-        shape = [VERIFY_BATCH if i == 0 else (d or VERIFY_SIZE) for i, d in enumerate(dims)]
-        dtype = np.dtype(helper.tensor_dtype_to_np_dtype(tensor_type.elem_type))
-        feeds[value.name] = rng.uniform(-1.0, 1.0, size=shape).astype(dtype)
-    return feeds
+    """Seeded random inputs for ``proto``'s graph inputs, by name (those of the tf2onnx
+    path: :func:`keras_cnnkit.onnx_convert.verification_inputs`)."""
+    return verification_inputs(proto, seed)
 
 
 def _one_line(exc: BaseException) -> str:
