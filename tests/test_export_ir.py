@@ -43,6 +43,34 @@ def _randomize(model, seed=0):
     for weight in model.weights:
         low = 0.5 if "variance" in weight.path else -0.5
         weight.assign(rng.uniform(low, low + 1.0, weight.shape).astype("float32"))
+    return _finalized(model)
+
+
+def _perturb(model, seed=0):
+    """Keras' own initial kernels (deep nets stay well-conditioned: uniform [-0.5, 0.5)
+    kernels make a 50-layer SE-ResNet chaotic, where 1e-6 at the input moves the output
+    by half its size), with random biases, norm scales/offsets and batch-norm
+    statistics, so that no stored weight is at its neutral default."""
+    rng = np.random.default_rng(seed)
+    for weight in model.weights:
+        name = weight.path.rsplit("/", 1)[-1]
+        if name in ("gamma", "moving_variance", "variance"):
+            value = rng.uniform(0.5, 1.5, weight.shape)
+        elif name in ("beta", "moving_mean", "bias", "mean"):
+            value = rng.uniform(-0.5, 0.5, weight.shape)
+        else:
+            continue
+        weight.assign(value.astype("float32"))
+    return _finalized(model)
+
+
+def _finalized(model):
+    """Normalization layers compute their mean and variance tensors from their weights
+    when built or loaded: after assigning new weights, recompute them (else the live
+    model still uses the old ones while the saved file holds the new)."""
+    for layer in model._flatten_layers():  # pylint: disable=protected-access
+        if isinstance(layer, L.Normalization) and layer.built:
+            layer.finalize_state()
     return model
 
 
@@ -174,8 +202,8 @@ def test_opset_and_dynamic_spatial(tmp_path):
 @pytest.mark.parametrize("name", ["shufflenet_v2_x0_5", "mobilenet_v2"])
 def test_builders_small(tmp_path, name):
     from keras_cnnkit.models import create_model
-    model = _randomize(create_model(name, input_shape=(64, 64, 3), weights=None,
-                                    classifier_activation=None))
+    model = _perturb(create_model(name, input_shape=(64, 64, 3), weights=None,
+                                  classifier_activation=None))
     path = _save(model, tmp_path / f"{name}.keras")
     out = tmp_path / f"{name}.onnx"
     export_file(path, out, verify=False)
@@ -306,8 +334,8 @@ def _builder_names():
 def test_every_builder_parity(tmp_path, name):
     from keras_cnnkit.models import create_model
     size = BUILDER_SIZES.get(name, 64)
-    model = _randomize(create_model(name, input_shape=(size, size, 3), weights=None,
-                                    classifier_activation=None))
+    model = _perturb(create_model(name, input_shape=(size, size, 3), weights=None,
+                                  classifier_activation=None))
     for fmt in ("keras", "h5"):
         path = _save(model, tmp_path / f"{name}.{fmt}")
         out = tmp_path / f"{name}_{fmt}.onnx"
@@ -320,7 +348,7 @@ def test_every_builder_parity(tmp_path, name):
 def test_keras_applications_parity(tmp_path, name):
     size = APPS[name]
     kwargs = {"classifier_activation": None}
-    model = _randomize(getattr(keras.applications, name)(
+    model = _perturb(getattr(keras.applications, name)(
         weights=None, input_shape=(size, size, 3), **kwargs))
     for fmt in ("keras", "h5"):
         path = _save(model, tmp_path / f"{name}.{fmt}")

@@ -208,7 +208,8 @@ class OnnxEmitter:
         graph = helper.make_graph(self.nodes, name, inputs, outputs)
         model = helper.make_model(graph, producer_name=producer,
                                   opset_imports=[helper.make_opsetid("", self.opset)])
-        model.ir_version = 8 if self.opset <= 17 else (9 if self.opset <= 20 else 10)
+        # the oldest IR version that has the opset: what older runtimes can load
+        model.ir_version = helper.find_min_ir_version_for(list(model.opset_import))
         return model
 
     def _dims(self, shape: tuple) -> list:
