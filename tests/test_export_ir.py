@@ -131,6 +131,7 @@ def _zoo_model():
     x = L.Activation("hard_sigmoid", name="hsig")(x)
     x = L.LeakyReLU(0.1, name="leaky")(x)
     x = L.Activation("elu", name="elu")(x)
+    x = L.PReLU(shared_axes=[1, 2], name="prelu")(x)
     se = L.GlobalAveragePooling2D(keepdims=True, name="se_pool")(x)
     se = L.Conv2D(24, 1, activation="tanh", name="se_conv")(se)
     x = L.Multiply(name="se_mul")([x, se])

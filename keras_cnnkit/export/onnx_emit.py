@@ -245,13 +245,6 @@ class OnnxEmitter:
 
 # --- op handlers ------------------------------------------------------------------------
 
-def _same_as_input(node: Node, args: list) -> None:
-    if any(a.shape != args[0].shape for a in args[1:]) and node.op == OpKind.CONCAT:
-        return
-    if args and len(args[0].shape) != len(node.output_shape):
-        raise NotEmittable(node, "changes the rank")
-
-
 def _window_pads(e: OnnxEmitter, node: Node, shape: tuple, kernel, strides, dilation,
                  padding) -> dict:
     """``pads``/``auto_pad`` attributes of a window op on input ``shape`` (IR)."""
@@ -431,12 +424,9 @@ def _batchnorm(e: OnnxEmitter, node: Node, args: list) -> _Tensor:
     names = [e.init(v, f"{node.name}/{k}") for k, v in
              (("gamma", gamma), ("beta", beta), ("moving_mean", mean),
               ("moving_variance", var))]
-    src = x.name
-    if rank == 1 and not x.nchw:
-        pass
-    elif not x.nchw:
+    if not x.nchw and rank != 1:
         raise NotEmittable(node, f"batch norm on shape {x.shape}")
-    out = e.op("BatchNormalization", [src] + names, epsilon=float(a.get("epsilon", 1e-3)))
+    out = e.op("BatchNormalization", [x.name] + names, epsilon=float(a.get("epsilon", 1e-3)))
     return _Tensor(out, node.output_shape, x.nchw)
 
 
@@ -444,12 +434,12 @@ def _activation_node(e: OnnxEmitter, node: Node, args: list) -> _Tensor:
     x = args[0]
     a = node.attrs
     if a.get("activation") == "prelu":
-        (alpha,) = e.weights_of(node, 1)[:1]
-        alpha = np.asarray(alpha, np.float32)
+        # Keras' alpha has the input's shape (batch excluded), 1 on shared axes
+        alpha = np.asarray(e.weights_of(node, 1)[0], np.float32)
+        if alpha.ndim != len(x.shape):
+            raise NotEmittable(node, f"an alpha of shape {alpha.shape}")
         if x.nchw:
-            alpha = np.moveaxis(alpha.reshape(x.shape if alpha.size != x.shape[-1]
-                                              else (1,) * (len(x.shape) - 1) + (-1,)),
-                                -1, 0)
+            alpha = np.moveaxis(alpha, -1, 0)
         return _Tensor(e.op("PRelu", [x.name, e.init(alpha, f"{node.name}/alpha")]),
                        node.output_shape, x.nchw)
     out = _activation(e, node, x.name, a.get("activation"), x, a)
