@@ -29,7 +29,7 @@ from keras_cnnkit.analysis.frontends.library_model import library_of
 from keras_cnnkit.analysis.frontends.keras_gate import check_before_keras
 from keras_cnnkit.analysis.frontends.stored_weights import open_stored_weights
 from keras_cnnkit.analysis.ir import Graph, Node
-from keras_cnnkit.errors import CnnkitError
+from keras_cnnkit.errors import CnnkitError, ModelFileError
 from keras_cnnkit.export.onnx_emit import DEFAULT_OPSET, NotEmittable, check_emittable, emit_onnx
 from keras_cnnkit.export.onnx_write import (TensorStore, serialized_size, write_external,
                                             write_inline)
@@ -81,8 +81,15 @@ def read_ir(path: str) -> Graph:
         NotEmittable: the graph has a node with no ONNX form.
     """
     require_regular_file(path)
-    model_file = read_model_file(path)
-    library = library_of(model_file.config)
+    try:
+        model_file = read_model_file(path)
+        library = library_of(model_file.config)
+    except CnnkitError:
+        raise
+    except Exception as exc:  # pylint: disable=broad-exception-caught
+        # a reader's bug on a bad file is still a bad file, in one line
+        raise ModelFileError(path, f"cannot be analysed: unexpected {type(exc).__name__}: "
+                                   f"{exc} (please report it)") from exc
     if library is not None:
         raise NotEmittable(Node(name=str(model_file.config.get("class_name", "model")),
                                 op="opaque", source_class=library),
@@ -94,7 +101,7 @@ def read_ir(path: str) -> Graph:
     return graph
 
 
-def _weight_lookup(graph: Graph, stored: dict):
+def _weight_lookup(graph: Graph, stored: dict, path: str = ""):
     """``weights(node)`` for :func:`emit_onnx`: the stored arrays of the node's layer."""
 
     def weights(node: Node):
@@ -106,7 +113,11 @@ def _weight_lookup(graph: Graph, stored: dict):
             if key in stored:
                 if any(dataset.dtype.kind not in "fiu" for dataset in stored[key]):
                     raise NotEmittable(node, "a stored weight is not numeric")
-                return [read_weight(dataset) for dataset in stored[key]]
+                try:
+                    return [read_weight(dataset) for dataset in stored[key]]
+                except (OSError, RuntimeError) as exc:   # h5py on a damaged dataset
+                    raise ModelFileError(path, f"weights of {key!r}: damaged or truncated "
+                                               f"HDF5 ({exc})") from None
         return None
 
     del graph
@@ -170,8 +181,8 @@ def export_file(model_path, out_path, opset: int = DEFAULT_OPSET, verify: bool =
         raise IRExportError(f"{out}: cannot write: {exc.strerror or exc}") from None
     try:
         with open_stored_weights(model_path) as stored:
-            proto = emit_onnx(graph, _weight_lookup(graph, stored), store, opset=opset,
-                              dynamic_spatial=dynamic)
+            proto = emit_onnx(graph, _weight_lookup(graph, stored, model_path), store,
+                              opset=opset, dynamic_spatial=dynamic)
         checked: dict = {}
         feeds = None
         if verify:

@@ -237,9 +237,9 @@ class OnnxEmitter:
             raise NotEmittable(node)
         try:
             return handler(self, node, args)
-        except NotEmittable:
-            raise
         except (ValueError, TypeError, KeyError, IndexError) as exc:
+            if isinstance(exc, CnnkitError):   # NotEmittable, a damaged file
+                raise
             raise NotEmittable(node, str(exc)) from None
 
 
