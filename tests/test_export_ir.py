@@ -164,7 +164,8 @@ def test_zoo_parity_no_split(zoo_files, tmp_path, fmt):
     proto = onnx.load(str(out))
     onnx.checker.check_model(proto)
     # a Transpose only at the edges: after an input, before an output, around the
-    # Flatten and Reshape that must see Keras' element order
+    # Flatten and Reshape that must see Keras' element order (and around a channel-only
+    # LayerNormalization, which normalises from its axis to the last)
     producer = {o: n for n in proto.graph.node for o in n.output}
     consumers = {}
     for n in proto.graph.node:
@@ -175,9 +176,10 @@ def test_zoo_parity_no_split(zoo_files, tmp_path, fmt):
     for n in proto.graph.node:
         if n.op_type != "Transpose":
             continue
-        before = n.input[0] in edge_inputs or producer[n.input[0]].op_type == "Reshape"
+        before = n.input[0] in edge_inputs or producer[n.input[0]].op_type in (
+            "Reshape", "LayerNormalization")
         after = n.output[0] in edge_outputs or set(consumers.get(n.output[0], [])) <= {
-            "Flatten", "Reshape"}
+            "Flatten", "Reshape", "LayerNormalization"}
         assert before or after, n.name
     assert proto.graph.input[0].type.tensor_type.shape.dim[0].dim_param == "batch"
     assert proto.opset_import[0].version == 17

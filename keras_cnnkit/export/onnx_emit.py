@@ -302,9 +302,10 @@ def _activation(e: OnnxEmitter, node: Node, x: str, act: Optional[str], t: _Tens
             return e.op("HardSwish", [x])
         return e.op("Mul", [x, e.op("HardSigmoid", [x], alpha=1.0 / 6.0, beta=0.5)])
     if act == "gelu":
-        erf = e.op("Erf", [e.op("Mul", [x, e.const(1.0 / math.sqrt(2.0))])])
-        return e.op("Mul", [e.op("Mul", [x, e.const(0.5)]),
-                            e.op("Add", [erf, e.const(1.0)])])
+        # x·(1 + erf(x/√2))·½, op for op as PyTorch writes it (the ONNX frontend's pattern)
+        erf = e.op("Erf", [e.op("Div", [x, e.const(math.sqrt(2.0))])])
+        return e.op("Mul", [e.op("Mul", [x, e.op("Add", [erf, e.const(1.0)])]),
+                            e.const(0.5)])
     if act == "mish":
         return e.op("Mul", [x, e.op("Tanh", [e.op("Softplus", [x])])])
     if act in ("softmax", "log_softmax"):
@@ -592,9 +593,18 @@ def _channel_shuffle(e: OnnxEmitter, node: Node, args: list) -> _Tensor:
     channels = x.shape[-1]
     if not x.nchw or channels is None or node.data_format != "channels_last":
         raise NotEmittable(node, "unknown channels")
-    split = e.op("Reshape", [x.name, e.const([0, groups, channels // groups, -1], np.int64)])
-    swapped = e.op("Transpose", [split], perm=[0, 2, 1, 3])
-    out = e.op("Reshape", [swapped, e.op("Shape", [x.name])])
+    spatial = list(x.shape[:-1])
+    if e.dynamic_spatial or None in spatial:
+        split = e.op("Reshape", [x.name, e.const([0, groups, channels // groups, -1],
+                                                 np.int64)])
+        swapped = e.op("Transpose", [split], perm=[0, 2, 1, 3])
+        out = e.op("Reshape", [swapped, e.op("Shape", [x.name])])
+        return _Tensor(out, node.output_shape, True)
+    # (N, g, C/g, H, W) → swap → (N, C, H, W), as PyTorch writes a channel shuffle
+    split = e.op("Reshape", [x.name, e.const([0, groups, channels // groups] + spatial,
+                                             np.int64)])
+    swapped = e.op("Transpose", [split], perm=[0, 2, 1] + list(range(3, 3 + len(spatial))))
+    out = e.op("Reshape", [swapped, e.const([0, channels] + spatial, np.int64)])
     return _Tensor(out, node.output_shape, True)
 
 
@@ -672,6 +682,18 @@ def _norm(e: OnnxEmitter, node: Node, args: list) -> _Tensor:
     arrays = list(e.weights_of(node)) if (a.get("scale") or a.get("center")) else []
     gamma = arrays.pop(0) if a.get("scale") else None
     beta = arrays.pop(0) if a.get("center") else None
+    if kind == "layer" and e.opset >= 17 and gamma is not None:
+        # LayerNormalization normalises from its axis to the last: over the channels of
+        # an NCHW tensor only once they are last again (a Transpose pair, as PyTorch's
+        # ConvNeXt exports write it)
+        src = e.to_plain(x)
+        inputs = [src, e.init(np.asarray(gamma, np.float32).reshape(-1), f"{node.name}/gamma")]
+        if beta is not None:
+            inputs.append(e.init(np.asarray(beta, np.float32).reshape(-1), f"{node.name}/beta"))
+        out = e.op("LayerNormalization", inputs, axis=-1, epsilon=eps)
+        if x.nchw:
+            return e.from_plain(out, node.output_shape)
+        return _Tensor(out, node.output_shape, False)
     if kind == "layer":
         axes = [1] if x.nchw else [-1]
         src = x.name
