@@ -358,6 +358,11 @@ def test_keras_applications_parity(tmp_path, name):
         out = tmp_path / f"{name}_{fmt}.onnx"
         export_file(path, out, verify=False)
         assert _parity(model, out) < TOL, fmt
+    # the exported file lints like its source: same MACs, same finding codes
+    from keras_cnnkit.lint.api import lint
+    source, exported = lint(str(tmp_path / f"{name}.keras")), lint(str(out))
+    assert exported.summary.macs == source.summary.macs
+    assert sorted(f.code for f in exported.findings) == sorted(f.code for f in source.findings)
 
 
 PEAK_SCRIPT = r"""
