@@ -45,3 +45,21 @@ def test_no_verify_needs_neither_tensorflow_nor_keras(tmp_path):
     assert result == {"code": 0, "heavy": []}
     session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
     assert session.get_outputs()
+
+
+VERIFY_SCRIPT = NOTF_SCRIPT.replace('"--no-verify", ', "")
+
+
+def test_verification_without_keras_is_one_line(tmp_path):
+    """Without a usable Keras, verifying is refused in one line that names --no-verify;
+    nothing is written."""
+    example = os.path.join(ROOT, "examples", "models", "inefficient_cnn.h5")
+    out = tmp_path / "example.onnx"
+    proc = subprocess.run([sys.executable, "-c", VERIFY_SCRIPT, example, str(out)],
+                          cwd=tmp_path, capture_output=True, text=True, check=False,
+                          timeout=300, env=dict(os.environ, PYTHONPATH=ROOT))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert json.loads(proc.stdout.strip().splitlines()[-1])["code"] == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "--no-verify" in lines[0] and "Traceback" not in proc.stderr
+    assert not out.exists() and os.listdir(tmp_path) == []

@@ -173,6 +173,11 @@ def export_file(model_path, out_path, opset: int = DEFAULT_OPSET, verify: bool =
     model_path = os.fspath(model_path)
     inputs = [model_path]
     out = _check(out_path, inputs, force)
+    try:
+        import onnx  # noqa: F401  pylint: disable=unused-import
+    except ImportError:
+        raise IRExportError("the IR exporter needs the 'onnx' package (pip install "
+                            "'keras-cnnkit[export]')") from None
     graph = read_ir(model_path) if graph is None else graph
     dynamic = dynamic_spatial or any("unknown size" in note for note in graph.notes)
     try:

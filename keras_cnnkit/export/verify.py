@@ -34,7 +34,12 @@ def _one_line(exc: BaseException) -> str:
 
 def run_onnx(onnx_file: str, feeds: dict) -> list:
     """onnxruntime's outputs of ``onnx_file`` on ``feeds`` (CPU)."""
-    import onnxruntime as ort
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        raise VerificationError("verifying needs onnxruntime (pip install "
+                                "'keras-cnnkit[export]'); pass --no-verify to skip it") \
+            from None
     try:
         session = ort.InferenceSession(onnx_file, providers=["CPUExecutionProvider"])
         names = [i.name for i in session.get_inputs()]
@@ -49,7 +54,11 @@ def run_onnx(onnx_file: str, feeds: dict) -> list:
 
 def run_keras(model_path: str, inputs: list) -> list:
     """The Keras model's outputs on ``inputs`` (numpy arrays, NHWC), any backend."""
-    import keras
+    try:
+        import keras
+    except ImportError as exc:   # Keras without a backend (TensorFlow, JAX, PyTorch)
+        raise VerificationError(f"verifying needs Keras with an installed backend "
+                                f"({_one_line(exc)}); pass --no-verify to skip it") from None
     model = load_keras_model(model_path)
     outs = model(inputs[0] if len(inputs) == 1 else list(inputs), training=False)
     if isinstance(outs, dict):
