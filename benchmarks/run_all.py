@@ -52,6 +52,7 @@ one hand-written part: it reads the GPU tables, and it comes after them (the sec
 | each rule's fix: estimated FLOP ratio vs measured time ratio, per device (CPU, H100); harness noise within 10% (#6) | `results_rules.md`, `rules_ratio.png`, `results_rules_gpu.md` |
 | `cnnkit-lint -j 2` over the 40 keras.applications model files: models/s vs serial, byte-identical output (#21) | `results_zoo.md`, `results_zoo_json.md` |
 | a bare `cnnkit-lint --fix` on the bundled example gives a model faster at batch 1 and 32 on this CPU (#15, #16) | `results_fix_example.md` |
+| `cnnkit-export` through the IR vs tf2onnx vs Keras' `model.export`: time, peak RSS (VGG16 at 224 <= 2 GB), onnxruntime latency, node counts (#20) | `results_export.md` |
 """
 
 

@@ -99,10 +99,13 @@ def test_extras_table_matches_setup_cfg():
 
 @pytest.mark.notf
 @pytest.mark.parametrize("hidden, call, extra", [
+    # the IR exporter needs onnx (not TensorFlow); the tf2onnx path needs all four
+    (("onnx",), f"from keras_cnnkit.export import main; sys.exit(main([{EXAMPLE!r}, '-o', "
+     "'m.onnx', '--no-verify']))", "keras-cnnkit[export]"),
     (("tensorflow",), "from keras_cnnkit.export import main; sys.exit(main(['m.keras', '-o', "
-     "'m.onnx']))", "cnnkit-export needs tensorflow"),
+     "'m.onnx', '--via', 'tf2onnx']))", "cnnkit-export needs tensorflow"),
     (("tf2onnx", "onnxruntime"), "from keras_cnnkit.export import main; "
-     "sys.exit(main(['m.keras', '-o', 'm.onnx']))", "keras-cnnkit[export]"),
+     "sys.exit(main(['m.keras', '-o', 'm.onnx', '--via', 'tf2onnx']))", "keras-cnnkit[export]"),
     (("tensorflow",), f"from keras_cnnkit.lint.cli import main; sys.exit(main(["
      f"{EXAMPLE!r}, '--fix', '-o', 'fixed.keras', '--no-config']))", "--fix needs tensorflow"),
     (("tensorflow",), f"from keras_cnnkit.lint.cli import main; sys.exit(main(["

@@ -228,6 +228,7 @@ def _layer_norm(config: dict, shapes: list) -> list:
         "kind": "layer", "axes": axes, "norm_size": _norm_size(shapes[0], axes),
         "center": bool(value_of(config, "center", True)) and not rms,
         "scale": bool(value_of(config, "scale", True)),
+        "epsilon": float(value_of(config, "epsilon", 1e-3)),
     }, None)]
 
 
@@ -238,6 +239,7 @@ def _group_norm(config: dict, shapes: list) -> list:
         "norm_size": shapes[0][axis],
         "center": bool(value_of(config, "center", True)),
         "scale": bool(value_of(config, "scale", True)),
+        "epsilon": float(value_of(config, "epsilon", 1e-3)),
     }, None)]
 
 
@@ -388,7 +390,19 @@ def _upsample(rank: int) -> Handler:
 
 
 def _rescaling(config: dict, shapes: list) -> list:
-    return [("", OpKind.RESCALE, {"mode": "rescaling", "params": 0}, None)]
+    return [("", OpKind.RESCALE, {"mode": "rescaling", "params": 0,
+                                  "scale": _plain_value(value_of(config, "scale", 1.0)),
+                                  "offset": _plain_value(value_of(config, "offset", 0.0))},
+             None)]
+
+
+def _plain_value(value):
+    """A number, or a list of them, as given in a config (a serialised tensor's value)."""
+    if isinstance(value, dict) and value.get("class_name") == "__tensor__":
+        value = value.get("config", {}).get("value", value)
+    if isinstance(value, (list, tuple)):
+        return tuple(_plain_value(v) for v in value)
+    return float(value) if isinstance(value, (int, float)) else value
 
 
 def _normalization(config: dict, shapes: list) -> list:
@@ -398,8 +412,29 @@ def _normalization(config: dict, shapes: list) -> list:
     # Keras keeps mean, variance and a count as (non-trainable) weights unless the mean
     # and variance are given as constants.
     params = (2 * size + 1) if adapted and size is not None else (None if adapted else 0)
-    return [("", OpKind.RESCALE, {"mode": "normalization", "params": params, "axes": axes},
-             None)]
+    attrs = {"mode": "normalization", "params": params, "axes": axes}
+    if not adapted and not config.get("invert"):
+        # constants: (x − mean) / max(√variance, 1e-7), i.e. x · scale + offset
+        attrs.update(_normalization_affine(config.get("mean"), config.get("variance")))
+    return [("", OpKind.RESCALE, attrs, None)]
+
+
+def _normalization_affine(mean, variance) -> dict:
+    """``scale``/``offset`` of a ``Normalization`` given its constant mean and variance."""
+    mean, variance = _plain_value(mean), _plain_value(variance)
+    means = mean if isinstance(mean, tuple) else (mean,)
+    variances = variance if isinstance(variance, tuple) else (variance,)
+    if not all(isinstance(v, float) for v in means + variances) or \
+            len(means) != len(variances) and 1 not in (len(means), len(variances)):
+        return {}
+    count = max(len(means), len(variances))
+    means = means * count if len(means) == 1 else means
+    variances = variances * count if len(variances) == 1 else variances
+    scale = tuple(1.0 / max(v ** 0.5, 1e-7) for v in variances)
+    offset = tuple(-m * k for m, k in zip(means, scale))
+    if count == 1:
+        return {"scale": scale[0], "offset": offset[0]}
+    return {"scale": scale, "offset": offset}
 
 
 def _channel_shuffle(config: dict, shapes: list) -> list:

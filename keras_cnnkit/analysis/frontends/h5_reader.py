@@ -10,7 +10,8 @@ Two layouts are read:
   layer (``layers/conv2d/vars/0``...), whose ``name`` attribute (Keras ≥ 3.x) names
   the layer.
 
-Only metadata is read: attributes and dataset shapes, never dataset contents.  Only
+Only metadata is read: attributes and dataset shapes, never dataset contents (the
+exporter asks for the datasets themselves and reads each when it writes it).  Only
 hard links are followed, so a crafted file cannot make the reader open other files
 through external links.  The walk is bounded before it is made (see
 :mod:`keras_cnnkit.budgets`): every link followed counts against ``max-h5-links``, a
@@ -166,12 +167,21 @@ def _layer_groups(root: h5py.Group, walk: Walk) -> Iterator[tuple]:
             yield name, group
 
 
-def legacy_weight_shapes(h5: h5py.File, path: str = "") -> Optional[dict]:
+def _shape_or_dataset(dataset: h5py.Dataset, datasets: bool):
+    """What the readers collect per weight: its shape, or (``datasets``) the dataset
+    itself, whose contents are read only when asked for."""
+    return dataset if datasets else tuple(int(d) for d in dataset.shape)
+
+
+def legacy_weight_shapes(h5: h5py.File, path: str = "", datasets: bool = False
+                         ) -> Optional[dict]:
     """Weight shapes of a legacy model file: layer path → list of shapes.
 
     The layer path is the weight's name without its variable part, from the top-level
     layer on (``"subseq/sc/kernel"`` → ``"subseq/sc"``; see :func:`_owner_path`).
-    ``None`` when the file holds no ``model_weights`` group.
+    ``None`` when the file holds no ``model_weights`` group.  With ``datasets``, the
+    lists hold the ``h5py.Dataset`` objects instead of their shapes (for the exporter,
+    which reads them one at a time).
     """
     if "model_weights" not in h5:
         return None
@@ -191,21 +201,21 @@ def legacy_weight_shapes(h5: h5py.File, path: str = "") -> Optional[dict]:
             if not isinstance(dataset, h5py.Dataset):
                 raise H5FormatError(f"weight {weight_name!r} is not a dataset")
             owner = _owner_path(layer_name, _strip_var(weight_name)[0])
-            shapes.setdefault(owner, []).append(tuple(int(d) for d in dataset.shape))
+            shapes.setdefault(owner, []).append(_shape_or_dataset(dataset, datasets))
     return shapes
 
 
-def _vars_shapes(vars_group: h5py.Group, walk: Walk) -> list:
+def _vars_shapes(vars_group: h5py.Group, walk: Walk, datasets: bool = False) -> list:
     """The shapes of a ``vars`` group's datasets, in variable order (``0``, ``1``...)."""
     entries = []
     for name, obj in _hard_children(vars_group, walk):
         if isinstance(obj, h5py.Dataset):
             key = (0, int(name), "") if name.isdigit() else (1, 0, name)
-            entries.append((key, tuple(int(d) for d in obj.shape)))
-    return [shape for _, shape in sorted(entries)]
+            entries.append((key, _shape_or_dataset(obj, datasets)))
+    return [shape for _, shape in sorted(entries, key=lambda entry: entry[0])]
 
 
-def archive_weight_shapes(h5: h5py.File, path: str = "") -> dict:
+def archive_weight_shapes(h5: h5py.File, path: str = "", datasets: bool = False) -> dict:
     """Weight shapes of a ``.keras`` archive's weights file, keyed by saver path.
 
     Returns ``{saver_path: (layer_name_or_None, [shapes...])}`` for every group that has
@@ -214,6 +224,7 @@ def archive_weight_shapes(h5: h5py.File, path: str = "") -> dict:
     ``layer_name_or_None`` the ``name`` attribute Keras ≥ 3.x writes on ``vars``.
     Each group is visited once, by address: a second hard link to a group (back to the
     root, to an ancestor, or across) is refused, since Keras links each group once.
+    With ``datasets``, the lists hold the ``h5py.Dataset`` objects instead of shapes.
     """
     walk = Walk(path)
     found: dict = {}
@@ -234,7 +245,7 @@ def archive_weight_shapes(h5: h5py.File, path: str = "") -> dict:
             if name == "vars":
                 layer_name = obj.attrs.get("name")
                 found[where] = (None if layer_name is None else _text(layer_name),
-                                _vars_shapes(obj, walk))
+                                _vars_shapes(obj, walk, datasets))
             else:
                 walk.depth(depth + 1, f"group {child[:60]!r}")
                 stack.append((child, obj, depth + 1))

@@ -93,8 +93,8 @@ def _refuse_external(path: str, config: dict) -> None:
         body = item.get("config")
         name = body.get("name") if isinstance(body, dict) else None
         label = f"layer {str(name or '?')[:60]!r} ({str(class_name)[:60]})"
-        if class_name in EXTERNAL_MODEL_CLASSES or str(item.get("registered_name")) \
-                .endswith(">TFSMLayer"):
+        if (isinstance(class_name, str) and class_name in EXTERNAL_MODEL_CLASSES) or \
+                str(item.get("registered_name")).endswith(">TFSMLayer"):
             target = body.get("filepath") if isinstance(body, dict) else None
             raise ModelFileError(path, f"{label} loads the TensorFlow SavedModel "
                                        f"{str(target)[:120]!r} from outside the file when "
