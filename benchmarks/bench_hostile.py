@@ -46,14 +46,7 @@ def _digest(path: str) -> str:
 
 def argv_for(case, path: str, out_dir: str) -> list:
     """The command that reads ``path`` the way ``case.mode`` says."""
-    if case.mode == "api":
-        return hf.api_argv(path)
-    if case.mode == "fix":
-        return hf.lint_argv(path, "--fix", "-o", os.path.join(out_dir, "fixed.keras"))
-    if case.mode == "export":
-        return [sys.executable, "-m", "keras_cnnkit.export", path, "-o",
-                os.path.join(out_dir, "out.onnx"), "--no-verify"]
-    return hf.lint_argv(path)
+    return hf.case_argv(case, path, out_dir)
 
 
 def measure_case(case, checkout: str, mem: int, timeout: float) -> dict:

@@ -132,6 +132,19 @@ def lint_argv(path: str, *flags: str) -> list:
     return [sys.executable, "-m", "keras_cnnkit.lint", "--no-config", *flags, str(path)]
 
 
+def case_argv(case, path: str, out_dir: str) -> list:
+    """The command that reads ``path`` the way ``case.mode`` says (lint, the API,
+    ``--fix`` or ``cnnkit-export`` into ``out_dir``)."""
+    if case.mode == "api":
+        return api_argv(path)
+    if case.mode == "fix":
+        return lint_argv(path, "--fix", "-o", os.path.join(out_dir, "fixed.keras"))
+    if case.mode == "export":
+        return [sys.executable, "-m", "keras_cnnkit.export", path, "-o",
+                os.path.join(out_dir, "out.onnx"), "--no-verify"]
+    return lint_argv(path)
+
+
 def api_argv(path: str) -> list:
     """A child calling ``keras_cnnkit.lint(path)``: prints the exception type and exits 2
     on ``ModelFileError``, 3 on anything else (the API's promise is the first)."""

@@ -12,7 +12,6 @@ imported: they pass only if the budgets refuse the file before Keras is touched.
 import hashlib
 import json
 import os
-import sys
 import zipfile
 
 import h5py
@@ -215,14 +214,7 @@ _FAST = {c.name for c in hf.CASES if c.issue} | {
 
 
 def _argv(case, path, out_dir):
-    if case.mode == "api":
-        return hf.api_argv(path)
-    if case.mode == "fix":
-        return hf.lint_argv(path, "--fix", "-o", os.path.join(out_dir, "fixed.keras"))
-    if case.mode == "export":
-        return [sys.executable, "-m", "keras_cnnkit.export", path, "-o",
-                os.path.join(out_dir, "out.onnx"), "--no-verify"]
-    return hf.lint_argv(path)
+    return hf.case_argv(case, path, out_dir)
 
 
 def _run_case(case, tmp_path):
