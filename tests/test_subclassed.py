@@ -21,11 +21,11 @@ from keras_cnnkit.analysis.frontends.trace import (  # noqa: E402
     graph_from_subclassed,
 )
 
-SHAPE = (300, 16)   # feature_size 300, embedding_dim 16 (the seed's embedded input)
+SHAPE = (300, 16)   # feature_size 300, embedding_dim 16 (an embedded text input)
 
 
 class CharCNN(keras.Model):  # pylint: disable=abstract-method,too-many-ancestors
-    """Seed 000's Char_CNN as a subclassed Keras model (inputs already embedded)."""
+    """A character-level text CNN as a subclassed Keras model (inputs already embedded)."""
 
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
@@ -42,7 +42,7 @@ class CharCNN(keras.Model):  # pylint: disable=abstract-method,too-many-ancestor
         self.fc2 = L.Dense(2, activation="softmax", name="fc2")
 
     def call(self, x, training=False):  # pylint: disable=arguments-differ
-        if len(x.shape) == 2:          # Python control flow, as in the seed's forward()
+        if len(x.shape) == 2:          # Python control flow in call()
             x = keras.ops.expand_dims(x, -1)
         x = self.pool1(keras.ops.relu(self.bn1(self.conv1(x), training=training)))
         x = self.pool2(keras.ops.relu(self.bn2(self.conv2(x), training=training)))
@@ -98,8 +98,8 @@ def test_subclassed_gets_the_twins_findings(char_cnn):
     assert _by_layer(traced, symbols) == _by_layer(twin, symbols) == [
         # fc1 over the flattened 75×48 map: 3,600·128 + 128 → 48·128 + 128
         ("flatten-dense-head", "fc1", 460_928, 6_272),
-        # conv1d 24→48 k=3: 24·3·48 + 48 = 3,504 → 24·12 + 12 + 12·3·48 + 48 = 2,076
-        ("missing-bottleneck", "conv1", 1_176, 384),
+        # conv1d 24→48 k=3: 24·3·48 + 48 = 3,504 → 24·12 + 12 + 12·3·48 + 48 = 2,076 (conv1,
+        # 16→24, would need a 24/4 = 6-wide bottleneck: under min_width, not proposed)
         ("missing-bottleneck", "conv2", 3_504, 2_076),
     ]
     # Everything else the twin finds, but for what inference-mode tracing changes: the
