@@ -102,23 +102,25 @@ class DepthwiseSeparableCandidate(Rule):
 
     def check(self, graph: Graph) -> Iterable[Finding]:
         stem = stem_convs(graph, image_channels=STEM_CHANNELS)
+        grouped = _grouped_kernels(graph)
         for node in graph:
             if not is_spatial_conv(node) or node.output_shape is None:
                 continue
-            if not self.exempt(graph, node, stem):
+            if not self.exempt(graph, node, stem, grouped):
                 finding = self._check_conv(graph, node)
                 if finding is not None:
                     yield finding
 
-    def exempt(self, graph: Graph, node: Node, stem: set) -> bool:
+    def exempt(self, graph: Graph, node: Node, stem: set, grouped: frozenset) -> bool:
         """True when standard spatial conv ``node`` is one of the designs the docstring's
-        *Known problems* lists (``stem``: :func:`stem_convs` of ``graph``)."""
+        *Known problems* lists (``stem``: :func:`stem_convs` of ``graph``; ``grouped``:
+        :func:`_grouped_kernels` of it)."""
         c_in = node.attrs["in_channels"]
         return (c_in <= STEM_CHANNELS or c_in < self.min_channels or node.name in stem
                 or is_factorised_kernel(node) or is_patchify(node) or spans_input(node)
                 or is_fused_expansion(graph, node)
                 or residual_branch(graph, node, max_convs=1) is not None
-                or _grouped_design(graph, node))
+                or tuple(node.attrs["kernel"]) in grouped)
 
     def _check_conv(self, graph: Graph, node: Node):
         a = node.attrs
@@ -145,10 +147,10 @@ class DepthwiseSeparableCandidate(Rule):
             accept=accept)
 
 
-def _grouped_design(graph: Graph, node: Node) -> bool:
-    """True when ``graph`` holds a group conv (1 < groups < channels) with ``node``'s
-    kernel: the network's designers chose grouping as its efficiency technique."""
-    kernel = node.attrs["kernel"]
-    return any(other.op == OpKind.CONV and other.attrs.get("kernel") == kernel
-               and 1 < other.attrs.get("groups", 1) < other.attrs["in_channels"]
-               for other in graph)
+def _grouped_kernels(graph: Graph) -> frozenset:
+    """The kernels of ``graph``'s group convs (1 < groups < channels): a full conv with one
+    of them sits in a network whose designers chose grouping as its efficiency technique
+    (one pass over the graph, not one per conv)."""
+    return frozenset(tuple(node.attrs["kernel"]) for node in graph
+                     if node.op == OpKind.CONV
+                     and 1 < node.attrs.get("groups", 1) < node.attrs["in_channels"])
