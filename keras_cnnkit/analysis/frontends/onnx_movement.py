@@ -231,6 +231,12 @@ class MovementOps(ConverterBase):
             end = min(max(end + size if end < 0 else end, 0), size)
             if (start, end) != (0, size):
                 bounds[axis] = (start, end)
+        self._select(node, data, bounds)
+
+    def _select(self, node, data: list, bounds: dict) -> None:
+        """A contiguous part of ``data[0]``: ``bounds`` maps physical axes to ``(start,
+        end)``.  Of the channels alone: slice; of spatial axes alone: crop."""
+        x = data[0]
         shape = tuple(bounds[i][1] - bounds[i][0] if i in bounds else d
                       for i, d in enumerate(x.shape))
         out = self._out(node, x, shape)
@@ -250,16 +256,28 @@ class MovementOps(ConverterBase):
     def _op_Gather(self, node, data: list) -> None:  # pylint: disable=invalid-name
         """A ``Gather`` of every element of a flat tensor, in order (``arange`` indices):
         a reshape to the indices' shape, as PyTorch's dynamo exporter writes
-        ``as_strided``; any other gather of an activation is opaque."""
+        ``as_strided``.  A ``Gather`` of a run of consecutive indices (a 1-D ``arange(a,
+        b)``) along one axis of a tensor of known layout is a ``Slice`` of that axis (a
+        chunk of the channels: slice; of a spatial axis: crop).  Any other gather of an
+        activation is opaque."""
         import numpy as np
         x = data[0]
         index = self._const_value(self._input(node, 1))
-        flat = (x.shape is not None and len(x.shape) == 1 and x.shape[0] is not None
-                and node.input[0] in self.tensors)
-        if flat and index is not None and int(attr(node, "axis", 0)) in (0, -1) \
-                and np.array_equal(index.reshape(-1), np.arange(x.shape[0])):
-            self._reshape_like(node, x, tuple(int(d) for d in index.shape))
-            return
+        known = x.shape is not None and node.input[0] in self.tensors
+        axis = int(attr(node, "axis", 0))
+        if known and index is not None and index.dtype.kind in "iu":
+            axis %= len(x.shape) or 1
+            flat = len(x.shape) == 1 and x.shape[0] is not None
+            if flat and np.array_equal(index.reshape(-1), np.arange(x.shape[0])):
+                self._reshape_like(node, x, tuple(int(d) for d in index.shape))
+                return
+            run = _index_run(index, x.shape[axis])
+            if run is not None and x.index(axis) is not None:
+                if run != (0, x.shape[axis]):
+                    self._select(node, data, {axis: run})
+                else:
+                    self._view(node, x, x.shape, x.order, x.channel)
+                return
         self._opaque(node, data, "gather of an activation")
 
     def _op_Resize(self, node, data: list) -> None:  # pylint: disable=invalid-name
@@ -303,6 +321,20 @@ class MovementOps(ConverterBase):
 
     _op_Upsample = _op_Resize
 
+
+
+def _index_run(index, size: Optional[int]) -> Optional[tuple]:
+    """``(start, end)`` where the 1-D integer ``index`` is ``arange(start, end)`` (a
+    negative index counts from ``size``), else ``None``."""
+    import numpy as np
+    if size is None or index.ndim != 1 or not index.size:
+        return None
+    values = np.where(index < 0, index + size, index).astype(np.int64)
+    start = int(values[0])
+    if start < 0 or start + len(values) > size \
+            or not np.array_equal(values, np.arange(start, start + len(values))):
+        return None
+    return start, start + len(values)
 
 
 def _split_channel(x: Tensor, shape: tuple) -> Optional[int]:
