@@ -142,6 +142,8 @@ SHUFFLES = {"nchw": _shuffle_nchw, "nchw_flat": _shuffle_nchw_flat,
 @pytest.mark.parametrize("nhwc_edges", [False, True], ids=["nchw_edges", "nhwc_edges"])
 @pytest.mark.parametrize("body", list(SHUFFLES), ids=list(SHUFFLES))
 def test_channel_shuffle_is_read_in_every_layout(body, nhwc_edges):
+    """One channel_shuffle node between the convs, in the layout of the graph's edges;
+    the MACs and parameters are the two convs'."""
     proto = _shuffle_model(SHUFFLES[body], nhwc_edges)
     x = RNG.standard_normal((1, H, W, C) if nhwc_edges else (1, C, H, W)).astype(np.float32)
     nchw = x.transpose(TO_NCHW) if nhwc_edges else x
@@ -244,6 +246,7 @@ def _split_model(kind, layout):
 @pytest.mark.parametrize("layout", ["nchw", "nhwc"])
 @pytest.mark.parametrize("kind", ["split", "slice", "gather"])
 def test_channel_halves_are_slices_in_every_layout(kind, layout):
+    """Two slices of the channels, cut in NCHW or between transposes in NHWC."""
     proto = _split_model(kind, layout)
     x = RNG.standard_normal((1, C, H, W)).astype(np.float32)
     a = _conv_np(proto, "pre", x)
