@@ -327,7 +327,7 @@ def _index_run(index, size: Optional[int]) -> Optional[tuple]:
     """``(start, end)`` where the 1-D integer ``index`` is ``arange(start, end)`` (a
     negative index counts from ``size``), else ``None``."""
     import numpy as np
-    if size is None or index.ndim != 1 or not index.size:
+    if size is None or index.ndim != 1 or not 0 < index.size <= size:
         return None
     values = np.where(index < 0, index + size, index).astype(np.int64)
     start = int(values[0])
