@@ -178,6 +178,10 @@ class ConverterBase:
         self.input_shape = input_shape
         self.node_index = 0
         self.given: dict = {}
+        #: IR reshape node → (its input tensor, its physical output shape): what a
+        #: channel-shuffle match needs to see through the reshape (see
+        #: ``MovementOps._shuffle_back``).
+        self.reshape_sources: dict = {}
 
 
     def _unique(self, name: str, op_type: str = "node") -> str:

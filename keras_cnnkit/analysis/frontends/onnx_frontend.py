@@ -76,9 +76,11 @@ never counted as 0; its constant inputs count as its parameters)
                                               singleton axes change
     Transpose                                 nothing (only the logical axis order
                                               of the tensor is tracked)
-    Reshape to (g, C/g) + swap + reshape      channel_shuffle (``groups = g``)
-    back
-    Concat, Split/Slice on channels           concat, slice (Slice on spatial axes: crop)
+    Reshape splitting the channels into       channel_shuffle (``groups = g``), in any
+    (g, C/g) + Transpose putting C/g before   layout (NCHW, NHWC, NCHW between
+    g + Reshape merging them back             transposes; see ``shuffle_axes``)
+    Concat, Split/Slice on channels, Gather   concat, slice (Slice or Gather on spatial
+    of consecutive channels                   axes: crop)
     Relu, Clip(0, 6) → relu6, Clip(0, ∞) →    activation
     relu, LeakyRelu, PRelu, Sigmoid, Tanh,
     Softmax, Elu, Selu, HardSigmoid,

@@ -90,34 +90,34 @@ class MovementOps(ConverterBase):
         if len(target) == 1 and len(logical) > 1:
             self._emit(node, OpKind.FLATTEN, [x], {}, out)
         else:
-            self._emit(node, OpKind.RESHAPE, [x], {"target_shape": target}, out)
+            reshape = self._emit(node, OpKind.RESHAPE, [x], {"target_shape": target}, out)
+            self.reshape_sources[reshape.name] = (dataclasses.replace(x), tuple(shape))
 
     def _shuffle_back(self, node, x: Tensor, shape: tuple) -> bool:
-        """Reshape splitting the channels into (g, C/g) → swap of those two axes → reshape
-        back: a channel shuffle.  The first reshape's node becomes a channel_shuffle node
+        """Reshape splitting the channels into (g, C/g) → transpose putting C/g before g →
+        reshape merging them back: a channel shuffle, in whatever layout the tensor has
+        (NCHW as PyTorch writes it, NHWC, or NCHW between an exporter's transposes; see
+        :func:`shuffle_axes`).  The first reshape's node becomes a channel_shuffle node
         (``groups = g``) and this reshape's output is its output."""
         split = self.graph.nodes.get(x.node)
-        if split is None or split.op != OpKind.RESHAPE or not x.sole \
+        source = self.reshape_sources.get(x.node)
+        if split is None or source is None or split.op != OpKind.RESHAPE or not x.sole \
                 or self.graph.consumers(split):
             return False
-        before, mid = split.input_shapes[0], split.output_shape
-        known = before is not None and mid is not None and None not in before + mid
-        if not known or tuple(shape[1:]) != tuple(before) or len(mid) != len(before) + 1:
+        src, mid = source
+        found = shuffle_axes(src, mid, x, shape)
+        if found is None:
             return False
-        axis = 0 if split.data_format == "channels_first" else len(before) - 1
-        swapped = list(range(1, len(mid) + 1))
-        swapped[axis], swapped[axis + 1] = swapped[axis + 1], swapped[axis]
-        if (tuple(mid[:axis]) + (mid[axis] * mid[axis + 1],) + tuple(mid[axis + 2:])
-                != tuple(before) or tuple(x.order) != tuple(swapped)):
-            return False
+        groups, moved = found
         split.op = OpKind.CHANNEL_SHUFFLE
-        split.attrs = {"groups": mid[axis], "data_format": split.data_format}
+        split.attrs = {"groups": groups, "data_format": src.data_format()}
         check_attrs(split.op, split.attrs)
-        split.output_shape = tuple(before)
+        split.output_shape = src.logical()
         split.source_class = "Reshape+Transpose+Reshape"
         out = node.output[0]
-        self.tensors[out] = Tensor(split.name, shape, identity_order(shape), axis + 1,
-                                   split.data_format, sole=self._single_use(out))
+        self.tensors[out] = Tensor(split.name, shape, tuple(moved[a] for a in src.order),
+                                   moved[_shuffled_axis(src)], src.data_format(),
+                                   sole=self._single_use(out))
         return True
 
     def _op_Reshape(self, node, data: list) -> None:  # pylint: disable=invalid-name
@@ -231,6 +231,12 @@ class MovementOps(ConverterBase):
             end = min(max(end + size if end < 0 else end, 0), size)
             if (start, end) != (0, size):
                 bounds[axis] = (start, end)
+        self._select(node, data, bounds)
+
+    def _select(self, node, data: list, bounds: dict) -> None:
+        """A contiguous part of ``data[0]``: ``bounds`` maps physical axes to ``(start,
+        end)``.  Of the channels alone: slice; of spatial axes alone: crop."""
+        x = data[0]
         shape = tuple(bounds[i][1] - bounds[i][0] if i in bounds else d
                       for i, d in enumerate(x.shape))
         out = self._out(node, x, shape)
@@ -250,16 +256,28 @@ class MovementOps(ConverterBase):
     def _op_Gather(self, node, data: list) -> None:  # pylint: disable=invalid-name
         """A ``Gather`` of every element of a flat tensor, in order (``arange`` indices):
         a reshape to the indices' shape, as PyTorch's dynamo exporter writes
-        ``as_strided``; any other gather of an activation is opaque."""
+        ``as_strided``.  A ``Gather`` of a run of consecutive indices (a 1-D ``arange(a,
+        b)``) along one axis of a tensor of known layout is a ``Slice`` of that axis (a
+        chunk of the channels: slice; of a spatial axis: crop).  Any other gather of an
+        activation is opaque."""
         import numpy as np
         x = data[0]
         index = self._const_value(self._input(node, 1))
-        flat = (x.shape is not None and len(x.shape) == 1 and x.shape[0] is not None
-                and node.input[0] in self.tensors)
-        if flat and index is not None and int(attr(node, "axis", 0)) in (0, -1) \
-                and np.array_equal(index.reshape(-1), np.arange(x.shape[0])):
-            self._reshape_like(node, x, tuple(int(d) for d in index.shape))
-            return
+        known = x.shape is not None and node.input[0] in self.tensors
+        axis = int(attr(node, "axis", 0))
+        if known and index is not None and index.dtype.kind in "iu":
+            axis %= len(x.shape) or 1
+            flat = len(x.shape) == 1 and x.shape[0] is not None
+            if flat and np.array_equal(index.reshape(-1), np.arange(x.shape[0])):
+                self._reshape_like(node, x, tuple(int(d) for d in index.shape))
+                return
+            run = _index_run(index, x.shape[axis])
+            if run is not None and x.index(axis) is not None:
+                if run != (0, x.shape[axis]):
+                    self._select(node, data, {axis: run})
+                else:
+                    self._view(node, x, x.shape, x.order, x.channel)
+                return
         self._opaque(node, data, "gather of an activation")
 
     def _op_Resize(self, node, data: list) -> None:  # pylint: disable=invalid-name
@@ -305,6 +323,20 @@ class MovementOps(ConverterBase):
 
 
 
+def _index_run(index, size: Optional[int]) -> Optional[tuple]:
+    """``(start, end)`` where the 1-D integer ``index`` is ``arange(start, end)`` (a
+    negative index counts from ``size``), else ``None``."""
+    import numpy as np
+    if size is None or index.ndim != 1 or not 0 < index.size <= size:
+        return None
+    values = np.where(index < 0, index + size, index).astype(np.int64)
+    start = int(values[0])
+    if start < 0 or start + len(values) > size \
+            or not np.array_equal(values, np.arange(start, start + len(values))):
+        return None
+    return start, start + len(values)
+
+
 def _split_channel(x: Tensor, shape: tuple) -> Optional[int]:
     """Where the channels are after a reshape that splits ``x``'s channel axis ``C`` into
     ``(g, C/g)`` in place (a channel shuffle's first step, ResNeSt's radix split): the
@@ -317,6 +349,65 @@ def _split_channel(x: Tensor, shape: tuple) -> Optional[int]:
             and None not in shape[axis:axis + 2]
             and shape[axis] * shape[axis + 1] == x.shape[axis]):
         return axis + 1
+    return None
+
+
+def _shuffled_axis(x: Tensor) -> Optional[int]:
+    """The physical axis a channel shuffle of ``x`` permutes: its channel axis, or where
+    its channels are unknown, the first or last logical axis as its layout says."""
+    if x.channel is not None or not x.order:
+        return x.channel
+    return x.order[0] if x.data_format() == "channels_first" else x.order[-1]
+
+
+def shuffle_axes(src: Tensor, mid: tuple, x: Tensor, shape: tuple) -> Optional[tuple]:
+    """Whether ``src`` → Reshape to ``mid`` → Transpose (and views) to ``x`` → Reshape to
+    ``shape`` is a channel shuffle of ``src``: ``(groups, moved)`` where ``moved`` maps
+    each physical axis of ``src`` to its axis in the result, else ``None``.
+
+    All in physical (ONNX) axes, batch included.  The first reshape splits the channel
+    axis ``c`` of ``src`` (size ``C``) into ``(g, C/g)``; the transpose brings the
+    ``C/g`` part right before the ``g`` part; the last reshape merges the two into one
+    axis of ``C``.  Where the first reshape keeps every other axis, the transpose may
+    also permute those (the result is the shuffle followed by that permutation, which
+    ``moved`` records); where it regroups them (``(N, g, C/g, H·W)``, as an export with
+    dynamic height and width writes), the transpose must swap the two channel parts
+    only and the last reshape restore ``src``'s shape.  A swap of two parts of any axis
+    but the channels (a spatial axis) is no channel shuffle.
+    """
+    c = _shuffled_axis(src)
+    dims = (src.shape, mid, x.shape, shape)
+    if c is None or c not in src.order or any(d is None or None in d for d in dims):
+        return None
+    if src.order.index(c) not in (0, len(src.order) - 1):   # no layout names it
+        return None
+    rank = len(mid)
+    if len(x.shape) != rank or len(shape) != len(src.shape) \
+            or sorted(x.order) != list(range(1, rank)):
+        return None
+    pos = (0,) + tuple(x.order)   # axis of mid → axis of x
+    size = src.shape[c]
+    for k in range(1, rank - 1):
+        if (mid[k] * mid[k + 1] != size or prod(mid[:k]) != prod(src.shape[:c])
+                or pos[k + 1] + 1 != pos[k]):
+            continue
+        if k == c and tuple(mid[:c]) == tuple(src.shape[:c]) \
+                and tuple(mid[c + 2:]) == tuple(src.shape[c + 1:]):
+            p = pos[k + 1]
+            if tuple(x.shape[:p]) + (size,) + tuple(x.shape[p + 2:]) != tuple(shape):
+                continue
+            moved = []
+            for axis in range(len(src.shape)):
+                if axis == c:
+                    moved.append(p)
+                    continue
+                t = pos[axis if axis < c else axis + 1]
+                moved.append(t if t < p else t - 1)
+            return mid[k], moved
+        swap = list(range(rank))
+        swap[k], swap[k + 1] = k + 1, k
+        if list(pos) == swap and tuple(shape) == tuple(src.shape):
+            return mid[k], list(range(len(src.shape)))
     return None
 
 
