@@ -58,6 +58,8 @@ class IRExportResult:
         max_abs_diff / scale: verification's largest |onnxruntime − Keras| and largest
             |Keras output| (``None`` when not verified).
         group_convs: ``Conv`` nodes with ``group > 1``.
+        verified_by: how Keras' side of the verification ran: ``"layerwise"`` (layer
+            by layer, bounded memory) or ``"whole model"`` (``None`` when not verified).
     """
 
     path: str
@@ -68,6 +70,7 @@ class IRExportResult:
     max_abs_diff: Optional[float] = None
     scale: Optional[float] = None
     group_convs: int = 0
+    verified_by: Optional[str] = None
 
 
 def read_ir(path: str) -> Graph:
@@ -129,10 +132,11 @@ def _weight_lookup(graph: Graph, stored: dict, path: str = ""):
 READ_SLICE_BYTES = 1 << 24
 
 
-def read_weight(dataset) -> np.ndarray:
-    """A stored weight as float32, read in slices of at most :data:`READ_SLICE_BYTES` so
-    that no second copy of a large weight is ever made."""
-    out = np.empty(dataset.shape, dtype=np.float32)
+def read_weight(dataset, dtype=np.float32, out: Optional[np.ndarray] = None) -> np.ndarray:
+    """A stored weight as ``dtype`` (float32 unless told; or into ``out``), read in
+    slices of at most :data:`READ_SLICE_BYTES` so that no second copy of a large weight
+    is ever made."""
+    out = np.empty(dataset.shape, dtype=dtype) if out is None else out
     if out.ndim == 0 or out.nbytes <= READ_SLICE_BYTES:
         out[...] = dataset[()]
         return out
@@ -152,7 +156,8 @@ def _check(path, inputs: Sequence, force: bool) -> str:
 def export_file(model_path, out_path, opset: int = DEFAULT_OPSET, verify: bool = True,
                 tolerance: float = 1e-4, force: bool = False, dynamic_spatial: bool = False,
                 graph: Optional[Graph] = None,
-                external_data_bytes: int = EXTERNAL_DATA_BYTES) -> IRExportResult:
+                external_data_bytes: int = EXTERNAL_DATA_BYTES,
+                layerwise: bool = True) -> IRExportResult:
     """Export model file ``model_path`` to ONNX file ``out_path`` through the IR.
 
     Args:
@@ -165,6 +170,8 @@ def export_file(model_path, out_path, opset: int = DEFAULT_OPSET, verify: bool =
         dynamic_spatial: symbolic spatial input dims.
         graph: the graph of :func:`read_ir`, when already read.
         external_data_bytes: serialised size above which weights go to ``OUT.onnx.data``.
+        layerwise: verify against Keras layer by layer where the model allows it
+            (:mod:`.layerwise`; else, or with ``False``, the model loaded whole).
 
     Raises:
         NotEmittable: the model has a node with no ONNX form.
@@ -197,8 +204,8 @@ def export_file(model_path, out_path, opset: int = DEFAULT_OPSET, verify: bool =
         def check_model(onnx_file: str) -> None:
             if verify:
                 from keras_cnnkit.export.verify import compare
-                checked["diff"], checked["scale"] = compare(onnx_file, model_path, feeds,
-                                                            tolerance)
+                checked["diff"], checked["scale"], checked["how"] = compare(
+                    onnx_file, model_path, feeds, tolerance, layerwise)
 
         nodes = len(proto.graph.node)
         groups = sum(1 for n in proto.graph.node if n.op_type == "Conv"
@@ -222,7 +229,8 @@ def export_file(model_path, out_path, opset: int = DEFAULT_OPSET, verify: bool =
         store.close()
     return IRExportResult(path=os.path.abspath(out), data_path=data_path, opset=opset,
                           size_bytes=size, nodes=nodes, max_abs_diff=checked.get("diff"),
-                          scale=checked.get("scale"), group_convs=groups)
+                          scale=checked.get("scale"), group_convs=groups,
+                          verified_by=checked.get("how"))
 
 
 def _write_external(proto, store: TensorStore, out: str, inputs: Sequence, force: bool,
