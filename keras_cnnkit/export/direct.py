@@ -22,8 +22,6 @@ import shutil
 import tempfile
 from typing import Optional, Sequence
 
-import numpy as np
-
 from keras_cnnkit.analysis.frontends.containers import read_model_file
 from keras_cnnkit.analysis.frontends.library_model import library_of
 from keras_cnnkit.analysis.frontends.keras_gate import check_before_keras
@@ -33,6 +31,9 @@ from keras_cnnkit.errors import CnnkitError, ModelFileError
 from keras_cnnkit.export.onnx_emit import DEFAULT_OPSET, NotEmittable, check_emittable, emit_onnx
 from keras_cnnkit.export.onnx_write import (TensorStore, serialized_size, write_external,
                                             write_inline)
+# READ_SLICE_BYTES: the size of the slices read_weight reads (kept importable from here)
+from keras_cnnkit.export.weights import (  # noqa: F401  pylint: disable=unused-import
+    READ_SLICE_BYTES, read_weight)
 from keras_cnnkit.io_guard import (OutputFileError, check_output_path, require_regular_file,
                                    write_atomic)
 
@@ -125,25 +126,6 @@ def _weight_lookup(graph: Graph, stored: dict, path: str = ""):
 
     del graph
     return weights
-
-
-#: Bytes of a weight read from the file in one piece; larger ones are read in slices
-#: along their first axis (h5py reading through a file object buffers what it reads).
-READ_SLICE_BYTES = 1 << 24
-
-
-def read_weight(dataset, dtype=np.float32, out: Optional[np.ndarray] = None) -> np.ndarray:
-    """A stored weight as ``dtype`` (float32 unless told; or into ``out``), read in
-    slices of at most :data:`READ_SLICE_BYTES` so that no second copy of a large weight
-    is ever made."""
-    out = np.empty(dataset.shape, dtype=dtype) if out is None else out
-    if out.ndim == 0 or out.nbytes <= READ_SLICE_BYTES:
-        out[...] = dataset[()]
-        return out
-    step = max(1, READ_SLICE_BYTES // max(out[0].nbytes, 1))
-    for start in range(0, out.shape[0], step):
-        out[start:start + step] = dataset[start:start + step]
-    return out
 
 
 def _check(path, inputs: Sequence, force: bool) -> str:

@@ -46,6 +46,7 @@ from keras_cnnkit.analysis.frontends.keras_config import (ConfigFormatError, Lay
 from keras_cnnkit.analysis.frontends.stored_weights import open_stored_weights
 from keras_cnnkit.analysis.keras_ops import CallArguments, Constant, TensorArg
 from keras_cnnkit.errors import ModelFileError
+from keras_cnnkit.export.weights import read_weight
 
 #: Classes never built from a model file, whatever their module says (as Keras' safe
 #: mode refuses them: arbitrary code, an external SavedModel).
@@ -108,9 +109,17 @@ def _entry_name(entry) -> Optional[str]:
 
 
 def zeroed_initializers(config: dict) -> dict:
-    """``config`` with every ``*_initializer`` replaced by Keras' ``zeros``."""
-    return {key: ("zeros" if key.endswith("_initializer") and value is not None else value)
-            for key, value in config.items()}
+    """``config`` with every ``*_initializer`` replaced by Keras' ``zeros``, after
+    checking that Keras' safe mode would build the one it replaces (so the walk refuses
+    what loading the whole model refuses)."""
+    import keras
+    out = dict(config)
+    for key, value in config.items():
+        if key.endswith("_initializer") and value is not None:
+            with _safe_mode():
+                keras.initializers.get(value)   # built, never called
+            out[key] = "zeros"
+    return out
 
 
 #: Weights smaller than this go to ``Variable.assign`` as numpy arrays; larger ones, on
@@ -132,6 +141,7 @@ class _LazyStore:
         self._read = read
 
     def keys(self) -> list:
+        """``"0"``, ``"1"``...: one per stored weight."""
         return [str(i) for i in range(len(self._datasets))]
 
     def __len__(self) -> int:
@@ -159,8 +169,6 @@ def _backend_reader():
     (DLPack; ``tf.convert_to_tensor`` copies it, transiently twice: VGG16's fc1 would
     cost 1.2 GB more)."""
     import keras
-
-    from keras_cnnkit.export.direct import read_weight
     if keras.backend.backend() != "tensorflow":
         return lambda dataset: read_weight(dataset, dataset.dtype)
     import tensorflow as tf
@@ -195,9 +203,10 @@ class LayerWalker:
             raise CannotStream(f"model {spec.name!r} takes {len(spec.inputs)} inputs, "
                                f"given {len(inputs)}")
         entries = {_entry_name(e): e for e in body.get("layers") or []}
+        outputs = [_output_ref(spec, ref) for ref in spec.outputs]
         uses = collections.Counter(ref for layer in spec.layers for call in layer.calls
                                    for ref in call.inputs)
-        uses.update(spec.outputs)
+        uses.update(outputs)
         values = dict(zip(spec.inputs, inputs))
         pending = collections.deque((layer, index) for layer in spec.layers
                                     for index in range(len(layer.calls)))
@@ -222,10 +231,10 @@ class LayerWalker:
                 if uses[(layer.name, index, k)] > 0:
                     values[(layer.name, index, k)] = out
             del outs
-        missing = [ref for ref in spec.outputs if ref not in values]
+        missing = [ref for ref in outputs if ref not in values]
         if missing:
             raise CannotStream(f"output {missing[0][0]!r} of {spec.name!r} is never computed")
-        return [values[ref] for ref in spec.outputs]
+        return [values[ref] for ref in outputs]
 
     def _call(self, layer: LayerSpec, entry, call, args: list, prefix: str) -> list:
         """One call of one layer: its outputs, flattened."""
@@ -233,11 +242,14 @@ class LayerWalker:
         if not isinstance(entry, dict):
             raise CannotStream(f"no config entry for layer {layer.name!r}")
         if layer.model is not None:
-            if any(key != "training" for key in call.arguments.kwargs):
+            if any(key != "training" and value is not None
+                   for key, value in call.arguments.kwargs.items()):
                 raise CannotStream(f"nested model {layer.name!r} called with arguments")
             return self.run(layer.model, entry.get("config") or {}, args,
                             f"{prefix}{layer.name}/")
         positional, keywords = _substitute(call.arguments, args, layer.name)
+        if not call.arguments.args and not call.arguments.kwargs:
+            positional = [args[0] if len(args) == 1 else args]   # a Sequential's chain
         instance = self.make_layer(layer, entry, positional, keywords)
         self.load_weights(instance, prefix + layer.name)
         if _takes_training(instance):
@@ -255,13 +267,13 @@ class LayerWalker:
     def make_layer(self, layer: LayerSpec, entry: dict, positional: list, keywords: dict):
         """The layer (or operation) of ``entry``, built, its variables zero."""
         import keras
-        check_layer_class(self.path, layer)
-        config = zeroed_initializers(layer.config)
-        serialized = {"module": layer.module, "class_name": entry.get("class_name"),
-                      "config": config, "registered_name": layer.registered_name}
-        if isinstance(entry.get("build_config"), dict):
-            serialized["build_config"] = entry["build_config"]
+        module = check_layer_class(self.path, layer)
         try:
+            config = zeroed_initializers(layer.config)
+            serialized = {"module": module, "class_name": entry.get("class_name"),
+                          "config": config, "registered_name": layer.registered_name}
+            if isinstance(entry.get("build_config"), dict):
+                serialized["build_config"] = entry["build_config"]
             with _safe_mode():
                 instance = keras.saving.deserialize_keras_object(serialized, safe_mode=True)
             if isinstance(instance, keras.layers.Layer) and not instance.built:
@@ -316,6 +328,17 @@ class LayerWalker:
             raise CannotStream(f"stored weights {unused[0]!r} were not loaded by any layer")
 
 
+def _output_ref(spec: ModelSpec, ref: tuple) -> tuple:
+    """A model output ``ref`` as the calls count: Keras 3 writes the output of a nested
+    Functional model counting the model's own construction as its call 0 (its
+    ``functional_from_config`` takes one off), its inbound nodes without it."""
+    layer = spec.layer(ref[0]) if spec.has_layer(ref[0]) else None
+    if (layer is not None and layer.model is not None and layer.class_name != "Sequential"
+            and 1 <= ref[1] == len(layer.calls)):
+        return (ref[0], ref[1] - 1, ref[2])
+    return ref
+
+
 def _own_layers(layer, path: str) -> Iterator[tuple]:
     """``(layer, stored path)`` for ``layer`` and its sub-layers, recursively: a
     sub-layer's path is its parent's, ``/``, its name (as the reader keys them)."""
@@ -324,27 +347,36 @@ def _own_layers(layer, path: str) -> Iterator[tuple]:
         yield from _own_layers(child, f"{path}/{child.name}")
 
 
-def check_layer_class(model_path: str, layer: LayerSpec) -> None:
+def check_layer_class(model_path: str, layer: LayerSpec) -> Optional[str]:
     """Refuse what :func:`~keras_cnnkit.io_guard.load_keras_model` refuses, before Keras
     sees the config: a ``Lambda`` (code), a ``TFSMLayer`` (an outside SavedModel), a
-    class neither Keras' own (``module`` ``keras...``) nor registered by keras_cnnkit."""
+    class neither Keras' own (``module`` ``keras...``; without a module, as a Keras 3
+    ``.h5`` names layers, a class of ``keras.layers``, as Keras' legacy loader finds it)
+    nor registered by keras_cnnkit.  Returns the module to deserialize it from."""
     if layer.class_name in REFUSED_CLASSES:
         raise ModelFileError(model_path, f"holds a {layer.class_name} layer "
                                          f"({layer.name!r}), which Keras' safe mode "
                                          "refuses: it is not loaded and nothing in it is run")
     if layer.registered_name:
-        package = layer.registered_name.split(">", 1)[0]
-        if package == "keras_cnnkit":
-            return
+        if layer.registered_name.split(">", 1)[0] == "keras_cnnkit":
+            return layer.module
         raise ModelFileError(model_path, f"layer {layer.name!r} is of class "
                                          f"{layer.registered_name[:80]!r}, which is not "
                                          "available here: it is not loaded")
-    package = (layer.module or "").split(".", 1)[0]
-    if package not in ALLOWED_PACKAGES or layer.module is None:
+    if layer.module is None:
+        import keras
+        found = getattr(keras.layers, layer.class_name, None)
+        if isinstance(found, type) and issubclass(found, keras.layers.Layer):
+            return "keras.layers"
+        raise ModelFileError(model_path, f"layer {layer.name!r} is of class "
+                                         f"{layer.class_name[:60]!r}, which is not a Keras "
+                                         "layer: it is not loaded")
+    if layer.module.split(".", 1)[0] not in ALLOWED_PACKAGES:
         raise ModelFileError(model_path, f"layer {layer.name!r} names class "
                                          f"{layer.class_name[:60]!r} from module "
-                                         f"{str(layer.module)[:60]!r}, not Keras': it is "
+                                         f"{layer.module[:60]!r}, not Keras': it is "
                                          "not loaded")
+    return layer.module
 
 
 @contextlib.contextmanager

@@ -1,0 +1,352 @@
+"""Verification of an IR export against Keras, layer by layer (issue 20's memory target).
+
+The layer-by-layer walk (:mod:`keras_cnnkit.export.layerwise`) must give Keras' own
+outputs: the same as the model loaded whole, to float rounding, on models with branches
+(residual add, concat), depthwise convs, batch norms, a dense head, a nested model, a
+shared layer and keras_cnnkit's composite blocks, from ``.keras`` and ``.h5``.  It must
+catch a wrong ONNX file, fall back to the whole model where it cannot walk, hold one
+layer at a time, and refuse what the safe-mode load refuses (one line, exit 2, nothing
+written).
+"""
+# pytest fixtures are parameters named after the fixture functions.
+# pylint: disable=redefined-outer-name,missing-function-docstring
+import gc
+import json
+import os
+import subprocess
+import sys
+import weakref
+import zipfile
+
+import numpy as np
+import pytest
+
+keras = pytest.importorskip("keras")
+onnx = pytest.importorskip("onnx")
+pytest.importorskip("onnxruntime")
+
+from keras import layers as L  # noqa: E402  pylint: disable=wrong-import-position
+
+from keras_cnnkit.errors import ModelFileError  # noqa: E402  pylint: disable=C0413
+from keras_cnnkit.export import layerwise  # noqa: E402  pylint: disable=C0413
+from keras_cnnkit.export.direct import export_file  # noqa: E402  pylint: disable=C0413
+from keras_cnnkit.export.verify import (  # noqa: E402  pylint: disable=C0413
+    LAYERWISE, WHOLE_MODEL, VerificationError, compare, random_feeds, run_keras_whole)
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _randomize(model, seed=0):
+    rng = np.random.default_rng(seed)
+    for weight in model.weights:
+        low = 0.5 if "variance" in weight.path else -0.5
+        weight.assign(rng.uniform(low, low + 1.0, weight.shape).astype("float32"))
+    return model
+
+
+def _branchy():
+    """Residual add, concat, depthwise conv, batch norm, a dense head."""
+    inp = keras.Input((12, 10, 3), name="image")
+    x = L.Conv2D(8, 3, padding="same", name="stem")(inp)
+    x = L.BatchNormalization(name="stem_bn")(x)
+    x = L.ReLU(name="stem_relu")(x)
+    y = L.DepthwiseConv2D(3, padding="same", name="dw")(x)
+    y = L.BatchNormalization(name="dw_bn")(y)
+    x = L.Add(name="residual")([x, y])
+    z = L.Conv2D(4, 1, name="side")(x)
+    x = L.Concatenate(name="cat")([x, z])
+    x = L.MaxPooling2D(2, name="pool")(x)
+    x = L.Flatten(name="flat")(x)
+    x = L.Dense(16, activation="relu", name="fc1")(x)
+    x = L.Dropout(0.5, name="drop")(x)
+    return _randomize(keras.Model(inp, L.Dense(5, name="head")(x), name="branchy"))
+
+
+def _nested_and_shared(nested_output=False):
+    """A nested Sequential and a nested Functional, a layer called twice, two outputs."""
+    inner = keras.Sequential([keras.Input((8, 8, 4)), L.Conv2D(4, 3, padding="same",
+                                                              name="sc"),
+                              L.BatchNormalization(name="sbn")], name="subseq")
+    fin = keras.Input((8, 8, 4))
+    fout = L.Add(name="fadd")([fin, L.Conv2D(4, 1, name="fconv")(fin)])
+    infunc = keras.Model(fin, fout, name="subfunc")
+    inp = keras.Input((8, 8, 4), name="x")
+    shared = L.Conv2D(4, 3, padding="same", name="shared")
+    a = shared(inp)
+    b = shared(inner(a))
+    c = infunc(b)
+    head = L.Dense(3, name="head")(L.GlobalAveragePooling2D(name="gap")(c))
+    if nested_output:   # Keras writes this output as call 1 of 'subfunc' (its call 0)
+        return _randomize(keras.Model(inp, [head, c], name="nested"))
+    return _randomize(keras.Model(inp, [head, L.ReLU(name="post")(c)], name="nested"))
+
+
+def _blocks():
+    from keras_cnnkit import layers as K
+    inp = keras.Input((16, 16, 8))
+    x = K.ConvBNAct(16, 3, name="cba")(inp)
+    x = K.InvertedResidual(16, expansion=4, name="ir")(x)
+    x = K.DepthwiseSeparableConv(24, name="dsc")(x)
+    x = K.SqueezeExcite(name="se")(x)
+    x = K.ResidualBlock(24, name="res")(x)
+    return _randomize(keras.Model(inp, K.ClassifierHead(5, name="head")(x)))
+
+
+MODELS = {"branchy": _branchy, "nested": _nested_and_shared, "blocks": _blocks}
+
+
+def _inputs(model, seed=1):
+    rng = np.random.default_rng(seed)
+    return [rng.uniform(-1, 1, (2,) + tuple(spec.shape[1:])).astype("float32")
+            for spec in model.inputs]
+
+
+@pytest.mark.parametrize("fmt", ["keras", "h5"])
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_layerwise_matches_whole_model(tmp_path, name, fmt):
+    model = MODELS[name]()
+    path = str(tmp_path / f"{name}.{fmt}")
+    model.save(path)
+    inputs = _inputs(model)
+    streamed = layerwise.run_keras_layerwise(path, inputs)
+    whole = run_keras_whole(path, inputs)
+    live = model(inputs[0] if len(inputs) == 1 else inputs, training=False)
+    live = live if isinstance(live, (list, tuple)) else [live]
+    assert len(streamed) == len(whole) == len(live)
+    for a, b, c in zip(streamed, whole, live):
+        assert a.shape == b.shape
+        assert np.max(np.abs(a - b)) <= 1e-6 * max(1.0, float(np.max(np.abs(b))))
+        assert np.max(np.abs(a - keras.ops.convert_to_numpy(c))) <= 1e-5
+
+    # the export's check: the same max |diff| either way
+    out = tmp_path / f"{name}_{fmt}.onnx"
+    result = export_file(path, out)
+    assert result.verified_by == LAYERWISE
+    feeds = random_feeds(onnx.load(str(out)))
+    diff_l, scale_l, how_l = compare(str(out), path, feeds, 1e-4)
+    diff_w, scale_w, how_w = compare(str(out), path, feeds, 1e-4, layerwise=False)
+    assert (how_l, how_w) == (LAYERWISE, WHOLE_MODEL)
+    assert abs(diff_l - diff_w) <= 1e-6 and abs(scale_l - scale_w) <= 1e-6 * scale_w
+    assert abs(result.max_abs_diff - diff_l) <= 1e-6
+
+
+def test_nested_model_as_output(tmp_path):
+    """A nested Functional model's output as the model's output (Keras numbers that
+    call differently): the walk reads it as Keras does.  (The static reader does not,
+    so this is not exported.)"""
+    model = _nested_and_shared(nested_output=True)
+    path = str(tmp_path / "m.keras")
+    model.save(path)
+    inputs = _inputs(model)
+    for a, b in zip(layerwise.run_keras_layerwise(path, inputs),
+                    run_keras_whole(path, inputs)):
+        assert np.max(np.abs(a - b)) <= 1e-6 * max(1.0, float(np.max(np.abs(b))))
+
+
+def _perturbed_copy(src, dst):
+    """``src`` with one initializer (the largest) shifted by 0.5 throughout."""
+    proto = onnx.load(str(src))
+    init = max(proto.graph.initializer, key=lambda t: len(t.raw_data))
+    array = onnx.numpy_helper.to_array(init).copy()
+    array += 0.5
+    init.CopyFrom(onnx.numpy_helper.from_array(array, init.name))
+    onnx.save(proto, str(dst))
+
+
+@pytest.mark.parametrize("layerwise_flag", [True, False])
+def test_wrong_onnx_file_is_caught(tmp_path, layerwise_flag):
+    model = _branchy()
+    path = str(tmp_path / "m.keras")
+    model.save(path)
+    good = tmp_path / "good.onnx"
+    export_file(path, good)
+    bad = tmp_path / "bad.onnx"
+    _perturbed_copy(good, bad)
+    feeds = random_feeds(onnx.load(str(bad)))
+    with pytest.raises(VerificationError, match="disagree"):
+        compare(str(bad), path, feeds, 1e-4, layerwise=layerwise_flag)
+
+
+def _rewrite_archive(path, edit_config=None, edit_metadata=None):
+    """Rewrite a ``.keras`` archive with its config and/or metadata edited."""
+    with zipfile.ZipFile(path) as archive:
+        members = {name: archive.read(name) for name in archive.namelist()}
+    if edit_config:
+        members["config.json"] = json.dumps(
+            edit_config(json.loads(members["config.json"]))).encode()
+    if edit_metadata:
+        members["metadata.json"] = json.dumps(
+            edit_metadata(json.loads(members["metadata.json"]))).encode()
+    with zipfile.ZipFile(path, "w") as archive:
+        for name, data in members.items():
+            archive.writestr(name, data)
+
+
+def test_falls_back_to_whole_model(tmp_path):
+    """A file not written by Keras 3 (here: its metadata says 2.15) is not walked; the
+    model is loaded whole, and verified the same."""
+    model = _branchy()
+    path = str(tmp_path / "m.keras")
+    model.save(path)
+    _rewrite_archive(path, edit_metadata=lambda meta: dict(meta, keras_version="2.15.0"))
+    with pytest.raises(layerwise.CannotStream):
+        layerwise.run_keras_layerwise(path, _inputs(model))
+    result = export_file(path, tmp_path / "m.onnx")
+    assert result.verified_by == WHOLE_MODEL and result.max_abs_diff < 1e-4
+
+
+def test_falls_back_when_weights_do_not_match(tmp_path, monkeypatch):
+    """Stored weights the walk cannot place (here: one hidden from it) → whole model."""
+    model = _branchy()
+    path = str(tmp_path / "m.keras")
+    model.save(path)
+    real = layerwise.open_stored_weights
+
+    def hiding(model_path):
+        class Hidden:
+            def __init__(self):
+                self.context = real(model_path)
+
+            def __enter__(self):
+                stored = self.context.__enter__()
+                return {k: v for k, v in stored.items() if k != "fc1"}
+
+            def __exit__(self, *exc):
+                return self.context.__exit__(*exc)
+        return Hidden()
+
+    monkeypatch.setattr(layerwise, "open_stored_weights", hiding)
+    result = export_file(path, tmp_path / "m.onnx")
+    assert result.verified_by == WHOLE_MODEL and result.max_abs_diff < 1e-4
+
+
+class _CountingDataset:
+    """An h5py dataset stand-in that counts its reads."""
+
+    reads: dict = {}
+
+    def __init__(self, key, dataset):
+        self.key, self.dataset = key, dataset
+        self.shape, self.dtype, self.size = dataset.shape, dataset.dtype, dataset.size
+
+    def __getitem__(self, item):
+        _CountingDataset.reads[self.key] = _CountingDataset.reads.get(self.key, 0) + 1
+        return self.dataset[item]
+
+
+def test_one_layer_at_a_time(tmp_path, monkeypatch):
+    """Each layer the walk builds is gone (weights and all) before the next is built,
+    and each stored weight is read once (twice for the layer called twice)."""
+    model = _nested_and_shared()
+    path = str(tmp_path / "m.keras")
+    model.save(path)
+    real = layerwise.open_stored_weights
+    _CountingDataset.reads = {}
+
+    class Counting:
+        def __init__(self, model_path):
+            self.context = real(model_path)
+
+        def __enter__(self):
+            stored = self.context.__enter__()
+            return {k: [_CountingDataset((k, i), d) for i, d in enumerate(v)]
+                    for k, v in stored.items()}
+
+        def __exit__(self, *exc):
+            return self.context.__exit__(*exc)
+
+    made = []
+    make = layerwise.LayerWalker.make_layer
+
+    def tracked(self, *args):
+        gc.collect()
+        alive = [ref() for ref in made if ref() is not None]
+        assert not alive, f"still alive: {[layer.name for layer in alive]}"
+        instance = make(self, *args)
+        made.append(weakref.ref(instance))
+        return instance
+
+    monkeypatch.setattr(layerwise, "open_stored_weights", Counting)
+    monkeypatch.setattr(layerwise.LayerWalker, "make_layer", tracked)
+    monkeypatch.setattr(layerwise, "COLLECT_BYTES", 0)
+    layerwise.run_keras_layerwise(path, _inputs(model))
+    with real(path) as stored:
+        expected = {(k, i): 2 if k == "shared" else 1
+                    for k, v in stored.items() for i in range(len(v))}
+    assert _CountingDataset.reads == expected
+
+
+# --- refusals: what the safe-mode load refuses, the walk refuses ------------------------
+
+def _small_file(tmp_path, edit):
+    inp = keras.Input((8, 8, 3), name="x")
+    y = L.ReLU(name="act")(L.Conv2D(4, 1, name="conv")(inp))
+    model = keras.Model(inp, L.GlobalAveragePooling2D(name="gap")(y))
+    path = str(tmp_path / "m.keras")
+    model.save(path)
+    _rewrite_archive(path, edit_config=edit)
+    return path
+
+
+def _layer_entry(config, name):
+    return next(e for e in config["config"]["layers"] if e["config"]["name"] == name)
+
+
+def _module_os(config):
+    _layer_entry(config, "act")["module"] = "os"
+    return config
+
+
+def _unknown_registered(config):
+    _layer_entry(config, "act")["registered_name"] = "evil>ReLU"
+    return config
+
+
+def _lambda(config):
+    entry = _layer_entry(config, "act")
+    entry.update(class_name="Lambda", module="keras.layers")
+    entry["config"]["function"] = {"class_name": "__lambda__", "config": {
+        "code": "", "defaults": None, "closure": None}}
+    return config
+
+
+@pytest.mark.parametrize("edit", [_module_os, _unknown_registered, _lambda])
+def test_hostile_layer_refused_one_line(tmp_path, edit):
+    """The walk's own check of a layer's class (the static reader already calls these
+    opaque, so the export never verifies them: this is the second line of defence)."""
+    path = _small_file(tmp_path, edit)
+    inputs = [np.zeros((2, 8, 8, 3), "float32")]
+    with pytest.raises(ModelFileError) as info:
+        layerwise.run_keras_layerwise(path, inputs)
+    assert "\n" not in str(info.value) and "'act'" in str(info.value)
+
+
+#: A class from outside Keras, named in a layer's config (Keras' safe mode locates none).
+EVIL = {"module": "os", "class_name": "system", "config": {}, "registered_name": None}
+
+
+def _evil_initializer(config):
+    """An initializer the walk replaces by zeros: it must still refuse it."""
+    _layer_entry(config, "conv")["config"]["kernel_initializer"] = dict(EVIL)
+    return config
+
+
+def _evil_regularizer(config):
+    _layer_entry(config, "conv")["config"]["bias_regularizer"] = dict(EVIL)
+    return config
+
+
+@pytest.mark.parametrize("edit", [_evil_initializer, _evil_regularizer])
+def test_hostile_config_cli_exit_2_nothing_written(tmp_path, edit):
+    """The static reader takes these (a conv is a conv); building the layer from its
+    config refuses them: exit 2, one line, no output."""
+    path = _small_file(tmp_path, edit)
+    proc = subprocess.run([sys.executable, "-m", "keras_cnnkit.export", path, "-o",
+                           str(tmp_path / "m.onnx"), "--via", "ir", "-q"], cwd=tmp_path,
+                          capture_output=True, text=True, check=False, timeout=300,
+                          env=dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL="3"))
+    assert proc.returncode == 2, proc.stderr
+    lines = [ln for ln in proc.stderr.strip().splitlines() if ln.startswith("cnnkit-export")]
+    assert len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr
+    assert "layer 'conv' (Conv2D) cannot be built from its config" in lines[0]
+    assert sorted(os.listdir(tmp_path)) == ["m.keras"]
