@@ -6,8 +6,9 @@ exports the file to ONNX, unverified:
 
 * ``ir``: :func:`keras_cnnkit.export.direct.export_file` (reads the file statically; no
   Keras model is built);
-* ``ir-verify``: the same, verified (onnxruntime, then the Keras model loaded and run on
-  the same input: what ``cnnkit-export`` does by default);
+* ``ir-verify``: the same, verified (onnxruntime, then Keras on the same input, layer
+  by layer: each layer built from its config, its stored weights loaded, run, dropped;
+  what ``cnnkit-export`` does by default);
 * ``tf2onnx``: the model loaded with :func:`keras_cnnkit.io_guard.load_keras_model`, then
   :func:`keras_cnnkit.onnx_convert.export_onnx` (tf2onnx, the old ``cnnkit-export`` path);
 * ``keras``: the model loaded the same way, then ``model.export(path, format="onnx")``.
@@ -25,10 +26,15 @@ Prints a table, writes JSON (``--json``, default ``benchmarks/results/export.jso
 the section of ``RESULTS.md`` (``--output``, default ``benchmarks/results_export.md``;
 ``python benchmarks/run_all.py --assemble`` puts it in).
 
+With ``--merge``, the rows of the earlier run in ``--json`` that this run does not
+measure are kept, each row stamped with the run it comes from (the Markdown says which
+rows come from which run, with that run's load).
+
 Usage::
 
     python benchmarks/bench_export.py             # MobileNetV2, ResNet50, InceptionV3, VGG16
     python benchmarks/bench_export.py --quick     # MobileNetV2 at 96×96 (smoke test)
+    python benchmarks/bench_export.py --exporters ir-verify --merge   # re-measure one row kind
 """
 from __future__ import annotations
 
@@ -66,7 +72,8 @@ if exporter.startswith("ir"):
     result = export_file(src, out, verify=exporter == "ir-verify", force=True)
     if result.max_abs_diff is not None:
         print(json.dumps({"export_s": time.perf_counter() - start,
-                          "max_abs_diff": result.max_abs_diff}))
+                          "max_abs_diff": result.max_abs_diff,
+                          "verified_by": result.verified_by}))
         sys.exit(0)
 else:
     from keras_cnnkit.io_guard import load_keras_model
@@ -230,24 +237,56 @@ def _versions() -> str:
     return ", ".join(found)
 
 
+def merge(old: dict, new: dict) -> dict:
+    """``old``'s results with ``new``'s rows put in (each row keeps its run's stamp)."""
+    out = dict(old, models={name: dict(row) for name, row in old["models"].items()})
+    earlier = old.get("measured_at", "earlier run")
+    for row in out["models"].values():
+        for exporter in EXPORTERS:
+            if isinstance(row.get(exporter), dict):
+                row[exporter] = dict(row[exporter])
+                row[exporter].setdefault("measured_at", earlier)
+    for name, row in new["models"].items():
+        target = out["models"].setdefault(name, {})
+        for key, value in row.items():
+            target[key] = value
+    sessions = old.get("sessions") or [{"measured_at": earlier, "load": old.get("load"),
+                                        "exporters": list(EXPORTERS)}]
+    out["sessions"] = sessions + new["sessions"]
+    for key in ("device", "cores", "python", "size", "mem_cap_gb"):
+        out[key] = new.get(key, out.get(key))
+    return out
+
+
+def _sessions(results: dict) -> list:
+    return results.get("sessions") or [{"measured_at": results.get("measured_at"),
+                                        "load": results.get("load"),
+                                        "exporters": list(EXPORTERS)}]
+
+
 def table(results: dict) -> str:
     """Markdown tables of ``results``: every run, then the IR exporter's ratios."""
+    sessions = _sessions(results)
+    runs = {str(session["measured_at"]): i + 1 for i, session in enumerate(sessions)}
+    merged = len(sessions) > 1
     lines = ["| model | exporter | wall s | export s | peak RSS GB | ONNX nodes "
-             "| ORT ms (b=1, 1 thread) |", "|---|---|---:|---:|---:|---:|---:|"]
+             "| ORT ms (b=1, 1 thread) |" + (" run |" if merged else ""),
+             "|---|---|---:|---:|---:|---:|---:|" + ("---:|" if merged else "")]
     for name, row in results["models"].items():
         for exporter in EXPORTERS:
             got = row.get(exporter)
             if got is None:
                 continue
+            which = f" {runs.get(str(got.get('measured_at')), '')} |" if merged else ""
             if "error" in got:
                 lines.append(f"| {name} | {exporter} | {got['error']} | | "
-                             f"{got.get('peak_rss_bytes', 0) / 1024 ** 3:.2f} | | |")
+                             f"{got.get('peak_rss_bytes', 0) / 1024 ** 3:.2f} | | |{which}")
                 continue
             nodes = got.get("nodes", "same file as ir" if exporter == "ir-verify" else "")
             latency = f"{got['latency_ms']:.1f}" if "latency_ms" in got else ""
             lines.append(f"| {name} | {exporter} | {got['wall_s']:.1f} | "
                          f"{got['export_s']:.1f} | {got['peak_rss_bytes'] / 1024 ** 3:.2f} | "
-                         f"{nodes} | {latency} |")
+                         f"{nodes} | {latency} |{which}")
     lines += ["", "| model | tf2onnx / ir wall | tf2onnx / ir peak RSS | keras / ir wall | "
                   "keras / ir peak RSS |", "|---|---:|---:|---:|---:|"]
     for name, row in results["models"].items():
@@ -268,37 +307,64 @@ def table(results: dict) -> str:
     return "\n".join(lines)
 
 
+def _peak(results: dict, model: str, exporter: str) -> str:
+    got = results["models"].get(model, {}).get(exporter) or {}
+    return f"{got['peak_rss_bytes'] / 1024 ** 3:.2f}" if "peak_rss_bytes" in got else "?"
+
+
+def _runs_text(results: dict) -> tuple:
+    """``(what goes in the parenthesis after the CPUs, a sentence on merged runs)``."""
+    sessions = _sessions(results)
+    if len(sessions) == 1:
+        return f"load average {sessions[0]['load']} at start; other jobs share the machine", ""
+    parts = [f"run {i + 1}, {one['measured_at']} (load average {one['load']} at start): "
+             f"{', '.join(one['exporters'])}" for i, one in enumerate(sessions)]
+    return ("other jobs share the machine",
+            "The rows come from more than one run (the *run* column), a later run's rows "
+            "replacing an earlier's: " + "; ".join(parts) + ".  ")
+
+
 def markdown(results: dict) -> str:
     """The ``results_export.md`` section (headings one level up: ``run_all`` demotes)."""
     size = results["size"]
+    load, merged = _runs_text(results)
     return f"""# Export (issue 20)
 
 Measured by `benchmarks/bench_export.py` on {results['device']}, {results['cores']} logical
-CPUs (load average {results['load']} at start; other jobs share the machine), Python
+CPUs ({load}), Python
 {results['python']}; {_versions()}.  keras.applications models, `weights=None`,
 {size}×{size}×3, saved once to `.keras`.  Each export runs in its own child process under
 a {results['mem_cap_gb']:g} GB address-space cap (`RLIMIT_AS`); wall time includes the
 child's imports, "export s" is the export call alone; peak RSS is the child's
-`ru_maxrss`.  `ir` is the IR exporter unverified, `ir-verify` the same verified against
-Keras (TensorFlow backend), as `cnnkit-export` does by default; `tf2onnx` is the old path
-(model loaded in Keras, traced, converted), `keras` is Keras' `model.export(format="onnx")`.
-onnxruntime latency: batch 1, one intra-op thread, median of {results['runs']} runs, one
-model's files run in turn in one process.
+`ru_maxrss`.  {merged}`ir` is the IR exporter unverified, `ir-verify` the same verified against
+Keras (TensorFlow backend, layer by layer), as `cnnkit-export` does by default; `tf2onnx`
+is the old path (model loaded in Keras, traced, converted), `keras` is Keras'
+`model.export(format="onnx")`.  onnxruntime latency: batch 1, one intra-op thread, median
+of {results['runs']} runs, one model's files run in turn in one process.
 
 {table(results)}
 
 The IR exporter reads the `.keras` file statically and spools each weight to disk as it
 is written, so its peak is one weight (VGG16's fc1, 411 MB) plus the interpreter.  The
 others hold the Keras model, its TensorFlow graph and the converted model at once; on
-VGG16 both were stopped by the {results['mem_cap_gb']:g} GB cap.  `ir-verify`'s peak is
-Keras': loading VGG16 in Keras on TensorFlow takes 2.9 GB by itself (building it with
-random weights alone, 2.1 GB), onnxruntime's session 1.1 GB; the two run one after the
-other.  The IR files have more nodes: batch norms and activations stay separate ops.
-onnxruntime fuses them into the convolutions when it loads the file, and they run as fast
-as tf2onnx's.  `cnnkit-lint` gives the same MACs and finding codes on each of these
-`.onnx` files as on its `.keras`; this holds for every keras.applications model and
-builder tried, ShuffleNet V2 included: its channel splits and channel shuffles read as
-such, with no opaque layer.
+VGG16 both were stopped by the {results['mem_cap_gb']:g} GB cap.  `ir-verify` runs the
+file in onnxruntime first (no memory arena; the session is freed before Keras starts),
+then Keras layer by layer: each layer is built from its own config in safe mode, its
+stored weights loaded through Keras' `load_own_variables`, run on the activations of the
+random input, and dropped with every activation no later layer reads.  Its peak is the
+larger of onnxruntime's session (1.0 GB for VGG16) and the TensorFlow import (0.7 GB)
+plus the largest layer (fc1: its variable and the array read from the file), so
+{_peak(results, 'VGG16', 'ir-verify')} GB for VGG16, where loading the whole model in
+Keras takes 2.9 GB by itself.  Before the layer-by-layer check, when Keras loaded the
+whole model, `ir-verify` peaked at 0.93, 1.19, 1.00 and 2.87 GB on MobileNetV2, ResNet50,
+InceptionV3 and VGG16 (2026-11-30, the run before 05:40 UTC), in 13–26 s.
+A model the walk cannot take (a tf.keras file, a call with a constant array) is loaded
+whole, as before.  The IR files have more nodes: batch norms and activations stay
+separate ops.  onnxruntime fuses them into the convolutions when it loads the file, and
+they run as fast as tf2onnx's.  `cnnkit-lint` gives the same MACs and finding codes on
+each of these `.onnx` files as on its `.keras`; this holds for every keras.applications
+model and builder tried, ShuffleNet V2 included: its channel splits and channel shuffles
+read as such, with no opaque layer.
 """
 
 
@@ -317,6 +383,9 @@ def main(argv=None) -> int:
     parser.add_argument("--output", default=os.path.join(HERE, "results_export.md"),
                         help="the Markdown section for RESULTS.md ('' for none; --quick "
                              "writes none unless given)")
+    parser.add_argument("--merge", action="store_true",
+                        help="keep the rows of --json's earlier run that this run does not "
+                             "measure (the tables say which run each row comes from)")
     parser.add_argument("--from-json", metavar="PATH",
                         help="write the tables and --output from a run's JSON, measuring "
                              "nothing")
@@ -334,9 +403,19 @@ def main(argv=None) -> int:
         if "--output" not in (argv or sys.argv[1:]):
             args.output = ""
     load = ", ".join(f"{v:.1f}" for v in os.getloadavg())
+    stamp = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     results = run(args.models, args.size, args.exporters, args.mem_cap_gb, args.runs,
                   args.timeout)
-    results.update(load=load, runs=args.runs)
+    results.update(load=load, runs=args.runs, measured_at=stamp,
+                   sessions=[{"measured_at": stamp, "load": load,
+                              "exporters": list(args.exporters)}])
+    for row in results["models"].values():
+        for exporter in args.exporters:
+            if isinstance(row.get(exporter), dict):
+                row[exporter]["measured_at"] = stamp
+    if args.merge and os.path.exists(args.json):
+        with open(args.json, encoding="utf-8") as handle:
+            results = merge(json.load(handle), results)
     print(f"\n{results['device']}, {results['cores']} cores; {args.size}×{args.size}\n")
     print(table(results))
     os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
