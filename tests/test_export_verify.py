@@ -6,7 +6,7 @@ outputs: the same as the model loaded whole, to float rounding, on models with b
 shared layer and keras_cnnkit's composite blocks, from ``.keras`` and ``.h5``.  It must
 catch a wrong ONNX file, fall back to the whole model where it cannot walk, hold one
 layer at a time, and refuse what the safe-mode load refuses (one line, exit 2, nothing
-written).
+written).  Slow: VGG16 at 224×224 exported and verified within 2 GB.
 """
 # pytest fixtures are parameters named after the fixture functions.
 # pylint: disable=redefined-outer-name,missing-function-docstring
@@ -350,3 +350,32 @@ def test_hostile_config_cli_exit_2_nothing_written(tmp_path, edit):
     assert len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr
     assert "layer 'conv' (Conv2D) cannot be built from its config" in lines[0]
     assert sorted(os.listdir(tmp_path)) == ["m.keras"]
+
+
+# --- slow: the target of issue 20 -------------------------------------------------------
+
+PEAK_SCRIPT = r"""
+import resource, subprocess, sys
+proc = subprocess.run([sys.executable, "-m", "keras_cnnkit.export", sys.argv[1], "-o",
+                       sys.argv[2], "--via", "ir", "-q"], capture_output=True, text=True)
+print(proc.returncode, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, flush=True)
+sys.stdout.write(proc.stdout[-2000:])
+sys.stderr.write(proc.stderr[-2000:])
+"""
+
+
+@pytest.mark.slow
+def test_vgg16_224_verified_export_within_2gb(tmp_path):
+    """VGG16 at 224×224, exported and verified (the default) by ``cnnkit-export``: peak
+    RSS of that process at most 2 GB (2.87 GB when Keras loaded the whole model)."""
+    path = str(tmp_path / "vgg16.keras")
+    keras.applications.VGG16(weights=None).save(path)
+    gc.collect()
+    proc = subprocess.run([sys.executable, "-c", PEAK_SCRIPT, path, str(tmp_path / "v.onnx")],
+                          capture_output=True, text=True, check=False, timeout=1200,
+                          env=dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL="3"))
+    head = proc.stdout.split("\n", 1)
+    code, peak_kb = (int(v) for v in head[0].split())
+    assert code == 0, proc.stderr
+    assert "(layerwise)" in head[1], head[1]
+    assert peak_kb * 1024 <= 2 * 1024 ** 3, f"peak RSS {peak_kb / 1024 ** 2:.2f} GB"

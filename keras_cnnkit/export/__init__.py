@@ -21,7 +21,8 @@ it cannot write (an opaque layer, an op kind or attribute with no ONNX form here
 so in one line (on stderr, after the export; if tf2onnx fails too, the one error line
 names both); ``--via ir`` makes that exit 2 naming the layer and its kind.
 Verification runs the file in onnxruntime and the model in Keras (any backend for the IR
-path) on the same seeded random input before the file is moved into place.  The output
+path; layer by layer where it can, :mod:`.layerwise`) on the same seeded random input
+before the file is moved into place.  The output
 is never the model file, not even with ``--force`` (nor a link to it).  Exit status 0 on
 success, 2 on bad input (a missing, unreadable, hostile or over-budget model file; an
 unwritable or existing output without ``--force``; failed conversion or verification)
@@ -117,7 +118,8 @@ def _export_ir(args, graph, meter) -> str:
                          force=args.force, dynamic_spatial=args.dynamic_spatial,
                          graph=graph)
     check = ("not verified" if result.max_abs_diff is None
-             else f"onnxruntime vs Keras max |diff| {result.max_abs_diff:.3g}")
+             else f"onnxruntime vs Keras ({result.verified_by}) max |diff| "
+                  f"{result.max_abs_diff:.3g}")
     data = f"; weights in {result.data_path}" if result.data_path else ""
     return (f"wrote {args.output} (opset {result.opset}, {result.size_bytes:,} bytes, IR "
             f"exporter: {result.nodes} nodes, {result.group_convs} grouped convs{data}; "
