@@ -220,6 +220,28 @@ def test_falls_back_when_weights_do_not_match(tmp_path, monkeypatch):
     assert result.verified_by == WHOLE_MODEL and result.max_abs_diff < 1e-4
 
 
+def test_h5_class_unknown_by_name_falls_back(tmp_path):
+    """A ``.h5`` entry names no module: a class the walk cannot find by name is left to
+    Keras' legacy loader (safe mode), which refuses it in one line."""
+    import h5py
+    inp = keras.Input((8, 8, 3), name="x")
+    y = L.ReLU(name="act")(L.Conv2D(4, 1, name="conv")(inp))
+    model = keras.Model(inp, L.GlobalAveragePooling2D(name="gap")(y))
+    path = str(tmp_path / "m.h5")
+    model.save(path)
+    with h5py.File(path, "r+") as h5:
+        config = json.loads(h5.attrs["model_config"])
+        _layer_entry(config, "act")["class_name"] = "NoSuchLayer"
+        h5.attrs["model_config"] = json.dumps(config)
+    inputs = [np.zeros((2, 8, 8, 3), "float32")]
+    with pytest.raises(layerwise.CannotStream):
+        layerwise.run_keras_layerwise(path, inputs)
+    from keras_cnnkit.export.verify import run_keras
+    with pytest.raises(ModelFileError) as info:
+        run_keras(path, inputs)
+    assert "\n" not in str(info.value)
+
+
 class _CountingDataset:
     """An h5py dataset stand-in that counts its reads."""
 

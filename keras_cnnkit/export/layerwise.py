@@ -254,7 +254,11 @@ class LayerWalker:
         self.load_weights(instance, prefix + layer.name)
         if _takes_training(instance):
             keywords.setdefault("training", False)
-        out = instance(*positional, **keywords)
+        try:
+            out = instance(*positional, **keywords)
+        except Exception as exc:  # pylint: disable=broad-exception-caught
+            # not the call the model makes (the whole model, loaded, says what is wrong)
+            raise CannotStream(f"layer {layer.name!r} fails: {_one_line(exc)}") from None
         held = sum(int(np.prod(v.shape, dtype=np.int64)) * np.dtype(v.dtype).itemsize
                    for v in getattr(instance, "weights", ()))
         del instance
@@ -282,6 +286,11 @@ class LayerWalker:
                 instance(*symbolic, **{k: keras.tree.map_structure(_symbolic, v)
                                        for k, v in keywords.items()})
         except Exception as exc:  # pylint: disable=broad-exception-caught
+            if layer.module is None:
+                # a Keras 3 .h5 entry names no module: the class found by its name may
+                # not be the one Keras' legacy loader builds; that loader decides
+                raise CannotStream(f"layer {layer.name!r} ({layer.class_name}): "
+                                   f"{_one_line(exc)}") from None
             # Keras raises many types for a bad config; every one is bad input
             raise ModelFileError(self.path, f"layer {layer.name!r} ({layer.class_name}) "
                                             f"cannot be built from its config: "
@@ -350,14 +359,16 @@ def _own_layers(layer, path: str) -> Iterator[tuple]:
 def check_layer_class(model_path: str, layer: LayerSpec) -> Optional[str]:
     """Refuse what :func:`~keras_cnnkit.io_guard.load_keras_model` refuses, before Keras
     sees the config: a ``Lambda`` (code), a ``TFSMLayer`` (an outside SavedModel), a
-    class neither Keras' own (``module`` ``keras...``; without a module, as a Keras 3
-    ``.h5`` names layers, a class of ``keras.layers``, as Keras' legacy loader finds it)
-    nor registered by keras_cnnkit.  Returns the module to deserialize it from."""
+    class neither Keras' own (``module`` ``keras...``) nor registered by keras_cnnkit.
+    Returns the module to deserialize it from.  An entry without a module (a Keras 3
+    ``.h5`` names layers so) is taken as the ``keras.layers`` class of its name; one
+    that names none raises :class:`CannotStream`: the model is then loaded whole, by
+    Keras' legacy loader in safe mode."""
     if layer.class_name in REFUSED_CLASSES:
         raise ModelFileError(model_path, f"holds a {layer.class_name} layer "
                                          f"({layer.name!r}), which Keras' safe mode "
                                          "refuses: it is not loaded and nothing in it is run")
-    if layer.registered_name:
+    if layer.registered_name and ">" in layer.registered_name:   # "package>Class"
         if layer.registered_name.split(">", 1)[0] == "keras_cnnkit":
             return layer.module
         raise ModelFileError(model_path, f"layer {layer.name!r} is of class "
@@ -368,9 +379,8 @@ def check_layer_class(model_path: str, layer: LayerSpec) -> Optional[str]:
         found = getattr(keras.layers, layer.class_name, None)
         if isinstance(found, type) and issubclass(found, keras.layers.Layer):
             return "keras.layers"
-        raise ModelFileError(model_path, f"layer {layer.name!r} is of class "
-                                         f"{layer.class_name[:60]!r}, which is not a Keras "
-                                         "layer: it is not loaded")
+        # not one the walk knows by name: Keras' legacy loader (safe mode) decides
+        raise CannotStream(f"layer {layer.name!r}: no keras.layers.{layer.class_name[:60]}")
     if layer.module.split(".", 1)[0] not in ALLOWED_PACKAGES:
         raise ModelFileError(model_path, f"layer {layer.name!r} names class "
                                          f"{layer.class_name[:60]!r} from module "
