@@ -18,6 +18,14 @@ ort = pytest.importorskip("onnxruntime")
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
+def _subprocess_env():
+    """The child's environment: this checkout's package first on ``PYTHONPATH``, then
+    what the env already had there (onnx put beside an env on ``PYTHONPATH`` stays
+    importable)."""
+    path = os.pathsep.join(p for p in (ROOT, os.environ.get("PYTHONPATH")) if p)
+    return dict(os.environ, PYTHONPATH=path)
+
+
 NOTF_SCRIPT = r"""
 import builtins, json, sys
 real = builtins.__import__
@@ -39,7 +47,7 @@ def test_no_verify_needs_neither_tensorflow_nor_keras(tmp_path):
     out = tmp_path / "example.onnx"
     proc = subprocess.run([sys.executable, "-c", NOTF_SCRIPT, example, str(out)],
                           cwd=tmp_path, capture_output=True, text=True, check=False,
-                          timeout=300, env=dict(os.environ, PYTHONPATH=ROOT))
+                          timeout=300, env=_subprocess_env())
     assert proc.returncode == 0, proc.stderr[-2000:]
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     assert result == {"code": 0, "heavy": []}
@@ -57,7 +65,7 @@ def test_verification_without_keras_is_one_line(tmp_path):
     out = tmp_path / "example.onnx"
     proc = subprocess.run([sys.executable, "-c", VERIFY_SCRIPT, example, str(out)],
                           cwd=tmp_path, capture_output=True, text=True, check=False,
-                          timeout=300, env=dict(os.environ, PYTHONPATH=ROOT))
+                          timeout=300, env=_subprocess_env())
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert json.loads(proc.stdout.strip().splitlines()[-1])["code"] == 2
     lines = proc.stderr.strip().splitlines()

@@ -6,7 +6,10 @@ outputs: the same as the model loaded whole, to float rounding, on models with b
 shared layer and keras_cnnkit's composite blocks, from ``.keras`` and ``.h5``.  It must
 catch a wrong ONNX file, fall back to the whole model where it cannot walk, hold one
 layer at a time, and refuse what the safe-mode load refuses (one line, exit 2, nothing
-written).  Slow: VGG16 at 224×224 exported and verified within 2 GB.
+written).  The fast tests run on every Keras backend (marked ``backend_agnostic``: the
+tox jax and torch envs run them without TensorFlow installed).  Slow: VGG16 at 224×224
+exported and verified within 2 GB (the slow env runs it on TensorFlow; it passes on JAX
+and PyTorch too).
 """
 # pytest fixtures are parameters named after the fixture functions.
 # pylint: disable=redefined-outer-name,missing-function-docstring
@@ -34,6 +37,19 @@ from keras_cnnkit.export.verify import (  # noqa: E402  pylint: disable=C0413
     LAYERWISE, WHOLE_MODEL, VerificationError, compare, random_feeds, run_keras_whole)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+#: These tests pass on the TensorFlow, JAX and PyTorch backends (Keras 3.15.1, TF 2.21,
+#: jax 0.10.2, torch 2.13): the tox jax and torch envs run them.  Their models hold no
+#: "same" average pool with asymmetric padding (Keras' torch backend computes those
+#: differently: tests/test_export_ir.py, docs/export.md).
+AGNOSTIC = pytest.mark.backend_agnostic
+
+
+def _subprocess_env():
+    """A child's environment: this checkout's package first on ``PYTHONPATH``, then what
+    the env already had there (the packages of an env assembled on ``PYTHONPATH``, such
+    as onnx beside a JAX env, stay importable)."""
+    path = os.pathsep.join(p for p in (ROOT, os.environ.get("PYTHONPATH")) if p)
+    return dict(os.environ, PYTHONPATH=path, TF_CPP_MIN_LOG_LEVEL="3")
 
 
 def _randomize(model, seed=0):
@@ -101,6 +117,7 @@ def _inputs(model, seed=1):
             for spec in model.inputs]
 
 
+@AGNOSTIC
 @pytest.mark.parametrize("fmt", ["keras", "h5"])
 @pytest.mark.parametrize("name", sorted(MODELS))
 def test_layerwise_matches_whole_model(tmp_path, name, fmt):
@@ -130,6 +147,7 @@ def test_layerwise_matches_whole_model(tmp_path, name, fmt):
     assert abs(result.max_abs_diff - diff_l) <= 1e-6
 
 
+@AGNOSTIC
 def test_nested_model_as_output(tmp_path):
     """A nested Functional model's output as the model's output (Keras numbers that
     call differently): the walk reads it as Keras does.  (The static reader does not,
@@ -143,6 +161,22 @@ def test_nested_model_as_output(tmp_path):
         assert np.max(np.abs(a - b)) <= 1e-6 * max(1.0, float(np.max(np.abs(b))))
 
 
+@AGNOSTIC
+def test_cli_verifies_layerwise(tmp_path):
+    """``cnnkit-export`` verifies layer by layer on the backend Keras is set to (the
+    child inherits ``KERAS_BACKEND``; the tox jax and torch envs hold no TensorFlow),
+    and its line says so."""
+    path = str(tmp_path / "m.keras")
+    _branchy().save(path)
+    proc = subprocess.run([sys.executable, "-m", "keras_cnnkit.export", path, "-o",
+                           str(tmp_path / "m.onnx"), "--via", "ir"], cwd=tmp_path,
+                          capture_output=True, text=True, check=False, timeout=300,
+                          env=_subprocess_env())
+    assert proc.returncode == 0, proc.stderr
+    assert "onnxruntime vs Keras (layerwise) max |diff|" in proc.stdout, proc.stdout
+    assert sorted(os.listdir(tmp_path)) == ["m.keras", "m.onnx"]
+
+
 def _perturbed_copy(src, dst):
     """``src`` with one initializer (the largest) shifted by 0.5 throughout."""
     proto = onnx.load(str(src))
@@ -153,6 +187,7 @@ def _perturbed_copy(src, dst):
     onnx.save(proto, str(dst))
 
 
+@AGNOSTIC
 @pytest.mark.parametrize("layerwise_flag", [True, False])
 def test_wrong_onnx_file_is_caught(tmp_path, layerwise_flag):
     model = _branchy()
@@ -182,6 +217,7 @@ def _rewrite_archive(path, edit_config=None, edit_metadata=None):
             archive.writestr(name, data)
 
 
+@AGNOSTIC
 def test_falls_back_to_whole_model(tmp_path):
     """A file not written by Keras 3 (here: its metadata says 2.15) is not walked; the
     model is loaded whole, and verified the same."""
@@ -195,6 +231,7 @@ def test_falls_back_to_whole_model(tmp_path):
     assert result.verified_by == WHOLE_MODEL and result.max_abs_diff < 1e-4
 
 
+@AGNOSTIC
 def test_falls_back_when_weights_do_not_match(tmp_path, monkeypatch):
     """Stored weights the walk cannot place (here: one hidden from it) → whole model."""
     model = _branchy()
@@ -204,6 +241,8 @@ def test_falls_back_when_weights_do_not_match(tmp_path, monkeypatch):
 
     def hiding(model_path):
         class Hidden:
+            """The stored weights without fc1's."""
+
             def __init__(self):
                 self.context = real(model_path)
 
@@ -220,6 +259,7 @@ def test_falls_back_when_weights_do_not_match(tmp_path, monkeypatch):
     assert result.verified_by == WHOLE_MODEL and result.max_abs_diff < 1e-4
 
 
+@AGNOSTIC
 def test_h5_class_unknown_by_name_falls_back(tmp_path):
     """A ``.h5`` entry names no module: a class the walk cannot find by name is left to
     Keras' legacy loader (safe mode), which refuses it in one line."""
@@ -256,6 +296,7 @@ class _CountingDataset:
         return self.dataset[item]
 
 
+@AGNOSTIC
 def test_one_layer_at_a_time(tmp_path, monkeypatch):
     """Each layer the walk builds is gone (weights and all) before the next is built,
     and each stored weight is read once (twice for the layer called twice)."""
@@ -266,6 +307,8 @@ def test_one_layer_at_a_time(tmp_path, monkeypatch):
     _CountingDataset.reads = {}
 
     class Counting:
+        """The stored weights, each dataset counting its reads."""
+
         def __init__(self, model_path):
             self.context = real(model_path)
 
@@ -296,6 +339,27 @@ def test_one_layer_at_a_time(tmp_path, monkeypatch):
         expected = {(k, i): 2 if k == "shared" else 1
                     for k, v in stored.items() for i in range(len(v))}
     assert _CountingDataset.reads == expected
+
+
+@AGNOSTIC
+def test_large_weights_handed_over_without_a_copy():
+    """A weight of SHARE_BYTES or more reaches ``Variable.assign`` as a tensor sharing
+    the array read from the file on TensorFlow (DLPack) and PyTorch (``from_numpy``),
+    whose ``convert_to_tensor`` would copy a numpy array; JAX takes the array itself.
+    Smaller weights and other dtypes go as numpy arrays.  The values are the stored ones."""
+    reader = layerwise._backend_reader()  # pylint: disable=protected-access
+    stored = np.arange(layerwise.SHARE_BYTES // 4 + 8, dtype="float32").reshape(-1, 8)
+    small = np.ones((4, 4), "float32")
+    big = reader(stored)
+    assert isinstance(reader(small), np.ndarray) and isinstance(
+        reader(stored.astype(bool)), np.ndarray)
+    backend = keras.backend.backend()
+    assert isinstance(big, np.ndarray) == (backend not in ("tensorflow", "torch"))
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(big), stored)
+    variable = keras.Variable(np.zeros_like(stored))
+    variable.assign(big)
+    del big
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(variable), stored)
 
 
 # --- refusals: what the safe-mode load refuses, the walk refuses ------------------------
@@ -332,6 +396,7 @@ def _lambda(config):
     return config
 
 
+@AGNOSTIC
 @pytest.mark.parametrize("edit", [_module_os, _unknown_registered, _lambda])
 def test_hostile_layer_refused_one_line(tmp_path, edit):
     """The walk's own check of a layer's class (the static reader already calls these
@@ -358,6 +423,7 @@ def _evil_regularizer(config):
     return config
 
 
+@AGNOSTIC
 @pytest.mark.parametrize("edit", [_evil_initializer, _evil_regularizer])
 def test_hostile_config_cli_exit_2_nothing_written(tmp_path, edit):
     """The static reader takes these (a conv is a conv); building the layer from its
@@ -366,7 +432,7 @@ def test_hostile_config_cli_exit_2_nothing_written(tmp_path, edit):
     proc = subprocess.run([sys.executable, "-m", "keras_cnnkit.export", path, "-o",
                            str(tmp_path / "m.onnx"), "--via", "ir", "-q"], cwd=tmp_path,
                           capture_output=True, text=True, check=False, timeout=300,
-                          env=dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL="3"))
+                          env=_subprocess_env())
     assert proc.returncode == 2, proc.stderr
     lines = [ln for ln in proc.stderr.strip().splitlines() if ln.startswith("cnnkit-export")]
     assert len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr
@@ -386,6 +452,7 @@ sys.stderr.write(proc.stderr[-2000:])
 """
 
 
+@AGNOSTIC
 @pytest.mark.slow
 def test_vgg16_224_verified_export_within_2gb(tmp_path):
     """VGG16 at 224×224, exported and verified (the default) by ``cnnkit-export``: peak
@@ -395,7 +462,7 @@ def test_vgg16_224_verified_export_within_2gb(tmp_path):
     gc.collect()
     proc = subprocess.run([sys.executable, "-c", PEAK_SCRIPT, path, str(tmp_path / "v.onnx")],
                           capture_output=True, text=True, check=False, timeout=1200,
-                          env=dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL="3"))
+                          env=_subprocess_env())
     head = proc.stdout.split("\n", 1)
     code, peak_kb = (int(v) for v in head[0].split())
     assert code == 0, proc.stderr
