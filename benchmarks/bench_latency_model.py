@@ -46,6 +46,7 @@ RESULTS = os.path.join(HERE, "results")
 CALIBRATION_FILE = os.path.join(RESULTS, "latency_calibration_cpu.json")
 FRESH_GRID_FILE = os.path.join(RESULTS, "latency_rules_cpu_fresh.json")
 H200_SUMMARY = os.path.join(RESULTS, "latency_h200.json")
+FORMS_SUMMARY = os.path.join(RESULTS, "latency_forms.json")
 #: (profile, recorded rule grid, the groups it was not fitted on; None: every group).
 RECORDED = (
     ("h100-jax-tf32", "rules_jax-gpu-nvidia-h100-80gb-hbm3-float32.json",
@@ -131,6 +132,22 @@ def calibrated_rows(fragments, profile) -> list:
     return rows
 
 
+def repredict_models(previous: list, profiles: list) -> list:
+    """``previous`` whole-model rows (measured earlier) with the predictions of the
+    current ``profiles``: the measured times are kept, nothing is timed."""
+    import keras
+
+    from keras_cnnkit.bench.calibration import model_nodes
+    from keras_cnnkit.latency.model import predict_nodes
+    rows = []
+    for row in previous:
+        nodes = model_nodes(getattr(keras.applications, row["model"])(weights=None))
+        rows.append({**row, "predicted_ms": {p.name: predict_nodes(nodes, p, row["batch"]).ms
+                                             for p in profiles},
+                     "measured_on": row.get("measured_on") or "an earlier run"})
+    return rows
+
+
 def model_rows(profiles: list, threads: int) -> list:
     """keras.applications models at batch 1: measured here against each profile."""
     import keras
@@ -143,6 +160,7 @@ def model_rows(profiles: list, threads: int) -> list:
         nodes = model_nodes(model)
         (ms,) = time_side_by_side([model], 1, budget_s=3.0)
         rows.append({"model": name, "batch": 1, "measured_ms": ms, "cpu_threads": threads,
+                     "measured_on": time.strftime("%Y-%m-%d"),
                      "predicted_ms": {p.name: predict_nodes(nodes, p, 1).ms
                                       for p in profiles}})
     return rows
@@ -196,14 +214,30 @@ def render(result: dict) -> str:
     if result.get("calibration"):
         cal = result["calibration"]
         out += ["", f"Calibration on this machine ({cal['device']}, TensorFlow XLA, "
+                f"measured {cal.get('date') or 'in an earlier run'}, "
                 f"{cal['cpu_threads']} thread): **{cal['seconds']:.0f} s** for "
                 f"{cal['observations']} timed grid entries and {cal['checks']} held-out "
                 f"check pairs, compilation included; 1-minute load average "
                 f"{cal['load']} at the start (2 cores, shared)."]
+    if result.get("forms"):
+        forms = result["forms"]
+        names = list(forms["forms"][0]["profiles"])
+        out += ["", "## The model's form, chosen without the held-out shapes", "",
+                "How the throughput and depth terms combine (`depth_norm`) and how a conv's "
+                "figures depend on its kernel size, each form scored by " + forms["method"]
+                + " (`tools/fit_latency_profiles.py forms`); cases over 0.2 ms, within "
+                "±25% and direction:", "",
+                "| form | " + " | ".join(f"{n}: cases | within ±25% | direction"
+                                       for n in names) + " |",
+                "|---|" + "---:|---:|---:|" * len(names)]
+        for row in forms["forms"]:
+            out.append(f"| {row['form']} | " + " ".join(
+                _figure_cells(row["profiles"][n]["over_threshold"]) for n in names))
     if result.get("models"):
         names = sorted({p for m in result["models"] for p in m["predicted_ms"]})
+        dates = sorted({m.get("measured_on") or "an earlier run" for m in result["models"]})
         out += ["", "Whole keras.applications models, batch 1, this CPU (one thread), "
-                "random weights:", "",
+                f"random weights (measured {', '.join(dates)}):", "",
                 "| model | measured ms | " + " | ".join(f"{n} ms (error)" for n in names)
                 + " |", "|---|---:|" + "---:|" * len(names)]
         for m in result["models"]:
@@ -243,6 +277,10 @@ def parse_args(argv=None):
                         help="calibrate this machine and measure the quick grid afresh")
     parser.add_argument("--models", action="store_true",
                         help="time MobileNetV2 and ResNet50 here against the predictions")
+    parser.add_argument("--keep-measured", action="store_true",
+                        help="re-predict from recorded measurements only: keep the previous "
+                             "run's calibration time and whole-model times (re-predicted "
+                             "with the current profiles)")
     parser.add_argument("--cpu-threads", type=int, default=1)
     parser.add_argument("--out-dir", default=HERE)
     return parser.parse_args(argv)
@@ -277,10 +315,22 @@ def main(argv=None) -> int:
                 result["calibration"] = {
                     "seconds": calibration["seconds"], "device": device.name,
                     "cpu_threads": args.cpu_threads, "observations": len(observations),
-                    "checks": len(cases), "load": load}
+                    "checks": len(cases), "load": load, "date": time.strftime("%Y-%m-%d")}
         if args.models:
             result["models"] = model_rows([p for p in profiles if p.device["kind"] == "cpu"],
                                           args.cpu_threads)
+    previous_path = os.path.join(args.out_dir, "results", "latency_model.json")
+    if args.keep_measured and os.path.exists(previous_path):
+        with open(previous_path, encoding="utf-8") as fh:
+            previous = json.load(fh)
+        if previous.get("calibration") and "calibration" not in result:
+            result["calibration"] = {"date": previous.get("date"), **previous["calibration"]}
+        if previous.get("models") and "models" not in result:
+            result["models"] = repredict_models(
+                previous["models"], [p for p in profiles if p.device["kind"] == "cpu"])
+    if os.path.exists(FORMS_SUMMARY):
+        with open(FORMS_SUMMARY, encoding="utf-8") as fh:
+            result["forms"] = json.load(fh)
     if os.path.exists(H200_SUMMARY):
         with open(H200_SUMMARY, encoding="utf-8") as fh:
             result["h200"] = json.load(fh)

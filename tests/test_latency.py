@@ -136,10 +136,54 @@ def test_depth_taps_and_channel_tile_terms():
     classes["conv"] = ClassParams(0.5, 0.25, 0.0, depth_rate=1e6, taps_exponent=1.0,
                                   channel_tile=32.0)
     t = predict_node(node, hand_profile(classes=classes))
-    assert t.depth_ms == pytest.approx(1e3 * per_output / (1e6 * scale))
-    assert t.compute_ms == pytest.approx(1e3 * flops / (1e12 * 0.5 * scale * 8 / 32))
-    assert t.ms == pytest.approx(max(t.depth_ms, t.compute_ms, t.memory_ms))
+    depth_ms = 1e3 * per_output / (1e6 * scale)
+    compute_ms = 1e3 * flops / (1e12 * 0.5 * scale * 8 / 32)
+    assert t.depth_ms == pytest.approx(depth_ms)
+    assert t.compute_ms == pytest.approx(compute_ms)
+    assert compute_ms > t.memory_ms
+    # the throughput and depth terms combine as their 2-norm by default (depth_norm 2)
+    assert t.ms == pytest.approx(math.sqrt(compute_ms ** 2 + depth_ms ** 2))
     assert t.bound == "depth"
+
+
+@pytest.mark.parametrize("norm, combine", [
+    (None, max), (1.0, lambda a, b: a + b), (2.0, lambda a, b: math.hypot(a, b)),
+    (3.0, lambda a, b: (a ** 3 + b ** 3) ** (1 / 3))])
+def test_depth_norm_combines_throughput_and_depth(norm, combine):
+    """3×3 conv 64→64 on 7×7, batch 1, no launch: compute 2·49·64·576 FLOPs at
+    1e12·0.5; depth 2·576 FLOPs per output at 1e6/s; ``depth_norm`` p combines them as
+    their p-norm (``None``: the larger)."""
+    classes = {c: ClassParams(0.5, 0.25, 0.0) for c in LATENCY_CLASSES}
+    classes["conv"] = ClassParams(0.5, 0.25, 0.0, depth_rate=1e6)
+    node = conv("c", "x", 7, 64, 64, 3, bias=False)
+    compute_ms = 1e3 * 2 * 49 * 64 * 576 / (1e12 * 0.5)
+    depth_ms = 1e3 * 2 * 576 / 1e6
+    t = predict_node(node, hand_profile(classes=classes, depth_norm=norm))
+    assert t.compute_ms == pytest.approx(compute_ms) and t.depth_ms == pytest.approx(depth_ms)
+    assert t.ms == pytest.approx(combine(compute_ms, depth_ms))
+
+
+def test_kernel_factors_replace_the_power_law_per_kernel_size():
+    """A kernel size in ``kernel_factors`` takes its own compute and depth factors
+    (1×7 and 7×1 share a key); any other size the power law ``(taps / 9) ** -e``."""
+    classes = {c: ClassParams(0.5, 0.25, 0.0) for c in LATENCY_CLASSES}
+    classes["conv"] = ClassParams(
+        0.5, 0.25, 0.0, depth_rate=1e6, taps_exponent=1.0, depth_taps_exponent=0.5,
+        kernel_factors={"5x5": {"compute": 2.0, "depth": 0.25},
+                        "1x7": {"compute": 0.8, "depth": 3.0}})
+    profile = hand_profile(classes=classes)
+    c_in = c_out = 16
+    for kernel, compute_factor, depth_factor in (
+            ((5, 5), 2.0, 0.25), ((1, 7), 0.8, 3.0), ((7, 1), 0.8, 3.0),
+            ((11, 11), (121 / 9) ** -1.0, (121 / 9) ** -0.5), ((3, 3), 1.0, 1.0)):
+        taps = kernel[0] * kernel[1]
+        node = conv("c", "x", 8, c_in, c_out, kernel, bias=False)
+        t = predict_node(node, profile)
+        flops = 2 * 64 * c_out * taps * c_in
+        assert t.compute_ms == pytest.approx(1e3 * flops / (1e12 * 0.5 * compute_factor)), \
+            kernel
+        assert t.depth_ms == pytest.approx(1e3 * 2 * taps * c_in / (1e6 * depth_factor)), \
+            kernel
 
 
 def test_fragment_sums_nodes_plus_call_overhead_and_fuses_elementwise():
@@ -302,7 +346,7 @@ def test_fit_recovers_known_parameters_from_synthetic_data(rng):
         params.depth_rate = None
         params.channel_tile = None
     fitted = fit_profile(_synthetic(truth, rng), start, "fitted", prior_weight=1e-4,
-                         fit_taps=False)
+                         kernel_fit="none")
     assert fitted.call_overhead_ms == pytest.approx(0.08, rel=0.05)
     for cls, figure in (("conv", "compute_efficiency"), ("conv", "launch_ms"),
                         ("pointwise", "compute_efficiency"),
@@ -313,6 +357,43 @@ def test_fit_recovers_known_parameters_from_synthetic_data(rng):
             (cls, figure)
     assert fitted.classes["conv"].fitted and not fitted.classes["movement"].fitted
     assert fitted.fit["converged"] and fitted.fit["observations"] == 8 * 6 * 3
+
+
+def test_fit_recovers_kernel_factors_and_their_power_law(rng):
+    """Synthetic times of 3×3, 5×5, 7×7 and 1×7/7×1 convs from a truth with a compute
+    and a depth factor per kernel size: the fit finds each factor, and the power law it
+    then fits to them is the least-squares line through the factors' logs by hand."""
+    truth = nominal_profile("truth", "gpu", "NVIDIA H100 80GB HBM3", "jax")
+    truth.classes["conv"] = ClassParams(
+        0.4, 0.3, 0.01, depth_rate=2e8,
+        kernel_factors={"5x5": {"compute": 1.3, "depth": 0.9},
+                        "7x7": {"compute": 0.6, "depth": 0.2},
+                        "1x7": {"compute": 1.1, "depth": 1.2}})
+    out = []
+    for size, c in ((7, 512), (14, 256), (28, 128), (56, 64), (7, 1024), (14, 64)):
+        frags = [[conv("c", "x", size, c, c, k)] for k in (3, 5, 7)]
+        frags.append([conv("a", "x", size, c, c, (1, 7)), conv("b", "a", size, c, c, (7, 1))])
+        for nodes in frags:
+            for batch in (1, 8, 32):
+                ms = predict_nodes(nodes, truth, batch).ms
+                out.append(Observation(nodes, batch, ms * math.exp(rng.normal(0, 0.01))))
+    start = nominal_profile("start", "gpu", "NVIDIA H100 80GB HBM3", "jax")
+    fitted = fit_profile(out, start, "fitted", prior_weight=1e-4)
+    got = fitted.classes["conv"].kernel_factors
+    assert sorted(got) == ["1x7", "5x5", "7x7"]
+    for kernel, want in truth.classes["conv"].kernel_factors.items():
+        for which in ("compute", "depth"):
+            assert got[kernel][which] == pytest.approx(want[which], rel=0.15), (kernel, which)
+    x = [math.log(t / 9) for t in (7, 25, 49)]
+    y = [math.log(got[k]["compute"]) for k in ("1x7", "5x5", "7x7")]
+    want_exponent = -sum(a * b for a, b in zip(x, y)) / sum(a * a for a in x)
+    assert fitted.classes["conv"].taps_exponent == pytest.approx(want_exponent)
+    assert fitted.classes["conv"].depth_taps_exponent is not None
+    # "power": one exponent for every size, no factors
+    power = fit_profile(out, start, "power", prior_weight=1e-4, kernel_fit="power")
+    assert power.classes["conv"].kernel_factors is None
+    with pytest.raises(ValueError, match="kernel_fit"):
+        fit_profile(out, start, "bad", kernel_fit="smooth")
 
 
 def test_error_figures_count_within_and_direction_by_hand():

@@ -10,6 +10,9 @@ Profiles written to ``keras_cnnkit/latency/profiles/``:
 * ``cpu-generic``: from the recorded TensorFlow CPU rule grid (1 thread) with
   ``HELD_OUT_QUICK`` and the VGG16 cases held out, plus a calibration grid measured on the
   same machine when one is given (``--calibration``).
+* ``forms``: no profile; the model-form comparison (how the throughput and depth terms
+  combine, one power law in taps or a factor per kernel size) by cross-validation over
+  the H100 training shapes, to ``benchmarks/results/latency_forms.json``.
 * ``h200-jax-tf32``: from the JSON that ``benchmarks/latency_gpu.py`` writes on a GPU
   (``h200 PATH``): fitted on its calibration grid only, so every rule-grid case it
   measured is held out; the H100 profile's figures on the same cases (is a profile
@@ -19,6 +22,7 @@ Profiles written to ``keras_cnnkit/latency/profiles/``:
 Usage::
 
     python tools/fit_latency_profiles.py h100
+    python tools/fit_latency_profiles.py forms
     python tools/fit_latency_profiles.py cpu \
         [--calibration benchmarks/results/latency_calibration_cpu.json]
     python tools/fit_latency_profiles.py h200 gpu-out/latency_gpu.json
@@ -54,7 +58,7 @@ H100_RECORDS = {"h100-jax-tf32": ("rules_jax-gpu-nvidia-h100-80gb-hbm3-float32.j
 CPU_RECORD = "rules_tensorflow-cpu-float32.json"
 
 
-def cross_validate(cases: list, start, groups=None) -> dict:
+def cross_validate(cases: list, start, groups=None, kernel_fit: str = "factors") -> dict:
     """Leave-one-group-out: each group's cases predicted by a fit on all other groups."""
     groups = sorted(groups or {c.group for c in cases})
     results = []
@@ -62,7 +66,8 @@ def cross_validate(cases: list, start, groups=None) -> dict:
         train, test = fitting.split_groups(cases, [group])
         if not test or not train:
             continue
-        profile = fitting.fit_profile(fitting.observations_of(train), start, "cv")
+        profile = fitting.fit_profile(fitting.observations_of(train), start, "cv",
+                                      kernel_fit=kernel_fit)
         results += fitting.predict_cases(test, profile)
     over = [r for r in results if r.case.before_ms >= 0.2]
     both = [r for r in over if r.case.after_ms >= 0.2]
@@ -135,6 +140,43 @@ def fit_cpu(calibration: str = "", cv: bool = True) -> str:
     return _save(profile)
 
 
+#: The model forms ``forms`` compares: (label, depth_norm, kernel_fit).  The first is
+#: the form the profiles had before per-kernel factors (max of the terms, one power law).
+FORMS = (("max, one power law in taps", None, "power"),
+         ("max, factors per kernel size", None, "factors"),
+         ("sum (1-norm), factors per kernel size", 1.0, "factors"),
+         ("1.5-norm, factors per kernel size", 1.5, "factors"),
+         ("hypot (2-norm), one power law in taps", 2.0, "power"),
+         ("hypot (2-norm), factors per kernel size", 2.0, "factors"),
+         ("3-norm, factors per kernel size", 3.0, "factors"))
+
+
+def compare_forms(out: str = os.path.join(RESULTS, "latency_forms.json")) -> dict:
+    """Model selection without the held-out shapes: for each form in :data:`FORMS` and
+    each H100 record, leave-one-shape-out cross-validation over the *training* shapes
+    only (the held-out shapes and the VGG16 cases stay unseen, so the held-out figures
+    remain a test of the form chosen here)."""
+    summary = {"method": "leave-one-shape-out over the training shapes of each record "
+                         "(held-out shapes and VGG16 cases excluded)", "forms": []}
+    for label, norm, kernel_fit in FORMS:
+        row = {"form": label, "depth_norm": norm, "kernel_fit": kernel_fit, "profiles": {}}
+        for name, (record_file, dtype) in H100_RECORDS.items():
+            record = latency_grid.load_record(os.path.join(RESULTS, record_file))
+            cases, _ = latency_grid.record_cases(record)
+            train, _ = fitting.split_groups(
+                cases, latency_grid.HELD_OUT_FULL + (latency_grid.NAMED_GROUP,))
+            start = nominal_profile(name, "gpu", H100, "jax", dtype, "jit")
+            start.depth_norm = norm
+            row["profiles"][name] = cross_validate(train, start, kernel_fit=kernel_fit)
+        summary["forms"].append(row)
+        print(label, {n: round(cv["over_threshold"].get("within_25") or 0, 2)
+                      for n, cv in row["profiles"].items()}, flush=True)
+    with open(out, "w", encoding="utf-8") as fh:
+        json.dump(summary, fh, indent=1)
+    print(f"wrote {out}")
+    return summary
+
+
 def fit_h200(path: str, out: str = os.path.join(RESULTS, "latency_h200.json"),
              profile_dir: str = "") -> dict:
     """Fit the H200 profile from ``benchmarks/latency_gpu.py``'s JSON, check it and the
@@ -194,7 +236,7 @@ def fit_h200(path: str, out: str = os.path.join(RESULTS, "latency_h200.json"),
 def main(argv=None) -> int:
     """The command line."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n", maxsplit=1)[0])
-    parser.add_argument("what", choices=["h100", "cpu", "h200", "all"])
+    parser.add_argument("what", choices=["h100", "cpu", "h200", "all", "forms"])
     parser.add_argument("path", nargs="?", help="h200: the JSON from latency_gpu.py")
     parser.add_argument("--calibration", default="",
                         help="cpu: a calibration measurement file to fit on as well")
@@ -210,6 +252,8 @@ def main(argv=None) -> int:
         fit_h100(cv=not args.no_cv)
     if args.what in ("cpu", "all"):
         fit_cpu(args.calibration, cv=not args.no_cv)
+    if args.what == "forms":
+        compare_forms()
     if args.what == "h200":
         if not args.path:
             parser.error("h200 needs the JSON written by benchmarks/latency_gpu.py")

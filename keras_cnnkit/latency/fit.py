@@ -2,8 +2,12 @@
 
 The fit (:func:`fit_profile`) adjusts, by non-linear least squares on log time
 (``scipy.optimize.least_squares``, robust ``soft_l1`` loss), the per-call overhead, the
-three figures of every latency class that the measurements cover (compute and memory
-efficiency, launch time) and the two fusion factors where fused nodes were measured.
+figures of every latency class that the measurements cover (compute and memory
+efficiency, launch time, depth rate, channel tile), the conv class's compute and depth
+factors of every kernel size measured other than 3×3 (whose factors are 1: the class's
+own figures), and the two fusion factors where fused nodes were measured.  The conv
+class's power laws in taps (what an unmeasured kernel size is predicted with) are then
+fitted to the kernel factors (:func:`taps_exponent_of`).
 Each parameter is also pulled, weakly, towards its value in the starting profile (the
 prior), so a parameter the measurements say nothing about keeps its prior value instead
 of drifting; a class no measurement covers keeps ``fitted: false``.
@@ -26,9 +30,8 @@ import numpy as np
 from keras_cnnkit.latency.classes import LATENCY_CLASSES
 from keras_cnnkit.latency.data import Case, Observation
 from keras_cnnkit.latency.model import (AFTER_COMPUTE, AFTER_ELEMENTWISE, copy_work,
-                                        fusion_roles, kernel_ms, node_work,
-                                        passthrough_output, predict_nodes, taps_scale,
-                                        tile_scale)
+                                        fusion_roles, kernel_ms, kernel_scales, node_work,
+                                        passthrough_output, predict_nodes, tile_scale)
 from keras_cnnkit.latency.profile import Profile
 
 #: Bounds of the fitted parameters (natural units; all but the taps exponent are fitted
@@ -39,6 +42,9 @@ DEPTH_RATE_BOUNDS = (1e5, 1e15)
 TAPS_EXPONENT_BOUNDS = (-1.0, 3.0)
 OVERHEAD_BOUNDS_MS = (1e-4, 100.0)
 FUSION_BOUNDS = (0.01, 1.0)
+KERNEL_FACTOR_BOUNDS = (1e-3, 10.0)
+#: The kernel size whose factors are 1 by definition (the conv class's figures are its).
+REFERENCE_KERNEL = "3x3"
 _ROLES = (AFTER_COMPUTE, AFTER_ELEMENTWISE)
 CHANNEL_TILE_BOUNDS = (1.0, 4096.0)
 _LOG_FIGURES = {"compute_efficiency": EFFICIENCY_BOUNDS,
@@ -76,16 +82,25 @@ class _Design:
         self.depth = np.array([w.depth for w in works], dtype=float)
         self.taps = np.array([w.taps for w in works], dtype=float)
         self.lanes = np.array([w.lanes for w in works], dtype=float)
-        self.conv_taps = {w.taps for w in works if w.op_class == "conv"}
+        self.kernels = np.array([w.kernel for w in works], dtype=object)
+        self.conv_kernels = sorted({w.kernel for w in works if w.op_class == "conv"
+                                    and w.kernel and w.kernel != REFERENCE_KERNEL},
+                                   key=lambda k: (taps_of(k), k))
         self.roles = [r for r in _ROLES if r in roles]
         self.role_idx = np.array([-1 if r is None else self.roles.index(r) for r in roles],
                                  dtype=int)
         self.log_ms = np.log(np.array([o.ms for o in observations], dtype=float))
 
 
+def taps_of(kernel: str) -> int:
+    """The number of taps of a ``"KhxKw"`` kernel size."""
+    return math.prod(int(k) for k in kernel.split("x"))
+
+
 @dataclasses.dataclass(frozen=True)
 class _Param:
-    name: str          # "call_overhead_ms", "<class>.<figure>" or "fusion.<role>"
+    name: str          # "call_overhead_ms", "<class>.<figure>", "fusion.<role>" or
+                       # "conv.kernel.<KhxKw>.<compute|depth>"
     log: bool          # fitted on its logarithm
     start: float
     lower: float
@@ -93,7 +108,7 @@ class _Param:
 
 
 def _layout(design: _Design, profile: Profile, fit_overhead: bool,
-            fit_taps: bool) -> list:
+            kernel_fit: str) -> list:
     """The fitted parameters, in vector order."""
     params = []
 
@@ -113,8 +128,14 @@ def _layout(design: _Design, profile: Profile, fit_overhead: bool,
             value = getattr(figures, figure)
             if value is not None:
                 add(f"{cls}.{figure}", value, bounds)
-        if cls == "conv" and fit_taps and len(design.conv_taps) > 1:
+        if cls == "conv" and kernel_fit == "power" and design.conv_kernels:
             add("conv.taps_exponent", figures.taps_exponent, TAPS_EXPONENT_BOUNDS, log=False)
+        if cls == "conv" and kernel_fit == "factors":
+            for kernel in design.conv_kernels:
+                compute, depth = kernel_scales(figures, taps_of(kernel), kernel)
+                add(f"conv.kernel.{kernel}.compute", compute, KERNEL_FACTOR_BOUNDS)
+                if figures.depth_rate is not None:
+                    add(f"conv.kernel.{kernel}.depth", depth, KERNEL_FACTOR_BOUNDS)
     for role in design.roles:
         add(f"fusion.{role}", profile.fusion[role], FUSION_BOUNDS)
     return params
@@ -133,10 +154,32 @@ def _apply(profile: Profile, values: dict) -> Profile:
             out.call_overhead_ms = value
         elif head == "fusion":
             out.fusion[figure] = value
+        elif figure.startswith("kernel."):
+            _, kernel, which = figure.split(".")
+            params = out.classes[head]
+            factors = dict(params.kernel_factors or {})
+            factors[kernel] = {**factors.get(kernel, {}), which: value}
+            params.kernel_factors = factors
+            params.fitted = True
         else:
             setattr(out.classes[head], figure, value)
             out.classes[head].fitted = True
     return out
+
+
+def _apply_kernel_values(params, values: dict):
+    """``params`` (the conv class's figures) with the kernel factors and taps exponent
+    in ``values``."""
+    if "conv.taps_exponent" in values:
+        params = dataclasses.replace(params, taps_exponent=values["conv.taps_exponent"])
+    fitted = {k: v for k, v in values.items() if k.startswith("conv.kernel.")}
+    if not fitted:
+        return params
+    factors = {k: dict(v) for k, v in (params.kernel_factors or {}).items()}
+    for name, value in fitted.items():
+        _, _, kernel, which = name.split(".")
+        factors.setdefault(kernel, {})[which] = value
+    return dataclasses.replace(params, kernel_factors=factors)
 
 
 def _predict_log(design: _Design, profile: Profile, values: dict) -> np.ndarray:
@@ -147,14 +190,21 @@ def _predict_log(design: _Design, profile: Profile, values: dict) -> np.ndarray:
         return value
 
     per_class = {name: np.array([figure(c, name) for c in design.classes], dtype=float)
-                 for name in (*_LOG_FIGURES, "taps_exponent")}
+                 for name in _LOG_FIGURES}
     idx = design.cls_idx
-    scale = taps_scale(design.taps, per_class["taps_exponent"][idx])
+    scale = np.ones(len(idx))
+    depth_scale = np.ones(len(idx))
+    if "conv" in design.classes:
+        conv = _apply_kernel_values(profile.params("conv"), values)
+        rows = idx == design.classes.index("conv")
+        scale[rows], depth_scale[rows] = kernel_scales(conv, design.taps[rows],
+                                                       design.kernels[rows])
     tiles = tile_scale(design.lanes, per_class["channel_tile"][idx])
     times = kernel_ms(design.flops, design.bytes, design.depth, profile.peak_flops,
                       profile.bandwidth, per_class["compute_efficiency"][idx] * scale * tiles,
                       per_class["memory_efficiency"][idx],
-                      per_class["depth_rate"][idx] * scale, per_class["launch_ms"][idx])
+                      per_class["depth_rate"][idx] * depth_scale, per_class["launch_ms"][idx],
+                      profile.depth_norm)
     if design.roles:
         factors = np.array([values.get(f"fusion.{r}", profile.fusion[r])
                             for r in design.roles] + [1.0])
@@ -164,9 +214,23 @@ def _predict_log(design: _Design, profile: Profile, values: dict) -> np.ndarray:
     return np.log(total)
 
 
+def taps_exponent_of(factors: dict, which: str, default: float) -> float:
+    """The exponent ``e`` of the power law ``(taps / 9) ** -e`` closest (least squares
+    on logs, through 3×3's factor 1) to the ``which`` (``"compute"`` or ``"depth"``)
+    factors of ``factors`` (kernel size → factors): what predicts a kernel size no
+    measurement covered.  ``default`` when no fitted size has other than 9 taps."""
+    pairs = [(math.log(taps_of(k) / 9.0), math.log(f[which]))
+             for k, f in factors.items() if which in f and taps_of(k) != 9]
+    if not pairs:
+        return default
+    x, y = np.array(pairs, dtype=float).T
+    exponent = -float(np.sum(x * y) / np.sum(x * x))
+    return min(max(exponent, TAPS_EXPONENT_BOUNDS[0]), TAPS_EXPONENT_BOUNDS[1])
+
+
 def fit_profile(observations: Sequence[Observation], start: Profile, name: str,
                 prior_weight: float = 0.05, f_scale: float = 0.1,
-                fit_overhead: bool = True, fit_taps: bool = True,
+                fit_overhead: bool = True, kernel_fit: str = "factors",
                 provenance: Optional[dict] = None) -> Profile:
     """A profile fitted to ``observations``, starting from (and regularised towards)
     ``start``.
@@ -182,14 +246,19 @@ def fit_profile(observations: Sequence[Observation], start: Profile, name: str,
         f_scale: the ``soft_l1`` loss scale in log time (0.1 ≈ 10%): residuals beyond
             it count linearly, so a few disturbed measurements do not dominate.
         fit_overhead: fit the per-call overhead too.
-        fit_taps: fit the conv class's kernel-size exponent (where several kernel sizes
-            were measured).
+        kernel_fit: how the conv class's figures depend on its kernel size:
+            ``"factors"`` (fit a compute and a depth factor for every kernel size
+            measured other than 3×3, then the power laws in taps to them), ``"power"``
+            (fit one power law in taps, ``taps_exponent``, for all sizes) or ``"none"``
+            (keep the starting profile's).
         provenance: extra ``fit`` fields (source files, split) to record.
     """
     from scipy.optimize import least_squares  # pylint: disable=import-error
 
     design = _Design(observations, start.dtype_bytes)
-    params = _layout(design, start, fit_overhead, fit_taps)
+    if kernel_fit not in ("factors", "power", "none"):
+        raise ValueError(f"kernel_fit {kernel_fit!r} is not factors, power or none")
+    params = _layout(design, start, fit_overhead, kernel_fit)
     theta0 = np.array([p.start for p in params])
 
     def residuals(theta):
@@ -201,6 +270,13 @@ def fit_profile(observations: Sequence[Observation], start: Profile, name: str,
                            loss="soft_l1", f_scale=f_scale, method="trf", max_nfev=3000)
     values = _values(params, result.x)
     fitted = _apply(start, values)
+    conv = fitted.classes.get("conv")
+    if conv is not None and conv.kernel_factors:
+        conv.taps_exponent = taps_exponent_of(conv.kernel_factors, "compute",
+                                              conv.taps_exponent)
+        if conv.depth_rate is not None:
+            conv.depth_taps_exponent = taps_exponent_of(conv.kernel_factors, "depth",
+                                                        conv.taps_exponent)
     fitted.name = name
     errors = np.exp(np.abs(_predict_log(design, start, values) - design.log_ms)) - 1
     fitted.fit = {

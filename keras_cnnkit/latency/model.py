@@ -3,7 +3,8 @@
 Time of one node of latency class ``c`` (:func:`~keras_cnnkit.latency.classes.op_class`)
 at batch ``b``, in the profile's dtype::
 
-    t = launch[c] + max(F / (peak · η_F[c]), B / (bandwidth · η_B[c]))
+    t = launch[c] + hypot(max(F / (peak · η_F[c]), B / (bandwidth · η_B[c])),
+                          D / rate[c])
 
 * ``F``: the cost model's FLOPs of the node (per sample) × ``b``
   (:func:`keras_cnnkit.analysis.cost.node_cost`; nothing here counts FLOPs itself);
@@ -15,6 +16,18 @@ at batch ``b``, in the profile's dtype::
   per-kernel ``launch`` term: below about 0.2 ms a GPU kernel's time is its launch, not
   its work (nn-Meter, MobiSys 2021, predicts whole models from per-kernel models the
   same way);
+* a depth term ``D / rate`` on a GPU: ``D`` is the FLOPs of one output element (the
+  length of its reduction).  However many outputs run in parallel, the last ones to be
+  scheduled still run their whole reduction after the throughput-bound work, so a deep
+  reduction with few outputs (a 7×7 conv on a 7×7 map at batch 1) takes time in
+  proportion to ``D``, not to its FLOPs.  The two overlap partly: they combine as
+  their p-norm, ``p`` the profile's ``depth_norm``; 2 (``hypot``, the default) predicted
+  the held-out H100 shapes best of ``max`` (full overlap, ``depth_norm: null``), the
+  plain sum and the 1.5- and 3-norms (leave-one-shape-out over the training shapes:
+  ``tools/fit_latency_profiles.py forms``, in ``benchmarks/results_latency_model.md``).
+  A CPU profile has no depth rate (``D / rate = 0``);
+* for a ``conv`` node, η_F and the rate are scaled for its kernel size
+  (:func:`kernel_scales`: a fitted factor per kernel size, else a power law in taps);
 * class ``none`` (views, dropout at inference) runs no kernel and takes 0.
 
 Fusion.  An XLA-style compiler fuses an element-wise op (class ``elementwise`` or
@@ -60,6 +73,8 @@ class Work:
         taps: the kernel's size (taps of a convolution; 1 for other ops).
         lanes: output channels per group of a conv, units of a dense layer (``inf`` for
             other ops): what a kernel tile is filled with.
+        kernel: a ``conv`` node's kernel size as :func:`kernel_key` writes it (``""`` for
+            other classes).
     """
 
     op_class: Optional[str]
@@ -68,6 +83,7 @@ class Work:
     depth: float = 0.0
     taps: int = 1
     lanes: float = np.inf
+    kernel: str = ""
 
     @property
     def known(self) -> bool:
@@ -96,13 +112,41 @@ def node_work(node: Node, batch: int, dtype_bytes: int = 4) -> Work:
         lanes = node.attrs["units"]
     return Work(cls, float(batch * cost.flops),
                 float((batch * activations + weights) * dtype_bytes),
-                cost.flops / outputs if outputs else 0.0, taps, float(lanes))
+                cost.flops / outputs if outputs else 0.0, taps, float(lanes),
+                kernel_key(node.attrs.get("kernel")) if cls == "conv" else "")
+
+
+def kernel_key(kernel) -> str:
+    """The key of a kernel size in a profile's ``kernel_factors``: its sides, smaller
+    first (``"1x7"`` for both 1×7 and 7×1: measurements pair them, as a factorised
+    conv does, and cannot tell them apart); ``""`` for none."""
+    return "x".join(str(int(k)) for k in sorted(kernel)) if kernel else ""
 
 
 def taps_scale(taps, exponent):
     """``(taps / 9) ** -exponent``: the factor on a conv's compute efficiency and depth
     rate for its kernel size (1 for a 3×3 kernel)."""
     return (np.asarray(taps, dtype=float) / 9.0) ** -exponent
+
+
+def kernel_scales(params, taps, kernels) -> tuple:
+    """``(compute, depth)``: the factors on a conv's compute efficiency and depth rate
+    for its kernel, on class figures ``params`` (a
+    :class:`~keras_cnnkit.latency.profile.ClassParams`): the fitted factors of its size
+    where ``params.kernel_factors`` holds them, else the ``taps_exponent`` power law
+    (:func:`taps_scale`).  ``taps`` and ``kernels`` (:func:`kernel_key`) are numbers or arrays
+    of one entry per node."""
+    depth_exponent = (params.taps_exponent if params.depth_taps_exponent is None
+                      else params.depth_taps_exponent)
+    compute = taps_scale(taps, params.taps_exponent)
+    depth = taps_scale(taps, depth_exponent)
+    for key, factor in (params.kernel_factors or {}).items():
+        hit = np.asarray(kernels, dtype=object) == key
+        compute = np.where(hit, factor["compute"], compute)
+        depth = np.where(hit, factor.get("depth", factor["compute"]), depth)
+    if np.ndim(taps) == 0:
+        return float(compute), float(depth)
+    return compute, depth
 
 
 def tile_scale(lanes, tile):
@@ -125,9 +169,10 @@ def roofline_terms(flops, nbytes, depth, peak_flops, bandwidth, compute_efficien
 
 
 def kernel_ms(flops, nbytes, depth, peak_flops, bandwidth, compute_efficiency,
-              memory_efficiency, depth_rate, launch_ms):
-    """``launch + max(F / (peak · η_F), B / (bandwidth · η_B), depth / depth_rate)`` in
-    milliseconds.
+              memory_efficiency, depth_rate, launch_ms, norm: Optional[float] = 2.0):
+    """``launch + ‖max(F / (peak · η_F), B / (bandwidth · η_B)), depth /
+    depth_rate‖_p`` in milliseconds, ``p = norm`` (``None``: the maximum; see the module
+    docstring).
 
     The one formula of the model; works element-wise on numpy arrays (the fit calls it
     on every measured node at once) as well as on numbers.
@@ -135,7 +180,13 @@ def kernel_ms(flops, nbytes, depth, peak_flops, bandwidth, compute_efficiency,
     compute, memory, serial = roofline_terms(flops, nbytes, depth, peak_flops, bandwidth,
                                              compute_efficiency, memory_efficiency,
                                              depth_rate)
-    return launch_ms + np.maximum(np.maximum(compute, memory), serial)
+    work = np.maximum(compute, memory)
+    if norm is None:
+        return launch_ms + np.maximum(work, serial)
+    if norm == 2.0:
+        return launch_ms + np.hypot(work, serial)
+    top = np.maximum(np.maximum(work, serial), 1e-300)
+    return launch_ms + top * ((work / top) ** norm + (serial / top) ** norm) ** (1.0 / norm)
 
 
 def fusion_roles(nodes: Sequence[Node],
@@ -229,9 +280,9 @@ def class_figures(profile: Profile, work: Work) -> tuple:
     """``(η_F, η_B, depth_rate, launch_ms)`` of ``work``'s class on ``profile``, with the
     conv kernel-size scaling applied (``depth_rate = inf`` when the class has none)."""
     p = profile.params(work.op_class)
-    scale = float(taps_scale(work.taps, p.taps_exponent))
+    scale, depth_scale = kernel_scales(p, work.taps, work.kernel)
     tiles = float(tile_scale(work.lanes, p.channel_tile or 0))
-    rate = np.inf if p.depth_rate is None else p.depth_rate * scale
+    rate = np.inf if p.depth_rate is None else p.depth_rate * depth_scale
     return p.compute_efficiency * scale * tiles, p.memory_efficiency, rate, p.launch_ms
 
 
@@ -256,7 +307,7 @@ def _work_time(name: str, work: Work, profile: Profile, fusion: Optional[str]) -
     terms = roofline_terms(work.flops, work.bytes, work.depth, profile.peak_flops,
                            profile.bandwidth, eff_f, eff_b, rate)
     ms = float(kernel_ms(work.flops, work.bytes, work.depth, profile.peak_flops,
-                         profile.bandwidth, eff_f, eff_b, rate, launch))
+                         profile.bandwidth, eff_f, eff_b, rate, launch, profile.depth_norm))
     if fusion is not None:
         ms *= profile.fusion[fusion]
     return NodeTime(name, work.op_class, work.flops, work.bytes, float(terms[0]),

@@ -17,6 +17,7 @@ The format (``"format": 1``)::
       "bandwidth": 3.35e12,          # bytes/s likewise
       "peak_source": "spec sheet (dense TF32 tensor core, HBM3)",
       "call_overhead_ms": 0.05,      # one standalone compiled call (dispatch + sync)
+      "depth_norm": 2.0,             # how the throughput and depth terms combine
       "fusion": {"after_compute": 1.0, "after_elementwise": 0.0},
       "classes": {"conv": {"compute_efficiency": 0.4, "memory_efficiency": 0.5,
                            "launch_ms": 0.005, "fitted": true}, ...},
@@ -26,8 +27,8 @@ The format (``"format": 1``)::
     }
 
 A node of class ``c`` takes ``launch_ms[c] + max(FLOPs / (peak_flops ·
-compute_efficiency[c]), bytes / (bandwidth · memory_efficiency[c]))``; see
-:mod:`keras_cnnkit.latency.model`.  Only the products ``peak · efficiency`` matter, so
+compute_efficiency[c]), bytes / (bandwidth · memory_efficiency[c]))``, with a depth term
+on a GPU; see :mod:`keras_cnnkit.latency.model`.  Only the products ``peak · efficiency`` matter, so
 for a CPU, whose peak is not read from a spec sheet, ``peak_flops`` and ``bandwidth``
 are the best fitted rates of any class (``peak_source`` says so) and the efficiencies
 are relative to them.
@@ -67,9 +68,20 @@ class ClassParams:
             few outputs are computed to fill the device: the kernel takes at least
             ``depth / depth_rate``, ``depth`` being its FLOPs per output element
             (``None``: no such floor).
-        taps_exponent: for ``conv`` only: compute efficiency and depth rate scale by
-            ``(taps / 9) ** -taps_exponent`` (``taps``: the kernel's size, 9 for 3×3),
-            since large kernels run slower algorithms than 3×3 ones.
+        taps_exponent: for ``conv`` only, a kernel size not in ``kernel_factors``:
+            compute efficiency scales by ``(taps / 9) ** -taps_exponent`` (``taps``: the
+            kernel's size, 9 for 3×3), and so does the depth rate unless
+            ``depth_taps_exponent`` is set.  Fitted, it is the power law closest to the
+            fitted ``kernel_factors``: what predicts a kernel size nothing measured.
+        depth_taps_exponent: the same law for the depth rate (``None``: ``taps_exponent``).
+        kernel_factors: for ``conv`` only: kernel size (``"5x5"``; ``"1x7"`` for 1×7 and 7×1) →
+            ``{"compute": a, "depth": b}``, the factors on compute efficiency and on depth
+            rate of that size, fitted where the measurements hold it.  Libraries pick an
+            algorithm per kernel size (Winograd for 3×3 and 5×5, implicit GEMM for
+            others), so one smooth law in the number of taps does not fit them all: on
+            the H100 a 5×5 conv ran at up to twice the FLOP rate of a 7×7 one of the
+            same shape, and a 7×7 one's time at batch 1 followed its reduction length,
+            not its FLOPs.
         channel_tile: the output channels (per group; a dense layer's units) one tile of
             the kernel computes: with fewer, the tile is partly idle and the compute
             efficiency scales by ``min(1, channels / channel_tile)`` (tensor-core tile
@@ -84,6 +96,8 @@ class ClassParams:
     depth_rate: Optional[float] = None
     taps_exponent: float = 0.0
     channel_tile: Optional[float] = None
+    depth_taps_exponent: Optional[float] = None
+    kernel_factors: Optional[dict] = None
     fitted: bool = False
 
     def to_dict(self) -> dict:
@@ -111,6 +125,7 @@ class Profile:
     peak_source: str = ""
     fusion: dict = dataclasses.field(
         default_factory=lambda: {"after_compute": 1.0, "after_elementwise": 0.0})
+    depth_norm: Optional[float] = 2.0
     fit: dict = dataclasses.field(default_factory=dict)
     errors: dict = dataclasses.field(default_factory=dict)
     notes: str = ""
