@@ -99,13 +99,12 @@ def _nested_and_shared(nested_output=False):
 
 def _blocks():
     from keras_cnnkit import layers as K
-    inp = keras.Input((16, 16, 8))
-    x = K.ConvBNAct(16, 3, name="cba")(inp)
-    x = K.InvertedResidual(16, expansion=4, name="ir")(x)
-    x = K.DepthwiseSeparableConv(24, name="dsc")(x)
-    x = K.SqueezeExcite(name="se")(x)
-    x = K.ResidualBlock(24, name="res")(x)
-    return _randomize(keras.Model(inp, K.ClassifierHead(5, name="head")(x)))
+    x = inp = keras.Input((16, 16, 8))
+    for block in (K.ConvBNAct(16, 3, name="cba"), K.InvertedResidual(16, expansion=4, name="ir"),
+                  K.DepthwiseSeparableConv(24, name="dsc"), K.SqueezeExcite(name="se"),
+                  K.ResidualBlock(24, name="res"), K.ClassifierHead(5, name="head")):
+        x = block(x)
+    return _randomize(keras.Model(inp, x))
 
 
 MODELS = {"branchy": _branchy, "nested": _nested_and_shared, "blocks": _blocks}
