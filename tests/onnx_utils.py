@@ -32,3 +32,14 @@ def assert_onnx_matches(model, x: np.ndarray, rtol: float = 1e-4, atol: float = 
     assert len(got) == len(expected)
     for e, g in zip(expected, got):
         np.testing.assert_allclose(g, np.asarray(e), rtol=rtol, atol=atol)
+
+
+def randomize(model, seed: int = 0):
+    """``model`` with every weight drawn uniformly (seeded) from [-0.5, 0.5), batch-norm
+    variances from [0.5, 1.5): weights that make an export's mistakes show, unlike the
+    initial ones (zero biases, unit scales)."""
+    rng = np.random.default_rng(seed)
+    for weight in model.weights:
+        low = 0.5 if "variance" in weight.path else -0.5
+        weight.assign(rng.uniform(low, low + 1.0, weight.shape).astype("float32"))
+    return model

@@ -23,14 +23,10 @@ from keras_cnnkit.export import (  # noqa: E402  pylint: disable=wrong-import-po
     split_group_convs,
 )
 from keras_cnnkit.layers import GroupConv  # noqa: E402  pylint: disable=wrong-import-position
+from onnx_utils import randomize  # noqa: E402  pylint: disable=wrong-import-position,wrong-import-order
 
 
-def _randomize(model, seed=0):
-    rng = np.random.default_rng(seed)
-    for weight in model.weights:
-        low = 0.5 if "variance" in weight.path else -0.5
-        weight.assign(rng.uniform(low, low + 1.0, weight.shape).astype("float32"))
-    return model
+_randomize = randomize
 
 
 def _onnx_outputs(path, *inputs):

@@ -30,6 +30,7 @@ pytest.importorskip("onnxruntime")
 
 from keras import layers as L  # noqa: E402  pylint: disable=wrong-import-position
 
+from onnx_utils import randomize  # noqa: E402  pylint: disable=C0413,wrong-import-order
 from keras_cnnkit.errors import ModelFileError  # noqa: E402  pylint: disable=C0413
 from keras_cnnkit.export import layerwise  # noqa: E402  pylint: disable=C0413
 from keras_cnnkit.export.direct import export_file  # noqa: E402  pylint: disable=C0413
@@ -52,12 +53,7 @@ def _subprocess_env():
     return dict(os.environ, PYTHONPATH=path, TF_CPP_MIN_LOG_LEVEL="3")
 
 
-def _randomize(model, seed=0):
-    rng = np.random.default_rng(seed)
-    for weight in model.weights:
-        low = 0.5 if "variance" in weight.path else -0.5
-        weight.assign(rng.uniform(low, low + 1.0, weight.shape).astype("float32"))
-    return model
+_randomize = randomize
 
 
 def _branchy():
