@@ -6,6 +6,7 @@ against the installed checkout instead (``tests/test_readme_snippets.py``).
 
 The "clone" is ``git archive HEAD``: the committed files only, as ``git clone`` gives.
 """
+import json
 import os
 import subprocess
 import sys
@@ -40,22 +41,36 @@ def _shell(clone, command: str, timeout: int = 3600) -> subprocess.CompletedProc
                           check=False)
 
 
+def _here(*args) -> subprocess.CompletedProcess:
+    """``cnnkit-lint args`` run from this checkout (its installed package), in the root."""
+    env = dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL="3")
+    return subprocess.run([sys.executable, "-m", "keras_cnnkit.lint", *args], cwd=ROOT,
+                          env=env, capture_output=True, text=True, timeout=600, check=False)
+
+
 def test_first_command_as_written(clone):
-    """``python -m pip install . && cnnkit-lint examples/...``: exit 1 with the README's
-    findings; then, in that base install, cnnkit-export is one line naming the extra."""
+    """``python -m pip install . && cnnkit-lint examples/...``: exit 1 and the findings
+    this checkout prints for the example; then, in that base install, cnnkit-export is one
+    line naming the extra."""
     first = readme_snippets.parse("README.md")[0]
     proc = _shell(clone, first.code.strip())
     assert proc.returncode == first.exit == 1, proc.stderr[-3000:]
-    assert "12 findings (0 error, 11 warning, 1 info) in 1 model." in proc.stdout
+    want = _here("examples/models/inefficient_cnn.h5")
+    assert want.returncode == 1 and "finding" in want.stdout.splitlines()[-1]
+    assert proc.stdout.endswith(want.stdout)     # pip's own lines come first
     proc = _shell(clone, "cnnkit-export examples/models/inefficient_cnn.h5 -o m.onnx")
     assert proc.returncode == 2
     (line,) = proc.stderr.strip().splitlines()
-    assert line.startswith("cnnkit-export: error: cnnkit-export needs tensorflow")
-    assert 'pip install "keras-cnnkit[tensorflow,export]"' in line
+    # the IR exporter needs onnx, not TensorFlow: the base install lacks the export extra
+    assert line.startswith("cnnkit-export: error: cnnkit-export needs onnx")
+    assert 'pip install "keras-cnnkit[export]"' in line
     proc = _shell(clone, "python -m keras_cnnkit --version && cnnkit-lint --help")
     assert proc.returncode == 0 and ".onnx" in proc.stdout
     proc = _shell(clone, "cnnkit-lint examples/models/inefficient_cnn.h5 --format json")
-    assert proc.returncode == 1 and '"schema_version": 2' in proc.stdout   # schema shipped
+    with open(os.path.join(ROOT, "keras_cnnkit", "schemas", "lint-report.schema.json"),
+              encoding="utf-8") as fh:
+        version = json.load(fh)["properties"]["schema_version"]["const"]
+    assert proc.returncode == 1 and json.loads(proc.stdout)["schema_version"] == version
 
 
 def test_second_command_as_written(clone):
