@@ -197,7 +197,9 @@ def fit_h200(path: str, out: str = os.path.join(RESULTS, "latency_h200.json"),
     kind = meta["device"].get("kind", "gpu")
     start = nominal_profile(name, kind, device, backend, dtype,
                             {"jax": "jit", "tensorflow": "xla"}.get(backend, "eager"))
-    profile = fitting.fit_profile(grid_obs, start, name, provenance={
+    # the calibration grid times each kernel size other than 3×3 at one or two shapes:
+    # one power law in taps, as calibrate() fits (factors per size need a rule grid)
+    profile = fitting.fit_profile(grid_obs, start, name, kernel_fit="power", provenance={
         "source": f"benchmarks/latency_gpu.py calibration grid ({meta.get('date')})",
         "observations_file": os.path.basename(path), "train_observations": len(grid_obs)})
     profile.errors = {
