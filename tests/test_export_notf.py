@@ -41,13 +41,19 @@ print(json.dumps({"code": code, "heavy": heavy}))
 """
 
 
+def _export_example(script: str, out) -> subprocess.CompletedProcess:
+    """``script`` (with tensorflow and keras poisoned) exporting the bundled example to
+    ``out``, run in ``out``'s directory."""
+    example = os.path.join(ROOT, "examples", "models", "inefficient_cnn.h5")
+    return subprocess.run([sys.executable, "-c", script, example, str(out)],
+                          cwd=out.parent, capture_output=True, text=True, check=False,
+                          timeout=300, env=_subprocess_env())
+
+
 def test_no_verify_needs_neither_tensorflow_nor_keras(tmp_path):
     """``--no-verify`` on the IR path: no tensorflow or keras import (both poisoned)."""
-    example = os.path.join(ROOT, "examples", "models", "inefficient_cnn.h5")
     out = tmp_path / "example.onnx"
-    proc = subprocess.run([sys.executable, "-c", NOTF_SCRIPT, example, str(out)],
-                          cwd=tmp_path, capture_output=True, text=True, check=False,
-                          timeout=300, env=_subprocess_env())
+    proc = _export_example(NOTF_SCRIPT, out)
     assert proc.returncode == 0, proc.stderr[-2000:]
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     assert result == {"code": 0, "heavy": []}
@@ -61,11 +67,8 @@ VERIFY_SCRIPT = NOTF_SCRIPT.replace('"--no-verify", ', "")
 def test_verification_without_keras_is_one_line(tmp_path):
     """Without a usable Keras, verifying is refused in one line that names --no-verify;
     nothing is written."""
-    example = os.path.join(ROOT, "examples", "models", "inefficient_cnn.h5")
     out = tmp_path / "example.onnx"
-    proc = subprocess.run([sys.executable, "-c", VERIFY_SCRIPT, example, str(out)],
-                          cwd=tmp_path, capture_output=True, text=True, check=False,
-                          timeout=300, env=_subprocess_env())
+    proc = _export_example(VERIFY_SCRIPT, out)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert json.loads(proc.stdout.strip().splitlines()[-1])["code"] == 2
     lines = proc.stderr.strip().splitlines()
