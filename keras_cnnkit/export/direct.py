@@ -31,9 +31,7 @@ from keras_cnnkit.errors import CnnkitError, ModelFileError
 from keras_cnnkit.export.onnx_emit import DEFAULT_OPSET, NotEmittable, check_emittable, emit_onnx
 from keras_cnnkit.export.onnx_write import (TensorStore, serialized_size, write_external,
                                             write_inline)
-# READ_SLICE_BYTES: the size of the slices read_weight reads (kept importable from here)
-from keras_cnnkit.export.weights import (  # noqa: F401  pylint: disable=unused-import
-    READ_SLICE_BYTES, read_weight)
+from keras_cnnkit.export.weights import read_weight
 from keras_cnnkit.io_guard import (OutputFileError, check_output_path, require_regular_file,
                                    write_atomic)
 
