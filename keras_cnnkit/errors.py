@@ -12,6 +12,13 @@ from typing import Union
 PathLike = Union[str, "os.PathLike[str]"]
 
 
+def one_line(exc: BaseException, limit: int = 300) -> str:
+    """``exc``'s message on one line (its class name when it has none), cut to
+    ``limit`` characters: how an error from a library is quoted in a one-line error."""
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
 class CnnkitError(Exception):
     """Base class of the errors keras-cnnkit raises on bad input."""
 

@@ -36,7 +36,7 @@ import os
 import re
 from typing import Optional, Sequence
 
-from keras_cnnkit.errors import CnnkitError
+from keras_cnnkit.errors import CnnkitError, one_line
 from keras_cnnkit.io_guard import (OutputFileError, check_output_path, functional_graph,
                                    write_atomic)
 
@@ -262,7 +262,7 @@ def to_onnx(model, opset: int = DEFAULT_OPSET, input_shape=None) -> tuple:
             count = len(tf.nest.flatten(tf.function(lambda *xs: _call(model, xs))
                                         .get_concrete_function(*signature).structured_outputs))
         except Exception as exc:  # any tracing failure is the model's, in one line
-            raise ExportError(f"cannot trace the model: {_one_line(exc)}") from exc
+            raise ExportError(f"cannot trace the model: {one_line(exc)}") from exc
     out_names = _output_names(model, count)
 
     def named(*xs):
@@ -273,7 +273,7 @@ def to_onnx(model, opset: int = DEFAULT_OPSET, input_shape=None) -> tuple:
         proto, _ = tf2onnx.convert.from_function(tf.function(named), input_signature=signature,
                                                  opset=opset)
     except Exception as exc:  # tf2onnx raises many types; all mean "cannot convert"
-        raise ExportError(f"tf2onnx cannot convert the model: {_one_line(exc)}") from exc
+        raise ExportError(f"tf2onnx cannot convert the model: {one_line(exc)}") from exc
     _keep_output_order(proto, out_names)
     return proto, ExportResult(
         path=None, opset=opset, max_abs_diff=None, tolerance=DEFAULT_TOLERANCE,
@@ -299,10 +299,6 @@ def _quiet_tf2onnx() -> None:
     for name in ("tf2onnx", "tensorflow"):
         logging.getLogger(name).setLevel(logging.ERROR)
 
-
-def _one_line(exc: BaseException) -> str:
-    text = " ".join(str(exc).split()) or type(exc).__name__
-    return text if len(text) <= 300 else text[:297] + "..."
 
 
 # --- verification ----------------------------------------------------------------------
@@ -338,7 +334,7 @@ def max_abs_difference(proto, model, seed: int = 0) -> tuple:
                                        providers=["CPUExecutionProvider"])
         got = session.run(None, feeds)
     except Exception as exc:  # onnxruntime's errors are its own classes
-        raise ExportError(f"onnxruntime cannot run the exported model: {_one_line(exc)}") \
+        raise ExportError(f"onnxruntime cannot run the exported model: {one_line(exc)}") \
             from exc
     args = [feeds[i.name] for i in proto.graph.input]
     import tensorflow as tf

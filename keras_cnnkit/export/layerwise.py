@@ -46,7 +46,7 @@ from keras_cnnkit.analysis.frontends.keras_config import (ConfigFormatError, Lay
                                                           ModelSpec, normalise_model)
 from keras_cnnkit.analysis.frontends.stored_weights import open_stored_weights
 from keras_cnnkit.analysis.keras_ops import CallArguments, Constant, TensorArg
-from keras_cnnkit.errors import ModelFileError
+from keras_cnnkit.errors import ModelFileError, one_line
 from keras_cnnkit.export.weights import read_weight
 
 #: Classes never built from a model file, whatever their module says (as Keras' safe
@@ -270,7 +270,7 @@ class LayerWalker:
             out = instance(*positional, **keywords)
         except Exception as exc:  # pylint: disable=broad-exception-caught
             # not the call the model makes (the whole model, loaded, says what is wrong)
-            raise CannotStream(f"layer {layer.name!r} fails: {_one_line(exc)}") from None
+            raise CannotStream(f"layer {layer.name!r} fails: {one_line(exc, 200)}") from None
         held = sum(int(np.prod(v.shape, dtype=np.int64)) * np.dtype(v.dtype).itemsize
                    for v in getattr(instance, "weights", ()))
         del instance
@@ -302,11 +302,11 @@ class LayerWalker:
                 # a Keras 3 .h5 entry names no module: the class found by its name may
                 # not be the one Keras' legacy loader builds; that loader decides
                 raise CannotStream(f"layer {layer.name!r} ({layer.class_name}): "
-                                   f"{_one_line(exc)}") from None
+                                   f"{one_line(exc, 200)}") from None
             # Keras raises many types for a bad config; every one is bad input
             raise ModelFileError(self.path, f"layer {layer.name!r} ({layer.class_name}) "
                                             f"cannot be built from its config: "
-                                            f"{_one_line(exc)}") from None
+                                            f"{one_line(exc, 200)}") from None
         return instance
 
     def load_weights(self, instance, key: str) -> None:
@@ -450,7 +450,3 @@ def _takes_training(instance) -> bool:
     except (TypeError, ValueError):
         return False
 
-
-def _one_line(exc: BaseException) -> str:
-    text = " ".join(str(exc).split()) or type(exc).__name__
-    return text if len(text) <= 200 else text[:197] + "..."

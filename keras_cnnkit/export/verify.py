@@ -22,7 +22,7 @@ import gc
 
 import numpy as np
 
-from keras_cnnkit.errors import CnnkitError
+from keras_cnnkit.errors import CnnkitError, one_line
 from keras_cnnkit.io_guard import load_keras_model
 from keras_cnnkit.onnx_convert import verification_inputs
 
@@ -35,10 +35,6 @@ def random_feeds(proto, seed: int = 0) -> dict:
     path: :func:`keras_cnnkit.onnx_convert.verification_inputs`)."""
     return verification_inputs(proto, seed)
 
-
-def _one_line(exc: BaseException) -> str:
-    text = " ".join(str(exc).split()) or type(exc).__name__
-    return text if len(text) <= 300 else text[:297] + "..."
 
 
 def run_onnx(onnx_file: str, feeds: dict) -> list:
@@ -56,7 +52,7 @@ def run_onnx(onnx_file: str, feeds: dict) -> list:
         got = session.run(None, {n: feeds[n] for n in names})
     except Exception as exc:  # onnxruntime raises its own classes
         raise VerificationError(f"onnxruntime cannot run the exported model: "
-                                f"{_one_line(exc)}") from exc
+                                f"{one_line(exc)}") from exc
     del session
     gc.collect()
     return got
@@ -85,7 +81,7 @@ def run_keras(model_path: str, inputs: list, layerwise: bool = True) -> tuple:
         import keras  # noqa: F401  pylint: disable=unused-import
     except ImportError as exc:   # Keras without a backend (TensorFlow, JAX, PyTorch)
         raise VerificationError(f"verifying needs Keras with an installed backend "
-                                f"({_one_line(exc)}); pass --no-verify to skip it") from None
+                                f"({one_line(exc)}); pass --no-verify to skip it") from None
     if layerwise:
         from keras_cnnkit.export.layerwise import CannotStream, run_keras_layerwise
         try:
