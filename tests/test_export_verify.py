@@ -227,6 +227,35 @@ def test_falls_back_to_whole_model(tmp_path):
 
 
 @AGNOSTIC
+def test_config_order_does_not_matter_and_a_cycle_is_refused(tmp_path):
+    """Layers listed in reverse (consumers before producers) are walked in dependency
+    order, with the same outputs as the model loaded whole; a layer fed by its own output
+    is never computable: CannotStream (so the model is loaded whole, and Keras says)."""
+    model = _branchy()
+    path = str(tmp_path / "m.keras")
+    model.save(path)
+    inputs = _inputs(model)
+    want = run_keras_whole(path, inputs)
+
+    def reverse(config):
+        config["config"]["layers"] = config["config"]["layers"][::-1]
+        return config
+    _rewrite_archive(path, edit_config=reverse)
+    for a, b in zip(layerwise.run_keras_layerwise(path, inputs), want):
+        assert np.max(np.abs(a - b)) <= 1e-6 * max(1.0, float(np.max(np.abs(b))))
+
+    def cycle(config):
+        layers = config["config"]["layers"]
+        entry = next(e for e in layers if e["class_name"] == "ReLU")
+        args = entry["inbound_nodes"][0]["args"][0]
+        args["config"]["keras_history"][0] = entry["name"]
+        return config
+    _rewrite_archive(path, edit_config=cycle)
+    with pytest.raises(layerwise.CannotStream, match="never computed"):
+        layerwise.run_keras_layerwise(path, inputs)
+
+
+@AGNOSTIC
 def test_falls_back_when_weights_do_not_match(tmp_path, monkeypatch):
     """Stored weights the walk cannot place (here: one hidden from it) → whole model."""
     model = _branchy()

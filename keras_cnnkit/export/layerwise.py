@@ -220,19 +220,8 @@ class LayerWalker:
                                    for ref in call.inputs)
         uses.update(outputs)
         values = dict(zip(spec.inputs, inputs))
-        pending = collections.deque((layer, index) for layer in spec.layers
-                                    for index in range(len(layer.calls)))
-        stalled = 0
-        while pending:
-            layer, index = pending.popleft()
+        for layer, index in _call_order(spec, set(values)):
             call = layer.calls[index]
-            if not all(ref in values for ref in call.inputs):
-                pending.append((layer, index))
-                stalled += 1
-                if stalled > len(pending):
-                    raise CannotStream(f"the inputs of {layer.name!r} are never computed")
-                continue
-            stalled = 0
             outs = self._call(layer, entries.get(layer.name), call,
                               [values[ref] for ref in call.inputs], prefix)
             for ref in call.inputs:
@@ -349,6 +338,36 @@ class LayerWalker:
             raise CannotStream(f"stored weights {unused[0]!r} were not loaded by any layer")
 
 
+def _call_order(spec: ModelSpec, given: set) -> list:
+    """Every ``(layer, call index)`` of ``spec`` in an order where each call comes after
+    the calls computing its inputs (Kahn's algorithm, the config's order among the ready
+    ones: linear however the config is ordered); ``given`` are the refs known before.
+
+    Raises:
+        CannotStream: a call's input is computed by no call (or by a cycle).
+    """
+    calls = [(layer, index) for layer in spec.layers for index in range(len(layer.calls))]
+    waiting = [0] * len(calls)
+    dependents = collections.defaultdict(list)
+    for position, (layer, index) in enumerate(calls):
+        for ref in set(layer.calls[index].inputs) - given:
+            waiting[position] += 1
+            dependents[(ref[0], ref[1])].append(position)
+    ready = collections.deque(p for p, count in enumerate(waiting) if count == 0)
+    order = []
+    while ready:
+        layer, index = calls[ready.popleft()]
+        order.append((layer, index))
+        for position in dependents.pop((layer.name, index), ()):
+            waiting[position] -= 1
+            if waiting[position] == 0:
+                ready.append(position)
+    if len(order) < len(calls):
+        stuck = next(layer for position, (layer, _) in enumerate(calls) if waiting[position])
+        raise CannotStream(f"the inputs of {stuck.name!r} are never computed")
+    return order
+
+
 def _output_ref(spec: ModelSpec, ref: tuple) -> tuple:
     """A model output ``ref`` as the calls count: Keras 3 writes the output of a nested
     Functional model counting the model's own construction as its call 0 (its
@@ -449,4 +468,3 @@ def _takes_training(instance) -> bool:
         return "training" in inspect.signature(call).parameters
     except (TypeError, ValueError):
         return False
-
