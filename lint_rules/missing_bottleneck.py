@@ -14,9 +14,10 @@ from keras_cnnkit.analysis.patterns import (
     is_spatial_conv,
     residual_branch,
     spans_input,
+    stem_convs,
 )
 from keras_cnnkit.lint.findings import Finding, Rule, Severity
-from lint_rules.common import conv_replacement, kernel_text, num
+from lint_rules.common import STEM_CHANNELS, conv_replacement, kernel_text, num
 
 #: Single-input ops a 1×1 reduction is seen through (a channel slice keeps it reduced).
 #: An element-wise scale (Inception-ResNet's residual scaling, ConvNeXt's layer scale)
@@ -63,7 +64,12 @@ class MissingBottleneck(Rule):
       the single k×k conv of a ratio-1 residual block (Tan & Le, §3.2);
     * patchify convs (stride = kernel: ViT's patch embedding, ConvNeXt's 2×2
       downsampling), 1×n / n×1 kernels (already factorised), and a conv spanning its
-      whole input map (a dense head: ``flatten-dense-head`` reports it).
+      whole input map (a dense head: ``flatten-dense-head`` reports it);
+    * the stem: the chain of full convs from the image input up to the first pooling,
+      merge or fork (PP-HGNet's 3→48→48→96, ResNet-D's three 3×3s), as
+      ``depthwise-separable-candidate`` exempts it.  The stem builds the network's first
+      features up from RGB; a 1×1 reduction there would squeeze the map the conv before
+      has just widened (ResNet-D's and PP-HGNet's deep stems have none).
 
     The look-back is structural: a k×k fed by a concatenation of reduced branches and
     one unreduced tensor still counts as unreduced.
@@ -105,11 +111,12 @@ class MissingBottleneck(Rule):
 
     def check(self, graph: Graph) -> Iterable[Finding]:
         reduced = _reduced_inputs(graph)
+        stem = stem_convs(graph, image_channels=STEM_CHANNELS)
         for node in graph:
             if not is_spatial_conv(node) or node.output_shape is None:
                 continue
             c_in, c_out = node.attrs["in_channels"], node.attrs["filters"]
-            if min(c_in, c_out) < self.min_channels or reduced[node.name]:
+            if min(c_in, c_out) < self.min_channels or reduced[node.name] or node.name in stem:
                 continue
             if _intended(graph, node):
                 continue

@@ -9,8 +9,10 @@ from keras_cnnkit.analysis.patterns import (
     TRANSPARENT,
     is_pointwise,
     is_spatial_conv,
+    kernel_size,
     reach_forward,
     spatial_size,
+    walk_back,
 )
 from keras_cnnkit.analysis.fragments import FragmentBuilder
 from keras_cnnkit.lint.findings import Finding, Rule, Severity
@@ -25,10 +27,13 @@ class ReluAfterProjection(Rule):
     ## What it does
     Finds a rectifier (ReLU, ReLU6, leaky ReLU, swish, ...) applied, directly or after
     batch norm, to the output of a 1×1 convolution that reduces the channel count, where
-    that narrow tensor feeds a residual ``Add`` or a 1×1 expansion (the next block of an
-    inverted-residual stack).  It proposes to drop the activation: a linear bottleneck.
-    It stays silent on a 1×1 reduction feeding a k×k conv (ResNet's bottleneck, where
-    the ReLU belongs) and on squeeze-and-excitation MLPs (1×1 maps).
+    that narrow tensor feeds a residual ``Add``, or feeds a 1×1 expansion (the next block
+    of an inverted-residual stack) while the projection closes a spatial interior (its
+    input comes from a k×k or depthwise conv, through norm and activation, as an inverted
+    residual's projection follows its depthwise conv).  It proposes to drop the
+    activation: a linear bottleneck.  It stays silent on a 1×1 reduction feeding a k×k
+    conv (ResNet's bottleneck, where the ReLU belongs) and on squeeze-and-excitation MLPs
+    (1×1 maps).
 
     ## Why is this bad?
     A ReLU on a low-dimensional tensor destroys information: MobileNetV2's authors show
@@ -41,7 +46,11 @@ class ReluAfterProjection(Rule):
     The rule stays silent where the narrow tensor also feeds a k×k conv: that 1×1 is
     the inner reduction of a bottleneck (ResNet's, SqueezeNet's squeeze feeding its 1×1
     and 3×3 expands, DLA's aggregation roots feeding the next tree's 3×3), where the
-    ReLU belongs.  It is silent on squeeze-and-excitation MLPs (1×1 maps) too.
+    ReLU belongs.  It is silent on squeeze-and-excitation MLPs (1×1 maps) too, and on a
+    1×1 squeeze → rectifier → 1×1 excitation pair over a concatenation or any other
+    non-convolution input with no residual through the narrow tensor (PP-HGNet's
+    aggregation): that pair is a channel MLP, and without its rectifier it would be one
+    low-rank linear map, not a linear bottleneck.
 
     ## Example
     ```python
@@ -73,10 +82,10 @@ class ReluAfterProjection(Rule):
         for node in graph:
             if node.op == OpKind.ACTIVATION and node.attrs.get("activation") in RECTIFIERS:
                 projection = _projection_before(graph, node)
-                if projection is not None and _feeds_residual_or_expansion(graph, node):
+                if projection is not None and _narrow_tensor(graph, node, projection):
                     yield self._finding(graph, node, projection, fused=False)
             elif (is_pointwise(node) and node.attrs.get("activation") in RECTIFIERS
-                  and _is_projection(node) and _feeds_residual_or_expansion(graph, node)):
+                  and _is_projection(node) and _narrow_tensor(graph, node, node)):
                 yield self._finding(graph, node, node, fused=True)
 
     def _finding(self, graph: Graph, act: Node, projection: Node, fused: bool) -> Finding:
@@ -113,12 +122,27 @@ def _projection_before(graph: Graph, act: Node) -> Optional[Node]:
     return None
 
 
-def _feeds_residual_or_expansion(graph: Graph, node: Node) -> bool:
-    """True when the tensor feeds a residual ``Add`` or a 1×1 expansion and no k×k conv
-    (which would make it a bottleneck's inner reduction)."""
+def _closes_spatial_interior(graph: Graph, projection: Node) -> bool:
+    """True when ``projection``'s input comes, through norm and activations, from a conv
+    whose kernel covers more than one position (k×k, depthwise or grouped): the
+    projection closes a block's spatial interior, as an inverted residual's projection
+    closes its depthwise conv."""
+    producer = walk_back(graph, projection)
+    return (producer is not None
+            and producer.op in (OpKind.CONV, OpKind.DEPTHWISE_CONV, OpKind.DEFORM_CONV)
+            and kernel_size(producer) > 1)
+
+
+def _narrow_tensor(graph: Graph, node: Node, projection: Node) -> bool:
+    """True when ``node`` (the rectified projection output) is the narrow tensor of an
+    inverted-residual stack: it feeds a residual ``Add``, or a 1×1 expansion while the
+    projection closes a spatial interior; and it feeds no k×k conv (which would make it a
+    bottleneck's inner reduction)."""
     consumers = list(reach_forward(graph, node, TRANSPARENT))
     if any(is_spatial_conv(c) for c in consumers):
         return False
-    return any(c.op == OpKind.ADD or (
+    if any(c.op == OpKind.ADD for c in consumers):
+        return True
+    return _closes_spatial_interior(graph, projection) and any(
         is_pointwise(c) and c.attrs["filters"] > c.attrs["in_channels"]
-        and (spatial_size(c) or 0) > 1) for c in consumers)
+        and (spatial_size(c) or 0) > 1 for c in consumers)

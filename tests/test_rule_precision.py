@@ -146,6 +146,30 @@ def test_bottleneck_look_back_through_add():
     assert reduced["block3d_expand_conv"]
 
 
+def deep_stem_model(image_channels: int = 3):
+    """A deep stem as PP-HGNet and ResNet-D write it (3×3/2 to 48, 3×3 48→64, 3×3
+    64→128, then max pooling) and one 3×3 128→128 after the pooling."""
+    x = keras.Input((64, 64, image_channels))
+    y = x
+    for i, (filters, strides) in enumerate(((48, 2), (64, 1), (128, 1))):
+        y = L.Conv2D(filters, 3, strides=strides, padding="same", use_bias=False,
+                     name=f"stem_{i}")(y)
+        y = L.ReLU()(L.BatchNormalization()(y))
+    y = L.MaxPooling2D(3, strides=2, padding="same")(y)
+    y = L.Conv2D(128, 3, padding="same", name="stage_conv")(y)
+    return keras.Model(x, y)
+
+
+def test_bottleneck_silent_on_the_stem():
+    """The stem's 3×3 64→128 (it doubles the width: GoogLeNet's form would reduce to 32)
+    is the stem's: silent, as the depthwise-separable rule is there; the 128→128 3×3
+    after the stem's pooling is still found (reduce to 32).  The 48→64 one never is (its
+    bottleneck would be 16 wide).  The same convs on a 64-channel input (no image, no
+    stem): both the 64→128 and the 128→128 are found."""
+    assert set(found(deep_stem_model(), "missing-bottleneck")) == {"stage_conv"}
+    assert set(found(deep_stem_model(64), "missing-bottleneck")) == {"stem_2", "stage_conv"}
+
+
 # --- flatten-dense-head ------------------------------------------------------------------------
 
 def test_vgg16_fc1_found_as_dense_and_as_conv():

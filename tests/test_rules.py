@@ -326,10 +326,42 @@ def test_relu_after_projection_before_a_residual_add():
 
 
 def test_relu_after_projection_into_a_narrow_bottleneck():
-    """A projection whose ReLU'd output feeds the next block's 1×1 expansion."""
-    model = model_of((14, 14, 96), L.Conv2D(16, 1), L.BatchNormalization(), L.ReLU(),
-                     L.Conv2D(96, 1))
-    assert len(findings(model, "relu-after-projection")) == 1
+    """A block's projection (after its depthwise conv) whose ReLU'd output feeds the next
+    block's 1×1 expansion, with no residual: an inverted-residual stack's first block."""
+    model = model_of((14, 14, 96), L.DepthwiseConv2D(3, padding="same"),
+                     L.BatchNormalization(), L.ReLU(6.0), L.Conv2D(16, 1, name="project"),
+                     L.BatchNormalization(), L.ReLU(name="project_relu"), L.Conv2D(96, 1))
+    (f,) = findings(model, "relu-after-projection")
+    assert f.layer == "project_relu"
+    # the same with a k×k conv as the block's interior, and with the ReLU fused
+    model = model_of((14, 14, 96), L.Conv2D(96, 3, padding="same", activation="relu"),
+                     L.Conv2D(16, 1, activation="relu", name="project"), L.Conv2D(96, 1))
+    (f,) = findings(model, "relu-after-projection")
+    assert f.layer == "project"
+
+
+def hg_aggregation(residual_through_narrow: bool):
+    """PP-HGNet's block aggregation: the input and two 3×3 convs concatenated, a 1×1
+    squeeze to C/2 → BN → ReLU, a 1×1 excitation to C → BN → ReLU; with
+    ``residual_through_narrow`` the squeezed tensor is also added to a shortcut."""
+    x = keras.Input((14, 14, 32))
+    a = L.Conv2D(32, 3, padding="same", activation="relu")(x)
+    b = L.Conv2D(32, 3, padding="same", activation="relu")(a)
+    y = L.Concatenate()([x, a, b])
+    y = L.ReLU(name="squeeze_relu")(L.BatchNormalization()(L.Conv2D(32, 1)(y)))
+    if residual_through_narrow:
+        y = L.Add()([y, L.Conv2D(32, 1)(x)])
+    y = L.ReLU()(L.BatchNormalization()(L.Conv2D(64, 1)(y)))
+    return keras.Model(x, y)
+
+
+def test_relu_after_projection_silent_on_a_channel_mlp():
+    """A 1×1 squeeze → ReLU → 1×1 excitation over a concatenation is a channel MLP (the
+    ReLU keeps the pair from being one low-rank linear map); a residual through the
+    squeezed tensor makes it a block's narrow tensor again."""
+    assert not findings(hg_aggregation(False), "relu-after-projection")
+    (f,) = findings(hg_aggregation(True), "relu-after-projection")
+    assert f.layer == "squeeze_relu"
 
 
 def test_relu_after_projection_silent_where_intended():

@@ -37,7 +37,7 @@ PRECISION = ("<!-- precision:start -->", "<!-- precision:end -->")
 #: The corpus tables' sources, as the precision table's columns name them.
 PRECISION_SOURCES = (("keras3", "keras.applications (Keras 3, 40)"),
                      ("tf_keras", "tf_keras (71)"),
-                     ("extra", "keras-hub / kimm (4)"),
+                     ("extra", "keras-hub / kimm (12)"),
                      ("onnx", "torchvision / timm ONNX (40)"))
 USAGE = ("<!-- usage:start -->", "<!-- usage:end -->")
 CONFIG = ("<!-- config:start -->", "<!-- config:end -->")

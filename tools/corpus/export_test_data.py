@@ -1,6 +1,6 @@
 """Copy the corpus's bare Keras configs into ``tests/data/corpus/`` for the fast test suite.
 
-    python tools/corpus/export_test_data.py
+    python tools/corpus/export_test_data.py [--extra-only]
 
 Writes ``tests/data/corpus/keras3/NAME.json.gz`` (Keras 3.15 keras.applications) and
 ``tests/data/corpus/tf_keras/NAME.json.gz`` (tf_keras 2.21 keras.applications), each the
@@ -39,9 +39,18 @@ def gz_bytes(text: str) -> bytes:
 
 
 #: keras-hub / kimm models (Functional re-wraps) whose configs the fast suite lints: the
-#: conv-written VGG head, ResNet-18's basic blocks (two libraries), PP-LCNet (plain).
+#: conv-written VGG head, ResNet-18's basic blocks (two libraries), PP-LCNet (plain);
+#: PP-HGNet's deep stem and plain 3×3 HG blocks, PP-HGNetV2's forked stem, light blocks
+#: and squeeze-excitation aggregation, GhostNet's ghost modules, MobileViTV2's separable
+#: attention, EfficientNetV2's Fused-MBConv, ConvMixer's large depthwise kernels, and
+#: kimm's own layers the reader does not know (ConvNeXt's LayerScale, RepVGG's
+#: ReparameterizableConv2D).
 EXTRA = ("kimm/VGG16.functional.keras", "kimm/ResNet18.functional.keras",
-         "keras_hub/resnet18.functional.keras", "kimm/LCNet100.functional.keras")
+         "keras_hub/resnet18.functional.keras", "kimm/LCNet100.functional.keras",
+         "kimm/HGNetSmall.functional.keras", "kimm/HGNetV2B4.functional.keras",
+         "kimm/GhostNetW100.functional.keras", "kimm/MobileViTV2W050.functional.keras",
+         "kimm/EfficientNetV2B0.functional.keras", "kimm/ConvMixer736D32.functional.keras",
+         "kimm/ConvNeXtAtto.functional.keras", "kimm/RepVGGA0.functional.keras")
 
 
 def export_extra() -> int:
@@ -67,7 +76,11 @@ def export_extra() -> int:
     return total
 
 
-def main() -> int:
+def main(argv=None) -> int:
+    if "--extra-only" in (sys.argv[1:] if argv is None else argv):
+        total = export_extra()
+        print(f"{len(EXTRA)} extra configs, {total / 1e6:.2f} MB gzipped, in {DEST / 'extra'}")
+        return 0
     index = []
     total = 0
     for key, sub in (("keras_apps", "keras3"), ("tf_keras_apps", "tf_keras")):

@@ -118,6 +118,7 @@ KIMM = [
     "InceptionV3", "GhostNetW100", "GhostNetV2W100", "GhostNetV3W100", "RegNetX002", "RegNetY016",
     "HGNetTiny", "HGNetV2B0", "LCNet100", "MobileOneS0", "MobileOneS1", "MobileViTS",
     "InceptionNeXtTiny", "Xception", "ConvMixer736D32", "TinyNetA",
+    "HGNetSmall", "HGNetV2B4", "MobileViTV2W050",
 ]
 
 
