@@ -64,8 +64,10 @@ class OpaqueLayer(Rule):
                          f"{'have' if len(hides) > 1 else 'has'} no known input shape "
                          f"({shown})")
             inner = node.attrs.get("inner_macs")
-            unknown = "its FLOPs are unknown, its MACs are those of the known layers it " \
-                f"calls ({num(inner)})" if inner else "its MACs and FLOPs are unknown"
+            unknown = ("its MACs and FLOPs are those of the known layers it calls "
+                       f"({num(inner)} MACs, {num(node.attrs.get('inner_flops') or 0)} "
+                       "FLOPs; its other work is not counted)") if inner else \
+                "its MACs and FLOPs are unknown"
             yield self.finding(
                 node, f"{cls} cannot be analysed ({why}); {unknown}{params}{after}",
                 suggestion="replace it with standard layers, or register a rule/frontend "

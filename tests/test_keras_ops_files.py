@@ -168,15 +168,24 @@ def test_live_opaque_layers_keep_their_own_output_shapes():
 
 
 def test_live_opaque_layers_count_the_macs_of_their_known_sub_layers():
-    """Live, a custom layer is run once with its sub-layers' calls recorded: its MACs are
-    its conv's; its FLOPs stay unknown; the opaque-layer finding says so."""
+    """Live, a custom layer is run once with its sub-layers' calls recorded: its MACs and
+    FLOPs are its conv's and batch norm's (lower bounds: its own ops.relu is not seen, and
+    its cost stays unknown); the opaque-layer finding says so."""
     model = _custom_model()
     report = lint(model, select=["opaque-layer"])
     graph = report.graph
     assert graph["block"].attrs["inner_macs"] == 16 * 16 * 8 * 9 * 3
+    # conv: 2 per MAC + 1 per output for the bias; batch norm: 2 per element
+    block_flops = 2 * 16 * 16 * 8 * 9 * 3 + 16 * 16 * 8 + 2 * 16 * 16 * 8
+    assert graph["block"].attrs["inner_flops"] == block_flops
     assert graph["two"].attrs.get("inner_macs") is None      # no sub-layers: unknown
     assert report.summary.macs == (16 * 16 * 8 * 9 * 3 + 14 * 14 * 4 * 9 * 8
                                    + 14 * 14 * 5 * 2 + 4 * 7)
+    after_flops = (2 * 14 * 14 * 4 * 9 * 8 + 14 * 14 * 4) + (2 * 14 * 14 * 5 * 2
+                                                             + 14 * 14 * 5) + (2 * 4 * 7 + 7)
+    assert report.summary.flops == block_flops + after_flops
     assert "block" in report.summary.unknown
     (finding,) = [f for f in report.findings if f.layer == "block"]
-    assert "its MACs are those of the known layers it calls (55,296)" in finding.message
+    assert ("its MACs and FLOPs are those of the known layers it calls (55,296 MACs, "
+            "116,736 FLOPs; its other work is not counted)") in finding.message
+    assert block_flops == 116_736

@@ -63,8 +63,8 @@ Unknown cost
     :class:`Cost` with ``known=False`` and ``None`` for what cannot be computed; the
     summary lists those nodes, and totals say which parts they leave out.  Nothing
     unknown is silently counted as 0.  An opaque node whose known sub-layers the live
-    frontend ran (``attrs["inner_macs"]``) contributes their MACs; its FLOPs stay
-    unknown.
+    frontend ran (``attrs["inner_macs"]``, ``attrs["inner_flops"]``) contributes their
+    MACs and FLOPs, lower bounds of its own (its cost stays unknown).
 """
 from __future__ import annotations
 
@@ -144,7 +144,8 @@ def node_cost(node: Node) -> Cost:
     out_elems = num_elements(node.output_shape)
     in_elems = [num_elements(s) for s in node.input_shapes]
     if opaque:
-        return Cost(params, getattr(attrs, "inner_macs", None), None, None, None, False)
+        return Cost(params, getattr(attrs, "inner_macs", None),
+                    getattr(attrs, "inner_flops", None), None, None, False)
     if out_elems is None or any(e is None for e in in_elems):
         return Cost(params, None, None, None, None, False)
     sizes = Sizes(out_elems, tuple(in_elems))

@@ -7,9 +7,9 @@ shape, with the ``call`` of every sub-layer of a known Keras class wrapped so th
 call's input shapes are recorded (a known layer's own sub-layers are not recorded again:
 its formula covers them).  Each recorded call is costed by the layer table and the cost
 model.  What the layer computes outside such sub-layers (``keras.ops`` arithmetic in its
-``call``) is not seen, so the opaque node's MACs are those of its known sub-layers and
-its FLOPs stay unknown.  Only the live frontend does this: code from a model file never
-runs.
+``call``) is not seen, so the opaque node's MACs and FLOPs are those of its known
+sub-layers: lower bounds (its cost stays unknown).  Only the live frontend does this:
+code from a model file never runs.
 """
 from __future__ import annotations
 
@@ -94,9 +94,10 @@ def _known(layer) -> Optional[str]:
     return cls.__name__
 
 
-def inner_macs(layer, args: tuple, kwargs: dict) -> Optional[int]:
-    """The MACs of the known layers ``layer``'s ``call`` runs on ``args``/``kwargs``
-    (KerasTensors of the analysed shapes); ``None`` when it cannot be run."""
+def inner_costs(layer, args: tuple, kwargs: dict) -> Optional[tuple]:
+    """``(macs, flops)`` of the known layers ``layer``'s ``call`` runs on
+    ``args``/``kwargs`` (KerasTensors of the analysed shapes); ``None`` when it cannot be
+    run."""
     from keras.src import backend
 
     recorder = _Recorder()
@@ -112,7 +113,7 @@ def inner_macs(layer, args: tuple, kwargs: dict) -> Optional[int]:
         return None
     finally:
         recorder.restore()
-    total = 0
+    macs = flops = 0
     for sub, sub_args, sub_kwargs in recorder.calls:
         arguments, shapes = _arguments(sub_args, sub_kwargs)
         if not shapes or any(s is None for s in shapes):
@@ -125,6 +126,7 @@ def inner_macs(layer, args: tuple, kwargs: dict) -> Optional[int]:
         except (LayerConfigError, ShapeError, NotImplementedError, TypeError, ValueError):
             continue
         for node in expansion.nodes:
-            macs = node_cost(node).macs
-            total += macs or 0
-    return total
+            cost = node_cost(node)
+            macs += cost.macs or 0
+            flops += cost.flops or 0
+    return macs, flops

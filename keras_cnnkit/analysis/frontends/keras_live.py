@@ -138,7 +138,9 @@ class _Walker:
         main = self.graph[expansion.output]
         if main.op == OpKind.OPAQUE and not is_op and all(
                 s is not None and None not in s for s in shapes):
-            main.attrs["inner_macs"] = self.inner_macs(operation, knode)
+            inner = self.inner_costs(operation, knode)
+            if inner is not None:
+                main.attrs["inner_macs"], main.attrs["inner_flops"] = inner
         outputs = list(expansion.outputs)
         for t, out in enumerate(knode.outputs):
             if t >= len(outputs):
@@ -150,15 +152,16 @@ class _Walker:
                 node.attrs["inferred_shape"] = node.output_shape
                 node.output_shape = self.shape_of(out)
 
-    def inner_macs(self, operation, knode) -> Optional[int]:
-        """The MACs of the known layers an opaque layer calls (see :mod:`.inner_costs`)."""
+    def inner_costs(self, operation, knode) -> Optional[tuple]:
+        """``(macs, flops)`` of the known layers an opaque layer calls (see
+        :mod:`.inner_costs`)."""
         import keras
 
-        from keras_cnnkit.analysis.frontends.inner_costs import inner_macs
+        from keras_cnnkit.analysis.frontends.inner_costs import inner_costs
         tensors = {id(t): keras.KerasTensor((None, *self.shape_of(t)), dtype=t.dtype)
                    for t in knode.input_tensors}
         args, kwargs = knode.arguments.fill_in(tensors)
-        return inner_macs(operation, args, kwargs)
+        return inner_costs(operation, args, kwargs)
 
     def extra_output(self, expansion: Expansion, index: int, shape: tuple) -> str:
         """A node for output ``index`` of a layer analysed as one output (opaque)."""

@@ -3,8 +3,9 @@ op without a mapping or with computed weights).
 
 No shape rule applies (its output shape is what the frontend observed, else ``None``),
 its parameters are the frontend's observed count, and its costs are unknown: listed by
-the summary, never counted as 0.  Its MACs are those of the known layers it calls where
-the live frontend observed them (``inner_macs``), else unknown.
+the summary, never counted as 0.  Its MACs and FLOPs are those of the known layers it
+calls where the live frontend observed them (``inner_macs``, ``inner_flops``: lower
+bounds), else unknown.
 """
 from __future__ import annotations
 
@@ -26,14 +27,15 @@ INPUT_SHAPE_UNKNOWN = "input shape unknown"
 class OpaqueAttrs(OpAttrs):
     """``class_name``: the layer class or ONNX op; ``reason``: why it is opaque;
     ``output_index``: which output of a multi-output layer the node stands for (a node per
-    output, all with the layer's name in ``Node.layer``); ``inner_macs``: the MACs of the
-    known layers it calls, where a live frontend could run it (its other work, and so its
-    FLOPs, stay unknown)."""
+    output, all with the layer's name in ``Node.layer``); ``inner_macs`` /
+    ``inner_flops``: the MACs and FLOPs of the known layers it calls, where a live
+    frontend could run it (its other work stays unknown: lower bounds)."""
 
     class_name: str = ""
     reason: str = ""
     output_index: int = 0
     inner_macs: Optional[int] = None
+    inner_flops: Optional[int] = None
 
 
 @register
