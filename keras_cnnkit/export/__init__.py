@@ -37,7 +37,7 @@ from typing import Optional, Sequence
 
 from keras_cnnkit import console, progress
 from keras_cnnkit.budgets import using
-from keras_cnnkit.errors import CnnkitError
+from keras_cnnkit.errors import CnnkitError, ModelFileError
 from keras_cnnkit.export.onnx_emit import MIN_OPSET, NotEmittable
 from keras_cnnkit.io_guard import check_output_path, load_keras_model, require_regular_file
 from keras_cnnkit.onnx_convert import (DEFAULT_OPSET, DEFAULT_TOLERANCE, VERIFY_BATCH,
@@ -168,8 +168,8 @@ def _export(args) -> str:
                     meter.step("reading the model file")
                     return _export_ir(args, read_ir(args.model), meter)
             except NotEmittable as exc:
-                if via == "ir":
-                    raise
+                if via == "ir":   # a layer of this file: the file is named
+                    raise ModelFileError(args.model, str(exc)) from None
                 fallback = exc
         try:
             line = _export_tf2onnx(args, inputs)
