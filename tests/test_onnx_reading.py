@@ -439,3 +439,19 @@ def test_bad_onnx_is_a_model_file_error(tmp_path, label, proto):
         return
     with pytest.raises(ModelFileError):
         lint(str(path), select=["ALL"])
+
+
+@pytest.mark.parametrize("dims", [[0], [8], [8, 4, 1]])
+def test_a_gemm_weight_that_is_not_a_matrix_is_named(tmp_path, dims):
+    """Gemm's B must be 2-D; an initializer of another rank (the fuzz campaign: an empty
+    ``[0]``) is refused naming the node and the weight, not as "cannot analyse the ONNX
+    graph: ValueError: not enough values to unpack"."""
+    weight = numpy_helper.from_array(np.ones(dims, np.float32), "fc_w")
+    proto = model([helper.make_node("Gemm", ["x", "fc_w"], ["y"], name="fc")], [weight],
+                  [1, 8])
+    path = tmp_path / "gemm.onnx"
+    path.write_bytes(proto.SerializeToString())
+    with pytest.raises(ModelFileError) as info:
+        lint(str(path), select=["ALL"])
+    assert f"node 'fc' (Gemm): its weight 'fc_w' has shape {dims}, not a matrix" \
+        in str(info.value)

@@ -286,6 +286,10 @@ class ComputeOps(ConverterBase):
                 or node.input[0] not in self.tensors):
             self._opaque(node, data, "Gemm of two activations")
             return
+        if len(weight.dims) != 2:   # the operator's B is a matrix
+            raise ModelFileError(self.source, f"node {node.name!r} (Gemm): its weight "
+                                 f"{node.input[1]!r} has shape {list(weight.dims)}, not a "
+                                 "matrix")
         self._dense(node, data[0], weight, bool(attr(node, "transB", 0)), bias)
 
     # --- normalisation, activations ------------------------------------------------------
