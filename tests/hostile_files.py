@@ -401,6 +401,20 @@ def outside_data_weights(path, fmt: str, virtual: bool = False) -> str:
     return smf.write_keras_archive(path, config, data)
 
 
+def oversized_weight(path, elements: int = 2 ** 28) -> str:
+    """A legacy ``.h5`` whose conv kernel is a chunked dataset declaring ``elements``
+    float32 values (a GiB for 2**28) in a 10 KB file: nothing is stored, a reader that
+    reads it before comparing shapes allocates it all."""
+    smf.write_legacy_h5(path, smf.conv_chain_config(1),
+                        {"c0": {"c0/kernel:0": (3, 3, 3, 8)}})
+    with h5py.File(path, "a") as h5:
+        group = h5["model_weights/c0"]
+        del group["c0/kernel:0"]
+        group.create_dataset("c0/kernel:0", shape=(elements,), dtype="float32",
+                             chunks=(1024,))
+    return os.fspath(path)
+
+
 def _onnx_model(nodes: list, outputs: list, initializers=()) -> bytes:
     from onnx import TensorProto, helper
     graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info(
@@ -572,6 +586,10 @@ def _cases() -> list:
             _in(d, "es.h5"), "h5"), "", mode="export"),
         Case("h5_external_storage_fix_keras", lambda d: outside_data_weights(
             _in(d, "es.keras"), "keras"), "", mode="fix"),
+        Case("oversized_weight_export", lambda d: oversized_weight(_in(d, "ow.h5")), "",
+             mode="export"),
+        Case("oversized_weight_fix", lambda d: oversized_weight(_in(d, "ow.h5")), "",
+             mode="fix"),
         Case("h5_virtual_dataset_keras", lambda d: outside_data_weights(
             _in(d, "vd.keras"), "keras", virtual=True), ""),
         Case("h5_virtual_dataset_export_h5", lambda d: outside_data_weights(

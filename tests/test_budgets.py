@@ -207,7 +207,9 @@ _OTHER_REFUSALS = {"hardlink_weights_keras": "a second hard link to it", **{
     f"h5_{kind}_{where}": "data outside the model file is never read"
     for kind, where in (("external_storage", "keras"), ("external_storage", "h5"),
                         ("external_storage", "export_h5"), ("external_storage", "fix_keras"),
-                        ("virtual_dataset", "keras"), ("virtual_dataset", "export_h5"))}}
+                        ("virtual_dataset", "keras"), ("virtual_dataset", "export_h5"))},
+    **{f"oversized_weight_{mode}": "stores 268,435,456 weights, more than the 72 its config makes"
+       for mode in ("export", "fix")}}
 #: The cases the fast suite runs: issue 17's and one or more per budget and format.
 _FAST = {c.name for c in hf.CASES if c.issue} | {
     "dense_block_json", "dense_block_h5", "head_json", "shared_model_json",
@@ -215,7 +217,7 @@ _FAST = {c.name for c in hf.CASES if c.issue} | {
     "h5_many_names", "onnx_broadcast", "onnx_concat", "onnx_unsqueeze_chain",
     "onnx_declared_concat", "dense_block_export_h5", "factorized_fix_keras",
     "onnx_constant_of_shape_api", "dense_block_api", *(
-        name for name in _OTHER_REFUSALS if name.startswith("h5_"))}
+        name for name in _OTHER_REFUSALS if name.startswith(("h5_", "oversized_")))}
 
 
 def _argv(case, path, out_dir):

@@ -34,8 +34,10 @@ def check_before_keras(path, command: str = "--fix"):
 
     Raises:
         ModelFileError: the file is unreadable, over a budget (``BudgetError``), an ONNX
-            model, holds a layer that reaches outside the file, or has more parameters
-            than ``max-params``.
+            model, holds a layer that reaches outside the file, has more parameters
+            than ``max-params``, or stores more weights for a layer than its config
+            makes (a dataset declaring gigabytes, which Keras and the exporter would
+            read before comparing shapes).
     """
     from keras_cnnkit.analysis.cost import summarize
     from keras_cnnkit.analysis.frontends import containers
@@ -47,9 +49,16 @@ def check_before_keras(path, command: str = "--fix"):
                                    "(.keras or .h5)")
     _refuse_external(path, _promised(containers.read_model_file, path).config)
     graph = read_statically(path)
-    params = summarize(graph).params
-    check(path, "max-params", params, f"{command} would have Keras allocate {params:,} "
-                                      "parameters")
+    summary = summarize(graph)
+    check(path, "max-params", summary.params, f"{command} would have Keras allocate "
+                                              f"{summary.params:,} parameters")
+    for mismatch in summary.param_mismatches:
+        formula, observed = mismatch["formula"], mismatch["observed"]
+        if formula is not None and observed is not None and observed > formula:
+            # a stored weight larger than its layer: read whole before any shape check
+            raise ModelFileError(path, f"layer {mismatch['layer']!r} stores {observed:,} "
+                                       f"weights, more than the {formula:,} its config "
+                                       "makes; the file is not loaded")
     return graph
 
 
