@@ -273,3 +273,59 @@ def test_hostile_calibration_and_finetune_data_is_one_line(files, capsys, tmp_pa
             assert status == 2 and len(lines) == 1, (name, flag, err)
             assert name in lines[0] and problem in lines[0], (flag, lines[0])
             assert "internal error" not in lines[0] and not out.exists()
+
+
+def _functional_with_scalar_variance(root):
+    """A Functional conv → BN → Add model whose BN moving variance is stored as a
+    scalar: Keras warns ("Skipping nested container ...") on stderr, then refuses."""
+    import io
+    import zipfile
+
+    import h5py
+    x = keras.Input((8, 8, 4))
+    y = L.BatchNormalization(name="bn")(L.Conv2D(4, 3, padding="same", name="c")(x))
+    keras.Model(x, L.ReLU(name="r")(L.Add(name="a")([x, y]))).save(root / "func.keras")
+    with zipfile.ZipFile(root / "func.keras") as archive:
+        members = {name: archive.read(name) for name in archive.namelist()}
+    buffer = io.BytesIO(members["model.weights.h5"])
+    with h5py.File(buffer, "a") as h5:
+        group = h5["layers/batch_normalization/vars"]
+        del group["3"]
+        group.create_dataset("3", shape=(), dtype="float32")
+    members["model.weights.h5"] = buffer.getvalue()
+    with zipfile.ZipFile(root / "bad.keras", "w") as archive:
+        for name, data in members.items():
+            archive.writestr(name, data)
+    return root / "bad.keras"
+
+
+def test_keras_warnings_on_a_refused_load_are_not_printed(capsys, tmp_path):
+    """The fuzz campaign: ``--fix`` printed Keras' two-line UserWarning before its own
+    error line; the refusal is now the one line."""
+    path = _functional_with_scalar_variance(tmp_path)
+    status, _, err = run_cli(capsys, "--fix", path, "-o", tmp_path / "out.keras")
+    lines = err.strip().splitlines()
+    assert status == 2 and len(lines) == 1, err
+    assert "cannot be loaded as a Keras model" in lines[0]
+    assert not (tmp_path / "out.keras").exists()
+
+
+def test_a_partial_load_is_refused(monkeypatch, tmp_path):
+    """A load Keras completes while warning that it left layers at fresh initial
+    weights is refused: a fixed model would be written with those weights lost."""
+    import warnings
+
+    from keras_cnnkit import io_guard
+    from keras_cnnkit.errors import ModelFileError
+    path = tmp_path / "m.keras"
+    keras.Sequential([keras.Input((4,)), L.Dense(2)]).save(path)
+
+    def partial(*_args, **_kwargs):
+        warnings.warn("Skipping nested container at 'x': no matching group found in the "
+                      "saved file. Affected layers will retain their freshly-initialized "
+                      "weights.", UserWarning)
+        return keras.Sequential([keras.Input((4,)), L.Dense(2)])
+
+    monkeypatch.setattr(keras.models, "load_model", partial)
+    with pytest.raises(ModelFileError, match="loaded its weights only in part"):
+        io_guard.load_keras_model(path)
