@@ -415,6 +415,22 @@ def oversized_weight(path, elements: int = 2 ** 28) -> str:
     return os.fspath(path)
 
 
+def huge_input_config(side: int = 10 ** 9) -> dict:
+    """A one-conv model declaring a ``side`` × ``side`` RGB input: linted statically
+    without trouble, but a command that runs it (``--fix``, ``cnnkit-export``) would
+    draw random inputs of that size (tf2onnx's tracing crashed with a segfault)."""
+    layers = [smf.k3_input("x", [side, side, 3]),
+              smf.k3_layer("Conv2D", "c", ["x"], filters=4, kernel_size=[1, 1])]
+    return smf.k3_functional("m", layers, ["x"], ["c"])
+
+
+def control_name_config() -> dict:
+    """A model whose conv is named ``"a\x00b"`` (Keras loads it, then fails to call it)."""
+    layers = [smf.k3_input("x", [8, 8, 3]),
+              smf.k3_layer("Conv2D", "a\x00b", ["x"], filters=4, kernel_size=[1, 1])]
+    return smf.k3_functional("m", layers, ["x"], ["a\x00b"])
+
+
 def _onnx_model(nodes: list, outputs: list, initializers=()) -> bytes:
     from onnx import TensorProto, helper
     graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info(
@@ -590,6 +606,9 @@ def _cases() -> list:
              mode="export"),
         Case("oversized_weight_fix", lambda d: oversized_weight(_in(d, "ow.h5")), "",
              mode="fix"),
+        _config_case("huge_input_export", huge_input_config, "keras", "", mode="export"),
+        _config_case("huge_input_fix", huge_input_config, "keras", "", mode="fix"),
+        _config_case("control_name_fix", control_name_config, "keras", "", mode="fix"),
         Case("h5_virtual_dataset_keras", lambda d: outside_data_weights(
             _in(d, "vd.keras"), "keras", virtual=True), ""),
         Case("h5_virtual_dataset_export_h5", lambda d: outside_data_weights(
