@@ -31,6 +31,7 @@ import os
 import re
 import stat
 import tempfile
+import warnings
 from typing import Callable, Iterable, Optional, Union
 
 from keras_cnnkit.errors import ModelFileError, PathLike
@@ -282,11 +283,29 @@ def load_keras_model(path: PathLike):
     import keras
 
     import keras_cnnkit.layers  # noqa: F401  pylint: disable=unused-import
-    try:
-        return keras.models.load_model(path, compile=False, safe_mode=True)
-    except Exception as exc:  # pylint: disable=broad-exception-caught
-        # Keras raises many types for a bad file; every one is bad input.
-        raise ModelFileError(path, _load_problem(exc)) from None
+    # Keras warns while it loads a damaged file ("Skipping nested container ...") and
+    # then raises: the refusal is the one line, and a load it completed only in part
+    # (layers left at fresh initial weights) is refused too, never used or written.
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("default")
+        try:
+            model = keras.models.load_model(path, compile=False, safe_mode=True)
+        except Exception as exc:  # pylint: disable=broad-exception-caught
+            # Keras raises many types for a bad file; every one is bad input.
+            raise ModelFileError(path, _load_problem(exc)) from None
+    for warning in caught:
+        if _PARTIAL_LOAD.search(str(warning.message)):
+            raise ModelFileError(path, "Keras loaded its weights only in part ("
+                                       f"{' '.join(str(warning.message).split())[:200]}); "
+                                       "it is not used")
+        warnings.warn_explicit(warning.message, warning.category, warning.filename,
+                               warning.lineno)
+    return model
+
+
+#: Keras' warnings that a load left weights unread.
+_PARTIAL_LOAD = re.compile(r"Skipping|freshly[- ]initiali[sz]ed|could not be loaded|"
+                           r"not (?:be )?loaded")
 
 
 def _load_problem(exc: Exception) -> str:

@@ -32,6 +32,7 @@ when a function that needs them runs.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import re
 from typing import Optional, Sequence
@@ -51,6 +52,9 @@ VERIFY_SIZE = 32
 
 #: Batch size of the verification input.
 VERIFY_BATCH = 2
+#: Largest random input drawn to verify an export (all inputs together), in bytes: a
+#: declared input of 10⁹ × 10⁹ pixels is refused here, not allocated.
+MAX_VERIFY_INPUT_BYTES = 2 ** 28
 
 #: Protobuf's limit on one serialised message; larger models cannot be written inline.
 _PROTOBUF_LIMIT = 2 ** 31 - 1
@@ -58,6 +62,10 @@ _PROTOBUF_LIMIT = 2 ** 31 - 1
 
 class ExportError(CnnkitError, ValueError):
     """A model cannot be exported (conversion failed, verification failed, bad path)."""
+
+
+class VerificationInputError(ExportError):
+    """The model's declared inputs are too large to draw a verification input for."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -309,13 +317,19 @@ def verification_inputs(proto, seed: int = 0) -> dict:
     from onnx import helper
 
     rng = np.random.default_rng(seed)
-    feeds = {}
+    feeds, total = {}, 0
     for value in proto.graph.input:
         tensor_type = value.type.tensor_type
         dims = [d.dim_value if d.HasField("dim_value") else None
                 for d in tensor_type.shape.dim]
         shape = [VERIFY_BATCH if i == 0 else (d or VERIFY_SIZE) for i, d in enumerate(dims)]
         dtype = np.dtype(helper.tensor_dtype_to_np_dtype(tensor_type.elem_type))
+        total += math.prod(shape) * dtype.itemsize
+        if total > MAX_VERIFY_INPUT_BYTES:
+            raise VerificationInputError(
+                f"verifying it would draw {total:,} bytes of random input (input "
+                f"{value.name!r} of shape {shape}), over the {MAX_VERIFY_INPUT_BYTES:,} "
+                "drawn; export it with --no-verify")
         if np.issubdtype(dtype, np.integer):
             feeds[value.name] = rng.integers(0, 2, size=shape).astype(dtype)
         else:

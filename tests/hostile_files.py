@@ -365,6 +365,72 @@ def h5_many_names(path, count: int = 1_000_000) -> str:
     return os.fspath(path)
 
 
+def _outside_dataset(group, name: str, shape, target: str, virtual: bool) -> None:
+    """``group[name]``: a float32 dataset of ``shape`` whose data lives in ``target``
+    (HDF5 external storage: raw bytes of any file; or a virtual dataset mapping
+    ``target`` as an HDF5 file)."""
+    if virtual:
+        layout = h5py.VirtualLayout(shape=shape, dtype="float32")
+        layout[...] = h5py.VirtualSource(target, "w", shape=shape)
+        group.create_virtual_dataset(name, layout)
+    else:
+        group.create_dataset(name, shape=shape, dtype="float32",
+                             external=[(target, 0, h5py.h5f.UNLIMITED)])
+
+
+def outside_data_weights(path, fmt: str, virtual: bool = False) -> str:
+    """A model whose one weight keeps its data outside the file, in a FIFO beside it (an
+    open would block: a reader that follows it hangs instead of refusing)."""
+    folder = os.path.dirname(os.path.abspath(path))
+    fifo = os.path.join(folder, "outside.fifo")
+    if not os.path.exists(fifo):
+        os.mkfifo(fifo)
+    config = smf.conv_chain_config(1)
+    if fmt == "h5":
+        smf.write_legacy_h5(path, config)
+        with h5py.File(path, "a") as h5:
+            group = h5.create_group("model_weights")
+            group.attrs["layer_names"] = np.array([b"c0"])
+            layer = group.create_group("c0")
+            layer.attrs["weight_names"] = np.array([b"c0/kernel:0"])
+            _outside_dataset(layer.create_group("c0"), "kernel:0", (3, 3, 3, 8), fifo,
+                             virtual)
+        return os.fspath(path)
+    data = smf.weights_h5_bytes(lambda h5: _outside_dataset(
+        h5.create_group("layers/c0/vars"), "0", (3, 3, 3, 8), fifo, virtual))
+    return smf.write_keras_archive(path, config, data)
+
+
+def oversized_weight(path, elements: int = 2 ** 28) -> str:
+    """A legacy ``.h5`` whose conv kernel is a chunked dataset declaring ``elements``
+    float32 values (a GiB for 2**28) in a 10 KB file: nothing is stored, a reader that
+    reads it before comparing shapes allocates it all."""
+    smf.write_legacy_h5(path, smf.conv_chain_config(1),
+                        {"c0": {"c0/kernel:0": (3, 3, 3, 8)}})
+    with h5py.File(path, "a") as h5:
+        group = h5["model_weights/c0"]
+        del group["c0/kernel:0"]
+        group.create_dataset("c0/kernel:0", shape=(elements,), dtype="float32",
+                             chunks=(1024,))
+    return os.fspath(path)
+
+
+def huge_input_config(side: int = 10 ** 9) -> dict:
+    """A one-conv model declaring a ``side`` × ``side`` RGB input: linted statically
+    without trouble, but a command that runs it (``--fix``, ``cnnkit-export``) would
+    draw random inputs of that size (tf2onnx's tracing crashed with a segfault)."""
+    layers = [smf.k3_input("x", [side, side, 3]),
+              smf.k3_layer("Conv2D", "c", ["x"], filters=4, kernel_size=[1, 1])]
+    return smf.k3_functional("m", layers, ["x"], ["c"])
+
+
+def control_name_config() -> dict:
+    """A model whose conv is named ``"a\x00b"`` (Keras loads it, then fails to call it)."""
+    layers = [smf.k3_input("x", [8, 8, 3]),
+              smf.k3_layer("Conv2D", "a\x00b", ["x"], filters=4, kernel_size=[1, 1])]
+    return smf.k3_functional("m", layers, ["x"], ["a\x00b"])
+
+
 def _onnx_model(nodes: list, outputs: list, initializers=()) -> bytes:
     from onnx import TensorProto, helper
     graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info(
@@ -528,6 +594,25 @@ def _cases() -> list:
                                                              where="weight_names"),
              "max-h5-path-depth"),
         Case("h5_many_names", lambda d: h5_many_names(_in(d, "mn.h5")), "max-h5-links"),
+        Case("h5_external_storage_keras", lambda d: outside_data_weights(
+            _in(d, "es.keras"), "keras"), ""),
+        Case("h5_external_storage_h5", lambda d: outside_data_weights(_in(d, "es.h5"), "h5"),
+             ""),
+        Case("h5_external_storage_export_h5", lambda d: outside_data_weights(
+            _in(d, "es.h5"), "h5"), "", mode="export"),
+        Case("h5_external_storage_fix_keras", lambda d: outside_data_weights(
+            _in(d, "es.keras"), "keras"), "", mode="fix"),
+        Case("oversized_weight_export", lambda d: oversized_weight(_in(d, "ow.h5")), "",
+             mode="export"),
+        Case("oversized_weight_fix", lambda d: oversized_weight(_in(d, "ow.h5")), "",
+             mode="fix"),
+        _config_case("huge_input_export", huge_input_config, "keras", "", mode="export"),
+        _config_case("huge_input_fix", huge_input_config, "keras", "", mode="fix"),
+        _config_case("control_name_fix", control_name_config, "keras", "", mode="fix"),
+        Case("h5_virtual_dataset_keras", lambda d: outside_data_weights(
+            _in(d, "vd.keras"), "keras", virtual=True), ""),
+        Case("h5_virtual_dataset_export_h5", lambda d: outside_data_weights(
+            _in(d, "vd.h5"), "h5", virtual=True), "", mode="export"),
         Case("onnx_constant_of_shape", lambda d: onnx_constant_of_shape(_in(d, "cos.onnx")),
              "max-const-elements", issue=True),
         Case("onnx_constant_of_shape_big", lambda d: onnx_constant_of_shape(

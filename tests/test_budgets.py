@@ -203,14 +203,25 @@ def test_op_bounds_of_the_bombs_are_computed_not_expanded():
 # --- hostile files, each in a limited child --------------------------------------------------
 
 #: Not a budget: refused for what they are.
-_OTHER_REFUSALS = {"hardlink_weights_keras": "a second hard link to it"}
+_OTHER_REFUSALS = {"hardlink_weights_keras": "a second hard link to it", **{
+    f"h5_{kind}_{where}": "data outside the model file is never read"
+    for kind, where in (("external_storage", "keras"), ("external_storage", "h5"),
+                        ("external_storage", "export_h5"), ("external_storage", "fix_keras"),
+                        ("virtual_dataset", "keras"), ("virtual_dataset", "export_h5"))},
+    **{f"oversized_weight_{mode}": "stores 268,435,456 weights, more than the 72 its config makes"
+       for mode in ("export", "fix")},
+    "huge_input_export": "holds 3,000,000,000,000,000,000 values a sample, over the "
+                         "67,108,864 that cnnkit-export runs the model on",
+    "huge_input_fix": "over the 67,108,864 that --fix runs the model on",
+    "control_name_fix": "layer name 'a\\x00b' holds a control character"}
 #: The cases the fast suite runs: issue 17's and one or more per budget and format.
 _FAST = {c.name for c in hf.CASES if c.issue} | {
     "dense_block_json", "dense_block_h5", "head_json", "shared_model_json",
     "int64_kernel_h5", "json_depth_keras", "json_values_h5", "h5_weight_names_path",
     "h5_many_names", "onnx_broadcast", "onnx_concat", "onnx_unsqueeze_chain",
     "onnx_declared_concat", "dense_block_export_h5", "factorized_fix_keras",
-    "onnx_constant_of_shape_api", "dense_block_api"}
+    "onnx_constant_of_shape_api", "dense_block_api", *(
+        name for name in _OTHER_REFUSALS if name.startswith(("h5_", "oversized_", "huge_input", "control_")))}
 
 
 def _argv(case, path, out_dir):
@@ -276,6 +287,19 @@ def test_api_raises_model_file_error_for_every_lint_case(tmp_path):
             import keras_cnnkit
             keras_cnnkit.lint(path)
         assert "unexpected" not in str(info.value), (case.name, info.value)
+
+
+def test_verification_inputs_are_bounded():
+    """The random inputs an export is verified on are sized before they are drawn."""
+    from onnx import TensorProto, helper
+
+    from keras_cnnkit.onnx_convert import VerificationInputError, verification_inputs
+    graph = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "g",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT,
+                                                             [None, 3, 10 ** 5, 10 ** 5])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)])
+    with pytest.raises(VerificationInputError, match="--no-verify"):
+        verification_inputs(helper.make_model(graph))
 
 
 def test_onnx_constant_claiming_external_data_is_not_read(tmp_path):

@@ -355,6 +355,7 @@ def test_auto_falls_back_to_tf2onnx_with_one_line(tmp_path, capsys):
     assert main([path, "-o", str(tmp_path / "tc2.onnx"), "--via", "ir"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "'up_conv'" in err[0] and "conv_transpose" in err[0]
+    assert err[0].startswith(f"cnnkit-export: error: {path}: ")   # the file is named
     assert not (tmp_path / "tc2.onnx").exists()
 
 

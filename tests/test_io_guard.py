@@ -213,6 +213,96 @@ def test_oversized_config_and_baseline_files_are_not_read(tmp_path, model, name,
     one_line(err, name, f"larger than {io_guard.MAX_TEXT_BYTES:,} bytes")
 
 
+def _profile_text(**changes) -> str:
+    """The packaged ``cpu-generic`` profile as JSON with ``changes`` (``classes_conv_X``:
+    field ``X`` of the conv class)."""
+    with open(os.path.join(ROOT, "keras_cnnkit", "latency", "profiles", "cpu-generic.json"),
+              encoding="utf-8") as handle:
+        data = json.load(handle)
+    for key, value in changes.items():
+        if key.startswith("classes_conv_"):
+            data["classes"]["conv"][key[len("classes_conv_"):]] = value
+        else:
+            data[key] = value
+    return json.dumps(data)
+
+
+HOSTILE_PROFILES = [
+    ("utf16.json", b"\xff\xfe{}", "not UTF-8"),
+    ("list.json", b"[1, 2]", "a JSON list, not an object"),
+    ("deep.json", b"[" * 100_000 + b"]" * 100_000, "nested too deeply"),
+    ("peak.json", _profile_text(peak_flops="fast").encode(), "peak_flops"),
+    ("zero.json", _profile_text(bandwidth=0).encode(), "bandwidth 0"),
+    ("nan.json", _profile_text(depth_norm=float("nan")).encode(), "depth_norm nan"),
+    ("class.json", _profile_text(classes={"conv": 5}).encode(), "'classes' must map"),
+    ("eff.json", _profile_text(classes_conv_compute_efficiency="x").encode(),
+     "compute_efficiency"),
+    ("factors.json", _profile_text(classes_conv_kernel_factors={"5x5": {}}).encode(),
+     "kernel_factors"),
+    ("fusion.json", _profile_text(fusion=[]).encode(), "fusion"),
+    ("errors.json", _profile_text(errors={"held_out": [1]}).encode(), "errors.held_out"),
+    ("device.json", _profile_text(device="gpu").encode(), "'device' is not an object"),
+]
+
+
+@pytest.mark.parametrize("name, data, problem", HOSTILE_PROFILES,
+                         ids=[case[0] for case in HOSTILE_PROFILES])
+def test_a_hostile_device_profile_is_one_line(tmp_path, model, name, data, problem):
+    """``--device-profile FILE.json`` and a calibrated ``local.json`` in the cache
+    directory are checked where they are read: each field's type and range (the latency
+    model divides by them), the file's size, encoding and nesting."""
+    (tmp_path / name).write_bytes(data)
+    status, _, err = run(tmp_path, "m.h5", "--no-config", "--device-profile", name)
+    assert status == 2
+    one_line(err, name, problem)
+    cache = tmp_path / "cache" / "profiles"
+    cache.mkdir(parents=True)
+    shutil.copy(tmp_path / name, cache / "local.json")
+    proc = subprocess.run([sys.executable, "-m", "keras_cnnkit.lint", "m.h5", "--no-config"],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=LIMIT_S,
+                          check=False, env={**os.environ, "PYTHONPATH": ROOT,
+                                            "KERAS_CNNKIT_CACHE_DIR": str(tmp_path / "cache")})
+    assert proc.returncode == 2
+    one_line(proc.stderr, "local.json", problem)
+
+
+def test_an_oversized_device_profile_is_not_read(tmp_path, model):
+    with open(tmp_path / "big.json", "wb") as handle:   # sparse
+        handle.truncate(2 ** 20 + 1)
+    status, _, err = run(tmp_path, "m.h5", "--no-config", "--device-profile", "big.json")
+    assert status == 2
+    one_line(err, "big.json", "larger than 1,048,576 bytes")
+
+
+def test_calibrate_checks_the_cache_directory_before_measuring(tmp_path):
+    """An unusable ``KERAS_CNNKIT_CACHE_DIR`` is refused before a minute of measuring
+    (and before Keras is imported), not by a traceback at the end."""
+    (tmp_path / "file").write_text("")
+    (tmp_path / "dir" / "profiles" / "local.json").mkdir(parents=True)
+    for cache, problem in (("file", "cannot create the profile directory"),
+                           ("dir", "is a directory")):
+        proc = subprocess.run([sys.executable, "-m", "keras_cnnkit.lint", "--calibrate"],
+                              cwd=tmp_path, capture_output=True, text=True, timeout=LIMIT_S,
+                              check=False, env={**os.environ, "PYTHONPATH": ROOT,
+                                                "KERAS_CNNKIT_CACHE_DIR": cache})
+        assert proc.returncode == 2
+        one_line(proc.stderr, problem)
+
+
+def test_a_profile_is_saved_atomically_without_following_links(tmp_path):
+    """``Profile.save`` (``--calibrate``) replaces the file, never writes through a
+    symbolic link at the output or at a fixed temporary name."""
+    from keras_cnnkit.latency import load_profile
+    victim = tmp_path / "victim.txt"
+    victim.write_text("keep")
+    os.symlink(victim, tmp_path / "local.json.tmp")
+    os.symlink(victim, tmp_path / "local.json")
+    load_profile("cpu-generic").save(str(tmp_path / "local.json"))
+    assert victim.read_text() == "keep"
+    assert not os.path.islink(tmp_path / "local.json")
+    assert load_profile(str(tmp_path / "local.json")).name == "cpu-generic"
+
+
 def test_a_2501_digit_filters_value_is_one_line(tmp_path):
     """Its parameter counts would have over 4,300 digits: Python refuses to print them."""
     config = smf.conv_chain_config(3, size=16, channels=16)

@@ -439,3 +439,35 @@ def test_bad_onnx_is_a_model_file_error(tmp_path, label, proto):
         return
     with pytest.raises(ModelFileError):
         lint(str(path), select=["ALL"])
+
+
+@pytest.mark.parametrize("dims", [[0], [8], [8, 4, 1]])
+def test_a_gemm_weight_that_is_not_a_matrix_is_named(tmp_path, dims):
+    """Gemm's B must be 2-D; an initializer of another rank (the fuzz campaign: an empty
+    ``[0]``) is refused naming the node and the weight, not as "cannot analyse the ONNX
+    graph: ValueError: not enough values to unpack"."""
+    weight = numpy_helper.from_array(np.ones(dims, np.float32), "fc_w")
+    proto = model([helper.make_node("Gemm", ["x", "fc_w"], ["y"], name="fc")], [weight],
+                  [1, 8])
+    path = tmp_path / "gemm.onnx"
+    path.write_bytes(proto.SerializeToString())
+    with pytest.raises(ModelFileError) as info:
+        lint(str(path), select=["ALL"])
+    assert f"node 'fc' (Gemm): its weight 'fc_w' has shape {dims}, not a matrix" \
+        in str(info.value)
+
+
+@pytest.mark.parametrize("channels, group", [(10 ** 12, 1), (4, 1), (3, 0)])
+def test_a_conv_whose_input_channels_do_not_match_its_weight_is_named(tmp_path, channels,
+                                                                      group):
+    """A conv's weight fixes its input channels (``W.dims[1] × group``); an input that
+    disagrees (the fuzz campaign: a declared 10¹² channels), or group 0, is refused when
+    the conv is read, not by a rule's crash ("rule CNK108 ... failed: ShapeError")."""
+    proto = model([conv("c", "x", "y", "w", group=group)], [weights("w", 8, 3, 3, 3)],
+                  [1, channels, 12, 12])
+    path = tmp_path / "conv.onnx"
+    path.write_bytes(proto.SerializeToString())
+    with pytest.raises(ModelFileError) as info:
+        lint(str(path), select=["ALL"])
+    assert f"node 'c' (Conv): its weight 'w' of shape [8, 3, 3, 3] in {group} group(s) " \
+        f"reads {3 * group} channels, but its input has {channels}" in str(info.value)

@@ -211,3 +211,121 @@ def test_reinitialise_and_usage_errors(capsys, files):
     status, _, err = run_cli(capsys, "--fix", paths["model"], "-o", out,
                              "--calibration-data", paths["root"] / "missing.npz")
     assert status == 2 and "missing.npz" in err and not out.exists()
+
+
+def _hostile_npz(root) -> list:
+    """``.npz`` files a user could pass as calibration or fine-tuning data: a pickled
+    object array, a truncated archive, a header declaring 4 TB in a few bytes, a
+    deflated gigabyte of zeros, strings, a scalar, a corrupted member (bad CRC)."""
+    import io
+    import zipfile
+
+    def header(shape, descr="<f4") -> bytes:
+        buffer = io.BytesIO()
+        np.lib.format.write_array_header_1_0(buffer, {"descr": descr, "fortran_order": False,
+                                                      "shape": shape})
+        return buffer.getvalue()
+
+    cases = []
+    np.savez(root / "objects.npz", x=np.array([{"a": 1}, 2], dtype=object))
+    cases.append(("objects.npz", "Python objects"))
+    (root / "cut.npz").write_bytes((root / "objects.npz").read_bytes()[:100])
+    cases.append(("cut.npz", "not a readable .npz"))
+    with zipfile.ZipFile(root / "declared.npz", "w") as archive:
+        archive.writestr("x.npy", header((10 ** 6, 10 ** 6)) + b"\0" * 16)
+    cases.append(("declared.npz", "over the 1,073,741,824 read"))
+    with zipfile.ZipFile(root / "lying.npz", "w") as archive:
+        archive.writestr("x.npy", header((64,) + SHAPE) + b"\0" * 16)
+    cases.append(("lying.npz", "declares 524,288 bytes but holds 16"))
+    with zipfile.ZipFile(root / "zeros.npz", "w", zipfile.ZIP_DEFLATED) as archive:
+        with archive.open("x.npy", "w", force_zip64=True) as handle:
+            handle.write(header((1100, 512, 512, 1)))
+            for _ in range(1100 // 4):
+                handle.write(bytes(2 ** 20 * 4))
+    cases.append(("zeros.npz", "over the 1,073,741,824 read"))
+    np.savez(root / "strings.npz", x=np.array(["a", "b"]))
+    cases.append(("strings.npz", "not an array of numbers"))
+    np.savez(root / "scalar.npz", x=np.float32(3))
+    cases.append(("scalar.npz", "not an array of numbers"))
+    buffer = io.BytesIO()
+    np.save(buffer, np.zeros((4,) + SHAPE, "float32"))
+    with zipfile.ZipFile(root / "crc.npz", "w") as archive:
+        archive.writestr("x.npy", buffer.getvalue())
+    data = bytearray((root / "crc.npz").read_bytes())
+    data[300] ^= 0xFF
+    (root / "crc.npz").write_bytes(bytes(data))
+    cases.append(("crc.npz", "Bad CRC-32"))
+    return cases
+
+
+def test_hostile_calibration_and_finetune_data_is_one_line(files, capsys, tmp_path):
+    """Each hostile ``.npz`` behind ``--calibration-data`` or ``--finetune``: exit 2, one
+    line naming the file and the problem (was "internal error ... please report it", a
+    MemoryError for a declared 4 TB array); its header is read before any allocation and
+    nothing in it is unpickled."""
+    paths, _, _ = files
+    out = tmp_path / "never.keras"
+    for name, problem in _hostile_npz(tmp_path):
+        for flag in ("--calibration-data", "--finetune"):
+            status, _, err = run_cli(capsys, "--fix", paths["model"], "-o", out,
+                                     "--fix-select", "large-kernel", flag, tmp_path / name)
+            lines = err.strip().splitlines()
+            assert status == 2 and len(lines) == 1, (name, flag, err)
+            assert name in lines[0] and problem in lines[0], (flag, lines[0])
+            assert "internal error" not in lines[0] and not out.exists()
+
+
+def _functional_with_scalar_variance(root):
+    """A Functional conv → BN → Add model whose BN moving variance is stored as a
+    scalar: Keras warns ("Skipping nested container ...") on stderr, then refuses."""
+    import io
+    import zipfile
+
+    import h5py
+    x = keras.Input((8, 8, 4))
+    y = L.BatchNormalization(name="bn")(L.Conv2D(4, 3, padding="same", name="c")(x))
+    keras.Model(x, L.ReLU(name="r")(L.Add(name="a")([x, y]))).save(root / "func.keras")
+    with zipfile.ZipFile(root / "func.keras") as archive:
+        members = {name: archive.read(name) for name in archive.namelist()}
+    buffer = io.BytesIO(members["model.weights.h5"])
+    with h5py.File(buffer, "a") as h5:
+        group = h5["layers/batch_normalization/vars"]
+        del group["3"]
+        group.create_dataset("3", shape=(), dtype="float32")
+    members["model.weights.h5"] = buffer.getvalue()
+    with zipfile.ZipFile(root / "bad.keras", "w") as archive:
+        for name, data in members.items():
+            archive.writestr(name, data)
+    return root / "bad.keras"
+
+
+def test_keras_warnings_on_a_refused_load_are_not_printed(capsys, tmp_path):
+    """The fuzz campaign: ``--fix`` printed Keras' two-line UserWarning before its own
+    error line; the refusal is now the one line."""
+    path = _functional_with_scalar_variance(tmp_path)
+    status, _, err = run_cli(capsys, "--fix", path, "-o", tmp_path / "out.keras")
+    lines = err.strip().splitlines()
+    assert status == 2 and len(lines) == 1, err
+    assert "cannot be loaded as a Keras model" in lines[0]
+    assert not (tmp_path / "out.keras").exists()
+
+
+def test_a_partial_load_is_refused(monkeypatch, tmp_path):
+    """A load Keras completes while warning that it left layers at fresh initial
+    weights is refused: a fixed model would be written with those weights lost."""
+    import warnings
+
+    from keras_cnnkit import io_guard
+    from keras_cnnkit.errors import ModelFileError
+    path = tmp_path / "m.keras"
+    keras.Sequential([keras.Input((4,)), L.Dense(2)]).save(path)
+
+    def partial(*_args, **_kwargs):
+        warnings.warn("Skipping nested container at 'x': no matching group found in the "
+                      "saved file. Affected layers will retain their freshly-initialized "
+                      "weights.", UserWarning)
+        return keras.Sequential([keras.Input((4,)), L.Dense(2)])
+
+    monkeypatch.setattr(keras.models, "load_model", partial)
+    with pytest.raises(ModelFileError, match="loaded its weights only in part"):
+        io_guard.load_keras_model(path)

@@ -37,13 +37,13 @@ from typing import Optional, Sequence
 
 from keras_cnnkit import console, progress
 from keras_cnnkit.budgets import using
-from keras_cnnkit.errors import CnnkitError
+from keras_cnnkit.errors import CnnkitError, ModelFileError
 from keras_cnnkit.export.onnx_emit import MIN_OPSET, NotEmittable
 from keras_cnnkit.io_guard import check_output_path, load_keras_model, require_regular_file
 from keras_cnnkit.onnx_convert import (DEFAULT_OPSET, DEFAULT_TOLERANCE, VERIFY_BATCH,
                                        VERIFY_SIZE, ExportError, ExportResult, export_onnx,
-                                       max_abs_difference, split_group_convs, to_onnx,
-                                       verification_inputs)
+                                       VerificationInputError, max_abs_difference,
+                                       split_group_convs, to_onnx, verification_inputs)
 
 __all__ = ["DEFAULT_OPSET", "DEFAULT_TOLERANCE", "VERIFY_BATCH", "VERIFY_SIZE", "ExportError",
            "ExportResult", "export_onnx", "main", "max_abs_difference", "split_group_convs",
@@ -136,9 +136,12 @@ def _export_tf2onnx(args, inputs) -> str:
         console.import_keras()
         meter.step("loading the model")
         model = load_keras_model(args.model)
-        result = export_onnx(model, args.output, opset=args.opset, verify=not args.no_verify,
-                             tolerance=args.tolerance, overwrite=args.force, inputs=inputs,
-                             progress=meter)
+        try:
+            result = export_onnx(model, args.output, opset=args.opset,
+                                 verify=not args.no_verify, tolerance=args.tolerance,
+                                 overwrite=args.force, inputs=inputs, progress=meter)
+        except VerificationInputError as exc:   # its declared input: the file is named
+            raise ModelFileError(args.model, str(exc)) from None
     check = ("not verified" if result.max_abs_diff is None
              else f"onnxruntime vs Keras max |diff| {result.max_abs_diff:.3g}")
     split = (f"; grouped convs in split form: {', '.join(result.split_group_convs)}"
@@ -168,8 +171,8 @@ def _export(args) -> str:
                     meter.step("reading the model file")
                     return _export_ir(args, read_ir(args.model), meter)
             except NotEmittable as exc:
-                if via == "ir":
-                    raise
+                if via == "ir":   # a layer of this file: the file is named
+                    raise ModelFileError(args.model, str(exc)) from None
                 fallback = exc
         try:
             line = _export_tf2onnx(args, inputs)

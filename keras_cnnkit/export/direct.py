@@ -179,7 +179,11 @@ def export_file(model_path, out_path, opset: int = DEFAULT_OPSET, verify: bool =
         feeds = None
         if verify:
             from keras_cnnkit.export.verify import random_feeds
-            feeds = random_feeds(proto)
+            from keras_cnnkit.onnx_convert import VerificationInputError
+            try:
+                feeds = random_feeds(proto)
+            except VerificationInputError as exc:   # its declared input is too large to draw
+                raise ModelFileError(model_path, str(exc)) from None
 
         def check_model(onnx_file: str) -> None:
             if verify:

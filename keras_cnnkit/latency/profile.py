@@ -37,9 +37,11 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 from typing import Optional
 
+from keras_cnnkit.io_guard import read_text_file, write_atomic
 from keras_cnnkit.latency.classes import LATENCY_CLASSES
 
 #: The profile file format this module reads and writes.
@@ -50,6 +52,8 @@ LOCAL = "local"
 GENERIC_CPU = "cpu-generic"
 
 _PACKAGED = os.path.join(os.path.dirname(os.path.abspath(__file__)), "profiles")
+#: Largest profile file read, in bytes (the packaged ones are under 10 KB).
+MAX_PROFILE_BYTES = 2 ** 20
 
 
 class ProfileError(ValueError):
@@ -171,28 +175,126 @@ class Profile:
         Raises:
             ProfileError: wrong format version, a field or a class missing.
         """
+        if not isinstance(data, dict):
+            raise ProfileError(f"not a device profile: a JSON {type(data).__name__}, "
+                               "not an object")
         if data.get("format") != FORMAT:
             raise ProfileError(f"profile format {data.get('format')!r} is not {FORMAT}")
         names = {f.name for f in dataclasses.fields(cls)}
         kwargs = {k: v for k, v in data.items() if k in names}
         try:
+            if not isinstance(data["classes"], dict) or not all(
+                    isinstance(p, dict) for p in data["classes"].values()):
+                raise TypeError("'classes' must map class names to objects")
             kwargs["classes"] = {c: ClassParams(**p) for c, p in data["classes"].items()}
             missing = [c for c in LATENCY_CLASSES if c not in kwargs["classes"]]
             if missing:
                 raise ProfileError(f"profile {data.get('name')!r} lacks classes {missing}")
-            return cls(**kwargs)
+            profile = cls(**kwargs)
         except (KeyError, TypeError) as exc:
             raise ProfileError(f"malformed profile {data.get('name')!r}: {exc}") from None
+        problem = _profile_problem(profile)
+        if problem:
+            raise ProfileError(f"malformed profile {data.get('name')!r}: {problem}")
+        return profile
 
     def save(self, path: str) -> str:
-        """Write the profile as JSON to ``path`` (atomically); returns the path."""
-        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-        tmp = path + ".tmp"
-        with open(tmp, "w", encoding="utf-8") as fh:
-            json.dump(self.to_dict(), fh, indent=1, sort_keys=False)
-            fh.write("\n")
-        os.replace(tmp, path)
+        """Write the profile as JSON to ``path`` (atomically, replacing a file there but
+        never writing through a link); returns the path."""
+        folder = os.path.dirname(os.path.abspath(path))
+        try:
+            os.makedirs(folder, exist_ok=True)
+        except OSError as exc:
+            raise ProfileError(f"{path}: cannot create directory {folder}: "
+                               f"{exc.strerror or exc}") from None
+        text = json.dumps(self.to_dict(), indent=1, sort_keys=False) + "\n"
+        write_atomic(path, text, force=True)
         return path
+
+
+def _number(value, low: float = -math.inf, low_inclusive: bool = True) -> bool:
+    """A finite JSON number (not a boolean) at or above ``low`` (above, if not inclusive)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    try:
+        value = float(value)
+    except OverflowError:   # an integer beyond a float
+        return False
+    return math.isfinite(value) and (value >= low if low_inclusive else value > low)
+
+
+def _class_problem(name: str, params: "ClassParams") -> Optional[str]:
+    """What is wrong with one class's figures, or ``None``."""
+    checks = (("compute_efficiency", params.compute_efficiency, 0.0, False, False),
+              ("memory_efficiency", params.memory_efficiency, 0.0, False, False),
+              ("launch_ms", params.launch_ms, 0.0, True, False),
+              ("depth_rate", params.depth_rate, 0.0, False, True),
+              ("taps_exponent", params.taps_exponent, -math.inf, True, False),
+              ("channel_tile", params.channel_tile, 0.0, True, True),
+              ("depth_taps_exponent", params.depth_taps_exponent, -math.inf, True, True))
+    for field, value, low, inclusive, optional in checks:
+        if not (optional and value is None) and not _number(value, low, inclusive):
+            return f"class {name!r}: {field} {value!r:.40} is not a finite number" + (
+                "" if low == -math.inf else f" {'>=' if inclusive else '>'} {low:g}")
+    factors = params.kernel_factors
+    if factors is not None and not (isinstance(factors, dict) and all(
+            isinstance(f, dict) and _number(f.get("compute"), 0.0, False)
+            and _number(f.get("depth", f.get("compute")), 0.0, False)
+            for f in factors.values())):
+        return (f"class {name!r}: kernel_factors must map kernel sizes to "
+                "{'compute': x, 'depth': y} with positive numbers")
+    if not isinstance(params.fitted, bool):
+        return f"class {name!r}: fitted {params.fitted!r:.40} is not true or false"
+    return None
+
+
+def _error_figures_problem(errors) -> Optional[str]:
+    """What :meth:`Profile.error_summary` cannot read in ``errors``, or ``None``."""
+    if not isinstance(errors, dict):
+        return "'errors' is not an object"
+    held = errors.get("held_out") or {}
+    if not isinstance(held, dict):
+        return "'errors.held_out' is not an object"
+    for part in ("over_threshold", "all"):
+        figures = held.get(part) or {}
+        if not isinstance(figures, dict) or not all(
+                figures.get(key) is None or _number(figures[key], 0.0)
+                for key in ("cases", "within_25", "direction", "direction_cases")):
+            return f"'errors.held_out.{part}' must map figure names to numbers"
+    return None
+
+
+def _profile_problem(profile: "Profile") -> Optional[str]:
+    """What is wrong with a profile's figures (a type, a non-finite or out-of-range
+    number: the latency model divides by them), or ``None``."""
+    for field in ("name", "backend", "dtype", "compile", "math", "date", "peak_source",
+                  "notes"):
+        if not isinstance(getattr(profile, field), str):
+            return f"{field} {getattr(profile, field)!r:.40} is not a string"
+    for field in ("device", "fit"):
+        if not isinstance(getattr(profile, field), dict):
+            return f"{field!r} is not an object"
+    for field in ("peak_flops", "bandwidth"):
+        if not _number(getattr(profile, field), 0.0, False):
+            return f"{field} {getattr(profile, field)!r:.40} is not a positive finite number"
+    if not _number(profile.call_overhead_ms, 0.0):
+        return f"call_overhead_ms {profile.call_overhead_ms!r:.40} is not a finite number >= 0"
+    if profile.depth_norm is not None and not _number(profile.depth_norm, 0.0, False):
+        return f"depth_norm {profile.depth_norm!r:.40} is not a positive finite number"
+    for field in ("dtype_bytes", "cpu_threads"):
+        value = getattr(profile, field)
+        if not (value is None and field == "cpu_threads") and not (
+                isinstance(value, int) and not isinstance(value, bool) and 0 < value < 2 ** 16):
+            return f"{field} {value!r:.40} is not a small positive integer"
+    fusion = profile.fusion
+    if not isinstance(fusion, dict) or not all(
+            _number(fusion.get(key), 0.0) for key in ("after_compute", "after_elementwise")):
+        return "fusion must hold after_compute and after_elementwise, finite numbers >= 0"
+    for name, params in profile.classes.items():
+        problem = _class_problem(name, params)
+        if problem:
+            return problem
+    return _error_figures_problem(profile.errors)
 
 
 def cache_dir() -> str:
@@ -240,12 +342,23 @@ def load_profile(name_or_path: str) -> Profile:
     if path is None:
         raise ProfileError(f"no device profile {name_or_path!r} (known: "
                            f"{', '.join(list_profiles()) or 'none'})")
-    with open(path, encoding="utf-8") as fh:
-        try:
-            data = json.load(fh)
-        except json.JSONDecodeError as exc:
-            raise ProfileError(f"{path}: not JSON ({exc})") from None
-    return Profile.from_dict(data)
+    text = read_text_file(path, MAX_PROFILE_BYTES, "device profile", _file_error)
+    try:
+        data = json.loads(text)
+    except RecursionError:
+        raise ProfileError(f"{path}: not a device profile: JSON nested too deeply") \
+            from None
+    except ValueError as exc:
+        raise ProfileError(f"{path}: not JSON ({exc})") from None
+    try:
+        return Profile.from_dict(data)
+    except ProfileError as exc:
+        raise ProfileError(f"{path}: {exc}") from None
+
+
+def _file_error(path: str, problem: str) -> ProfileError:
+    """How :func:`~keras_cnnkit.io_guard.read_text_file` refuses a profile file."""
+    return ProfileError(f"{path}: {problem}")
 
 
 def resolve_profile(name: Optional[str] = None) -> tuple:

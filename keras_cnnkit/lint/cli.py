@@ -624,6 +624,7 @@ def _data_error(exc: ValueError) -> bool:
 def calibrate_text() -> str:
     """``--calibrate``: measure this machine, fit and write its profile; returns what to
     print (where the profile went, and its error figures)."""
+    _check_profile_output()
     _import_keras("--calibrate")
     try:
         from keras_cnnkit.bench.calibration import calibrate, check_cases, grid
@@ -638,6 +639,19 @@ def calibrate_text() -> str:
     return (f"wrote device profile {profile.label()} to {path}\n"
             f"{profile.error_summary()}\n"
             "cnnkit-lint now predicts speed-ups with it by default.\n")
+
+
+def _check_profile_output() -> None:
+    """Before a minute of measuring: the cache directory (``$KERAS_CNNKIT_CACHE_DIR``...)
+    can be made and the profile written there."""
+    from keras_cnnkit.latency.profile import LOCAL, cache_dir
+    folder = cache_dir()
+    try:
+        os.makedirs(folder, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError("--calibrate", f"cannot create the profile directory {folder}: "
+                                         f"{exc.strerror or exc}") from None
+    check_output_path(os.path.join(folder, f"{LOCAL}.json"), force=True)
 
 
 def run_inputs(args, settings: lint_config.Settings) -> list:

@@ -88,14 +88,19 @@ def load_npz(path) -> tuple:
     Raises:
         ValueError: not an ``.npz`` file, or inputs and labels of different lengths.
     """
+    keys = {}
+
+    def choose(names):
+        keys["x"] = next((k for k in fid.NPZ_KEYS if k in names), names[0] if names else None)
+        keys["y"] = next((k for k in LABEL_KEYS if k in names and k != keys["x"]), None)
+        return [keys["x"], keys["y"]]
+
+    arrays = fid.read_npz(path, choose)
     try:
-        with np.load(path, allow_pickle=False) as data:
-            key = next((k for k in fid.NPZ_KEYS if k in data.files), None) or data.files[0]
-            x = np.asarray(data[key], dtype="float32")
-            label = next((k for k in LABEL_KEYS if k in data.files and k != key), None)
-            labels = None if label is None else np.asarray(data[label])
-    except (OSError, ValueError, IndexError) as exc:
+        x = np.asarray(arrays[keys["x"]], dtype="float32")
+    except (TypeError, ValueError) as exc:
         raise ValueError(f"{path}: not a readable .npz of inputs ({exc})") from None
+    labels = arrays.get(keys["y"]) if keys["y"] is not None else None
     if labels is not None and len(labels) != len(x):
         raise ValueError(f"{path}: {len(x)} inputs but {len(labels)} labels")
     return x, labels

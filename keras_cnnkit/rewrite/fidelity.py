@@ -15,7 +15,10 @@ are a weak proxy (:data:`WEAK_PROXY`).
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
+import zipfile
+import zlib
 from typing import Optional
 
 import keras
@@ -30,6 +33,8 @@ WEAK_PROXY = ("fidelity measured on random inputs, which are a weak proxy for th
 
 #: Arrays looked for, in order, in a calibration ``.npz`` (else its first array).
 NPZ_KEYS = ("x", "inputs", "images", "x_train", "data")
+#: Largest array read from a calibration or fine-tuning ``.npz``, in bytes.
+MAX_NPZ_ARRAY_BYTES = 2 ** 30
 
 
 @dataclasses.dataclass
@@ -94,9 +99,66 @@ def calibration_inputs(model: keras.Model, source=None, samples: int = 64, seed:
 
 
 def _npz(path: str) -> np.ndarray:
-    with np.load(path, allow_pickle=False) as data:
-        key = next((k for k in NPZ_KEYS if k in data.files), None) or data.files[0]
-        return np.asarray(data[key])
+    arrays = read_npz(path, lambda names: [next((k for k in NPZ_KEYS if k in names),
+                                                 names[0] if names else None)])
+    return next(iter(arrays.values()))
+
+
+def read_npz(path: str, choose) -> dict:
+    """The arrays of ``.npz`` file ``path`` that ``choose(names)`` picks (a list of names,
+    from the names of the arrays it holds), as ``{name: array}``.
+
+    Each chosen array's header is read first: one holding Python objects (never
+    unpickled), of more than :data:`MAX_NPZ_ARRAY_BYTES`, or declaring more data than
+    its member holds is refused before anything is allocated.
+
+    Raises:
+        ValueError: ``"<path>: not a readable .npz of inputs (...)"`` and the like.
+    """
+    try:
+        with zipfile.ZipFile(path) as archive:
+            members = {info.filename[:-4]: info for info in archive.infolist()
+                       if info.filename.endswith(".npy")}
+            wanted = [name for name in choose(list(members)) if name is not None]
+            if not wanted:
+                raise ValueError("it holds no arrays")
+            for name in wanted:
+                _check_npy_member(archive, members[name])
+        with np.load(path, allow_pickle=False) as data:
+            return {name: np.asarray(data[name]) for name in wanted}
+    except ValueError as exc:
+        raise ValueError(f"{path}: not a readable .npz of inputs ({exc})") from None
+    except (OSError, EOFError, KeyError, zipfile.BadZipFile, zlib.error) as exc:
+        raise ValueError(f"{path}: not a readable .npz of inputs ({type(exc).__name__}: "
+                         f"{exc})") from None
+
+
+def _check_npy_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo) -> None:
+    """Refuse an ``.npy`` member whose header declares objects, or more bytes than the
+    budget or than the member holds (``ValueError``)."""
+    name = info.filename[:-4]
+    with archive.open(info) as handle:
+        version = np.lib.format.read_magic(handle)
+        if version == (1, 0):
+            shape, _, dtype = np.lib.format.read_array_header_1_0(handle)
+        elif version == (2, 0):
+            shape, _, dtype = np.lib.format.read_array_header_2_0(handle)
+        else:
+            raise ValueError(f"array {name!r}: .npy format version {version} is not read")
+        header = handle.tell()
+    if dtype.hasobject:
+        raise ValueError(f"array {name!r} holds Python objects (dtype {dtype}), which are "
+                         "never unpickled")
+    if dtype.kind not in "biuf" or not shape:
+        raise ValueError(f"array {name!r} holds {dtype} {'values' if shape else 'scalar'}, "
+                         "not an array of numbers")
+    nbytes = math.prod(shape) * dtype.itemsize
+    if nbytes > MAX_NPZ_ARRAY_BYTES:
+        raise ValueError(f"array {name!r} of shape {shape} is {nbytes:,} bytes, over the "
+                         f"{MAX_NPZ_ARRAY_BYTES:,} read")
+    if nbytes > info.file_size - header:
+        raise ValueError(f"array {name!r} of shape {shape} declares {nbytes:,} bytes but "
+                         f"holds {max(info.file_size - header, 0):,}")
 
 
 def _images(path: str, shape: tuple) -> np.ndarray:

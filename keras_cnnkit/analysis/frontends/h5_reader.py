@@ -13,7 +13,8 @@ Two layouts are read:
 Only metadata is read: attributes and dataset shapes, never dataset contents (the
 exporter asks for the datasets themselves and reads each when it writes it).  Only
 hard links are followed, so a crafted file cannot make the reader open other files
-through external links.  The walk is bounded before it is made (see
+through external links, nor read a dataset kept in another file (external storage, a
+virtual dataset).  The walk is bounded before it is made (see
 :mod:`keras_cnnkit.budgets`): every link followed counts against ``max-h5-links``, a
 path is refused unwalked when it has more than ``max-h5-path-depth`` groups, an
 attribute listing names is refused unread when it lists more names than links remain,
@@ -169,7 +170,20 @@ def _layer_groups(root: h5py.Group, walk: Walk) -> Iterator[tuple]:
 
 def _shape_or_dataset(dataset: h5py.Dataset, datasets: bool):
     """What the readers collect per weight: its shape, or (``datasets``) the dataset
-    itself, whose contents are read only when asked for."""
+    itself, whose contents are read only when asked for.
+
+    A dataset whose contents live outside this file (HDF5 external storage: raw bytes
+    of any file by path, a FIFO or ``/dev/zero`` included; a virtual dataset mapping
+    other HDF5 files) is refused here, from its creation properties, before anything
+    could open that file."""
+    external = dataset.external
+    if external:
+        raise H5FormatError(f"weight {dataset.name[:80]!r} keeps its data in the external "
+                            f"file {external[0][0][:120]!r}; data outside the model file "
+                            "is never read")
+    if dataset.is_virtual:
+        raise H5FormatError(f"weight {dataset.name[:80]!r} is a virtual dataset mapping "
+                            "other files; data outside the model file is never read")
     return dataset if datasets else tuple(int(d) for d in dataset.shape)
 
 

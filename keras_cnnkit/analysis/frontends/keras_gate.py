@@ -22,6 +22,12 @@ from keras_cnnkit.budgets import check
 from keras_cnnkit.errors import CnnkitError, ModelFileError
 from keras_cnnkit.io_guard import require_regular_file
 
+#: Values of one sample of a model input that a command running the model (``--fix``
+#: measuring fidelity, ``cnnkit-export`` verifying) may draw: 2**26 (a 4,730 × 4,730 RGB
+#: image; real inputs hold about 150,000).  Past it Keras, TensorFlow and onnxruntime
+#: are never handed the model (a declared 10⁹ × 10⁹ input crashed tf2onnx's tracing).
+MAX_INPUT_VALUES = 2 ** 26
+
 #: Layer classes that load a model from outside the file.
 EXTERNAL_MODEL_CLASSES = frozenset({"TFSMLayer"})
 #: Config keys whose string value is a path Keras reads (lookup layers' vocabularies).
@@ -34,8 +40,10 @@ def check_before_keras(path, command: str = "--fix"):
 
     Raises:
         ModelFileError: the file is unreadable, over a budget (``BudgetError``), an ONNX
-            model, holds a layer that reaches outside the file, or has more parameters
-            than ``max-params``.
+            model, holds a layer that reaches outside the file, has more parameters
+            than ``max-params``, or stores more weights for a layer than its config
+            makes (a dataset declaring gigabytes, which Keras and the exporter would
+            read before comparing shapes).
     """
     from keras_cnnkit.analysis.cost import summarize
     from keras_cnnkit.analysis.frontends import containers
@@ -47,10 +55,42 @@ def check_before_keras(path, command: str = "--fix"):
                                    "(.keras or .h5)")
     _refuse_external(path, _promised(containers.read_model_file, path).config)
     graph = read_statically(path)
-    params = summarize(graph).params
-    check(path, "max-params", params, f"{command} would have Keras allocate {params:,} "
-                                      "parameters")
+    summary = summarize(graph)
+    check(path, "max-params", summary.params, f"{command} would have Keras allocate "
+                                              f"{summary.params:,} parameters")
+    _check_inputs(path, graph, command)
+    for mismatch in summary.param_mismatches:
+        formula, observed = mismatch["formula"], mismatch["observed"]
+        if formula is not None and observed is not None and observed > formula:
+            # a stored weight larger than its layer: read whole before any shape check
+            raise ModelFileError(path, f"layer {mismatch['layer']!r} stores {observed:,} "
+                                       f"weights, more than the {formula:,} its config "
+                                       "makes; the file is not loaded")
     return graph
+
+
+def _check_inputs(path: str, graph, command: str) -> None:
+    """Refuse a model input declaring more than :data:`MAX_INPUT_VALUES` values a
+    sample (unknown dims count as 1: they are filled later, by the command's default),
+    and a layer name holding a control character."""
+    import math
+
+    from keras_cnnkit.analysis.ops import Trait, op_def
+    for node in graph:
+        name = node.layer or node.name
+        if any(ord(c) < 32 or ord(c) == 127 for c in name):
+            # Keras loads it, then fails when it calls the layer (not a scope name)
+            raise ModelFileError(path, f"layer name {name[:80]!r} holds a control "
+                                       "character; the file is not loaded")
+        if not op_def(node.op).has(Trait.SOURCE):
+            continue
+        dims = [d for d in (node.output_shape or ()) if isinstance(d, int)]
+        values = math.prod(dims)
+        if values > MAX_INPUT_VALUES:
+            raise ModelFileError(path, f"input {node.name!r} of shape "
+                                       f"{tuple(node.output_shape)} holds {values:,} values a "
+                                       f"sample, over the {MAX_INPUT_VALUES:,} that {command} runs "
+                                       "the model on; the file is not loaded")
 
 
 def read_statically(path, input_shape=None):

@@ -112,6 +112,12 @@ class ComputeOps(ConverterBase):
         x, spatial, _ = self._nchw_input(node, data[0], kernel)
         groups = int(attr(node, "group", 1))
         filters, in_channels = weight.dims[0], weight.dims[1] * groups
+        given = x.channels()
+        if groups < 1 or (given is not None and given != in_channels):
+            raise ModelFileError(self.source, f"node {node.name!r} (Conv): its weight "
+                                 f"{node.input[1]!r} of shape {list(weight.dims)} in "
+                                 f"{groups} group(s) reads {in_channels} channels, but its "
+                                 f"input has {given}")
         attrs = dict(self._window(node, x, spatial, kernel), groups=groups,
                      in_channels=in_channels, filters=filters, use_bias=bias is not None,
                      activation=None)
@@ -286,6 +292,10 @@ class ComputeOps(ConverterBase):
                 or node.input[0] not in self.tensors):
             self._opaque(node, data, "Gemm of two activations")
             return
+        if len(weight.dims) != 2:   # the operator's B is a matrix
+            raise ModelFileError(self.source, f"node {node.name!r} (Gemm): its weight "
+                                 f"{node.input[1]!r} has shape {list(weight.dims)}, not a "
+                                 "matrix")
         self._dense(node, data[0], weight, bool(attr(node, "transB", 0)), bias)
 
     # --- normalisation, activations ------------------------------------------------------
