@@ -46,6 +46,11 @@ budget                 default           what it bounds
 ``max-params``         1,000,000,000     parameters of a model that ``--fix``,
                                          ``--benchmark`` or ``cnnkit-export`` hands to Keras
                                          (real: 350 million, ConvNeXtXLarge)
+``max-input-values``   67,108,864        values of one sample of a model input that
+                                         ``--fix`` or ``cnnkit-export`` hands to Keras
+                                         (2**26, a 4,730 × 4,730 RGB image; real:
+                                         1,080,000, EfficientNetB7's 600 × 600 × 3; a
+                                         declared 10⁹ × 10⁹ input crashed tf2onnx)
 =====================  ================  ==================================================
 
 One limit is not a budget, since no setting can lift it: a size (a dimension, an element
@@ -104,6 +109,7 @@ class Budgets:
     max_const_elements: int = 2 ** 22
     max_shape_dims: int = 1_000_000
     max_params: int = 1_000_000_000
+    max_input_values: int = 2 ** 26
 
     def __post_init__(self):
         for field in dataclasses.fields(self):

@@ -606,8 +606,10 @@ def _cases() -> list:
              mode="export"),
         Case("oversized_weight_fix", lambda d: oversized_weight(_in(d, "ow.h5")), "",
              mode="fix"),
-        _config_case("huge_input_export", huge_input_config, "keras", "", mode="export"),
-        _config_case("huge_input_fix", huge_input_config, "keras", "", mode="fix"),
+        _config_case("huge_input_export", huge_input_config, "keras", "max-input-values",
+                     mode="export"),
+        _config_case("huge_input_fix", huge_input_config, "keras", "max-input-values",
+                     mode="fix"),
         _config_case("control_name_fix", control_name_config, "keras", "", mode="fix"),
         Case("h5_virtual_dataset_keras", lambda d: outside_data_weights(
             _in(d, "vd.keras"), "keras", virtual=True), ""),

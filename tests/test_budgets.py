@@ -210,9 +210,6 @@ _OTHER_REFUSALS = {"hardlink_weights_keras": "a second hard link to it", **{
                         ("virtual_dataset", "keras"), ("virtual_dataset", "export_h5"))},
     **{f"oversized_weight_{mode}": "stores 268,435,456 weights, more than the 72 its config makes"
        for mode in ("export", "fix")},
-    "huge_input_export": "holds 3,000,000,000,000,000,000 values a sample, over the "
-                         "67,108,864 that cnnkit-export runs the model on",
-    "huge_input_fix": "over the 67,108,864 that --fix runs the model on",
     "control_name_fix": "layer name 'a\\x00b' holds a control character"}
 #: The cases the fast suite runs: issue 17's and one or more per budget and format.
 _FAST = {c.name for c in hf.CASES if c.issue} | {
@@ -221,7 +218,8 @@ _FAST = {c.name for c in hf.CASES if c.issue} | {
     "h5_many_names", "onnx_broadcast", "onnx_concat", "onnx_unsqueeze_chain",
     "onnx_declared_concat", "dense_block_export_h5", "factorized_fix_keras",
     "onnx_constant_of_shape_api", "dense_block_api", *(
-        name for name in _OTHER_REFUSALS if name.startswith(("h5_", "oversized_", "huge_input", "control_")))}
+        name for name in _OTHER_REFUSALS if name.startswith(("h5_", "oversized_", "control_"))),
+    "huge_input_export", "huge_input_fix"}
 
 
 def _argv(case, path, out_dir):
@@ -287,6 +285,24 @@ def test_api_raises_model_file_error_for_every_lint_case(tmp_path):
             import keras_cnnkit
             keras_cnnkit.lint(path)
         assert "unexpected" not in str(info.value), (case.name, info.value)
+
+
+def test_input_values_budget_is_checked_before_keras_and_can_be_raised(tmp_path):
+    """A 5,000 × 5,000 RGB input (75,000,000 values a sample) is over the default
+    ``max-input-values`` (2**26 = 67,108,864) for a command that runs the model; a raised
+    budget lets the same file through the gate; linting never checks it."""
+    from keras_cnnkit.analysis.frontends.keras_gate import check_before_keras
+    path = hf.write_config(str(tmp_path / "big.keras"), hf.huge_input_config(5000), "keras")
+    assert Budgets().max_input_values == 2 ** 26 == 67_108_864
+    with pytest.raises(BudgetError, match="over budget max-input-values: --fix would run "
+                                          "the model on input 'x' of shape "
+                                          r"\(5000, 5000, 3\): 75,000,000 values a sample"):
+        check_before_keras(path)
+    with budgets.using(max_input_values=75_000_000):
+        assert check_before_keras(path)["x"].output_shape == (5000, 5000, 3)
+    assert budgets.current().max_input_values == 2 ** 26
+    import keras_cnnkit
+    assert keras_cnnkit.lint(path).graph["x"].output_shape == (5000, 5000, 3)
 
 
 def test_verification_inputs_are_bounded():

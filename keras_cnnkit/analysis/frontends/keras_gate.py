@@ -22,12 +22,6 @@ from keras_cnnkit.budgets import check
 from keras_cnnkit.errors import CnnkitError, ModelFileError
 from keras_cnnkit.io_guard import require_regular_file
 
-#: Values of one sample of a model input that a command running the model (``--fix``
-#: measuring fidelity, ``cnnkit-export`` verifying) may draw: 2**26 (a 4,730 × 4,730 RGB
-#: image; real inputs hold about 150,000).  Past it Keras, TensorFlow and onnxruntime
-#: are never handed the model (a declared 10⁹ × 10⁹ input crashed tf2onnx's tracing).
-MAX_INPUT_VALUES = 2 ** 26
-
 #: Layer classes that load a model from outside the file.
 EXTERNAL_MODEL_CLASSES = frozenset({"TFSMLayer"})
 #: Config keys whose string value is a path Keras reads (lookup layers' vocabularies).
@@ -70,9 +64,10 @@ def check_before_keras(path, command: str = "--fix"):
 
 
 def _check_inputs(path: str, graph, command: str) -> None:
-    """Refuse a model input declaring more than :data:`MAX_INPUT_VALUES` values a
-    sample (unknown dims count as 1: they are filled later, by the command's default),
-    and a layer name holding a control character."""
+    """Refuse a model input declaring more values a sample than the ``max-input-values``
+    budget (unknown dims count as 1: they are filled later, by the command's default;
+    past it Keras, TensorFlow and onnxruntime are never handed the model), and a layer
+    name holding a control character."""
     import math
 
     from keras_cnnkit.analysis.ops import Trait, op_def
@@ -85,12 +80,9 @@ def _check_inputs(path: str, graph, command: str) -> None:
         if not op_def(node.op).has(Trait.SOURCE):
             continue
         dims = [d for d in (node.output_shape or ()) if isinstance(d, int)]
-        values = math.prod(dims)
-        if values > MAX_INPUT_VALUES:
-            raise ModelFileError(path, f"input {node.name!r} of shape "
-                                       f"{tuple(node.output_shape)} holds {values:,} values a "
-                                       f"sample, over the {MAX_INPUT_VALUES:,} that {command} runs "
-                                       "the model on; the file is not loaded")
+        check(path, "max-input-values", math.prod(dims),
+              f"{command} would run the model on input {node.name!r} of shape "
+              f"{tuple(node.output_shape)}: {math.prod(dims):,} values a sample")
 
 
 def read_statically(path, input_shape=None):
