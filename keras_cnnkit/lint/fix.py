@@ -36,7 +36,9 @@ them, with their ``subgraph_error``), ``merged``, ``remaining``; ``fidelity`` (`
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import logging
 import os
 from typing import Any, Callable, Iterable, Optional
 
@@ -230,6 +232,27 @@ class FixResult:
         return lines
 
 
+class _DropLegacyH5Advice(logging.Filter):  # pylint: disable=too-few-public-methods
+    """Drops Keras' advice, logged through absl when a model is saved as ``.h5``, to save
+    as ``.keras`` instead: ``-o out.h5`` asked for that format."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "considered legacy" not in record.getMessage()
+
+
+@contextlib.contextmanager
+def _quiet_legacy_h5_advice():
+    """While a fixed model is written: no ``WARNING:absl:`` line about ``.h5`` on stderr
+    (the user chose the suffix; every other warning still shows)."""
+    drop = _DropLegacyH5Advice()
+    logger = logging.getLogger("absl")
+    logger.addFilter(drop)
+    try:
+        yield
+    finally:
+        logger.removeFilter(drop)
+
+
 def _num(value) -> str:
     return "?" if value is None else f"{value:,}"
 
@@ -379,7 +402,8 @@ def fix_file(in_path: PathLike, out_path: PathLike, select: Optional[Iterable[st
         folding = fold_batchnorm(fixed)
         fixed, folded = folding.model, len(folding.applied)
     step(writing)
-    write_atomic(out, fixed.save, inputs, force=force, suffixes=SAVE_SUFFIXES)
+    with _quiet_legacy_h5_advice():
+        write_atomic(out, fixed.save, inputs, force=force, suffixes=SAVE_SUFFIXES)
     params_before = int(model.count_params())
     expected = params_before + sum((f.params_after or 0) - (f.params_before or 0)
                                    for f in applied)
