@@ -5,6 +5,7 @@ singular values, parameter counts from the layer formulas, the original model's 
 outputs.
 """
 import os
+import shutil
 
 import keras
 import numpy as np
@@ -335,6 +336,70 @@ def test_calibration_from_npz_and_an_image_directory(tmp_path):
     assert fidelity.calibration_inputs(model).random
     with pytest.raises(ValueError):
         fidelity.calibration_inputs(model, np.zeros((2, 3, 3, 1)))
+
+
+def _png_header(path, width: int, height: int) -> str:
+    """A PNG whose header declares ``width`` × ``height`` RGB pixels (its data is
+    three bytes: decoding it would fail, or allocate the declared size first)."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return (struct.pack(">I", len(data)) + kind + data
+                + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF))
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    with open(path, "wb") as fh:
+        fh.write(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header)
+                 + chunk(b"IDAT", zlib.compress(b"\0\0\0")) + chunk(b"IEND", b""))
+    return str(path)
+
+
+def test_image_directory_is_checked_before_decoding_and_bounded(tmp_path, monkeypatch):
+    """Each image's header is read before anything is decoded: one declaring more than
+    2**26 pixels, a link to a FIFO, or a file that is no image is a one-line
+    ``ValueError`` naming it; and no more images are decoded than fit in the
+    ``.npz`` byte limit at the model's input size."""
+    seeded()
+    model = keras.Sequential([keras.Input((6, 5, 1)), keras.layers.Conv2D(2, 3, name="c")])
+    images = tmp_path / "images"
+    images.mkdir()
+    pixels = np.random.default_rng(0).uniform(0, 255, (4, 6, 5, 1)).astype("uint8")
+    for i, image in enumerate(pixels):
+        keras.utils.save_img(str(images / f"{i}.png"), image, scale=False)
+    # 4 images of 6 × 5 × 1 float32 = 120 bytes each; room for 2
+    monkeypatch.setattr(fidelity, "MAX_NPZ_ARRAY_BYTES", 2 * 120)
+    data = fidelity.calibration_inputs(model, str(images))
+    assert data.x.shape == (2, 6, 5, 1)
+    assert "the first 2 of 4" in data.description
+    monkeypatch.undo()
+    assert fidelity.MAX_IMAGE_PIXELS == 2 ** 26 == 8192 * 8192
+    for name, width, height, problem in (
+            ("big.png", 9000, 9000, "a 9,000 × 9,000 image (81,000,000 pixels), over the "
+                                    "67,108,864 read"),
+            ("bomb.png", 100_000, 100_000, "not a readable image (Image size "
+                                           "(10000000000 pixels) exceeds limit")):
+        bad = tmp_path / name.split(".")[0]
+        shutil.copytree(images, bad)
+        _png_header(bad / name, width, height)
+        with pytest.raises(ValueError) as err:
+            fidelity.calibration_inputs(model, str(bad))
+        assert str(err.value).startswith(str(bad / name)) and problem in str(err.value)
+        assert "\n" not in str(err.value)
+    fifo = tmp_path / "fifo"
+    shutil.copytree(images, fifo)
+    os.mkfifo(tmp_path / "pipe")
+    os.symlink(tmp_path / "pipe", fifo / "z.png")
+    with pytest.raises(ValueError, match=r"z\.png: not a file but a FIFO"):
+        fidelity.calibration_inputs(model, str(fifo))
+    junk = tmp_path / "junk"
+    shutil.copytree(images, junk)
+    (junk / "notes.jpg").write_text("not a JPEG")
+    with pytest.raises(ValueError, match=r"notes\.jpg: not a readable image"):
+        fidelity.calibration_inputs(model, str(junk))
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(ValueError, match="no images"):
+        fidelity.calibration_inputs(model, str(empty))
 
 
 def test_alternatives_declare_how_they_carry_weights():

@@ -279,6 +279,25 @@ def test_hostile_calibration_and_finetune_data_is_one_line(files, capsys, tmp_pa
             assert "internal error" not in lines[0] and not out.exists()
 
 
+def test_hostile_image_directory_is_one_line(capsys, tmp_path):
+    """A directory of images behind ``--calibration-data`` holding a PNG whose header
+    declares 9,000 × 9,000 pixels (a few bytes that would decode to 243 MB, and 30 GB at
+    100,000 × 100,000): exit 2, one line naming the image, nothing written."""
+    from test_weights_carry import _png_header
+    model = tmp_path / "rgb.keras"
+    keras.Sequential([keras.Input((8, 8, 3)), L.Conv2D(8, 5, padding="same")]).save(model)
+    images = tmp_path / "images"
+    images.mkdir()
+    _png_header(images / "huge.png", 9000, 9000)
+    out = tmp_path / "never.keras"
+    status, _, err = run_cli(capsys, "--fix", model, "-o", out, "--fix-select",
+                             "large-kernel", "--calibration-data", images)
+    lines = err.strip().splitlines()
+    assert status == 2 and len(lines) == 1, err
+    assert f"{images / 'huge.png'}: a 9,000 × 9,000 image" in lines[0]
+    assert "internal error" not in lines[0] and not out.exists()
+
+
 def _functional_with_scalar_variance(root):
     """A Functional conv → BN → Add model whose BN moving variance is stored as a
     scalar: Keras warns ("Skipping nested container ...") on stderr, then refuses."""

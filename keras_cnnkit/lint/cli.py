@@ -616,6 +616,9 @@ def fix_model(path: str, args, settings: lint_config.Settings,
 def _data_error(exc: ValueError) -> bool:
     """Whether a ``ValueError`` from fixing is about the calibration or fine-tuning data
     (their readers' messages), not an internal error."""
+    from keras_cnnkit.rewrite.fidelity import CalibrationDataError
+    if isinstance(exc, CalibrationDataError):
+        return True
     text = str(exc)
     return any(word in text for word in ("calibration", ".npz", "inputs of shape",
                                          "directory of images", "labels"))

@@ -17,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+import warnings
 import zipfile
 import zlib
 from typing import Optional
@@ -33,8 +34,18 @@ WEAK_PROXY = ("fidelity measured on random inputs, which are a weak proxy for th
 
 #: Arrays looked for, in order, in a calibration ``.npz`` (else its first array).
 NPZ_KEYS = ("x", "inputs", "images", "x_train", "data")
-#: Largest array read from a calibration or fine-tuning ``.npz``, in bytes.
+#: Largest array read from a calibration or fine-tuning ``.npz``, in bytes; a directory
+#: of images is read up to as many images as fit in it at the model's input size.
 MAX_NPZ_ARRAY_BYTES = 2 ** 30
+#: Largest image (width × height) decoded from a calibration directory: 2**26 pixels
+#: (8,192 × 8,192; a 24-megapixel photo has 24,000,000).  Checked from its header.
+MAX_IMAGE_PIXELS = 2 ** 26
+#: The files ``keras.utils.image_dataset_from_directory`` reads.
+IMAGE_SUFFIXES = (".bmp", ".gif", ".jpeg", ".jpg", ".png")
+
+
+class CalibrationDataError(ValueError):
+    """Calibration data that cannot be used (unreadable, hostile, or the wrong shape)."""
 
 
 @dataclasses.dataclass
@@ -68,8 +79,18 @@ def calibration_inputs(model: keras.Model, source=None, samples: int = 64, seed:
         limit: use at most this many samples of ``source``.
 
     Raises:
-        ValueError: the source cannot be read or has the wrong shape.
+        CalibrationDataError: the source cannot be read or has the wrong shape.
     """
+    try:
+        return _calibration_inputs(model, source, samples, seed, limit)
+    except CalibrationDataError:
+        raise
+    except ValueError as exc:
+        raise CalibrationDataError(str(exc)) from None
+
+
+def _calibration_inputs(model, source, samples: int, seed: int,
+                        limit: Optional[int]) -> CalibrationData:
     if isinstance(source, CalibrationData):
         return source
     shape = tuple(model.inputs[0].shape[1:])
@@ -82,7 +103,7 @@ def calibration_inputs(model: keras.Model, source=None, samples: int = 64, seed:
     if isinstance(source, (str, os.PathLike)):
         path = os.fspath(source)
         if os.path.isdir(path):
-            x, what = _images(path, shape), f"images in {path}"
+            x, what = _images(path, shape)
         elif path.endswith(".npz") and os.path.isfile(path):
             x, what = _npz(path), path
         else:
@@ -161,16 +182,65 @@ def _check_npy_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo) -> None:
                          f"holds {max(info.file_size - header, 0):,}")
 
 
-def _images(path: str, shape: tuple) -> np.ndarray:
+def _images(path: str, shape: tuple) -> tuple:
+    """``(images, what)``: at most as many images of directory ``path`` as fit in
+    :data:`MAX_NPZ_ARRAY_BYTES` at the input ``shape``, each checked first (a regular
+    file, a readable header, at most :data:`MAX_IMAGE_PIXELS`), then decoded and resized
+    by ``keras.utils.image_dataset_from_directory``."""
     channels = shape[-1]
     mode = {1: "grayscale", 3: "rgb", 4: "rgba"}.get(channels)
-    if mode is None or len(shape) != 3:
+    if mode is None or len(shape) != 3 or None in shape:
         raise ValueError(f"a directory of images fits a (height, width, 1/3/4) input, not "
                          f"{shape}")
+    files = image_files(path)
+    for name in files:
+        check_image(name)
+    room = max(MAX_NPZ_ARRAY_BYTES // (4 * math.prod(shape)), 1)
+    batch = 64
     dataset = keras.utils.image_dataset_from_directory(
         path, labels=None, image_size=shape[:2], color_mode=mode, shuffle=False,
-        batch_size=64, verbose=False)
-    return np.concatenate([np.asarray(batch) for batch in dataset])
+        batch_size=batch, verbose=False)
+    x = np.concatenate([np.asarray(b) for b in dataset.take(-(-room // batch))])[:room]
+    what = f"images in {path}"
+    if len(files) > len(x):
+        what += f", the first {len(x):,} of {len(files):,} (as many as fit in " \
+                f"{MAX_NPZ_ARRAY_BYTES // 2 ** 20:,} MiB)"
+    return x, what
+
+
+def image_files(path: str) -> list:
+    """The image files under directory ``path`` that Keras' image loader reads (every
+    sub-directory, links to directories not followed), sorted."""
+    found = []
+    for root, dirs, names in os.walk(path):
+        dirs.sort()
+        found += [os.path.join(root, n) for n in sorted(names)
+                  if n.lower().endswith(IMAGE_SUFFIXES)]
+    if not found:
+        raise ValueError(f"{path}: no images ({', '.join(IMAGE_SUFFIXES)}) in the directory")
+    return found
+
+
+def check_image(name: str) -> None:
+    """Refuse, from its header alone, an image that is not a regular file, cannot be
+    identified, or has more than :data:`MAX_IMAGE_PIXELS` pixels (a few kilobytes of PNG
+    can declare a 100,000 × 100,000 image that decodes to 30 GB)."""
+    from PIL import Image, UnidentifiedImageError
+
+    from keras_cnnkit.io_guard import require_regular_file
+    require_regular_file(name, "image", error=lambda path, problem: ValueError(
+        f"{path}: {problem}"))
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(name) as image:   # reads the header, decodes nothing
+                width, height = image.size
+    except (UnidentifiedImageError, OSError, ValueError,
+            Image.DecompressionBombError) as exc:
+        raise ValueError(f"{name}: not a readable image ({exc})") from None
+    if width * height > MAX_IMAGE_PIXELS:
+        raise ValueError(f"{name}: a {width:,} × {height:,} image ({width * height:,} "
+                         f"pixels), over the {MAX_IMAGE_PIXELS:,} read")
 
 
 def relative_error(approx, exact) -> float:
