@@ -221,3 +221,36 @@ def test_a_library_that_is_not_installed_says_so(library_files, monkeypatch):
                         lambda name, *a: None if name == "kimm" else real(name, *a))
     with pytest.raises(ModelFileError, match="install kimm to lint it"):
         load_graph(path)
+
+
+def test_library_model_lints_without_tensorflow_start_up_lines(library_files):
+    """A fresh ``cnnkit-lint`` on a kimm file builds it with Keras: TensorFlow's start-up
+    lines (``I0000 ... oneDNN``, ``cuInit``) stay off stderr, as for every other file."""
+    import os
+    import subprocess
+    import sys
+
+    _, path = library_files["kimm"]
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    run = subprocess.run([sys.executable, "-m", "keras_cnnkit", path, "--no-config", "-q"],
+                         capture_output=True, text=True, env=env, timeout=300, check=False)
+    assert run.returncode in (0, 1), run.stderr
+    assert run.stderr == "", run.stderr
+
+
+def test_a_library_that_fails_to_import_is_one_line(library_files, monkeypatch):
+    """An installed library whose import fails (a broken install): the file is not at
+    fault, the error says so in one line (was "unexpected ImportError ... please report
+    it")."""
+    _, path = library_files["kimm"]
+    real = importlib.import_module
+
+    def broken(name, *args, **kwargs):
+        if name == "kimm":
+            raise ImportError("libsomething.so: cannot open shared object file")
+        return real(name, *args, **kwargs)
+    monkeypatch.setattr(importlib, "import_module", broken)
+    with pytest.raises(ModelFileError, match=r"a kimm model \(LCNet050\), but the installed "
+                                             r"kimm cannot be imported \(ImportError: "
+                                             r"libsomething\.so"):
+        lint(path)

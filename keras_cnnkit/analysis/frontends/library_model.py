@@ -137,7 +137,13 @@ def _model_class(path: str, library: Library, config: dict):
     class_name = config.get("class_name")
     if not isinstance(class_name, str) or not class_name.isidentifier():
         raise ModelFileError(path, f"bad top-level class name {str(class_name)[:60]!r}")
-    package = importlib.import_module(library.package)
+    try:
+        package = importlib.import_module(library.package)
+    except Exception as exc:  # pylint: disable=broad-exception-caught
+        # a broken install fails its import in any way: the file is not at fault
+        raise ModelFileError(path, f"a {library.distribution} model ({class_name}), but the "
+                                   f"installed {library.distribution} cannot be imported "
+                                   f"({type(exc).__name__}: {str(exc)[:200]})") from None
     namespace = getattr(package, library.namespace, None)
     cls = getattr(namespace, class_name, None) if namespace is not None else None
     if not isinstance(cls, type) or not issubclass(cls, keras.Model) or \
@@ -193,6 +199,8 @@ def load_library_model(path: str, library: Library, config: dict,
     ``stored``: the number of weight values the file stores (``None`` without weights),
     compared with the built model's parameters.
     """
+    from keras_cnnkit.console import import_keras
+    import_keras()    # without TensorFlow's start-up lines on stderr
     from keras_cnnkit.analysis.frontends.keras_live import graph_from_keras
 
     model, version = build_model(path, library, config)
