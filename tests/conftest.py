@@ -155,9 +155,29 @@ def _freeze_survivors() -> None:
     gc.freeze()
 
 
-def pytest_collection_finish(session):  # pylint: disable=unused-argument
-    """Freeze what collection imported (see ``_freeze_survivors``)."""
+#: The processes that selected test modules started at the end of collection.
+_STARTED_EARLY = []
+
+
+def pytest_collection_finish(session):
+    """Freeze what collection imported (see ``_freeze_survivors``); then each selected
+    test module that defines ``start_early()`` starts its long subprocess, to run on
+    the machine's other core while the tests before it run (``test_code_quality.py``:
+    pylint)."""
     _freeze_survivors()
+    modules = dict.fromkeys(getattr(item, "module", None) for item in session.items)
+    for module in modules:
+        start = getattr(module, "start_early", None)
+        if start is not None:
+            _STARTED_EARLY.append(start())
+
+
+def pytest_sessionfinish(session, exitstatus):  # pylint: disable=unused-argument
+    """Stop what was started early and still runs (a run cut short by -x or Ctrl-C)."""
+    for proc in _STARTED_EARLY:
+        if proc is not None and proc.poll() is None:
+            proc.kill()
+            proc.wait()
 
 
 @pytest.hookimpl(hookwrapper=True)
