@@ -134,6 +134,61 @@ def pytest_report_header(config):  # pylint: disable=unused-argument
         f"{name} ({', '.join(missing)})" for name, missing in _SKIPPED.items())]
 
 
+def _freeze_survivors() -> None:
+    """Collect, then move every surviving object out of the garbage collector's view.
+
+    A full collection walks every tracked object: 0.5-1 s a time on the 2-core CI
+    machine once TensorFlow, Keras and ONNX are imported (some 460,000 objects), and
+    more as earlier tests leave traced graphs behind (TensorFlow keeps a model's
+    ``one_step_on_data`` graphs after the model is gone).  ``fresh_keras_session``
+    collects twice per test and each automatic generation-2 collection walks them all
+    again.  Frozen, they are skipped; everything made later (the tests' models
+    included) is collected as before.  Only what survives a full collection is frozen,
+    at points where it lives on: after collection (imported modules) and after each
+    test module, once its module-scoped fixtures are gone.  (Should a frozen object be
+    dropped later, reference counting still frees it; only a reference cycle among
+    frozen objects would stay until the process ends.)
+    """
+    import gc
+
+    gc.collect()
+    gc.freeze()
+
+
+#: The processes that selected test modules started at the end of collection.
+_STARTED_EARLY = []
+
+
+def pytest_collection_finish(session):
+    """Freeze what collection imported (see ``_freeze_survivors``); then each selected
+    test module that defines ``start_early()`` starts its long subprocess, to run on
+    the machine's other core while the tests before it run (``test_code_quality.py``:
+    pylint)."""
+    _freeze_survivors()
+    modules = dict.fromkeys(getattr(item, "module", None) for item in session.items)
+    for module in modules:
+        start = getattr(module, "start_early", None)
+        if start is not None:
+            _STARTED_EARLY.append(start())
+
+
+def pytest_sessionfinish(session, exitstatus):  # pylint: disable=unused-argument
+    """Stop what was started early and still runs (a run cut short by -x or Ctrl-C)."""
+    for proc in _STARTED_EARLY:
+        if proc is not None and proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_teardown(item, nextitem):
+    """After a test module's last test and its module-scoped fixtures' teardown, freeze
+    what survives (see ``_freeze_survivors``)."""
+    yield
+    if nextitem is None or nextitem.path != item.path:
+        _freeze_survivors()
+
+
 @pytest.fixture
 def fresh_keras_session():
     """Free a test's models and traced functions afterwards (for modules that build many

@@ -31,7 +31,9 @@ pytest.importorskip("onnxruntime")
 from keras import layers as L  # noqa: E402  pylint: disable=wrong-import-position
 
 from onnx_utils import randomize  # noqa: E402  pylint: disable=C0413,wrong-import-order
+from keras_cnnkit import progress  # noqa: E402  pylint: disable=C0413
 from keras_cnnkit.errors import ModelFileError  # noqa: E402  pylint: disable=C0413
+from keras_cnnkit.export import main as export_main  # noqa: E402  pylint: disable=C0413
 from keras_cnnkit.export import layerwise  # noqa: E402  pylint: disable=C0413
 from keras_cnnkit.export.direct import export_file  # noqa: E402  pylint: disable=C0413
 from keras_cnnkit.export.verify import (  # noqa: E402  pylint: disable=C0413
@@ -448,18 +450,29 @@ def _evil_regularizer(config):
 
 
 @AGNOSTIC
-@pytest.mark.parametrize("edit", [_evil_initializer, _evil_regularizer])
-def test_hostile_config_cli_exit_2_nothing_written(tmp_path, edit):
+@pytest.mark.parametrize("edit,in_process", [
+    pytest.param(_evil_initializer, False, id="_evil_initializer"),
+    pytest.param(_evil_regularizer, True, id="_evil_regularizer")])
+def test_hostile_config_cli_exit_2_nothing_written(tmp_path, edit, in_process, capsys,
+                                                   monkeypatch):
     """The static reader takes these (a conv is a conv); building the layer from its
-    config refuses them: exit 2, one line, no output."""
+    config refuses them: exit 2, one line, no output.  The initializer case runs
+    ``cnnkit-export`` in a process of its own; the regularizer case calls the same
+    ``main`` here (the refusal is the same code; a second interpreter adds nothing)."""
     path = _small_file(tmp_path, edit)
-    proc = subprocess.run([sys.executable, "-m", "keras_cnnkit.export", path, "-o",
-                           str(tmp_path / "m.onnx"), "--via", "ir", "-q"], cwd=tmp_path,
-                          capture_output=True, text=True, check=False, timeout=300,
-                          env=_subprocess_env())
-    assert proc.returncode == 2, proc.stderr
-    lines = [ln for ln in proc.stderr.strip().splitlines() if ln.startswith("cnnkit-export")]
-    assert len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr
+    argv = [path, "-o", str(tmp_path / "m.onnx"), "--via", "ir", "-q"]
+    if in_process:
+        monkeypatch.chdir(tmp_path)
+        monkeypatch.setattr(progress, "_QUIET", progress._QUIET)  # pylint: disable=protected-access
+        code, stderr = export_main(argv), capsys.readouterr().err
+    else:
+        proc = subprocess.run([sys.executable, "-m", "keras_cnnkit.export", *argv],
+                              cwd=tmp_path, capture_output=True, text=True, check=False,
+                              timeout=300, env=_subprocess_env())
+        code, stderr = proc.returncode, proc.stderr
+    assert code == 2, stderr
+    lines = [ln for ln in stderr.strip().splitlines() if ln.startswith("cnnkit-export")]
+    assert len(lines) == 1 and "Traceback" not in stderr, stderr
     assert "layer 'conv' (Conv2D) cannot be built from its config" in lines[0]
     assert sorted(os.listdir(tmp_path)) == ["m.keras"]
 

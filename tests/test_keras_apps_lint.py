@@ -46,9 +46,10 @@ def build(name):
     return getattr(keras.applications, name)(**kwargs)
 
 
-@functools.lru_cache(maxsize=1)
+@functools.lru_cache(maxsize=2)
 def cached(name):
-    """The last model built (several tests look at the same one)."""
+    """The last two models built (several tests look at the same one, and the fast
+    tests alternate between MobileNetV2 and ResNet50)."""
     keras.backend.clear_session()
     gc.collect()
     return build(name)
