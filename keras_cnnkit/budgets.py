@@ -46,8 +46,9 @@ budget                 default           what it bounds
 ``max-params``         1,000,000,000     parameters of a model that ``--fix``,
                                          ``--benchmark`` or ``cnnkit-export`` hands to Keras
                                          (real: 350 million, ConvNeXtXLarge)
-``max-input-values``   67,108,864        values of one sample of a model input that
+``max-input-values``   67,108,864        values of one sample of a model's inputs that
                                          ``--fix`` or ``cnnkit-export`` hands to Keras
+                                         or draws to verify an export
                                          (2**26, a 4,730 × 4,730 RGB image; real:
                                          1,080,000, EfficientNetB7's 600 × 600 × 3; a
                                          declared 10⁹ × 10⁹ input crashed tf2onnx)

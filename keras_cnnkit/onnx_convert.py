@@ -52,9 +52,6 @@ VERIFY_SIZE = 32
 
 #: Batch size of the verification input.
 VERIFY_BATCH = 2
-#: Largest random input drawn to verify an export (all inputs together), in bytes: a
-#: declared input of 10⁹ × 10⁹ pixels is refused here, not allocated.
-MAX_VERIFY_INPUT_BYTES = 2 ** 28
 
 #: Protobuf's limit on one serialised message; larger models cannot be written inline.
 _PROTOBUF_LIMIT = 2 ** 31 - 1
@@ -316,20 +313,25 @@ def verification_inputs(proto, seed: int = 0) -> dict:
     import numpy as np
     from onnx import helper
 
+    from keras_cnnkit.budgets import current
+
     rng = np.random.default_rng(seed)
     feeds, total = {}, 0
+    limit = current().max_input_values
     for value in proto.graph.input:
         tensor_type = value.type.tensor_type
         dims = [d.dim_value if d.HasField("dim_value") else None
                 for d in tensor_type.shape.dim]
         shape = [VERIFY_BATCH if i == 0 else (d or VERIFY_SIZE) for i, d in enumerate(dims)]
         dtype = np.dtype(helper.tensor_dtype_to_np_dtype(tensor_type.elem_type))
-        total += math.prod(shape) * dtype.itemsize
-        if total > MAX_VERIFY_INPUT_BYTES:
+        # checked before anything is drawn: a declared 10⁹ × 10⁹ input is never allocated
+        total += math.prod(shape[1:])
+        if total > limit:
             raise VerificationInputError(
-                f"verifying it would draw {total:,} bytes of random input (input "
-                f"{value.name!r} of shape {shape}), over the {MAX_VERIFY_INPUT_BYTES:,} "
-                "drawn; export it with --no-verify")
+                f"verifying it would draw inputs of {total:,} values a sample (input "
+                f"{value.name!r} of shape {shape}), over budget max-input-values "
+                f"{limit:,}; raise it with --budget max-input-values=N, or export it with "
+                "--no-verify")
         if np.issubdtype(dtype, np.integer):
             feeds[value.name] = rng.integers(0, 2, size=shape).astype(dtype)
         else:

@@ -314,8 +314,17 @@ def test_verification_inputs_are_bounded():
                               [helper.make_tensor_value_info("x", TensorProto.FLOAT,
                                                              [None, 3, 10 ** 5, 10 ** 5])],
                               [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)])
-    with pytest.raises(VerificationInputError, match="--no-verify"):
+    with pytest.raises(VerificationInputError, match="over budget max-input-values "
+                                                     "67,108,864.*--no-verify"):
         verification_inputs(helper.make_model(graph))
+    small = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "g",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT,
+                                                             [None, 3, 100, 100])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)])
+    assert verification_inputs(helper.make_model(small))["x"].shape == (2, 3, 100, 100)
+    with budgets.using(max_input_values=29_999):    # 3 × 100 × 100 = 30,000 a sample
+        with pytest.raises(VerificationInputError, match="30,000 values a sample"):
+            verification_inputs(helper.make_model(small))
 
 
 def test_onnx_constant_claiming_external_data_is_not_read(tmp_path):
