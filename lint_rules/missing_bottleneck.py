@@ -65,11 +65,14 @@ class MissingBottleneck(Rule):
     * patchify convs (stride = kernel: ViT's patch embedding, ConvNeXt's 2×2
       downsampling), 1×n / n×1 kernels (already factorised), and a conv spanning its
       whole input map (a dense head: ``flatten-dense-head`` reports it);
-    * the stem: the chain of full convs from the image input up to the first pooling,
-      merge or fork (PP-HGNet's 3→48→48→96, ResNet-D's three 3×3s), as
-      ``depthwise-separable-candidate`` exempts it.  The stem builds the network's first
-      features up from RGB; a 1×1 reduction there would squeeze the map the conv before
-      has just widened (ResNet-D's and PP-HGNet's deep stems have none).
+    * the widening convs of the stem: the chain of full convs from the image input up
+      to the first pooling, merge or fork (PP-HGNet's 3→48→48→96, ResNet-D's three
+      3×3s), as ``depthwise-separable-candidate`` exempts it, where a conv has more
+      output channels than input channels.  Those build the network's first features
+      up from RGB; a 1×1 reduction there would squeeze the map the conv before has just
+      widened (ResNet-D's and PP-HGNet's deep stems have none).  A stem conv that keeps
+      its width (a 64→64 5×5 right after a 1→64 first conv) is a body conv like any
+      other.
 
     The look-back is structural: a k×k fed by a concatenation of reduced branches and
     one unreduced tensor still counts as unreduced.
@@ -116,7 +119,8 @@ class MissingBottleneck(Rule):
             if not is_spatial_conv(node) or node.output_shape is None:
                 continue
             c_in, c_out = node.attrs["in_channels"], node.attrs["filters"]
-            if min(c_in, c_out) < self.min_channels or reduced[node.name] or node.name in stem:
+            if min(c_in, c_out) < self.min_channels or reduced[node.name] or (
+                    node.name in stem and c_out > c_in):
                 continue
             if _intended(graph, node):
                 continue

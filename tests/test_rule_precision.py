@@ -170,6 +170,20 @@ def test_bottleneck_silent_on_the_stem():
     assert set(found(deep_stem_model(64), "missing-bottleneck")) == {"stem_2", "stage_conv"}
 
 
+def test_bottleneck_found_on_a_stem_conv_that_keeps_its_width():
+    """Before the first pooling, a 5×5 64→64 after the 1→64 first conv keeps its width:
+    not one of the convs that build the first features up from the image, so it is
+    found where the rule allows a 16-wide bottleneck (``min_width=16``, as
+    ``examples/keep_weights.py`` lints its digits CNN: 1×1 to 16, 5×5 16→16, 1×1 back)."""
+    x = keras.Input((8, 8, 1))
+    y = L.Conv2D(64, 3, padding="same", activation="relu", name="first")(x)
+    y = L.Conv2D(64, 5, padding="same", activation="relu", name="conv5x5")(y)
+    y = L.MaxPooling2D(2)(y)
+    (finding,) = found(keras.Model(x, y), "missing-bottleneck", min_width=16).values()
+    assert finding.layer == "conv5x5"
+    assert finding.params_before == 25 * 64 * 64 + 64
+
+
 # --- flatten-dense-head ------------------------------------------------------------------------
 
 def test_vgg16_fc1_found_as_dense_and_as_conv():
